@@ -1,0 +1,56 @@
+// The evalbox CLI: one subcommand per process or tool. Exit codes: 0 ok, 1 failed, 2 bad usage.
+// A stack trace is printed only when DEBUG is set.
+import { UsageError, type Command } from './args.js';
+import { keysCommand } from './keys.js';
+import { migrateCommand } from './migrate.js';
+import { stackCommand } from './stack.js';
+
+/** Long-running processes are loaded only when asked for, so tools start fast. */
+function lazy(name: string, summary: string, load: () => Promise<Command>): Command {
+  return {
+    name,
+    summary,
+    help: '',
+    run: async (argv) => (await load()).run(argv),
+  };
+}
+
+export const commands: Command[] = [
+  stackCommand,
+  migrateCommand,
+  keysCommand,
+  lazy('api', 'run the ingest REST API', async () => (await import('../api/command.js')).apiCommand),
+];
+
+function usage(): string {
+  const width = Math.max(...commands.map((c) => c.name.length));
+  return `Usage: evalbox <command> [options]    (evalbox <command> --help for details)
+
+Commands:
+${commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join('\n')}
+
+Configuration comes from EVALBOX_* environment variables, DATABASE_URL and KAFKA_BROKERS;
+flags override them.`;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(`${usage()}\n`);
+    return name ? 0 : 2;
+  }
+  const command = commands.find((c) => c.name === name);
+  if (!command) {
+    process.stderr.write(`evalbox: unknown command "${name}"\n\n${usage()}\n`);
+    return 2;
+  }
+  try {
+    return await command.run(rest);
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    process.stderr.write(`evalbox ${name}: ${message}\n`);
+    if (process.env.DEBUG && error instanceof Error) process.stderr.write(`${error.stack}\n`);
+    if (error instanceof UsageError) return 2;
+    return 1;
+  }
+}

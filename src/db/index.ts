@@ -1,0 +1,48 @@
+// The database handle every process shares: one pg Pool wrapped by Kysely.
+import { Kysely, PostgresDialect, Migrator, type MigrationResult } from 'kysely';
+import pg from 'pg';
+import { migrations } from '../../db/migrations/index.js';
+import type { Database } from './types.js';
+
+export type { Database } from './types.js';
+export type Db = Kysely<Database>;
+
+// bigint (int8) and numeric come back as strings by default; keep int8 as string to avoid
+// silent precision loss on seq values, but parse counts where the query casts them to int.
+
+export interface DbHandle {
+  db: Db;
+  pool: pg.Pool;
+  close(): Promise<void>;
+}
+
+export function createDb(databaseUrl: string, options: { max?: number; applicationName?: string } = {}): DbHandle {
+  const pool = new pg.Pool({
+    connectionString: databaseUrl,
+    max: options.max ?? 10,
+    application_name: options.applicationName ?? 'evalbox',
+    connectionTimeoutMillis: 10_000,
+  });
+  // An idle client that loses its connection must not crash the process; the pool replaces it.
+  pool.on('error', () => {});
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  return {
+    db,
+    pool,
+    // Kysely's destroy ends the pool it was given.
+    close: () => db.destroy(),
+  };
+}
+
+export interface MigrateOutcome {
+  error?: unknown;
+  results: MigrationResult[];
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the migrator works on any schema
+/** Applies pending migrations in one transaction under Kysely's advisory lock. */
+export async function migrateToLatest(db: Kysely<any>): Promise<MigrateOutcome> {
+  const migrator = new Migrator({ db, provider: { getMigrations: async () => migrations } });
+  const { error, results } = await migrator.migrateToLatest();
+  return { error, results: results ?? [] };
+}

@@ -1,0 +1,116 @@
+// Kysely table types for the schema in db/migrations.
+import type { ColumnType, Generated } from 'kysely';
+
+export type EvaluationStatus = 'PENDING' | 'SCORED' | 'PARTIALLY_SCORED' | 'SCORING_FAILED';
+export type ScoreStatus = 'PENDING' | 'COMPLETED' | 'SKIPPED' | 'ERROR';
+
+type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
+type Json<T = unknown> = ColumnType<T, string, string>;
+
+export interface ApiKeysTable {
+  id: string;
+  application_id: string;
+  key_hash: Buffer;
+  prefix: string;
+  created_at: Timestamp;
+  revoked_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+}
+
+export interface EvaluationsTable {
+  id: string;
+  application_id: string;
+  model_id: string | null;
+  prompt: string;
+  response: string;
+  context: Json<string | string[] | null> | null;
+  reference: string | null;
+  metadata: Json<Record<string, unknown>>;
+  dimensions: string[];
+  status: ColumnType<EvaluationStatus, EvaluationStatus | undefined, EvaluationStatus>;
+  idempotency_key: string | null;
+  created_at: Timestamp;
+  scored_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+}
+
+export interface ScoresTable {
+  evaluation_id: string;
+  dimension: string;
+  value: number | null;
+  label: string | null;
+  raw_value: number | null;
+  direction: 'higher_is_better' | 'lower_is_better' | null;
+  reasoning: string | null;
+  source: 'LLM_JUDGE' | 'HEURISTIC';
+  scorer_name: string;
+  scorer_version: string;
+  judge_model: string | null;
+  prompt_hash: string | null;
+  status: ScoreStatus;
+  error_code: string | null;
+  attempts: ColumnType<number, number | undefined, number>;
+  input_tokens: number | null;
+  output_tokens: number | null;
+  latency_ms: number | null;
+  cost_usd: ColumnType<string | null, string | number | null | undefined, string | number | null>;
+  cache_hit: ColumnType<boolean, boolean | undefined, boolean>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface OutboxTable {
+  id: string;
+  seq: Generated<string>;
+  xid: Generated<string>;
+  shard: number;
+  topic: string;
+  key: string;
+  type: string;
+  source: string;
+  headers: Json<Record<string, string>>;
+  payload: Json<unknown>;
+  created_at: Timestamp;
+}
+
+export interface OutboxSettingsTable {
+  singleton: Generated<boolean>;
+  shards: number;
+  notify: boolean;
+}
+
+export interface RelayLeasesTable {
+  shard: number;
+  owner: string | null;
+  epoch: ColumnType<string, string | number | undefined, string | number>;
+  expires_at: Timestamp;
+  cursor_xid: ColumnType<string, string | undefined, string>;
+  cursor_seq: ColumnType<string, string | number | undefined, string | number>;
+  published_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+}
+
+export interface OutboxParkedTable {
+  id: string;
+  seq: string;
+  xid: string;
+  shard: number;
+  topic: string;
+  key: string;
+  type: string;
+  source: string;
+  headers: Json<Record<string, string>>;
+  payload: Json<unknown>;
+  created_at: Timestamp;
+  error_code: string;
+  error_message: string;
+  parked_at: Timestamp;
+  redriven_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+}
+
+export interface Database {
+  api_keys: ApiKeysTable;
+  evaluations: EvaluationsTable;
+  scores: ScoresTable;
+  outbox: OutboxTable;
+  outbox_settings: OutboxSettingsTable;
+  relay_leases: RelayLeasesTable;
+  outbox_parked: OutboxParkedTable;
+}

@@ -1,0 +1,52 @@
+// Prometheus metrics and the admin port every long-running process serves: /healthz, /readyz,
+// /metrics. Each process builds its own Registry (never prom-client's global one).
+import { serve, type ServerType } from '@hono/node-server';
+import { Hono } from 'hono';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+
+export function createRegistry(processName: string): Registry {
+  const registry = new Registry();
+  registry.setDefaultLabels({ process: processName });
+  collectDefaultMetrics({ register: registry });
+  return registry;
+}
+
+export interface AdminServer {
+  port: number;
+  close(): Promise<void>;
+}
+
+/** `ready` throws (or rejects) when the process cannot do its work, e.g. the database is down. */
+export function createAdminApp(registry: Registry, ready: () => Promise<void>): Hono {
+  const app = new Hono();
+  app.get('/healthz', (c) => c.json({ status: 'ok' }));
+  app.get('/readyz', async (c) => {
+    try {
+      await ready();
+      return c.json({ status: 'ready' });
+    } catch (error) {
+      return c.json({ status: 'not ready', reason: (error as Error).message }, 503);
+    }
+  });
+  app.get('/metrics', async (c) => c.body(await registry.metrics(), 200, { 'content-type': registry.contentType }));
+  return app;
+}
+
+export function listen(app: Hono, port: number, host: string): Promise<{ server: ServerType; port: number }> {
+  return new Promise((resolve, reject) => {
+    const server = serve({ fetch: app.fetch, port, hostname: host }, (info) => resolve({ server, port: info.port }));
+    server.once('error', reject);
+  });
+}
+
+export function closeServer(server: ServerType): Promise<void> {
+  return new Promise((resolve) => {
+    if ('closeIdleConnections' in server) (server as { closeIdleConnections(): void }).closeIdleConnections();
+    server.close(() => resolve());
+  });
+}
+
+export async function serveAdmin(registry: Registry, ready: () => Promise<void>, port: number, host: string): Promise<AdminServer> {
+  const { server, port: bound } = await listen(createAdminApp(registry, ready), port, host);
+  return { port: bound, close: () => closeServer(server) };
+}
