@@ -20,6 +20,8 @@ export const commands: Command[] = [
   migrateCommand,
   keysCommand,
   lazy('api', 'run the ingest REST API', async () => (await import('../api/command.js')).apiCommand),
+  lazy('relay', 'run the outbox relay daemon', async () => (await import('../../outbox-relay/command.js')).relayCommand),
+  lazy('outbox', 'inspect the outbox: backlog, oldest, throughput, key, parked, redrive', async () => (await import('./outbox.js')).outboxCommand),
 ];
 
 function usage(): string {
