@@ -22,6 +22,8 @@ export const commands: Command[] = [
   lazy('api', 'run the ingest REST API', async () => (await import('../api/command.js')).apiCommand),
   lazy('relay', 'run the outbox relay daemon', async () => (await import('../../outbox-relay/command.js')).relayCommand),
   lazy('outbox', 'inspect the outbox: backlog, oldest, throughput, key, parked, redrive', async () => (await import('./outbox.js')).outboxCommand),
+  lazy('scorer', 'run the scoring consumer group', async () => (await import('../../consumers/command.js')).scorerCommand),
+  lazy('dlt', 'list, show and redrive dead letters', async () => (await import('./dlt.js')).dltCommand),
 ];
 
 function usage(): string {
