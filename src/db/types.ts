@@ -28,6 +28,7 @@ export interface EvaluationsTable {
   dimensions: string[];
   status: ColumnType<EvaluationStatus, EvaluationStatus | undefined, EvaluationStatus>;
   idempotency_key: string | null;
+  xid: Generated<string>;
   created_at: Timestamp;
   scored_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
 }

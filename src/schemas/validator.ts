@@ -14,8 +14,11 @@ export function createAjv(): Ajv {
 
 export function toFieldErrors(errors: ErrorObject[] | null | undefined): FieldError[] {
   return (errors ?? []).map((e) => {
-    const missing = e.keyword === 'required' ? `/${(e.params as { missingProperty: string }).missingProperty}` : '';
-    return { pointer: `${e.instancePath}${missing}` || '/', detail: e.message ?? e.keyword };
+    // Point at the property itself for "missing" and "not allowed" errors.
+    const params = e.params as { missingProperty?: string; additionalProperty?: string };
+    const property = e.keyword === 'required' ? params.missingProperty : e.keyword === 'additionalProperties' ? params.additionalProperty : undefined;
+    const detail = e.keyword === 'additionalProperties' ? 'is not an allowed property' : (e.message ?? e.keyword);
+    return { pointer: `${e.instancePath}${property === undefined ? '' : `/${property}`}` || '/', detail };
   });
 }
 

@@ -1,0 +1,273 @@
+// The ingest API as a hono app. createApiApp(ctx) builds it from injected parts so tests can call
+// app.request() without a socket; src/api/command.ts is the composition root that serves it.
+import { Hono, type Context } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { Histogram, type Registry } from 'prom-client';
+import type { Config } from '../config.js';
+import type { Db } from '../db/index.js';
+import type { EvaluationStatus } from '../db/types.js';
+import type { DimensionRegistry } from '../dimensions.js';
+import { classifyPgError, EvalboxError, ValidationError, type FieldError } from '../errors.js';
+import type { Logger } from '../logging.js';
+import { batchRequestSchema, evaluationRequestSchema, type EvaluationRequest } from '../schemas/evaluation-request.js';
+import { assertValid, createAjv } from '../schemas/validator.js';
+import { bearerToken, type KeyResolver } from './auth.js';
+import { decodeCursor, encodeCursor, findEvaluation, ingestEvaluation, listEvaluationsPage, type IngestResult } from './evaluations.js';
+import { buildOpenApiDocument } from './openapi.js';
+import { PROBLEM_CONTENT_TYPE, ProblemError } from './problem.js';
+
+export interface ApiContext {
+  db: Db;
+  config: Config;
+  registry: Registry;
+  logger: Logger;
+  dimensions: DimensionRegistry;
+  keys: KeyResolver;
+  clock?: () => Date;
+}
+
+type Env = { Variables: { applicationId: string } };
+
+const STATUSES: EvaluationStatus[] = ['PENDING', 'SCORED', 'PARTIALLY_SCORED', 'SCORING_FAILED'];
+const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
+
+export function createApiApp(ctx: ApiContext): Hono<Env> {
+  const { db, config, logger, dimensions } = ctx;
+  const clock = ctx.clock ?? (() => new Date());
+  const ajv = createAjv();
+  const validateRequest = ajv.compile(evaluationRequestSchema);
+  const validateBatch = ajv.compile(batchRequestSchema);
+  const openapi = buildOpenApiDocument('1');
+  const duration = new Histogram({
+    name: 'http_request_duration_seconds',
+    help: 'HTTP request duration by route pattern, method and status.',
+    labelNames: ['route', 'method', 'status'],
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [ctx.registry],
+  });
+
+  const app = new Hono<Env>();
+
+  app.use('*', async (c, next) => {
+    const started = process.hrtime.bigint();
+    await next();
+    const route = c.res.status === 404 && !matched(c) ? 'unmatched' : c.req.routePath;
+    duration.observe({ route, method: c.req.method, status: String(c.res.status) }, Number(process.hrtime.bigint() - started) / 1e9);
+  });
+
+  app.onError((error, c) => {
+    if (error instanceof ProblemError) return problemResponse(c, error);
+    if (error instanceof ValidationError) return problemResponse(c, new ProblemError(400, error.message, { errors: error.errors }));
+    if (error instanceof EvalboxError && error.code === 'EVENT_TOO_LARGE') return problemResponse(c, new ProblemError(413, error.message));
+    const classified = classifyPgError(error);
+    if (classified.retryable) {
+      logger.warn({ err: classified }, 'database unavailable');
+      return problemResponse(c, new ProblemError(503, 'the database is unavailable; retry later', { headers: { 'retry-after': '1' } }));
+    }
+    logger.error({ err: error, route: c.req.routePath }, 'request failed');
+    return problemResponse(c, new ProblemError(500, 'internal error'));
+  });
+  app.notFound((c) => problemResponse(c, new ProblemError(404, `no route for ${c.req.method} ${c.req.path}`)));
+
+  app.get('/openapi.json', (c) => c.json(openapi));
+  app.get('/v1/dimensions', (c) =>
+    c.json({
+      defaults: dimensions.defaults,
+      items: dimensions.list().map((d) => ({
+        id: d.id,
+        name: d.name,
+        description: d.description,
+        scale: d.scale,
+        direction: d.direction,
+        requiredInputs: d.requiredInputs,
+        scorerKind: d.scorerKind,
+        scorerName: d.scorerName,
+        scorerVersion: d.scorerVersion,
+        samplingRate: d.samplingRate,
+      })),
+    }),
+  );
+
+  app.use('/v1/evaluations*', async (c, next) => {
+    const token = bearerToken(c.req.header('authorization'));
+    if (!token) throw new ProblemError(401, 'send an API key as Authorization: Bearer <key>', { headers: { 'www-authenticate': 'Bearer' } });
+    const applicationId = await ctx.keys.resolve(token);
+    if (!applicationId) throw new ProblemError(401, 'the API key is unknown or revoked', { headers: { 'www-authenticate': 'Bearer' } });
+    c.set('applicationId', applicationId);
+    await next();
+  });
+
+  const limitBody = bodyLimit({
+    maxSize: config.api.bodyLimitBytes,
+    onError: () => {
+      throw new ProblemError(413, `the body exceeds ${config.api.bodyLimitBytes} bytes`);
+    },
+  });
+
+  async function readJson(c: Context<Env>): Promise<unknown> {
+    const type = (c.req.header('content-type') ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
+    if (type !== 'application/json' && !/^application\/[\w.+-]+\+json$/.test(type)) {
+      throw new ProblemError(415, 'send the body as application/json');
+    }
+    const text = await c.req.text();
+    try {
+      return JSON.parse(text);
+    } catch (error) {
+      throw new ProblemError(400, `the body is not valid JSON: ${(error as Error).message}`, { errors: [{ pointer: '/', detail: 'not valid JSON' }] });
+    }
+  }
+
+  /** Validates one item against the schema and the dimensions registry. */
+  function toRequest(body: unknown, pointerPrefix = ''): { request: EvaluationRequest; dimensions: string[] } {
+    const request = assertValid<EvaluationRequest>(validateRequest, body, 'the evaluation');
+    const requested = request.dimensions ?? dimensions.defaults;
+    const unknown: FieldError[] = requested
+      .map((id, index) => ({ id, index }))
+      .filter(({ id }) => !dimensions.get(id))
+      .map(({ id, index }) => ({ pointer: `${pointerPrefix}/dimensions/${index}`, detail: `unknown dimension "${id}" (see GET /v1/dimensions)` }));
+    if (unknown.length > 0) throw new ValidationError('the evaluation names unknown dimensions', unknown);
+    return { request, dimensions: requested };
+  }
+
+  async function ingest(c: Context<Env>, body: unknown, idempotencyKey: string | undefined): Promise<IngestResult> {
+    const { request, dimensions: requested } = toRequest(body);
+    const traceparent = c.req.header('traceparent');
+    return ingestEvaluation(db, {
+      applicationId: c.get('applicationId'),
+      request,
+      dimensions: requested,
+      idempotencyKey: idempotencyKey ?? request.externalId,
+      traceparent: traceparent && TRACEPARENT.test(traceparent) ? traceparent : undefined,
+      eventsTopic: config.topics.events,
+      now: clock(),
+    });
+  }
+
+  const accepted = (result: IngestResult) => ({
+    evaluationId: result.evaluationId,
+    status: result.status,
+    dimensions: result.dimensions,
+    links: { self: `/v1/evaluations/${result.evaluationId}` },
+  });
+
+  app.post('/v1/evaluations', limitBody, async (c) => {
+    const idempotencyKey = c.req.header('idempotency-key');
+    if (idempotencyKey !== undefined && (idempotencyKey.length === 0 || idempotencyKey.length > 200)) {
+      throw new ProblemError(400, 'Idempotency-Key must be 1 to 200 characters', { errors: [{ pointer: 'header:Idempotency-Key', detail: 'length 1..200' }] });
+    }
+    const result = await ingest(c, await readJson(c), idempotencyKey);
+    if (result.replayed) c.header('idempotent-replayed', 'true');
+    c.header('location', `/v1/evaluations/${result.evaluationId}`);
+    return c.json(accepted(result), 202);
+  });
+
+  app.post('/v1/evaluations:batch', limitBody, async (c) => {
+    const body = assertValid<{ items: unknown[] }>(validateBatch, await readJson(c), 'the batch');
+    if (body.items.length > config.api.batchLimit) {
+      throw new ProblemError(400, `a batch holds at most ${config.api.batchLimit} items`, { errors: [{ pointer: '/items', detail: `more than ${config.api.batchLimit} items` }] });
+    }
+    // Each item is its own atomic write: one bad item does not reject the others.
+    const results = await Promise.all(
+      body.items.map(async (item, index) => {
+        try {
+          const result = await ingest(c, item, undefined);
+          return { index, status: 202, ...(result.replayed ? { replayed: true } : {}), body: accepted(result) };
+        } catch (error) {
+          if (error instanceof ValidationError) {
+            const errors = error.errors.map((e) => ({ pointer: `/items/${index}${e.pointer === '/' ? '' : e.pointer}`, detail: e.detail }));
+            return { index, status: 400, body: new ProblemError(400, error.message, { errors }).problem };
+          }
+          if (error instanceof EvalboxError && error.code === 'EVENT_TOO_LARGE') return { index, status: 413, body: new ProblemError(413, error.message).problem };
+          throw error;
+        }
+      }),
+    );
+    return c.json({ results }, 207);
+  });
+
+  app.get('/v1/evaluations/:id', async (c) => {
+    const found = await findEvaluation(db, c.get('applicationId'), c.req.param('id'));
+    if (!found) throw new ProblemError(404, 'no such evaluation');
+    const { evaluation: e, scores } = found;
+    return c.json({
+      evaluationId: e.id,
+      applicationId: e.application_id,
+      status: e.status,
+      modelId: e.model_id,
+      prompt: e.prompt,
+      response: e.response,
+      context: e.context,
+      reference: e.reference,
+      metadata: e.metadata,
+      dimensions: e.dimensions,
+      externalId: e.idempotency_key,
+      createdAt: e.created_at,
+      scoredAt: e.scored_at,
+      scores: scores.map((s) => ({
+        dimension: s.dimension,
+        status: s.status,
+        value: s.value,
+        label: s.label,
+        direction: s.direction,
+        reasoning: s.reasoning,
+        source: s.source,
+        scorerName: s.scorer_name,
+        scorerVersion: s.scorer_version,
+        judgeModel: s.judge_model,
+        errorCode: s.error_code,
+        attempts: s.attempts,
+        inputTokens: s.input_tokens,
+        outputTokens: s.output_tokens,
+        latencyMs: s.latency_ms,
+        costUsd: s.cost_usd === null ? null : Number(s.cost_usd),
+        cacheHit: s.cache_hit,
+        updatedAt: s.updated_at,
+      })),
+    });
+  });
+
+  app.get('/v1/evaluations', async (c) => {
+    const applicationId = c.get('applicationId');
+    const errors: FieldError[] = [];
+    const query = c.req.query();
+    // A key sees only its own application; naming another one finds nothing.
+    if (query.applicationId !== undefined && query.applicationId !== applicationId) throw new ProblemError(404, 'no such application');
+    const status = query.status;
+    if (status !== undefined && !STATUSES.includes(status as EvaluationStatus)) errors.push({ pointer: 'query:status', detail: `one of ${STATUSES.join(', ')}` });
+    const since = query.since === undefined ? undefined : new Date(query.since);
+    if (since && Number.isNaN(since.getTime())) errors.push({ pointer: 'query:since', detail: 'an RFC 3339 date-time' });
+    const limit = query.limit === undefined ? 50 : Number(query.limit);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 500) errors.push({ pointer: 'query:limit', detail: 'an integer from 1 to 500' });
+    const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor);
+    if (query.cursor !== undefined && !after) errors.push({ pointer: 'query:cursor', detail: 'a nextCursor returned by this endpoint' });
+    if (errors.length > 0) throw new ProblemError(400, 'invalid query parameters', { errors });
+    const page = await listEvaluationsPage(db, { applicationId, status: status as EvaluationStatus | undefined, since, after, limit });
+    return c.json({
+      items: page.items.map((e) => ({
+        evaluationId: e.id,
+        status: e.status,
+        modelId: e.model_id,
+        dimensions: e.dimensions,
+        externalId: e.idempotency_key,
+        createdAt: e.created_at,
+        scoredAt: e.scored_at,
+      })),
+      nextCursor: page.next ? encodeCursor(page.next) : null,
+      hasMore: page.hasMore,
+    });
+  });
+
+  return app;
+}
+
+function matched(c: Context): boolean {
+  return c.req.routePath !== '*' && c.req.routePath !== '/*';
+}
+
+function problemResponse(c: Context, error: ProblemError): Response {
+  const body = { ...error.problem, instance: c.req.path };
+  return new Response(JSON.stringify(body), {
+    status: error.problem.status,
+    headers: { 'content-type': PROBLEM_CONTENT_TYPE, ...error.headers },
+  });
+}

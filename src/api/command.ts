@@ -1,0 +1,77 @@
+// `evalbox api`: the composition root of the ingest API process. Builds its parts from the
+// validated config, serves the public and admin ports, and shuts down in LIFO order on SIGTERM.
+import { sql } from 'kysely';
+import { CONNECTION_HELP, CONNECTION_OPTIONS, parse, type Command } from '../cli/args.js';
+import { loadConfig, requireSetting } from '../config.js';
+import { createDb } from '../db/index.js';
+import { createDimensionRegistry } from '../dimensions.js';
+import { createLogger } from '../logging.js';
+import { closeServer, createRegistry, listen, serveAdmin } from '../metrics.js';
+import { createApiApp } from './app.js';
+import { createKeyResolver } from './auth.js';
+
+export const apiCommand: Command = {
+  name: 'api',
+  summary: 'run the ingest REST API',
+  help: `Usage: evalbox api [--port P] [--admin-port Q] [--host H]
+
+Serves POST /v1/evaluations, POST /v1/evaluations:batch, GET /v1/evaluations[/{id}],
+GET /v1/dimensions and GET /openapi.json on --port, and /healthz, /readyz, /metrics on
+--admin-port. SIGTERM stops intake, finishes in-flight requests and exits 0.
+
+Options (flags override the environment):
+  --port P            public port (env EVALBOX_API_PORT, default 8080; 0 picks a free port)
+  --admin-port Q      admin port (env EVALBOX_ADMIN_PORT; 0 = none)
+  --host H            interface to bind (env EVALBOX_HOST, default 127.0.0.1)
+  --body-limit BYTES  largest request body (env EVALBOX_API_BODY_LIMIT, default 1048576)
+  --batch-limit N     most items per batch (env EVALBOX_API_BATCH_LIMIT, default 100)
+  --topic-events T    topic of evaluation.created (env EVALBOX_TOPIC_EVENTS)
+  --pool-size N       database connections (env EVALBOX_API_POOL_SIZE, default 20)
+${CONNECTION_HELP}`,
+  async run(argv) {
+    const { values } = parse(argv, {
+      ...CONNECTION_OPTIONS,
+      port: { type: 'string' },
+      'admin-port': { type: 'string' },
+      host: { type: 'string' },
+      'body-limit': { type: 'string' },
+      'batch-limit': { type: 'string' },
+      'topic-events': { type: 'string' },
+      'pool-size': { type: 'string' },
+    });
+    if (values.help) {
+      process.stdout.write(`${this.help}\n`);
+      return 0;
+    }
+    const config = loadConfig(process.env, values);
+    const logger = createLogger({ level: config.logLevel, name: 'evalbox-api' });
+    const poolSize = Number(values['pool-size'] ?? process.env.EVALBOX_API_POOL_SIZE ?? 20);
+    const handle = createDb(requireSetting(config.databaseUrl, 'DATABASE_URL'), { max: poolSize, applicationName: 'evalbox-api' });
+    const registry = createRegistry('api');
+    const app = createApiApp({ db: handle.db, config, registry, logger, dimensions: createDimensionRegistry(), keys: createKeyResolver(handle.db) });
+
+    const releasers: (() => Promise<void>)[] = [() => handle.close()];
+    const { server, port } = await listen(app, config.api.port, config.host);
+    releasers.push(() => closeServer(server));
+    if (config.adminPort || values['admin-port'] !== undefined) {
+      const admin = await serveAdmin(registry, async () => void (await sql`SELECT 1`.execute(handle.db)), config.adminPort, config.host);
+      releasers.push(() => admin.close());
+      logger.info({ adminPort: admin.port }, 'admin port listening');
+    }
+    logger.info({ port, host: config.host }, 'api listening');
+    // A line on stdout for scripts that start the API on port 0.
+    process.stdout.write(`evalbox api listening on http://${config.host}:${port}\n`);
+
+    await new Promise<void>((resolve) => {
+      const stop = (signal: string) => {
+        logger.info({ signal }, 'shutting down');
+        resolve();
+      };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+    });
+    // LIFO: stop intake (admin, then public server, which waits for in-flight requests), then the pool.
+    for (const release of releasers.reverse()) await release();
+    return 0;
+  },
+};

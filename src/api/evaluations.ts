@@ -1,0 +1,156 @@
+// The API's database work: the one-statement ingest (evaluation row + outbox event), reads, and
+// stable keyset pagination below the snapshot horizon.
+import { sql } from 'kysely';
+import type { Db } from '../db/index.js';
+import type { EvaluationStatus } from '../db/types.js';
+import { EVENT_TYPES, encodeEventPayload, type OutboxEvent } from '../events.js';
+import { uuidv7 } from '../ids.js';
+import { EVENT_SCHEMA_VERSION, type EvaluationCreatedData } from '../schemas/events.js';
+import type { EvaluationRequest } from '../schemas/evaluation-request.js';
+
+export const EVENT_SOURCE = '/evalbox/api';
+
+export interface IngestInput {
+  applicationId: string;
+  request: EvaluationRequest;
+  dimensions: string[];
+  idempotencyKey: string | undefined;
+  traceparent: string | undefined;
+  eventsTopic: string;
+  now: Date;
+}
+
+export interface IngestResult {
+  evaluationId: string;
+  status: EvaluationStatus;
+  dimensions: string[];
+  /** True when an earlier request with the same idempotency key created the evaluation. */
+  replayed: boolean;
+}
+
+/**
+ * Writes the evaluation row and its evaluation.created outbox row in ONE statement: a
+ * data-modifying CTE is atomic (one implicit transaction) and costs one round trip instead of
+ * four (BEGIN, two INSERTs, COMMIT). On an idempotency-key conflict nothing is inserted, the
+ * outbox insert sees no row, and the existing evaluation is returned instead.
+ */
+export async function ingestEvaluation(db: Db, input: IngestInput): Promise<IngestResult> {
+  const { request, applicationId } = input;
+  const evaluationId = uuidv7(input.now.getTime());
+  const data: EvaluationCreatedData = {
+    schemaVersion: EVENT_SCHEMA_VERSION,
+    evaluationId,
+    applicationId,
+    modelId: request.modelId ?? null,
+    prompt: request.prompt,
+    response: request.response,
+    context: request.context ?? null,
+    reference: request.reference ?? null,
+    metadata: request.metadata ?? {},
+    dimensions: input.dimensions,
+    createdAt: input.now.toISOString(),
+  };
+  const event: OutboxEvent = {
+    topic: input.eventsTopic,
+    key: applicationId,
+    type: EVENT_TYPES.evaluationCreated,
+    source: EVENT_SOURCE,
+    data,
+    headers: input.traceparent ? { traceparent: input.traceparent } : {},
+  };
+  const payload = encodeEventPayload(event);
+  const inserted = await sql<{ id: string }>`
+    WITH evaluation AS (
+      INSERT INTO evaluations (id, application_id, model_id, prompt, response, context, reference, metadata, dimensions, idempotency_key, created_at)
+      VALUES (${evaluationId}, ${applicationId}, ${data.modelId}, ${data.prompt}, ${data.response},
+              ${data.context === null ? null : JSON.stringify(data.context)}::jsonb, ${data.reference},
+              ${JSON.stringify(data.metadata)}::jsonb, ${input.dimensions}::text[], ${input.idempotencyKey ?? null}, ${input.now})
+      ON CONFLICT (application_id, idempotency_key) DO NOTHING
+      RETURNING id
+    ), event AS (
+      INSERT INTO outbox (id, shard, topic, key, type, source, headers, payload, created_at)
+      SELECT ${uuidv7(input.now.getTime())}, outbox_shard_of(${applicationId}), ${event.topic}, ${applicationId}, ${event.type}, ${event.source},
+             ${JSON.stringify(event.headers)}::jsonb, ${payload}::jsonb, ${input.now}
+      FROM evaluation
+    )
+    SELECT id FROM evaluation`.execute(db);
+  if (inserted.rows.length === 1) {
+    return { evaluationId, status: 'PENDING', dimensions: input.dimensions, replayed: false };
+  }
+  // The conflicting insert has committed (ON CONFLICT waited for it), so a new statement sees it.
+  const existing = await db
+    .selectFrom('evaluations')
+    .select(['id', 'status', 'dimensions'])
+    .where('application_id', '=', applicationId)
+    .where('idempotency_key', '=', input.idempotencyKey ?? '')
+    .executeTakeFirstOrThrow();
+  return { evaluationId: existing.id, status: existing.status, dimensions: existing.dimensions, replayed: true };
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export async function findEvaluation(db: Db, applicationId: string, id: string) {
+  if (!UUID.test(id)) return undefined;
+  const evaluation = await db
+    .selectFrom('evaluations')
+    .select(['id', 'application_id', 'model_id', 'prompt', 'response', 'context', 'reference', 'metadata', 'dimensions', 'status', 'idempotency_key', 'created_at', 'scored_at'])
+    .where('id', '=', id)
+    .where('application_id', '=', applicationId)
+    .executeTakeFirst();
+  if (!evaluation) return undefined;
+  const scores = await db
+    .selectFrom('scores')
+    .select(['dimension', 'status', 'value', 'label', 'direction', 'reasoning', 'source', 'scorer_name', 'scorer_version', 'judge_model', 'error_code', 'attempts', 'input_tokens', 'output_tokens', 'latency_ms', 'cost_usd', 'cache_hit', 'updated_at'])
+    .where('evaluation_id', '=', id)
+    .orderBy('dimension')
+    .execute();
+  return { evaluation, scores };
+}
+
+export interface PageQuery {
+  applicationId: string;
+  status?: EvaluationStatus;
+  since?: Date;
+  after?: { xid: string; id: string };
+  limit: number;
+}
+
+/**
+ * One page in (xid, id) order, only below the snapshot horizon: every transaction that could
+ * still commit a row has an xid >= pg_snapshot_xmin, so a row can never appear behind a page a
+ * client already read. Rows of transactions still in flight show up on a later page.
+ */
+export async function listEvaluationsPage(db: Db, query: PageQuery) {
+  let q = db
+    .selectFrom('evaluations')
+    .select(['id', 'model_id', 'dimensions', 'status', 'idempotency_key', 'created_at', 'scored_at', sql<string>`xid::text`.as('xid_text')])
+    .where('application_id', '=', query.applicationId)
+    .where(sql<boolean>`xid < pg_snapshot_xmin(pg_current_snapshot())`);
+  if (query.status) q = q.where('status', '=', query.status);
+  if (query.since) q = q.where('created_at', '>=', query.since);
+  if (query.after) q = q.where(sql<boolean>`(xid, id) > (${query.after.xid}::xid8, ${query.after.id}::uuid)`);
+  const rows = await q.orderBy('xid').orderBy('id').limit(query.limit + 1).execute();
+  const page = rows.slice(0, query.limit);
+  const last = page[page.length - 1];
+  return {
+    items: page.map(({ xid_text: _xid, ...row }) => row),
+    // Offered whenever the page has rows, even the last one: a client keeps it to read rows
+    // committed later (an empty page means it is caught up).
+    next: last ? { xid: last.xid_text, id: last.id } : query.after,
+    hasMore: rows.length > query.limit,
+  };
+}
+
+export function encodeCursor(position: { xid: string; id: string }): string {
+  return Buffer.from(JSON.stringify([position.xid, position.id])).toString('base64url');
+}
+
+export function decodeCursor(cursor: string): { xid: string; id: string } | undefined {
+  try {
+    const [xid, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown[];
+    if (typeof xid === 'string' && /^\d{1,20}$/.test(xid) && typeof id === 'string' && UUID.test(id)) return { xid, id };
+  } catch {
+    // fall through: not a cursor we issued
+  }
+  return undefined;
+}

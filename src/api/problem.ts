@@ -1,0 +1,42 @@
+// RFC 9457 problem details: every error the API returns, thrown as ProblemError from a handler
+// and rendered in one place (app.onError).
+import type { FieldError } from '../errors.js';
+
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  detail?: string;
+  instance?: string;
+  errors?: FieldError[];
+}
+
+const TITLES: Record<number, string> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  413: 'Content Too Large',
+  415: 'Unsupported Media Type',
+  500: 'Internal Server Error',
+  503: 'Service Unavailable',
+};
+
+export class ProblemError extends Error {
+  readonly problem: Problem;
+  readonly headers: Record<string, string>;
+
+  constructor(status: number, detail: string, extra: { errors?: FieldError[]; type?: string; headers?: Record<string, string> } = {}) {
+    super(detail);
+    this.problem = {
+      type: extra.type ?? 'about:blank',
+      title: TITLES[status] ?? 'Error',
+      status,
+      detail,
+      ...(extra.errors ? { errors: extra.errors } : {}),
+    };
+    this.headers = extra.headers ?? {};
+  }
+}
+
+export const PROBLEM_CONTENT_TYPE = 'application/problem+json';

@@ -1,0 +1,84 @@
+// JSON Schemas of the ingest API: validated by ajv and published in /openapi.json from the same
+// objects, so the document can never drift from what the API enforces.
+export const MAX_TEXT_CHARS = 200_000;
+
+export const evaluationRequestSchema = {
+  $id: 'https://evalbox.dev/schemas/api/evaluation-request.json',
+  title: 'EvaluationRequest',
+  type: 'object',
+  required: ['prompt', 'response'],
+  additionalProperties: false,
+  properties: {
+    prompt: { type: 'string', minLength: 1, maxLength: MAX_TEXT_CHARS, description: 'The input given to the LLM.' },
+    response: { type: 'string', maxLength: MAX_TEXT_CHARS, description: 'The LLM output to score.' },
+    context: {
+      description: 'Retrieved context the response should be grounded in.',
+      anyOf: [
+        { type: 'string', maxLength: MAX_TEXT_CHARS },
+        { type: 'array', maxItems: 100, items: { type: 'string', maxLength: MAX_TEXT_CHARS } },
+      ],
+    },
+    reference: { type: 'string', maxLength: MAX_TEXT_CHARS, description: 'A reference answer, when known.' },
+    modelId: { type: 'string', minLength: 1, maxLength: 200 },
+    metadata: { type: 'object', description: 'Free-form attributes kept with the evaluation.' },
+    dimensions: {
+      type: 'array',
+      minItems: 1,
+      maxItems: 50,
+      uniqueItems: true,
+      items: { type: 'string', pattern: '^[a-z][a-z0-9_]{0,62}$' },
+      description: 'Dimension ids from GET /v1/dimensions; the default set when absent.',
+    },
+    externalId: { type: 'string', minLength: 1, maxLength: 200, description: 'Idempotency key when no Idempotency-Key header is sent.' },
+  },
+} as const;
+
+export const batchRequestSchema = {
+  $id: 'https://evalbox.dev/schemas/api/evaluation-batch-request.json',
+  title: 'EvaluationBatchRequest',
+  type: 'object',
+  required: ['items'],
+  additionalProperties: false,
+  properties: {
+    // Items are validated one by one so that each gets its own result.
+    items: { type: 'array', minItems: 1, items: {} },
+  },
+} as const;
+
+export interface EvaluationRequest {
+  prompt: string;
+  response: string;
+  context?: string | string[];
+  reference?: string;
+  modelId?: string;
+  metadata?: Record<string, unknown>;
+  dimensions?: string[];
+  externalId?: string;
+}
+
+export const acceptedSchema = {
+  title: 'EvaluationAccepted',
+  type: 'object',
+  required: ['evaluationId', 'status', 'dimensions', 'links'],
+  properties: {
+    evaluationId: { type: 'string', format: 'uuid' },
+    status: { enum: ['PENDING', 'SCORED', 'PARTIALLY_SCORED', 'SCORING_FAILED'] },
+    dimensions: { type: 'array', items: { type: 'string' } },
+    links: { type: 'object', properties: { self: { type: 'string' } } },
+  },
+} as const;
+
+export const problemSchema = {
+  title: 'Problem',
+  description: 'RFC 9457 problem details.',
+  type: 'object',
+  required: ['type', 'title', 'status'],
+  properties: {
+    type: { type: 'string' },
+    title: { type: 'string' },
+    status: { type: 'integer' },
+    detail: { type: 'string' },
+    instance: { type: 'string' },
+    errors: { type: 'array', items: { type: 'object', required: ['pointer', 'detail'], properties: { pointer: { type: 'string' }, detail: { type: 'string' } } } },
+  },
+} as const;

@@ -1,0 +1,178 @@
+// The ingest API against the real Postgres: one-transaction writes, idempotency, validation,
+// tenant isolation, batches.
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { sql } from 'kysely';
+import { createApiFixture, validEvaluation, type ApiFixture } from './api-helpers.js';
+
+describe('ingest API', () => {
+  let f: ApiFixture;
+  beforeAll(async () => {
+    f = await createApiFixture({ EVALBOX_API_BODY_LIMIT: '65536', EVALBOX_TOPIC_EVENTS: 'test-events' });
+  });
+  afterAll(async () => f.database.drop());
+
+  const countRows = async (table: 'evaluations' | 'outbox', where = sql`true`) =>
+    Number((await sql<{ n: string }>`SELECT count(*) AS n FROM ${sql.table(table)} WHERE ${where}`.execute(f.database.db)).rows[0]?.n);
+
+  it('guarantee 1: a 202 means the evaluation row and its evaluation.created outbox row are both committed', async () => {
+    const res = await f.post('/v1/evaluations', validEvaluation({ metadata: { team: 'search' } }), f.keyA, { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' });
+    expect(res.status).toBe(202);
+    const body = (await res.json()) as { evaluationId: string; status: string; dimensions: string[]; links: { self: string } };
+    expect(body).toEqual({
+      evaluationId: expect.stringMatching(/^[0-9a-f-]{36}$/),
+      status: 'PENDING',
+      dimensions: ['groundedness', 'answer_relevance', 'pii_leak', 'toxicity'],
+      links: { self: `/v1/evaluations/${body.evaluationId}` },
+    });
+    const row = await f.database.db.selectFrom('evaluations').selectAll().where('id', '=', body.evaluationId).executeTakeFirstOrThrow();
+    expect(row).toMatchObject({ application_id: 'app-a', status: 'PENDING', model_id: 'test-model', metadata: { team: 'search' } });
+    const events = await f.database.db.selectFrom('outbox').selectAll().where(sql<boolean>`payload->>'evaluationId' = ${body.evaluationId}`).execute();
+    expect(events).toHaveLength(1);
+    expect(events[0]).toMatchObject({ topic: 'test-events', key: 'app-a', type: 'evaluation.created', source: '/evalbox/api', headers: { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' } });
+    expect(events[0]?.payload).toMatchObject({ schemaVersion: 1, evaluationId: body.evaluationId, applicationId: 'app-a', prompt: 'What is the capital of France?', context: ['Paris is the capital and largest city of France.'] });
+    // Both rows were written by the same transaction.
+    const xids = await sql<{ same: boolean }>`
+      SELECT e.xid = o.xid AS same FROM evaluations e JOIN outbox o ON o.payload->>'evaluationId' = e.id::text WHERE e.id = ${body.evaluationId}`.execute(f.database.db);
+    expect(xids.rows).toEqual([{ same: true }]);
+  });
+
+  it('guarantee 1: a failing outbox insert leaves no evaluation row and yields no 202', async () => {
+    await sql`
+      CREATE FUNCTION fail_outbox() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'outbox unavailable'; END $$;
+      CREATE TRIGGER fail_outbox BEFORE INSERT ON outbox FOR EACH ROW EXECUTE FUNCTION fail_outbox();`.execute(f.database.db);
+    try {
+      const before = await countRows('evaluations');
+      const res = await f.post('/v1/evaluations', validEvaluation({ externalId: 'doomed' }));
+      expect(res.status).toBeGreaterThanOrEqual(500);
+      expect(res.headers.get('content-type')).toBe('application/problem+json');
+      expect(await countRows('evaluations')).toBe(before);
+      expect(await countRows('evaluations', sql`idempotency_key = 'doomed'`)).toBe(0);
+    } finally {
+      await sql`DROP TRIGGER fail_outbox ON outbox; DROP FUNCTION fail_outbox();`.execute(f.database.db);
+    }
+  });
+
+  it('an Idempotency-Key replay returns the same id and enqueues no second event', async () => {
+    const first = await f.post('/v1/evaluations', validEvaluation(), f.keyA, { 'idempotency-key': 'req-1' });
+    const second = await f.post('/v1/evaluations', validEvaluation(), f.keyA, { 'idempotency-key': 'req-1' });
+    expect(first.status).toBe(202);
+    expect(second.status).toBe(202);
+    expect(second.headers.get('idempotent-replayed')).toBe('true');
+    const a = (await first.json()) as { evaluationId: string };
+    const b = (await second.json()) as { evaluationId: string };
+    expect(b.evaluationId).toBe(a.evaluationId);
+    expect(await countRows('outbox', sql`payload->>'evaluationId' = ${a.evaluationId}`)).toBe(1);
+  });
+
+  it('externalId is the idempotency key when no header is sent, and is scoped per application', async () => {
+    const a1 = (await (await f.post('/v1/evaluations', validEvaluation({ externalId: 'ext-1' }))).json()) as { evaluationId: string };
+    const a2 = (await (await f.post('/v1/evaluations', validEvaluation({ externalId: 'ext-1' }))).json()) as { evaluationId: string };
+    const b1 = (await (await f.post('/v1/evaluations', validEvaluation({ externalId: 'ext-1' }), f.keyB)).json()) as { evaluationId: string };
+    expect(a2.evaluationId).toBe(a1.evaluationId);
+    expect(b1.evaluationId).not.toBe(a1.evaluationId);
+  });
+
+  it('concurrent replays of one key create one evaluation and one outbox event', async () => {
+    const responses = await Promise.all(Array.from({ length: 20 }, () => f.post('/v1/evaluations', validEvaluation(), f.keyA, { 'idempotency-key': 'race-1' })));
+    expect(responses.map((r) => r.status)).toEqual(Array(20).fill(202));
+    const ids = new Set(await Promise.all(responses.map(async (r) => ((await r.json()) as { evaluationId: string }).evaluationId)));
+    expect(ids.size).toBe(1);
+    expect(await countRows('evaluations', sql`idempotency_key = 'race-1'`)).toBe(1);
+    expect(await countRows('outbox', sql`payload->>'evaluationId' = ${[...ids][0]}`)).toBe(1);
+  });
+
+  it('400 names each failing field, including unknown dimensions, and malformed JSON', async () => {
+    const res = await f.post('/v1/evaluations', { prompt: 7, extra: true, metadata: 'x' });
+    expect(res.status).toBe(400);
+    expect(res.headers.get('content-type')).toBe('application/problem+json');
+    const problem = (await res.json()) as { status: number; title: string; errors: { pointer: string }[] };
+    expect(problem.status).toBe(400);
+    expect(problem.errors.map((e) => e.pointer).sort()).toEqual(['/extra', '/metadata', '/prompt', '/response']);
+
+    const unknown = await f.post('/v1/evaluations', validEvaluation({ dimensions: ['toxicity', 'made_up'] }));
+    expect(unknown.status).toBe(400);
+    expect(((await unknown.json()) as { errors: { pointer: string; detail: string }[] }).errors).toEqual([{ pointer: '/dimensions/1', detail: expect.stringContaining('made_up') }]);
+
+    const malformed = await f.post('/v1/evaluations', '{"prompt": ');
+    expect(malformed.status).toBe(400);
+    expect(((await malformed.json()) as { detail: string }).detail).toMatch(/not valid JSON/);
+
+    const badKey = await f.post('/v1/evaluations', validEvaluation(), f.keyA, { 'idempotency-key': 'x'.repeat(201) });
+    expect(badKey.status).toBe(400);
+  });
+
+  it('401 without a key, with an unknown key, and with a malformed header', async () => {
+    const none = await f.app.request('/v1/evaluations', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    expect(none.status).toBe(401);
+    expect(none.headers.get('www-authenticate')).toBe('Bearer');
+    expect((await f.post('/v1/evaluations', validEvaluation(), 'ebx_not-a-real-key')).status).toBe(401);
+    const basic = await f.app.request('/v1/evaluations', { headers: { authorization: 'Basic Zm9vOmJhcg==' } });
+    expect(basic.status).toBe(401);
+  });
+
+  it('413 over the body limit and 415 for a non-JSON body', async () => {
+    const big = await f.post('/v1/evaluations', validEvaluation({ response: 'x'.repeat(70_000) }));
+    expect(big.status).toBe(413);
+    expect(big.headers.get('content-type')).toBe('application/problem+json');
+    const text = await f.app.request('/v1/evaluations', { method: 'POST', headers: { authorization: `Bearer ${f.keyA}`, 'content-type': 'text/plain' }, body: 'hello' });
+    expect(text.status).toBe(415);
+    const none = await f.app.request('/v1/evaluations', { method: 'POST', headers: { authorization: `Bearer ${f.keyA}` }, body: '{}' });
+    expect(none.status).toBe(415);
+  });
+
+  it('404 for an unknown id, a malformed id, an unknown route; another application’s evaluation is a 404', async () => {
+    const created = (await (await f.post('/v1/evaluations', validEvaluation())).json()) as { evaluationId: string };
+    expect((await f.get(`/v1/evaluations/${created.evaluationId}`)).status).toBe(200);
+    expect((await f.get(`/v1/evaluations/${created.evaluationId}`, f.keyB)).status).toBe(404);
+    expect((await f.get('/v1/evaluations/01a20dbf-f747-7000-9b29-178bbe1a7624')).status).toBe(404);
+    expect((await f.get('/v1/evaluations/not-a-uuid')).status).toBe(404);
+    expect((await f.get('/v1/nothing-here')).status).toBe(404);
+    const listB = (await (await f.get('/v1/evaluations?limit=500', f.keyB)).json()) as { items: { evaluationId: string }[] };
+    expect(listB.items.map((i) => i.evaluationId)).not.toContain(created.evaluationId);
+    expect((await f.get('/v1/evaluations?applicationId=app-a', f.keyB)).status).toBe(404);
+  });
+
+  it('GET /v1/evaluations/{id} returns the evaluation with its scores', async () => {
+    const created = (await (await f.post('/v1/evaluations', validEvaluation({ dimensions: ['toxicity'] }))).json()) as { evaluationId: string };
+    await f.database.db
+      .insertInto('scores')
+      .values({ evaluation_id: created.evaluationId, dimension: 'toxicity', value: 0, label: 'clean', direction: 'lower_is_better', reasoning: 'no hits', source: 'HEURISTIC', scorer_name: 'heuristic-toxicity', scorer_version: '1', status: 'COMPLETED' })
+      .execute();
+    const body = (await (await f.get(`/v1/evaluations/${created.evaluationId}`)).json()) as { status: string; dimensions: string[]; scores: unknown[] };
+    expect(body).toMatchObject({ status: 'PENDING', dimensions: ['toxicity'] });
+    expect(body.scores).toEqual([expect.objectContaining({ dimension: 'toxicity', status: 'COMPLETED', value: 0, label: 'clean', scorerVersion: '1' })]);
+  });
+
+  it('a batch with mixed valid and invalid items answers 207 with one result per item', async () => {
+    const res = await f.post('/v1/evaluations:batch', { items: [validEvaluation(), { prompt: 'no response' }, validEvaluation({ dimensions: ['bogus'] }), validEvaluation({ externalId: 'batch-1' })] });
+    expect(res.status).toBe(207);
+    const { results } = (await res.json()) as { results: { index: number; status: number; body: { evaluationId?: string; errors?: { pointer: string }[] } }[] };
+    expect(results.map((r) => r.status)).toEqual([202, 400, 400, 202]);
+    expect(results[1]?.body.errors?.map((e) => e.pointer)).toEqual(['/items/1/response']);
+    expect(results[2]?.body.errors?.map((e) => e.pointer)).toEqual(['/items/2/dimensions/0']);
+    for (const r of [results[0], results[3]]) {
+      expect(await countRows('outbox', sql`payload->>'evaluationId' = ${r?.body.evaluationId}`)).toBe(1);
+    }
+    expect((await f.post('/v1/evaluations:batch', { nope: [] })).status).toBe(400);
+    expect((await f.post('/v1/evaluations:batch', { items: Array(101).fill(validEvaluation()) })).status).toBe(400);
+  });
+
+  it('serves the dimensions registry and an OpenAPI document built from the validation schemas', async () => {
+    const dims = (await (await f.app.request('/v1/dimensions')).json()) as { items: { id: string; scorerVersion: string; direction: string }[]; defaults: string[] };
+    expect(dims.items.map((d) => d.id)).toEqual(expect.arrayContaining(['groundedness', 'answer_relevance', 'pii_leak', 'toxicity', 'json_validity', 'length_band']));
+    expect(dims.defaults).toEqual(['groundedness', 'answer_relevance', 'pii_leak', 'toxicity']);
+    const doc = (await (await f.app.request('/openapi.json')).json()) as { openapi: string; components: { schemas: Record<string, { required?: string[]; additionalProperties?: boolean }> }; paths: Record<string, unknown> };
+    expect(doc.openapi).toBe('3.1.0');
+    expect(doc.components.schemas.EvaluationRequest?.required).toEqual(['prompt', 'response']);
+    expect(doc.components.schemas.EvaluationRequest?.additionalProperties).toBe(false);
+    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/v1/evaluations', '/v1/evaluations:batch', '/v1/evaluations/{id}']));
+  });
+
+  it('records request durations by route pattern and status', async () => {
+    await f.get('/v1/evaluations/00000000-0000-7000-8000-000000000000');
+    const metrics = await f.registry.getMetricsAsJSON();
+    const histogram = metrics.find((m) => m.name === 'http_request_duration_seconds') as { values: { labels: Record<string, string> }[] };
+    const labels = histogram.values.map((v) => v.labels);
+    expect(labels).toEqual(expect.arrayContaining([expect.objectContaining({ route: '/v1/evaluations/:id', status: '404', method: 'GET' }), expect.objectContaining({ route: '/v1/evaluations', status: '202', method: 'POST' })]));
+  });
+});
