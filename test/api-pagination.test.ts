@@ -1,0 +1,78 @@
+// Stable cursor pagination: pages read while writers insert concurrently neither skip nor repeat
+// a row — including a row whose transaction took its xid early and committed late.
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { sql } from 'kysely';
+import { createApiFixture, validEvaluation, type ApiFixture } from './api-helpers.js';
+
+interface Page {
+  items: { evaluationId: string; status: string }[];
+  nextCursor: string | null;
+  hasMore: boolean;
+}
+
+describe('GET /v1/evaluations pagination', () => {
+  let f: ApiFixture;
+  beforeAll(async () => {
+    f = await createApiFixture();
+  });
+  afterAll(async () => f.database.drop());
+
+  const page = async (query: string, key?: string): Promise<Page> => {
+    const res = await f.get(`/v1/evaluations?${query}`, key);
+    expect(res.status).toBe(200);
+    return (await res.json()) as Page;
+  };
+
+  it('neither skips nor repeats rows while inserts happen concurrently, even a late-committing one', async () => {
+    // A transaction that takes its xid now and commits only after the reader has paged past it.
+    const late = await f.database.pool.connect();
+    await late.query('BEGIN');
+    await late.query(
+      `INSERT INTO evaluations (id, application_id, prompt, response, dimensions) VALUES ('00000000-0000-7000-8000-000000000001', 'app-a', 'p', 'r', '{toxicity}')`,
+    );
+
+    const committed = new Set<string>(['00000000-0000-7000-8000-000000000001']);
+    let writing = true;
+    const writers = Array.from({ length: 4 }, async () => {
+      while (writing) {
+        const res = await f.post('/v1/evaluations', validEvaluation({ dimensions: ['toxicity'] }));
+        committed.add(((await res.json()) as { evaluationId: string }).evaluationId);
+      }
+    });
+
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    for (let round = 0; round < 40; round++) {
+      const p = await page(`limit=7${cursor ? `&cursor=${cursor}` : ''}`);
+      seen.push(...p.items.map((i) => i.evaluationId));
+      cursor = p.nextCursor ?? cursor;
+      if (round === 20) await late.query('COMMIT');
+    }
+    writing = false;
+    await Promise.all(writers);
+    late.release();
+    // Catch up: everything committed must arrive after the last cursor, nothing twice.
+    for (;;) {
+      const p = await page(`limit=50${cursor ? `&cursor=${cursor}` : ''}`);
+      if (p.items.length === 0) break;
+      seen.push(...p.items.map((i) => i.evaluationId));
+      cursor = p.nextCursor;
+    }
+    expect(new Set(seen).size).toBe(seen.length);
+    expect(new Set(seen)).toEqual(committed);
+    expect(committed.size).toBeGreaterThan(40);
+  });
+
+  it('filters by status and since, and rejects bad parameters with 400', async () => {
+    const { evaluationId } = (await (await f.post('/v1/evaluations', validEvaluation())).json()) as { evaluationId: string };
+    await sql`UPDATE evaluations SET status = 'SCORED' WHERE id = ${evaluationId}`.execute(f.database.db);
+    const scored = await page('status=SCORED&limit=500');
+    expect(scored.items.map((i) => i.evaluationId)).toEqual([evaluationId]);
+    const future = await page(`since=${encodeURIComponent(new Date(Date.now() + 60_000).toISOString())}`);
+    expect(future.items).toEqual([]);
+    for (const bad of ['status=DONE', 'since=yesterday', 'limit=0', 'limit=501', 'cursor=garbage']) {
+      const res = await f.get(`/v1/evaluations?${bad}`);
+      expect(res.status).toBe(400);
+    }
+  });
+});
