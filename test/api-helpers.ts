@@ -22,7 +22,7 @@ export async function createApiFixture(env: Record<string, string> = {}): Promis
   const database = await createTestDatabase({ max: 20 });
   const config = loadConfig({ ...env, DATABASE_URL: database.url });
   const registry = createRegistry('api-test');
-  const app = createApiApp({ db: database.db, config, registry, logger: silentLogger(), dimensions: createDimensionRegistry(), keys: createKeyResolver(database.db) });
+  const app = createApiApp({ db: database.db, pool: database.pool, config, registry, logger: silentLogger(), dimensions: createDimensionRegistry(), keys: createKeyResolver(database.db) });
   const keyA = (await createApiKey(database.db, 'app-a')).key;
   const keyB = (await createApiKey(database.db, 'app-b')).key;
   return {
@@ -31,13 +31,13 @@ export async function createApiFixture(env: Record<string, string> = {}): Promis
     registry,
     keyA,
     keyB,
-    post: (path, body, key = keyA, headers = {}) =>
+    post: async (path, body, key = keyA, headers = {}) =>
       app.request(path, {
         method: 'POST',
         headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...headers },
         body: typeof body === 'string' ? body : JSON.stringify(body),
       }),
-    get: (path, key = keyA) => app.request(path, { headers: { authorization: `Bearer ${key}` } }),
+    get: async (path, key = keyA) => app.request(path, { headers: { authorization: `Bearer ${key}` } }),
   };
 }
 

@@ -12,12 +12,14 @@ import type { Logger } from '../logging.js';
 import { batchRequestSchema, evaluationRequestSchema, type EvaluationRequest } from '../schemas/evaluation-request.js';
 import { assertValid, createAjv } from '../schemas/validator.js';
 import { bearerToken, type KeyResolver } from './auth.js';
-import { decodeCursor, encodeCursor, findEvaluation, ingestEvaluation, listEvaluationsPage, type IngestResult } from './evaluations.js';
+import { decodeCursor, encodeCursor, findEvaluation, ingestEvaluation, listEvaluationsPage, type IngestResult, type Queryable } from './evaluations.js';
 import { buildOpenApiDocument } from './openapi.js';
 import { PROBLEM_CONTENT_TYPE, ProblemError } from './problem.js';
 
 export interface ApiContext {
   db: Db;
+  /** The pool behind `db`, for the hot-path named statement. */
+  pool: Queryable;
   config: Config;
   registry: Registry;
   logger: Logger;
@@ -132,7 +134,7 @@ export function createApiApp(ctx: ApiContext): Hono<Env> {
   async function ingest(c: Context<Env>, body: unknown, idempotencyKey: string | undefined): Promise<IngestResult> {
     const { request, dimensions: requested } = toRequest(body);
     const traceparent = c.req.header('traceparent');
-    return ingestEvaluation(db, {
+    return ingestEvaluation(db, ctx.pool, {
       applicationId: c.get('applicationId'),
       request,
       dimensions: requested,

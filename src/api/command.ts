@@ -48,7 +48,7 @@ ${CONNECTION_HELP}`,
     const poolSize = Number(values['pool-size'] ?? process.env.EVALBOX_API_POOL_SIZE ?? 20);
     const handle = createDb(requireSetting(config.databaseUrl, 'DATABASE_URL'), { max: poolSize, applicationName: 'evalbox-api' });
     const registry = createRegistry('api');
-    const app = createApiApp({ db: handle.db, config, registry, logger, dimensions: createDimensionRegistry(), keys: createKeyResolver(handle.db) });
+    const app = createApiApp({ db: handle.db, pool: handle.pool, config, registry, logger, dimensions: createDimensionRegistry(), keys: createKeyResolver(handle.db) });
 
     const releasers: (() => Promise<void>)[] = [() => handle.close()];
     const { server, port } = await listen(app, config.api.port, config.host);

@@ -1,6 +1,7 @@
 // The API's database work: the one-statement ingest (evaluation row + outbox event), reads, and
 // stable keyset pagination below the snapshot horizon.
 import { sql } from 'kysely';
+import type { QueryConfig, QueryResult, QueryResultRow } from 'pg';
 import type { Db } from '../db/index.js';
 import type { EvaluationStatus } from '../db/types.js';
 import { EVENT_TYPES, encodeEventPayload, type OutboxEvent } from '../events.js';
@@ -9,6 +10,23 @@ import { EVENT_SCHEMA_VERSION, type EvaluationCreatedData } from '../schemas/eve
 import type { EvaluationRequest } from '../schemas/evaluation-request.js';
 
 export const EVENT_SOURCE = '/evalbox/api';
+
+export interface Queryable {
+  query<R extends QueryResultRow>(config: QueryConfig): Promise<QueryResult<R>>;
+}
+
+const INGEST_SQL = `
+  WITH evaluation AS (
+    INSERT INTO evaluations (id, application_id, model_id, prompt, response, context, reference, metadata, dimensions, idempotency_key, created_at)
+    VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8::jsonb, $9::text[], $10, $11)
+    ON CONFLICT (application_id, idempotency_key) DO NOTHING
+    RETURNING id
+  ), event AS (
+    INSERT INTO outbox (id, shard, topic, key, type, source, headers, payload, created_at)
+    SELECT $12, outbox_shard_of($2), $13, $2, $14, $15, $16::jsonb, $17::jsonb, $11
+    FROM evaluation
+  )
+  SELECT id FROM evaluation`;
 
 export interface IngestInput {
   applicationId: string;
@@ -34,7 +52,7 @@ export interface IngestResult {
  * four (BEGIN, two INSERTs, COMMIT). On an idempotency-key conflict nothing is inserted, the
  * outbox insert sees no row, and the existing evaluation is returned instead.
  */
-export async function ingestEvaluation(db: Db, input: IngestInput): Promise<IngestResult> {
+export async function ingestEvaluation(db: Db, pool: Queryable, input: IngestInput): Promise<IngestResult> {
   const { request, applicationId } = input;
   const evaluationId = uuidv7(input.now.getTime());
   const data: EvaluationCreatedData = {
@@ -59,21 +77,17 @@ export async function ingestEvaluation(db: Db, input: IngestInput): Promise<Inge
     headers: input.traceparent ? { traceparent: input.traceparent } : {},
   };
   const payload = encodeEventPayload(event);
-  const inserted = await sql<{ id: string }>`
-    WITH evaluation AS (
-      INSERT INTO evaluations (id, application_id, model_id, prompt, response, context, reference, metadata, dimensions, idempotency_key, created_at)
-      VALUES (${evaluationId}, ${applicationId}, ${data.modelId}, ${data.prompt}, ${data.response},
-              ${data.context === null ? null : JSON.stringify(data.context)}::jsonb, ${data.reference},
-              ${JSON.stringify(data.metadata)}::jsonb, ${input.dimensions}::text[], ${input.idempotencyKey ?? null}, ${input.now})
-      ON CONFLICT (application_id, idempotency_key) DO NOTHING
-      RETURNING id
-    ), event AS (
-      INSERT INTO outbox (id, shard, topic, key, type, source, headers, payload, created_at)
-      SELECT ${uuidv7(input.now.getTime())}, outbox_shard_of(${applicationId}), ${event.topic}, ${applicationId}, ${event.type}, ${event.source},
-             ${JSON.stringify(event.headers)}::jsonb, ${payload}::jsonb, ${input.now}
-      FROM evaluation
-    )
-    SELECT id FROM evaluation`.execute(db);
+  // A named statement: Postgres parses and plans it once per connection (like pgbench -M prepared).
+  const inserted = await pool.query<{ id: string }>({
+    name: 'evalbox_ingest_evaluation',
+    text: INGEST_SQL,
+    values: [
+      evaluationId, applicationId, data.modelId, data.prompt, data.response,
+      data.context === null ? null : JSON.stringify(data.context), data.reference, JSON.stringify(data.metadata),
+      input.dimensions, input.idempotencyKey ?? null, input.now,
+      uuidv7(input.now.getTime()), event.topic, event.type, event.source, JSON.stringify(event.headers), payload,
+    ],
+  });
   if (inserted.rows.length === 1) {
     return { evaluationId, status: 'PENDING', dimensions: input.dimensions, replayed: false };
   }

@@ -1,0 +1,63 @@
+// Helpers shared by the benchmarks: a fresh migrated database, spawning evalbox processes,
+// percentiles and the machine description printed with every result.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import os from 'node:os';
+import pg from 'pg';
+
+/** DATABASE_URL / KAFKA_BROKERS from the environment, or from `evalbox stack up` (which starts them). */
+export function requireEnv(name: 'DATABASE_URL' | 'KAFKA_BROKERS'): string {
+  if (!process.env.DATABASE_URL || !process.env.KAFKA_BROKERS) {
+    const up = spawnSync('node', ['bin/evalbox.js', 'stack', 'up', '--json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+    if (up.status !== 0) throw new Error('evalbox stack up failed');
+    const endpoints = JSON.parse(up.stdout) as { databaseUrl: string; kafkaBrokers: string };
+    process.env.DATABASE_URL = endpoints.databaseUrl;
+    process.env.KAFKA_BROKERS = endpoints.kafkaBrokers;
+  }
+  return process.env[name] as string;
+}
+
+export function databaseUrlFor(base: string, database: string): string {
+  const url = new URL(base);
+  url.pathname = `/${database}`;
+  return url.toString();
+}
+
+/** Drops and recreates `name`, then migrates it with the CLI. Returns its URL. */
+export async function freshDatabase(name: string): Promise<string> {
+  const base = requireEnv('DATABASE_URL');
+  const admin = new pg.Client({ connectionString: databaseUrlFor(base, 'postgres') });
+  await admin.connect();
+  await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const url = databaseUrlFor(base, name);
+  const migrate = spawnSync('node', ['bin/evalbox.js', 'migrate', '--database-url', url], { encoding: 'utf8' });
+  if (migrate.status !== 0) throw new Error(`migrate failed: ${migrate.stderr}`);
+  return url;
+}
+
+export function evalbox(args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
+  return spawn('node', ['bin/evalbox.js', ...args], { env: { ...process.env, EVALBOX_LOG_LEVEL: 'warn', ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+}
+
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
+}
+
+export function machine(): string {
+  return `${os.cpus().length} cores (${os.cpus()[0]?.model ?? 'unknown'}), ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.type()} ${os.release()}, Node ${process.version}`;
+}
+
+export async function waitForHttp(url: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    try {
+      if ((await fetch(url)).ok) return;
+    } catch {
+      // not up yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${url} did not answer`);
+}
