@@ -79,9 +79,13 @@ function serverProperties(dir: string, port: number, controllerPort: number): st
 
 const javaArgs = (libs: string) => ['-Xms256m', '-Xmx512m', '-XX:+UseG1GC', `-Dlog4j2.configurationFile=${path.join(scriptsDir, 'log4j2.properties')}`, '-cp', `${libs}/*`];
 
-export async function startKafka(cacheDir: string, previous: KafkaState | undefined, log: (line: string) => void): Promise<KafkaState> {
+/**
+ * Starts a broker whose data lives under `cacheDir`. `jarsCacheDir` (default: the same) lets a
+ * second, private broker (used by tests that stop a broker mid-run) share the resolved jars.
+ */
+export async function startKafka(cacheDir: string, previous: KafkaState | undefined, log: (line: string) => void, jarsCacheDir: string = cacheDir): Promise<KafkaState> {
   ensureJava(log);
-  const libs = ensureKafkaJars(cacheDir, log);
+  const libs = ensureKafkaJars(jarsCacheDir, log);
   const dir = path.join(cacheDir, 'kafka', 'broker');
   fs.mkdirSync(dir, { recursive: true });
   const port = await freePort(previous?.port);

@@ -1,0 +1,118 @@
+// `evalbox relay`: the composition root of the relay process. Builds the relay from the validated
+// config, serves the admin port, and on SIGTERM drains, flushes, releases its leases, exits 0.
+import { sql } from 'kysely';
+import { CONNECTION_HELP, CONNECTION_OPTIONS, parse, UsageError, type Command } from '../src/cli/args.js';
+import { loadConfig, requireSetting } from '../src/config.js';
+import { createDb } from '../src/db/index.js';
+import { createIdempotentProducer, createKafka, ensureTopics } from '../src/kafka.js';
+import { createLogger } from '../src/logging.js';
+import { createRegistry, serveAdmin } from '../src/metrics.js';
+import { logRelayEvents, registerRelayMetrics } from './metrics.js';
+import { createRelay, setShardCount } from './relay.js';
+
+export const relayCommand: Command = {
+  name: 'relay',
+  summary: 'run the outbox relay daemon',
+  help: `Usage: evalbox relay [--admin-port Q] [--wakeup notify|poll] [--shards N] ...
+
+Publishes outbox events to Kafka in (xid, seq) order per shard, below the snapshot horizon,
+with an idempotent producer. Run two or more: each shard is led by one relay through a lease
+in the database; a standby takes over when the leader dies. SIGTERM finishes the in-flight
+batch, flushes the producer, releases the leases and exits 0.
+
+Options (flags override the environment):
+  --admin-port Q        /healthz, /readyz, /metrics (env EVALBOX_ADMIN_PORT; 0 = none)
+  --wakeup MODE         notify (LISTEN nudges + adaptive poll) or poll (env EVALBOX_RELAY_WAKEUP, default notify)
+  --batch-size N        rows per batch (env EVALBOX_RELAY_BATCH_SIZE, default 500)
+  --poll-min-ms N       poll interval after work (env EVALBOX_RELAY_POLL_MIN_MS, default 5)
+  --poll-max-ms N       poll interval ceiling when idle (env EVALBOX_RELAY_POLL_MAX_MS, default 500)
+  --lease-ttl-ms N      shard lease lifetime (env EVALBOX_RELAY_LEASE_TTL_MS, default 3000)
+  --heartbeat-ms N      lease renewal period (env EVALBOX_RELAY_HEARTBEAT_MS, default 1000)
+  --shards N            set the number of shards (only while nothing is pending)
+  --max-shards N        most shards this relay leads (env EVALBOX_RELAY_MAX_SHARDS, default all)
+  --retention-hours N   keep outbox partitions this long (env EVALBOX_OUTBOX_RETENTION_HOURS, default 72)
+  --topic-events T, --topic-scores T   topics to create at start (env EVALBOX_TOPIC_EVENTS, EVALBOX_TOPIC_SCORES)
+  --topic-partitions N  partitions of topics it creates (env EVALBOX_TOPIC_PARTITIONS, default 6)
+${CONNECTION_HELP}`,
+  async run(argv) {
+    const { values } = parse(argv, {
+      ...CONNECTION_OPTIONS,
+      'admin-port': { type: 'string' },
+      host: { type: 'string' },
+      wakeup: { type: 'string' },
+      'batch-size': { type: 'string' },
+      'poll-min-ms': { type: 'string' },
+      'poll-max-ms': { type: 'string' },
+      'lease-ttl-ms': { type: 'string' },
+      'heartbeat-ms': { type: 'string' },
+      shards: { type: 'string' },
+      'max-shards': { type: 'string' },
+      'retention-hours': { type: 'string' },
+      'partitions-ahead': { type: 'string' },
+      'topic-events': { type: 'string' },
+      'topic-scores': { type: 'string' },
+      'topic-partitions': { type: 'string' },
+    });
+    if (values.help) {
+      process.stdout.write(`${this.help}\n`);
+      return 0;
+    }
+    const config = loadConfig(process.env, values);
+    const int = (value: string | undefined, name: string, fallback: number): number => {
+      if (value === undefined || value === '') return fallback;
+      const n = Number(value);
+      if (!Number.isInteger(n) || n < 1) throw new UsageError(`${name} must be a positive integer, got "${value}"`);
+      return n;
+    };
+    const maxShards = int(values['max-shards'] ?? process.env.EVALBOX_RELAY_MAX_SHARDS, '--max-shards', Number.MAX_SAFE_INTEGER);
+    const topicPartitions = int(values['topic-partitions'] ?? process.env.EVALBOX_TOPIC_PARTITIONS, '--topic-partitions', 6);
+    const shards = values.shards === undefined ? undefined : int(values.shards, '--shards', 1);
+
+    const logger = createLogger({ level: config.logLevel, name: 'evalbox-relay' });
+    const databaseUrl = requireSetting(config.databaseUrl, 'DATABASE_URL');
+    const kafka = createKafka(requireSetting(config.kafkaBrokers, 'KAFKA_BROKERS'), 'evalbox-relay');
+    const handle = createDb(databaseUrl, { max: 10, applicationName: 'evalbox-relay' });
+    try {
+      if (shards !== undefined) await setShardCount(handle.db, shards);
+      await ensureTopics(kafka, [
+        { topic: config.topics.events, numPartitions: topicPartitions },
+        { topic: config.topics.scores, numPartitions: topicPartitions },
+      ]);
+    } catch (error) {
+      await handle.close();
+      throw error;
+    }
+
+    const registry = createRegistry('relay');
+    const relay = createRelay({
+      db: handle.db,
+      databaseUrl,
+      createProducer: () => createIdempotentProducer(kafka),
+      logger,
+      settings: { ...config.relay, maxShards, horizonReportAfterMs: 5_000, partitionMaintenanceMs: 10 * 60_000 },
+    });
+    logRelayEvents(relay.events, logger);
+    const metrics = registerRelayMetrics(registry, relay.events, handle.db);
+    const releasers: (() => Promise<void>)[] = [() => handle.close()];
+    if (config.adminPort || values['admin-port'] !== undefined) {
+      const admin = await serveAdmin(registry, async () => void (await sql`SELECT 1`.execute(handle.db)), config.adminPort, config.host);
+      releasers.push(() => admin.close());
+      logger.info({ adminPort: admin.port }, 'admin port listening');
+    }
+    const backlogTimer = setInterval(() => void metrics.refreshBacklog().catch((error) => logger.warn({ err: error }, 'backlog query failed')), 5_000);
+    releasers.push(async () => clearInterval(backlogTimer));
+
+    const stopped = new Promise<string>((resolve) => {
+      process.once('SIGTERM', () => resolve('SIGTERM'));
+      process.once('SIGINT', () => resolve('SIGINT'));
+    });
+    await relay.start();
+    releasers.push(() => relay.stop());
+    logger.info({ instanceId: relay.instanceId, wakeup: config.relay.wakeup, shards: relay.ownedShards() }, 'relay started');
+    const signal = await stopped;
+    logger.info({ signal }, 'shutting down');
+    for (const release of releasers.reverse()) await release();
+    logger.info('stopped');
+    return 0;
+  },
+};

@@ -1,0 +1,181 @@
+// The relay against the real Postgres and Kafka: gap safety, per-key order, fencing, parking,
+// horizon-blocker reporting.
+import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { sql } from 'kysely';
+import { insertOutboxEvents } from '../src/events.js';
+import { advanceCursor, claimLease, renewLease } from '../outbox-relay/lease.js';
+import type { Relay } from '../outbox-relay/relay.js';
+import { createTestDatabase, waitFor, type TestDatabase } from './helpers.js';
+import { collectTopic, createTopic, startTestRelay } from './relay-helpers.js';
+
+const event = (topic: string, key: string, data: Record<string, unknown>) => ({ topic, key, type: 'test.event', source: '/test', data });
+
+describe('outbox relay', () => {
+  let database: TestDatabase;
+  let relay: Relay | undefined;
+  const collectors: { stop(): Promise<void> }[] = [];
+
+  beforeAll(async () => {
+    database = await createTestDatabase({ max: 40 });
+  });
+  afterEach(async () => {
+    await relay?.stop();
+    relay = undefined;
+    await Promise.all(collectors.splice(0).map((c) => c.stop()));
+    await sql`TRUNCATE outbox, relay_leases, outbox_parked; UPDATE outbox_settings SET shards = 1`.execute(database.db);
+  });
+  afterAll(async () => database.drop());
+
+  async function collect(topic: string) {
+    const c = await collectTopic(topic);
+    collectors.push(c);
+    return c.received;
+  }
+
+  it('guarantee 2: a transaction that took its xid early and commits late is published, never skipped', async () => {
+    const topic = await createTopic();
+    const received = await collect(topic);
+    relay = startTestRelay(database);
+    await relay.start();
+
+    const late = await database.pool.connect();
+    try {
+      await late.query('BEGIN');
+      await late.query(
+        `INSERT INTO outbox (id, shard, topic, key, type, source, payload) VALUES ('00000000-0000-7000-8000-00000000000a', outbox_shard_of('k'), $1, 'k', 'test.event', '/test', '{"n":"late"}')`,
+        [topic],
+      );
+      // Later transactions commit first.
+      for (let n = 0; n < 5; n++) await database.db.transaction().execute((trx) => insertOutboxEvents(trx, [event(topic, 'k', { n })]));
+      // They sit above the horizon while the early transaction runs: publishing them now would
+      // move the cursor past the early row and lose it.
+      await new Promise((r) => setTimeout(r, 700));
+      expect(received).toHaveLength(0);
+      await late.query('COMMIT');
+    } finally {
+      late.release();
+    }
+    await waitFor(() => received.length >= 6, { what: 'six messages' });
+    expect(received.map((m) => JSON.parse(m.value).n)).toEqual(['late', 0, 1, 2, 3, 4]);
+    expect(received[0]?.ceId).toBe('00000000-0000-7000-8000-00000000000a');
+  });
+
+  it('publishes CloudEvents binary-mode messages: key, JSON value, ce_* headers, traceparent', async () => {
+    const topic = await createTopic();
+    const received = await collect(topic);
+    relay = startTestRelay(database);
+    await relay.start();
+    const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    const [id] = await database.db.transaction().execute((trx) => insertOutboxEvents(trx, [{ ...event(topic, 'app-1', { hello: 'world' }), headers: { traceparent } }]));
+    await waitFor(() => received.length === 1, { what: 'the message' });
+    const m = received[0];
+    expect(m?.key).toBe('app-1');
+    expect(JSON.parse(m?.value ?? '')).toEqual({ hello: 'world' });
+    expect(m?.headers).toMatchObject({ id, type: 'test.event', source: '/test', specversion: '1.0', traceparent, contentType: 'application/json' });
+    expect(new Date(m?.headers.time ?? '').getTime()).toBeGreaterThan(0);
+  });
+
+  it.each([1, 4])('guarantee 2: per-key order holds across 1,200 events from 12 concurrent writers with %i shard(s)', async (shards) => {
+    await sql`UPDATE outbox_settings SET shards = ${shards}`.execute(database.db);
+    const topic = await createTopic();
+    const received = await collect(topic);
+    relay = startTestRelay(database);
+    await relay.start();
+    await waitFor(() => relay?.ownedShards().length === shards, { what: `the relay to lead ${shards} shards` });
+
+    const writers = Array.from({ length: 12 }, async (_, writer) => {
+      for (let n = 0; n < 100; n++) {
+        // Sequential transactions of one writer: each commits before the next starts.
+        await database.db.transaction().execute((trx) => insertOutboxEvents(trx, [event(topic, `key-${writer % 6}`, { writer, n })]));
+      }
+    });
+    await Promise.all(writers);
+    await waitFor(() => new Set(received.map((m) => m.ceId)).size >= 1200, { what: '1,200 distinct events', timeoutMs: 60_000 });
+
+    const order = new Map((await sql<{ id: string; xid: string; seq: string }>`SELECT id, xid::text, seq::text FROM outbox`.execute(database.db)).rows.map((r) => [r.id, [BigInt(r.xid), BigInt(r.seq)] as const]));
+    expect(order.size).toBe(1200);
+    const firstSeen = new Map<string, number>();
+    received.forEach((m, i) => firstSeen.has(m.ceId) || firstSeen.set(m.ceId, i));
+    expect(new Set(received.map((m) => m.ceId))).toEqual(new Set(order.keys()));
+    const byKey = new Map<string, { xid: bigint; seq: bigint; writer: number; n: number }[]>();
+    for (const m of received.filter((m, i) => firstSeen.get(m.ceId) === i)) {
+      const [xid, seq] = order.get(m.ceId) as readonly [bigint, bigint];
+      const { writer, n } = JSON.parse(m.value) as { writer: number; n: number };
+      byKey.set(m.key, [...(byKey.get(m.key) ?? []), { xid, seq, writer, n }]);
+    }
+    for (const events of byKey.values()) {
+      for (let i = 1; i < events.length; i++) {
+        const a = events[i - 1] as { xid: bigint; seq: bigint };
+        const b = events[i] as { xid: bigint; seq: bigint };
+        expect(a.xid < b.xid || (a.xid === b.xid && a.seq < b.seq)).toBe(true);
+      }
+      // Each writer's events (which committed one after another) arrive in its commit order.
+      const perWriter = new Map<number, number[]>();
+      for (const e of events) perWriter.set(e.writer, [...(perWriter.get(e.writer) ?? []), e.n]);
+      for (const ns of perWriter.values()) expect(ns).toEqual([...ns].sort((x, y) => x - y));
+    }
+  });
+
+  it('a zombie leader is fenced: after a takeover its cursor update and renewal change nothing', async () => {
+    const zombie = await claimLease(database.db, 0, 'zombie', 200);
+    expect(zombie?.epoch).toBe('1');
+    expect(await claimLease(database.db, 0, 'standby', 200)).toBeUndefined(); // still held
+    await new Promise((r) => setTimeout(r, 350));
+    const standby = await claimLease(database.db, 0, 'standby', 5000);
+    expect(standby?.epoch).toBe('2');
+    expect(await advanceCursor(database.db, zombie!, { xid: '999999', seq: '999' }, [])).toBe(false);
+    expect(await renewLease(database.db, zombie!, 5000)).toBe(false);
+    const lease = await database.db.selectFrom('relay_leases').selectAll().where('shard', '=', 0).executeTakeFirstOrThrow();
+    expect(lease).toMatchObject({ owner: 'standby', epoch: '2', cursor_xid: '0', cursor_seq: '0' });
+    expect(await advanceCursor(database.db, standby!, { xid: '10', seq: '5' }, [])).toBe(true);
+  });
+
+  it('a relay whose lease is taken over stops working that shard', async () => {
+    relay = startTestRelay(database);
+    await relay.start();
+    await waitFor(() => relay?.ownedShards().length === 1, { what: 'the relay to lead shard 0' });
+    // Another owner takes the shard (as after a long pause of this relay): the epoch moves on.
+    await sql`UPDATE relay_leases SET owner = 'other', epoch = epoch + 1, expires_at = now() + interval '1 minute' WHERE shard = 0`.execute(database.db);
+    await waitFor(() => relay?.ownedShards().length === 0, { what: 'the relay to give the shard up' });
+  });
+
+  it('guarantee 5: an oversized row and a row with an illegal topic are parked while the rest flow', async () => {
+    const topic = await createTopic();
+    const received = await collect(topic);
+    await database.db.transaction().execute((trx) => insertOutboxEvents(trx, [event(topic, 'a', { n: 1 })]));
+    const big = JSON.stringify({ blob: 'x'.repeat(1_200_000) });
+    await sql`INSERT INTO outbox (id, shard, topic, key, type, source, payload) VALUES ('00000000-0000-7000-8000-0000000000b1', outbox_shard_of('a'), ${topic}, 'a', 'test.event', '/test', ${big}::jsonb)`.execute(database.db);
+    await sql`INSERT INTO outbox (id, shard, topic, key, type, source, payload) VALUES ('00000000-0000-7000-8000-0000000000b2', outbox_shard_of('b'), 'not a legal topic!', 'b', 'test.event', '/test', '{}')`.execute(database.db);
+    await database.db.transaction().execute((trx) => insertOutboxEvents(trx, [event(topic, 'a', { n: 2 }), event(topic, 'b', { n: 3 })]));
+    relay = startTestRelay(database);
+    await relay.start();
+    await waitFor(() => received.length >= 3, { what: 'the three publishable messages' });
+    // Key a keeps its order around the parked row; key b is not held up by it.
+    expect(received.filter((m) => m.key === 'a').map((m) => JSON.parse(m.value).n)).toEqual([1, 2]);
+    expect(received.filter((m) => m.key === 'b').map((m) => JSON.parse(m.value).n)).toEqual([3]);
+    const parked = await database.db.selectFrom('outbox_parked').select(['id', 'error_code']).orderBy('seq').execute();
+    expect(parked).toEqual([
+      { id: '00000000-0000-7000-8000-0000000000b1', error_code: 'ERR_MSG_SIZE_TOO_LARGE' },
+      { id: '00000000-0000-7000-8000-0000000000b2', error_code: 'INVALID_TOPIC' },
+    ]);
+  });
+
+  it('reports the backend whose long transaction holds the horizon back', async () => {
+    const topic = await createTopic();
+    relay = startTestRelay(database, { horizonReportAfterMs: 300 });
+    const reports: { seconds: number; pid?: number }[] = [];
+    relay.events.on('relay:horizonBlocked', ({ seconds, blocker }) => reports.push({ seconds, pid: blocker?.pid }));
+    await relay.start();
+    const blocker = await database.pool.connect();
+    try {
+      await blocker.query('BEGIN');
+      await blocker.query('CREATE TEMP TABLE hold_xid (x int)'); // takes an xid and keeps the transaction open
+      const pid = (await blocker.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid;
+      await database.db.transaction().execute((trx) => insertOutboxEvents(trx, [event(topic, 'k', { n: 1 })]));
+      await waitFor(() => reports.some((r) => r.pid === pid && r.seconds > 0.3), { what: 'a horizon-blocker report naming the backend', timeoutMs: 20_000 });
+    } finally {
+      await blocker.query('ROLLBACK');
+      blocker.release();
+    }
+  });
+});
