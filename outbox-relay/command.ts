@@ -70,7 +70,7 @@ ${CONNECTION_HELP}`,
 
     const logger = createLogger({ level: config.logLevel, name: 'evalbox-relay' });
     const databaseUrl = requireSetting(config.databaseUrl, 'DATABASE_URL');
-    const kafka = createKafka(requireSetting(config.kafkaBrokers, 'KAFKA_BROKERS'), 'evalbox-relay');
+    const kafka = createKafka(requireSetting(config.kafkaBrokers, 'KAFKA_BROKERS'), 'evalbox-relay', logger);
     const handle = createDb(databaseUrl, { max: 10, applicationName: 'evalbox-relay' });
     try {
       if (shards !== undefined) await setShardCount(handle.db, shards);

@@ -24,12 +24,13 @@ export interface OutboxRow {
  */
 export async function readBatchBelowHorizon(db: Db, shard: number, cursor: { xid: string; seq: string }, limit: number): Promise<OutboxRow[]> {
   const { rows } = await sql<OutboxRow>`
-    SELECT id, seq::text, xid::text, topic, key, type, source, headers, payload::text AS payload, created_at
-    FROM outbox
-    WHERE shard = ${shard}
-      AND (xid, seq) > (${cursor.xid}::xid8, ${cursor.seq}::bigint)
-      AND xid < pg_snapshot_xmin(pg_current_snapshot())
-    ORDER BY xid, seq
+    SELECT o.id, o.seq::text AS seq, o.xid::text AS xid, o.topic, o.key, o.type, o.source, o.headers, o.payload::text AS payload, o.created_at
+    FROM outbox o
+    WHERE o.shard = ${shard}
+      AND (o.xid, o.seq) > (${cursor.xid}::xid8, ${cursor.seq}::bigint)
+      AND o.xid < pg_snapshot_xmin(pg_current_snapshot())
+    -- qualified: an unqualified name would sort by the text output columns of the same name
+    ORDER BY o.xid, o.seq
     LIMIT ${limit}`.execute(db);
   return rows;
 }

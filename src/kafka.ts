@@ -2,6 +2,7 @@
 // classification of librdkafka errors by code into the shared error hierarchy.
 import kafkaJs from '@confluentinc/kafka-javascript';
 import { PermanentError, RetryableError, type EvalboxError, coerceError } from './errors.js';
+import type { Logger } from './logging.js';
 
 const { KafkaJS } = kafkaJs;
 export const kafkaCodes = kafkaJs.CODES.ERRORS as Record<string, number>;
@@ -11,9 +12,16 @@ export type Producer = ReturnType<Kafka['producer']>;
 export type Consumer = ReturnType<Kafka['consumer']>;
 export type Admin = ReturnType<Kafka['admin']>;
 
-export function createKafka(brokers: string, clientId = 'evalbox'): Kafka {
+/** Routes librdkafka's log lines into pino (or drops them without a logger) instead of the console. */
+function kafkaLogger(logger: Logger | undefined) {
+  const write = (level: 'debug' | 'info' | 'warn' | 'error') => (message: string, extra?: Record<string, unknown>) => logger?.[level]({ kafka: extra }, String(message));
+  const adapter = { info: write('info'), warn: write('warn'), error: write('error'), debug: write('debug'), setLogLevel: () => {}, namespace: () => adapter };
+  return adapter;
+}
+
+export function createKafka(brokers: string, clientId = 'evalbox', logger?: Logger): Kafka {
   return new KafkaJS.Kafka({
-    kafkaJS: { brokers: brokers.split(',').map((b) => b.trim()), clientId, logLevel: KafkaJS.logLevel.ERROR },
+    kafkaJS: { brokers: brokers.split(',').map((b) => b.trim()), clientId, logLevel: KafkaJS.logLevel.WARN, logger: kafkaLogger(logger) as never },
   });
 }
 

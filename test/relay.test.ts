@@ -60,6 +60,18 @@ describe('outbox relay', () => {
     expect(received[0]?.ceId).toBe('00000000-0000-7000-8000-00000000000a');
   });
 
+  it('guarantee 2: reads in numeric (xid, seq) order, also where the numbers gain a digit', async () => {
+    await sql`ALTER TABLE outbox ALTER COLUMN seq RESTART WITH 95`.execute(database.db);
+    const topic = await createTopic(undefined, 1);
+    const received = await collect(topic);
+    // One transaction, seq 95..104: a text comparison would put 100..104 first.
+    await database.db.transaction().execute((trx) => insertOutboxEvents(trx, Array.from({ length: 10 }, (_, n) => event(topic, 'k', { n }))));
+    relay = startTestRelay(database, { batchSize: 4 });
+    await relay.start();
+    await waitFor(() => received.length >= 10, { what: 'ten messages' });
+    expect(received.map((m) => JSON.parse(m.value).n)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  });
+
   it('publishes CloudEvents binary-mode messages: key, JSON value, ce_* headers, traceparent', async () => {
     const topic = await createTopic();
     const received = await collect(topic);
