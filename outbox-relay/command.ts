@@ -23,9 +23,9 @@ batch, flushes the producer, releases the leases and exits 0.
 Options (flags override the environment):
   --admin-port Q        /healthz, /readyz, /metrics (env EVALBOX_ADMIN_PORT; 0 = none)
   --wakeup MODE         notify (LISTEN nudges + adaptive poll) or poll (env EVALBOX_RELAY_WAKEUP, default notify)
-  --batch-size N        rows per batch (env EVALBOX_RELAY_BATCH_SIZE, default 500)
+  --batch-size N        rows per batch (env EVALBOX_RELAY_BATCH_SIZE, default 2000)
   --poll-min-ms N       poll interval after work (env EVALBOX_RELAY_POLL_MIN_MS, default 5)
-  --poll-max-ms N       poll interval ceiling when idle (env EVALBOX_RELAY_POLL_MAX_MS, default 500)
+  --poll-max-ms N       poll interval ceiling when idle (env EVALBOX_RELAY_POLL_MAX_MS, default 2000)
   --lease-ttl-ms N      shard lease lifetime (env EVALBOX_RELAY_LEASE_TTL_MS, default 3000)
   --heartbeat-ms N      lease renewal period (env EVALBOX_RELAY_HEARTBEAT_MS, default 1000)
   --shards N            set the number of shards (only while nothing is pending)

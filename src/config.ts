@@ -103,7 +103,7 @@ export function loadConfig(env: Env = process.env, flags: Flags = {}): Config {
       batchLimit: read.int('batch-limit', 'EVALBOX_API_BATCH_LIMIT', 100, 1),
     },
     relay: {
-      batchSize: read.int('batch-size', 'EVALBOX_RELAY_BATCH_SIZE', 500, 1),
+      batchSize: read.int('batch-size', 'EVALBOX_RELAY_BATCH_SIZE', 2000, 1),
       wakeup: read.oneOf('wakeup', 'EVALBOX_RELAY_WAKEUP', ['notify', 'poll'] as const, 'notify'),
       pollMinMs: read.int('poll-min-ms', 'EVALBOX_RELAY_POLL_MIN_MS', 5, 1),
       pollMaxMs: read.int('poll-max-ms', 'EVALBOX_RELAY_POLL_MAX_MS', 500, 1),

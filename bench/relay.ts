@@ -1,0 +1,101 @@
+// Benchmark: relay throughput against kcat producing the same messages to the same broker, and
+// commit→Kafka-ack latency under a steady write rate for NOTIFY mode, poll mode and a naive
+// 1 s poller.   node --import tsx bench/relay.ts [--events 50000] [--rate 200] [--seconds 10]
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { sql } from 'kysely';
+import { createRelay, type RelaySettings } from '../outbox-relay/relay.js';
+import { createDb } from '../src/db/index.js';
+import { createIdempotentProducer, createKafka, ensureTopics } from '../src/kafka.js';
+import { silentLogger } from '../src/logging.js';
+import { freshDatabase, machine, percentile, requireEnv } from './lib.js';
+
+const { values } = parseArgs({ options: { events: { type: 'string', default: '50000' }, rate: { type: 'string', default: '200' }, seconds: { type: 'string', default: '10' } } });
+const events = Number(values.events);
+const rate = Number(values.rate);
+const seconds = Number(values.seconds);
+const brokers = requireEnv('KAFKA_BROKERS');
+const kafka = createKafka(brokers, 'evalbox-bench');
+const payload = JSON.stringify({ schemaVersion: 1, evaluationId: '01a20dbf-f747-7000-9b29-178bbe1a7624', applicationId: 'bench', prompt: 'p'.repeat(200), response: 'r'.repeat(200), dimensions: ['toxicity'] });
+
+const settings = (overrides: Partial<RelaySettings>): RelaySettings => ({
+  batchSize: Number(process.env.BENCH_BATCH ?? 2000), wakeup: 'notify', pollMinMs: 5, pollMaxMs: 500, leaseTtlMs: 3000, heartbeatMs: 1000, retentionHours: 72, partitionsAhead: 2,
+  maxShards: 64, horizonReportAfterMs: 5000, partitionMaintenanceMs: 600_000, ...overrides,
+});
+
+async function throughput(): Promise<{ relay: number; kcat: number }> {
+  const url = await freshDatabase('evalbox_bench_relay');
+  const handle = createDb(url, { max: 4 });
+  const topic = `bench-relay-${Date.now()}`;
+  await ensureTopics(kafka, [{ topic, numPartitions: 6 }, { topic: `${topic}-kcat`, numPartitions: 6 }]);
+  await sql`INSERT INTO outbox (id, shard, topic, key, type, source, payload)
+            SELECT gen_random_uuid(), outbox_shard_of('app-' || (i % 50)), ${topic}, 'app-' || (i % 50), 'evaluation.created', '/bench', ${payload}::jsonb
+            FROM generate_series(1, ${events}) i`.execute(handle.db);
+  const relay = createRelay({ db: handle.db, databaseUrl: url, createProducer: () => createIdempotentProducer(kafka), logger: silentLogger(), settings: settings({}) });
+  const started = Date.now();
+  await relay.start();
+  for (;;) {
+    const { rows } = await sql<{ n: string }>`SELECT cursor_seq::text AS n FROM relay_leases WHERE shard = 0`.execute(handle.db);
+    if (Number(rows[0]?.n ?? 0) >= events) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const relaySeconds = (Date.now() - started) / 1000;
+  await relay.stop();
+  await handle.close();
+
+  // kcat: the same keys, values and CloudEvents headers, idempotent with acks=all.
+  const file = path.join(os.tmpdir(), `evalbox-kcat-${process.pid}.txt`);
+  fs.writeFileSync(file, Array.from({ length: events }, (_, i) => `app-${i % 50}\t${payload}`).join('\n') + '\n');
+  const kcatStarted = Date.now();
+  const kcat = spawnSync('kcat', ['-P', '-b', brokers, '-t', `${topic}-kcat`, '-K', '\t', '-l', '-X', 'enable.idempotence=true', '-X', 'acks=all', '-X', 'linger.ms=2', '-X', 'compression.type=lz4',
+    '-H', 'ce_id=01a20dbf-f747-7000-9b29-178bbe1a7624', '-H', 'ce_type=evaluation.created', '-H', 'ce_source=/bench', '-H', 'ce_specversion=1.0', '-H', 'ce_time=2026-11-24T00:00:00Z', '-H', 'content-type=application/json', file], { encoding: 'utf8' });
+  const kcatSeconds = (Date.now() - kcatStarted) / 1000;
+  fs.rmSync(file);
+  if (kcat.status !== 0) throw new Error(`kcat failed: ${kcat.stderr}`);
+  return { relay: events / relaySeconds, kcat: events / kcatSeconds };
+}
+
+async function latency(label: string, overrides: Partial<RelaySettings>): Promise<string> {
+  const url = await freshDatabase('evalbox_bench_relay_latency');
+  const handle = createDb(url, { max: 10 });
+  const topic = `bench-latency-${Date.now()}`;
+  await ensureTopics(kafka, [{ topic, numPartitions: 6 }]);
+  const relay = createRelay({ db: handle.db, databaseUrl: url, createProducer: () => createIdempotentProducer(kafka), logger: silentLogger(), settings: settings(overrides) });
+  const latencies: number[] = [];
+  relay.events.on('relay:batchPublished', ({ publishLatencies }) => latencies.push(...publishLatencies.map((s) => s * 1000)));
+  await relay.start();
+  // Steady load: `rate` single-row transactions per second from 4 writers for `seconds`.
+  const deadline = Date.now() + seconds * 1000;
+  const interval = (4 * 1000) / rate;
+  await Promise.all(Array.from({ length: 4 }, async (_, w) => {
+    let next = Date.now() + (w * interval) / 4;
+    while (Date.now() < deadline) {
+      await sql`INSERT INTO outbox (id, shard, topic, key, type, source, payload) VALUES (gen_random_uuid(), outbox_shard_of(${`app-${w}`}), ${topic}, ${`app-${w}`}, 'evaluation.created', '/bench', ${payload}::jsonb)`.execute(handle.db);
+      next += interval;
+      await new Promise((r) => setTimeout(r, Math.max(0, next - Date.now())));
+    }
+  }));
+  const expected = Number((await sql<{ n: string }>`SELECT count(*) AS n FROM outbox`.execute(handle.db)).rows[0]?.n);
+  while (latencies.length < expected) await new Promise((r) => setTimeout(r, 50));
+  await relay.stop();
+  await handle.close();
+  latencies.sort((a, b) => a - b);
+  return `${label.padEnd(34)} p50 ${percentile(latencies, 50).toFixed(1)} ms   p99 ${percentile(latencies, 99).toFixed(1)} ms   (${latencies.length} events)`;
+}
+
+const t = await throughput();
+const lines = [
+  `relay benchmark — ${new Date().toISOString()}`,
+  `machine: ${machine()}`,
+  `throughput: ${events} events of ${payload.length} bytes, 50 keys, 6 partitions, batch ${settings({}).batchSize}`,
+  `  relay ${t.relay.toFixed(0)} events/s   kcat -P ${t.kcat.toFixed(0)} msgs/s   ratio ${(t.relay / t.kcat).toFixed(2)}`,
+  `commit→Kafka-ack latency at ${rate} events/s for ${seconds} s:`,
+  `  ${await latency('notify (LISTEN + adaptive poll)', { wakeup: 'notify' })}`,
+  `  ${await latency('poll (adaptive 5..500 ms)', { wakeup: 'poll' })}`,
+  `  ${await latency('naive poller (every 1 s)', { wakeup: 'poll', pollMinMs: 1000, pollMaxMs: 1000 })}`,
+];
+process.stdout.write(`${lines.join('\n')}\n`);
+process.exit(0);
