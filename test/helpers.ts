@@ -38,7 +38,16 @@ async function adminQuery(sql: string): Promise<void> {
 /** A fresh, migrated database for one test file. */
 export async function createTestDatabase(options: { max?: number } = {}): Promise<TestDatabase> {
   const name = uniqueName('evalbox_test');
-  await adminQuery(`CREATE DATABASE ${name} TEMPLATE ${TEMPLATE_DB}`);
+  // Two clones of one template at the same moment can collide (55006 object_in_use): retry.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await adminQuery(`CREATE DATABASE ${name} TEMPLATE ${TEMPLATE_DB}`);
+      break;
+    } catch (error) {
+      if ((error as { code?: string }).code !== '55006' || attempt >= 20) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100 * attempt));
+    }
+  }
   const url = databaseUrlFor(baseDatabaseUrl(), name);
   const handle = createDb(url, { max: options.max ?? 10, applicationName: 'evalbox-test' });
   return {
