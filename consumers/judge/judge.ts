@@ -1,0 +1,213 @@
+// The judge as the scoring consumer sees it: built once per process from the judge config, it
+// scores a dimension (through the cache when given a database), lists its dimensions for the
+// registry, hands out one scorer per dimension, and reports endpoint pressure (throttled, circuit
+// open) so the consumer can pause consumption instead of failing evaluations.
+import { randomBytes } from 'node:crypto';
+import type { Insertable } from 'kysely';
+import type { Db } from '../../src/db/index.js';
+import type { ScoresTable } from '../../src/db/types.js';
+import { EvalboxError, PermanentError } from '../../src/errors.js';
+import type { Logger } from '../../src/logging.js';
+import { judgeWithCache, type JudgeCacheContext, type JudgeRequest, type JudgeRunner, type PreparedCall } from './cache.js';
+import { reportFor, requestVerdict, type JudgeOutcome } from './client.js';
+import { systemClock, type Clock } from './clock.js';
+import { judgeDimensionDefinitions, type JudgeConfig } from './config.js';
+import { JudgeEndpoint, type EndpointState } from './endpoint.js';
+import { createJudgeEvents, type JudgeEventEmitter, type RetryClass } from './events.js';
+import { compileRubric, inputsHash, normaliseInputs, type CompiledRubric, type JudgeDimensionDefinition, type JudgeInputs } from './rubrics.js';
+
+export interface JudgeContext {
+  config: JudgeConfig;
+  /** With a database, every score goes through the judge cache (never pay twice). */
+  db?: Db;
+  logger?: Logger;
+  clock?: Clock;
+  events?: JudgeEventEmitter;
+  /** Names this replica in cache claims. */
+  instanceId?: string;
+}
+
+/** One dimension's scorer: async, throws RetryableError (429 with retryAfterMs, 5xx, timeouts, open circuit) or PermanentError (4xx). */
+export type JudgeScorer = (inputs: JudgeInputs, options?: { signal?: AbortSignal }) => Promise<JudgeOutcome>;
+
+export interface JudgePressure {
+  /** True when any endpoint the given dimensions use is throttled or open. */
+  pause: boolean;
+  /** How long until all of them could take calls again. */
+  retryAfterMs: number;
+  endpoints: EndpointState[];
+}
+
+export interface Judge {
+  /** For the dimensions registry (scorerKind LLM_JUDGE). */
+  dimensions: JudgeDimensionDefinition[];
+  events: JudgeEventEmitter;
+  score(dimension: string, inputs: JudgeInputs, options?: { signal?: AbortSignal }): Promise<JudgeOutcome>;
+  /** One scorer per judge dimension, for the consumer's Map<dimension, Scorer>. */
+  scorers(): Map<string, JudgeScorer>;
+  endpointOf(dimension: string): string;
+  endpointState(name?: string): EndpointState;
+  endpointStates(): EndpointState[];
+  /** Whether the consumer should pause for the endpoints behind `dimensions` (all when omitted). */
+  pressure(dimensions?: string[]): JudgePressure;
+  close(): Promise<void>;
+}
+
+/** Errors that mean "the provider is pushing back", not "this evaluation failed". */
+export const PROVIDER_PRESSURE_CODES = new Set(['JUDGE_RATE_LIMITED', 'JUDGE_THROTTLED', 'JUDGE_CIRCUIT_OPEN', 'JUDGE_QUEUE_TIMEOUT', 'JUDGE_CLAIM_BUSY']);
+
+/**
+ * True for errors that should slow or pause consumption and not use up an evaluation's retry
+ * budget (guarantee 6): rate limits, holds, an open circuit, a busy claim.
+ */
+export function isProviderPressure(error: unknown): boolean {
+  return error instanceof EvalboxError && PROVIDER_PRESSURE_CODES.has(error.code);
+}
+
+const ADMISSION_RETRY_CLASS: Record<string, RetryClass> = { JUDGE_CIRCUIT_OPEN: 'circuit_open', JUDGE_THROTTLED: 'throttled', JUDGE_QUEUE_TIMEOUT: 'queue_timeout', JUDGE_ABORTED: 'aborted' };
+
+export function createJudge(ctx: JudgeContext): Judge {
+  const { config } = ctx;
+  const clock = ctx.clock ?? systemClock;
+  const events = ctx.events ?? createJudgeEvents();
+  const endpoints = new Map(config.endpoints.map((e) => [e.name, new JudgeEndpoint(e, clock, events)]));
+  const dimensions = judgeDimensionDefinitions(config);
+  const rubrics = new Map<string, CompiledRubric>(config.rubrics.filter((r) => dimensions.some((d) => d.id === r.id)).map((r) => [r.id, compileRubric(r)]));
+  const inflight = new Map<string, Promise<JudgeOutcome>>();
+  const instanceId = ctx.instanceId ?? `judge-${randomBytes(4).toString('hex')}`;
+
+  if (ctx.logger) {
+    const log = ctx.logger;
+    events.on('judge:circuitOpened', (e) => log.warn(e, 'judge circuit opened'));
+    events.on('judge:circuitClosed', (e) => log.info(e, 'judge circuit closed'));
+    events.on('judge:throttled', (e) => log.warn(e, 'judge endpoint rate limited'));
+    events.on('judge:cacheError', ({ dimension, error }) => log.error({ dimension, err: error }, 'judge cache write failed'));
+  }
+
+  const endpointFor = (dimension: string): JudgeEndpoint => endpoints.get(config.dimensions[dimension]?.endpoint ?? config.defaultEndpoint) as JudgeEndpoint;
+
+  const runner: JudgeRunner = {
+    prepare(request: JudgeRequest): PreparedCall | { outcome: JudgeOutcome } {
+      const rubric = rubrics.get(request.dimension);
+      if (!rubric) throw new PermanentError(`"${request.dimension}" is not an enabled judge dimension`, { code: 'JUDGE_UNKNOWN_DIMENSION' });
+      const endpoint = endpointFor(request.dimension);
+      const normalised = normaliseInputs(rubric, request.inputs);
+      if ('missing' in normalised) {
+        return {
+          outcome: {
+            dimension: rubric.id,
+            status: 'SKIPPED',
+            value: null,
+            label: null,
+            rawValue: null,
+            reasoning: `missing input: ${normalised.missing.join(', ')}`,
+            direction: rubric.direction,
+            errorCode: 'MISSING_INPUT',
+            scorerName: rubric.scorerName,
+            scorerVersion: rubric.version,
+            endpoint: endpoint.name,
+            judgeModel: endpoint.model,
+            promptHash: rubric.promptHash,
+            inputTokens: 0,
+            outputTokens: 0,
+            latencyMs: 0,
+            costUsd: 0,
+            cacheHit: false,
+            requests: 0,
+            responseFormat: endpoint.responseFormat,
+          },
+        };
+      }
+      const inputs = normalised.inputs;
+      return {
+        key: { dimension: rubric.id, scorerVersion: rubric.version, judgeModel: endpoint.model, promptHash: rubric.promptHash, inputsHash: inputsHash(rubric, inputs) },
+        endpoint: endpoint.name,
+        // A call is at most three requests (format fallback, answer, re-ask), each bounded by the timeout.
+        claimTtlMs: config.cache.claimTtlMs ?? endpoint.config.timeoutMs * 3 + 5000,
+        async admit(signal) {
+          try {
+            return await endpoint.admit(signal);
+          } catch (error) {
+            const cls = error instanceof EvalboxError ? ADMISSION_RETRY_CLASS[error.code] : undefined;
+            if (cls) events.emit('judge:retry', { endpoint: endpoint.name, dimension: rubric.id, class: cls });
+            throw error;
+          }
+        },
+        async execute(admission, signal) {
+          try {
+            const outcome = await requestVerdict(endpoint, rubric, inputs, { prices: config.prices, clock, events, ...(signal ? { signal } : {}) });
+            admission.release({ health: 'success', permit: 'success' });
+            return outcome;
+          } catch (error) {
+            const report = reportFor(error);
+            admission.release(report);
+            if (report.retryClass) events.emit('judge:retry', { endpoint: endpoint.name, dimension: rubric.id, class: report.retryClass });
+            throw error;
+          }
+        },
+      };
+    },
+  };
+
+  const cacheContext: JudgeCacheContext | undefined = ctx.db ? { db: ctx.db, runner, claimantId: instanceId, events, inflight, options: config.cache } : undefined;
+
+  async function score(dimension: string, inputs: JudgeInputs, options: { signal?: AbortSignal } = {}): Promise<JudgeOutcome> {
+    const request: JudgeRequest = { dimension, inputs, ...(options.signal ? { signal: options.signal } : {}) };
+    if (cacheContext) return judgeWithCache(cacheContext, request);
+    const prepared = runner.prepare(request);
+    if ('outcome' in prepared) return prepared.outcome;
+    const admission = await prepared.admit(options.signal);
+    return prepared.execute(admission, options.signal);
+  }
+
+  const stateOf = (name: string): EndpointState => {
+    const endpoint = endpoints.get(name);
+    if (!endpoint) throw new PermanentError(`no judge endpoint "${name}"`, { code: 'JUDGE_UNKNOWN_ENDPOINT' });
+    return endpoint.state();
+  };
+
+  return {
+    dimensions,
+    events,
+    score,
+    scorers() {
+      return new Map(dimensions.map((d) => [d.id, (inputs: JudgeInputs, options?: { signal?: AbortSignal }) => score(d.id, inputs, options)] as const));
+    },
+    endpointOf: (dimension) => endpointFor(dimension).name,
+    endpointState: (name = config.defaultEndpoint) => stateOf(name),
+    endpointStates: () => [...endpoints.values()].map((e) => e.state()),
+    pressure(dims) {
+      const names = new Set(dims ? dims.filter((d) => rubrics.has(d)).map((d) => endpointFor(d).name) : endpoints.keys());
+      const states = [...names].map(stateOf);
+      const retryAfterMs = Math.max(0, ...states.map((s) => s.retryAfterMs));
+      return { pause: retryAfterMs > 0, retryAfterMs, endpoints: states };
+    },
+    async close() {
+      await Promise.all([...endpoints.values()].map((e) => e.close()));
+    },
+  };
+}
+
+/** The score-row columns of an outcome (the consumer adds evaluation_id and attempts). */
+export function scoreColumns(outcome: JudgeOutcome): Omit<Insertable<ScoresTable>, 'evaluation_id' | 'attempts' | 'created_at' | 'updated_at'> {
+  return {
+    dimension: outcome.dimension,
+    value: outcome.value,
+    label: outcome.label,
+    raw_value: outcome.rawValue,
+    direction: outcome.direction,
+    reasoning: outcome.reasoning,
+    source: 'LLM_JUDGE',
+    scorer_name: outcome.scorerName,
+    scorer_version: outcome.scorerVersion,
+    judge_model: outcome.judgeModel,
+    prompt_hash: outcome.promptHash,
+    status: outcome.status,
+    error_code: outcome.errorCode,
+    input_tokens: outcome.inputTokens,
+    output_tokens: outcome.outputTokens,
+    latency_ms: outcome.latencyMs,
+    cost_usd: outcome.costUsd,
+    cache_hit: outcome.cacheHit,
+  };
+}
