@@ -6,6 +6,7 @@
 // Retry-After, 500 bursts, hangs, malformed content, refusal of response_format, 400s. It counts
 // what it receives (GET /_stats) so tests can assert on calls, e.g. "paid once".
 import { createHash } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { serve, type ServerType } from '@hono/node-server';
 import { Hono, type Context } from 'hono';
@@ -178,6 +179,8 @@ export async function startFakeJudge(options: FakeJudgeOptions = {}): Promise<Fa
   let random = seeded(behaviour.seed);
   let revertTimer: NodeJS.Timeout | undefined;
   const closing = new AbortController();
+  // Every request waiting on a latency or a hang listens to it.
+  setMaxListeners(0, closing.signal);
   let stats: FakeJudgeStats;
   const resetStats = () => {
     stats = { total: 0, inFlight: stats?.inFlight ?? 0, maxInFlight: 0, byMode: {}, byOutcome: {}, byContentHash: {}, distinctContent: 0, duplicates: 0, byResponseFormat: { json_schema: 0, plain: 0 } };
