@@ -1,0 +1,292 @@
+// Scores one evaluation.created event with exactly-once effects: the existing score rows are
+// checked first (a dimension already COMPLETED with the same scorer version is never scored or
+// paid for again), every write is an upsert on (evaluation_id, dimension), and the scores, the
+// evaluation's terminal status and the evaluation.scored outbox event commit in ONE transaction
+// that starts by locking the evaluation row (so xid order equals commit order for its events).
+// Poison and exhausted work goes to the DLT before anything is committed.
+import { createHash } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { sql } from 'kysely';
+import type { Topics } from '../src/config.js';
+import type { Db } from '../src/db/index.js';
+import type { EvaluationStatus } from '../src/db/types.js';
+import type { DimensionRegistry } from '../src/dimensions.js';
+import { coerceError, EvalboxError, isRetryable, PermanentError, RetryableError } from '../src/errors.js';
+import { EVENT_TYPES, insertOutboxEvents } from '../src/events.js';
+import type { Producer } from '../src/kafka.js';
+import type { Logger } from '../src/logging.js';
+import { nextDelay, sleep, type BackoffPolicy } from '../src/retry.js';
+import { EVENT_SCHEMA_VERSION, evaluationCreatedSchema, type EvaluationCreatedData, type EvaluationScoredData, type ScoreResult } from '../src/schemas/events.js';
+import { createAjv } from '../src/schemas/validator.js';
+import type { ConsumedMessage } from './runtime.js';
+
+export interface ScoringInputs {
+  prompt: string;
+  response: string;
+  context: string | string[] | null;
+  reference: string | null;
+  metadata: Record<string, unknown>;
+}
+
+/** The columns of one score row (evaluation_id and attempts are added by the scorer). */
+export interface ScoreRow {
+  dimension: string;
+  status: 'COMPLETED' | 'SKIPPED' | 'ERROR';
+  value: number | null;
+  label: string | null;
+  raw_value: number | null;
+  direction: 'higher_is_better' | 'lower_is_better' | null;
+  reasoning: string | null;
+  source: 'HEURISTIC' | 'LLM_JUDGE';
+  scorer_name: string;
+  scorer_version: string;
+  error_code: string | null;
+  judge_model?: string | null;
+  prompt_hash?: string | null;
+  input_tokens?: number | null;
+  output_tokens?: number | null;
+  latency_ms?: number | null;
+  cost_usd?: number | null;
+  cache_hit?: boolean;
+}
+
+/** One dimension's scorer. Throws RetryableError (may retry) or PermanentError (will not). */
+export interface Scorer {
+  dimension: string;
+  name: string;
+  version: string;
+  score(inputs: ScoringInputs, options: { signal: AbortSignal; evaluationId: string }): Promise<ScoreRow>;
+}
+
+export interface ScorerEvents {
+  'scorer:evaluationScored': [{ evaluationId: string; status: EvaluationStatus; seconds: number }];
+  'scorer:dimensionScored': [{ dimension: string; status: string; seconds: number; reused: boolean }];
+  'scorer:retry': [{ dimension: string; code: string; attempt: number; delayMs: number; pressure: boolean }];
+  'scorer:deadLettered': [{ reason: string; dimension: string | null }];
+  'scorer:redelivery': [{ evaluationId: string }];
+}
+
+export interface ScorerContext {
+  db: Db;
+  /** Idempotent producer for DLT records. */
+  producer: Producer;
+  topics: Topics;
+  groupId: string;
+  dimensions: DimensionRegistry;
+  scorers: Map<string, Scorer>;
+  retry: BackoffPolicy;
+  logger: Logger;
+  events: EventEmitter<ScorerEvents>;
+  /** Provider back-pressure (429, open circuit): waits that do not use up the retry budget. */
+  isPressure?: (error: unknown) => boolean;
+}
+
+const ajv = createAjv();
+const validateCreated = ajv.compile(evaluationCreatedSchema);
+
+interface Failure {
+  dimension: string | null;
+  error: EvalboxError;
+  attempts: number;
+}
+
+/** Handles one message; resolves once its effects (and any DLT record) are durable. */
+export async function handleEvaluationMessage(ctx: ScorerContext, message: ConsumedMessage, signal: AbortSignal): Promise<void> {
+  const started = Date.now();
+  const type = message.headers.ce_type?.toString();
+  if (type !== undefined && type !== EVENT_TYPES.evaluationCreated) return; // not ours: other event types share no contract with us
+  let data: EvaluationCreatedData;
+  try {
+    const parsed: unknown = JSON.parse(message.value?.toString('utf8') ?? '');
+    if (!validateCreated(parsed)) throw new PermanentError(`schema: ${ajv.errorsText(validateCreated.errors)}`, { code: 'INVALID_EVENT' });
+    data = parsed as EvaluationCreatedData;
+  } catch (error) {
+    const reason = error instanceof EvalboxError ? error : new PermanentError(`not JSON: ${coerceError(error).message}`, { code: 'INVALID_EVENT' });
+    await deadLetter(ctx, message, [{ dimension: null, error: reason, attempts: 1 }]);
+    return;
+  }
+
+  const evaluation = await ctx.db
+    .selectFrom('evaluations')
+    .select(['id', 'application_id', 'prompt', 'response', 'context', 'reference', 'metadata', 'dimensions', 'status'])
+    .where('id', '=', data.evaluationId)
+    .executeTakeFirst();
+  if (!evaluation) {
+    await deadLetter(ctx, message, [{ dimension: null, error: new PermanentError(`evaluation ${data.evaluationId} does not exist`, { code: 'UNKNOWN_EVALUATION' }), attempts: 1 }]);
+    return;
+  }
+
+  const existing = new Map((await ctx.db.selectFrom('scores').selectAll().where('evaluation_id', '=', evaluation.id).execute()).map((row) => [row.dimension, row]));
+  if (evaluation.status !== 'PENDING' && evaluation.dimensions.every((d) => existing.get(d)?.status && existing.get(d)?.status !== 'PENDING')) {
+    ctx.events.emit('scorer:redelivery', { evaluationId: evaluation.id });
+    return; // already terminal: a redelivery changes nothing and publishes nothing
+  }
+
+  const inputs: ScoringInputs = {
+    prompt: evaluation.prompt,
+    response: evaluation.response,
+    context: evaluation.context as string | string[] | null,
+    reference: evaluation.reference,
+    metadata: evaluation.metadata as Record<string, unknown>,
+  };
+  const failures: Failure[] = [];
+  const rows = await Promise.all(
+    evaluation.dimensions.map(async (dimension): Promise<{ row: ScoreRow; attempts: number } | undefined> => {
+      const scorer = ctx.scorers.get(dimension);
+      const previous = existing.get(dimension);
+      if (previous && (previous.status === 'COMPLETED' || previous.status === 'SKIPPED') && scorer && previous.scorer_version === scorer.version) {
+        ctx.events.emit('scorer:dimensionScored', { dimension, status: previous.status, seconds: 0, reused: true });
+        return undefined; // already done with this version: never scored (or paid for) twice
+      }
+      const definition = ctx.dimensions.get(dimension);
+      if (!scorer || !definition) {
+        const error = new PermanentError(`no scorer is configured for dimension "${dimension}"`, { code: 'NO_SCORER' });
+        failures.push({ dimension, error, attempts: 1 });
+        return { row: errorRow(dimension, definition?.scorerKind === 'LLM_JUDGE' ? 'LLM_JUDGE' : 'HEURISTIC', definition?.scorerName ?? 'none', definition?.scorerVersion ?? '0', error), attempts: 1 };
+      }
+      if (definition.samplingRate < 1 && sampleFraction(evaluation.id, dimension) >= definition.samplingRate) {
+        return { row: { ...baseRow(scorer, definition.scorerKind, definition.direction), status: 'SKIPPED', reasoning: `not sampled (rate ${definition.samplingRate})` }, attempts: 0 };
+      }
+      const dimensionStarted = Date.now();
+      const outcome = await scoreWithRetry(ctx, scorer, inputs, evaluation.id, signal);
+      if ('error' in outcome) {
+        failures.push({ dimension, error: outcome.error, attempts: outcome.attempts });
+        ctx.events.emit('scorer:dimensionScored', { dimension, status: 'ERROR', seconds: (Date.now() - dimensionStarted) / 1000, reused: false });
+        return { row: errorRow(dimension, definition.scorerKind, scorer.name, scorer.version, outcome.error), attempts: outcome.attempts };
+      }
+      ctx.events.emit('scorer:dimensionScored', { dimension, status: outcome.row.status, seconds: (Date.now() - dimensionStarted) / 1000, reused: false });
+      return { row: outcome.row, attempts: outcome.attempts };
+    }),
+  );
+
+  // The DLT record is acknowledged before anything commits: a crash in between redelivers the
+  // event and at worst writes a second DLT record, never loses one.
+  if (failures.length > 0) await deadLetter(ctx, message, failures);
+  const status = await commitScores(ctx, evaluation.id, evaluation.application_id, rows.filter((r): r is { row: ScoreRow; attempts: number } => r !== undefined));
+  if (status) ctx.events.emit('scorer:evaluationScored', { evaluationId: evaluation.id, status, seconds: (Date.now() - started) / 1000 });
+}
+
+async function scoreWithRetry(ctx: ScorerContext, scorer: Scorer, inputs: ScoringInputs, evaluationId: string, signal: AbortSignal): Promise<{ row: ScoreRow; attempts: number } | { error: EvalboxError; attempts: number }> {
+  const firstTry = Date.now();
+  let attempts = 0;
+  for (;;) {
+    if (signal.aborted) throw new RetryableError('stopping', { code: 'SHUTDOWN' });
+    attempts++;
+    try {
+      return { row: await scorer.score(inputs, { signal, evaluationId }), attempts };
+    } catch (thrown) {
+      const error = thrown instanceof EvalboxError ? thrown : new PermanentError(coerceError(thrown).message, { code: 'SCORER_FAILED', cause: thrown });
+      const pressure = ctx.isPressure?.(error) ?? false;
+      if (pressure) attempts--; // provider back-pressure does not use up this evaluation's budget
+      const exhausted = attempts >= ctx.retry.maxAttempts || Date.now() - firstTry >= ctx.retry.maxAgeMs;
+      if (!isRetryable(error) || (exhausted && !pressure)) return { error, attempts: Math.max(attempts, 1) };
+      const delayMs = nextDelay(ctx.retry, Math.max(attempts, 1), error);
+      ctx.events.emit('scorer:retry', { dimension: scorer.dimension, code: error.code, attempt: attempts, delayMs, pressure });
+      await sleep(delayMs, signal);
+    }
+  }
+}
+
+/**
+ * One transaction: lock the evaluation first (before any write takes an xid), upsert the score
+ * rows, and — if the evaluation is still PENDING — set its terminal status and enqueue
+ * evaluation.scored. Returns the new status, or undefined when another delivery got there first.
+ */
+async function commitScores(ctx: ScorerContext, evaluationId: string, applicationId: string, rows: { row: ScoreRow; attempts: number }[]): Promise<EvaluationStatus | undefined> {
+  return ctx.db.transaction().execute(async (trx) => {
+    const locked = await trx.selectFrom('evaluations').select(['status', 'dimensions']).where('id', '=', evaluationId).forUpdate().executeTakeFirstOrThrow();
+    if (rows.length > 0) {
+      await trx
+        .insertInto('scores')
+        .values(rows.map(({ row, attempts }) => ({ ...row, evaluation_id: evaluationId, attempts, cost_usd: row.cost_usd ?? null })))
+        .onConflict((oc) =>
+          oc
+            .columns(['evaluation_id', 'dimension'])
+            .doUpdateSet((eb) => ({
+              status: eb.ref('excluded.status'),
+              value: eb.ref('excluded.value'),
+              label: eb.ref('excluded.label'),
+              raw_value: eb.ref('excluded.raw_value'),
+              direction: eb.ref('excluded.direction'),
+              reasoning: eb.ref('excluded.reasoning'),
+              source: eb.ref('excluded.source'),
+              scorer_name: eb.ref('excluded.scorer_name'),
+              scorer_version: eb.ref('excluded.scorer_version'),
+              judge_model: eb.ref('excluded.judge_model'),
+              prompt_hash: eb.ref('excluded.prompt_hash'),
+              error_code: eb.ref('excluded.error_code'),
+              attempts: sql<number>`scores.attempts + excluded.attempts`,
+              input_tokens: eb.ref('excluded.input_tokens'),
+              output_tokens: eb.ref('excluded.output_tokens'),
+              latency_ms: eb.ref('excluded.latency_ms'),
+              cost_usd: eb.ref('excluded.cost_usd'),
+              cache_hit: eb.ref('excluded.cache_hit'),
+              updated_at: sql<Date>`now()`,
+            }))
+            // A result that is COMPLETED with the same scorer version never changes.
+            .where(sql<boolean>`NOT (scores.status = 'COMPLETED' AND scores.scorer_version = excluded.scorer_version)`),
+        )
+        .execute();
+    }
+    if (locked.status !== 'PENDING') return undefined;
+    const all = await trx.selectFrom('scores').selectAll().where('evaluation_id', '=', evaluationId).where('dimension', 'in', locked.dimensions).execute();
+    if (all.length < locked.dimensions.length || all.some((s) => s.status === 'PENDING')) return undefined;
+    const errors = all.filter((s) => s.status === 'ERROR').length;
+    const status: EvaluationStatus = errors === 0 ? 'SCORED' : errors === all.length ? 'SCORING_FAILED' : 'PARTIALLY_SCORED';
+    const scoredAt = new Date();
+    await trx.updateTable('evaluations').set({ status, scored_at: scoredAt }).where('id', '=', evaluationId).execute();
+    const scores: ScoreResult[] = all.map((s) => ({
+      dimension: s.dimension,
+      status: s.status as ScoreResult['status'],
+      value: s.value,
+      label: s.label,
+      direction: s.direction,
+      reasoning: s.reasoning,
+      source: s.source,
+      scorerName: s.scorer_name,
+      scorerVersion: s.scorer_version,
+      errorCode: s.error_code,
+    }));
+    const data: EvaluationScoredData = { schemaVersion: EVENT_SCHEMA_VERSION, evaluationId, applicationId, status: status as EvaluationScoredData['status'], scores, scoredAt: scoredAt.toISOString() };
+    await insertOutboxEvents(trx, [{ topic: ctx.topics.scores, key: applicationId, type: EVENT_TYPES.evaluationScored, source: '/evalbox/scorer', data }]);
+    return status;
+  });
+}
+
+/** Publishes a DLT record (original value and headers plus the failure context) and awaits its ack. */
+async function deadLetter(ctx: ScorerContext, message: ConsumedMessage, failures: Failure[]): Promise<void> {
+  const first = failures[0] as Failure;
+  const headers: Record<string, Buffer | string> = { ...message.headers };
+  Object.assign(headers, {
+    dlt_original_topic: message.topic,
+    dlt_original_partition: String(message.partition),
+    dlt_original_offset: String(message.offset),
+    dlt_consumer_group: ctx.groupId,
+    dlt_error_class: first.error.name,
+    dlt_error_code: first.error.code,
+    dlt_error_message: first.error.message.slice(0, 1000),
+    dlt_attempts: String(Math.max(...failures.map((f) => f.attempts))),
+    dlt_failed_at: new Date().toISOString(),
+    dlt_dimension: failures.map((f) => f.dimension).filter(Boolean).join(','),
+  });
+  await ctx.producer.send({ topic: ctx.topics.dlt, messages: [{ key: message.key, value: message.value, headers }] });
+  for (const f of failures) ctx.events.emit('scorer:deadLettered', { reason: f.error.code, dimension: f.dimension });
+  ctx.logger.warn({ topic: message.topic, partition: message.partition, offset: message.offset, codes: failures.map((f) => f.error.code), dimensions: failures.map((f) => f.dimension) }, 'dead-lettered');
+}
+
+function baseRow(scorer: { dimension: string; name: string; version: string }, kind: 'HEURISTIC' | 'LLM_JUDGE', direction: ScoreRow['direction']): ScoreRow {
+  return { dimension: scorer.dimension, status: 'SKIPPED', value: null, label: null, raw_value: null, direction, reasoning: null, source: kind, scorer_name: scorer.name, scorer_version: scorer.version, error_code: null };
+}
+
+function errorRow(dimension: string, kind: 'HEURISTIC' | 'LLM_JUDGE', name: string, version: string, error: EvalboxError): ScoreRow {
+  return { ...baseRow({ dimension, name, version }, kind, null), status: 'ERROR', label: 'error', reasoning: error.message.slice(0, 500), error_code: error.code };
+}
+
+/** A deterministic fraction in [0, 1) per (evaluation, dimension), for sampling. */
+function sampleFraction(evaluationId: string, dimension: string): number {
+  return createHash('sha256').update(`${evaluationId}|${dimension}`).digest().readUInt32BE(0) / 2 ** 32;
+}
+
+export function createScorerEvents(): EventEmitter<ScorerEvents> {
+  return new EventEmitter<ScorerEvents>();
+}
