@@ -1,0 +1,46 @@
+// Builds the consumer's Map<dimension, Scorer> from the offline heuristics and, when a judge is
+// configured, the LLM judge's scorers.
+import { performance } from 'node:perf_hooks';
+import type { DimensionDefinition } from '../src/dimensions.js';
+import { HEURISTIC_SCORERS, type HeuristicScorer } from './heuristics/index.js';
+import { scoreColumns, type Judge } from './judge/index.js';
+import type { Scorer, ScoreRow } from './scorer.js';
+
+export function heuristicScorer(heuristic: HeuristicScorer, definition: DimensionDefinition): Scorer {
+  return {
+    dimension: heuristic.dimension,
+    name: heuristic.name,
+    version: heuristic.version,
+    async score(inputs) {
+      const started = performance.now();
+      const outcome = heuristic.score(inputs);
+      const base = { dimension: heuristic.dimension, direction: definition.direction, source: 'HEURISTIC' as const, scorer_name: heuristic.name, scorer_version: heuristic.version, error_code: null, latency_ms: performance.now() - started };
+      return outcome.status === 'COMPLETED'
+        ? { ...base, status: 'COMPLETED', value: outcome.value, raw_value: outcome.rawValue, label: outcome.label, reasoning: outcome.reasoning }
+        : { ...base, status: 'SKIPPED', value: null, raw_value: null, label: outcome.label, reasoning: outcome.reasoning };
+    },
+  };
+}
+
+export function judgeScorer(judge: Judge, definition: DimensionDefinition): Scorer {
+  return {
+    dimension: definition.id,
+    name: definition.scorerName,
+    version: definition.scorerVersion,
+    async score(inputs, { signal }) {
+      const outcome = await judge.score(definition.id, inputs, { signal });
+      const columns = scoreColumns(outcome);
+      return { ...columns, cost_usd: columns.cost_usd === null || columns.cost_usd === undefined ? null : Number(columns.cost_usd) } as ScoreRow;
+    },
+  };
+}
+
+export function buildScorers(definitions: DimensionDefinition[], judge?: Judge): Map<string, Scorer> {
+  const scorers = new Map<string, Scorer>();
+  for (const definition of definitions) {
+    const heuristic = HEURISTIC_SCORERS.get(definition.id);
+    if (definition.scorerKind === 'HEURISTIC' && heuristic) scorers.set(definition.id, heuristicScorer(heuristic, definition));
+    else if (definition.scorerKind === 'LLM_JUDGE' && judge) scorers.set(definition.id, judgeScorer(judge, definition));
+  }
+  return scorers;
+}
