@@ -1,0 +1,65 @@
+// Dead letters: reading the DLT topic back and republishing records to their original topic.
+// Redrive is safe to repeat: scoring is idempotent, so a redriven event that was already scored
+// changes nothing.
+import kafkaJs from '@confluentinc/kafka-javascript';
+import { createKafka, type Producer } from './kafka.js';
+
+export interface DeadLetter {
+  /** `partition:offset` on the DLT topic. */
+  ref: string;
+  partition: number;
+  offset: number;
+  key: string | null;
+  value: Buffer | null;
+  headers: Record<string, string>;
+  timestamp: number;
+}
+
+/** Reads every record of `topic` from the earliest offset up to the current high watermarks. */
+export async function readDeadLetters(brokers: string, topic: string): Promise<DeadLetter[]> {
+  const admin = createKafka(brokers, 'evalbox-dlt-reader').admin();
+  await admin.connect();
+  let offsets: { partition: number; high: string; low: string }[];
+  try {
+    offsets = await admin.fetchTopicOffsets(topic);
+  } finally {
+    await admin.disconnect();
+  }
+  const wanted = offsets.filter((o) => Number(o.high) > Number(o.low));
+  if (wanted.length === 0) return [];
+  const consumer = new kafkaJs.KafkaConsumer({ 'bootstrap.servers': brokers, 'group.id': `evalbox-dlt-reader-${process.pid}-${Date.now()}`, 'enable.auto.commit': false } as never, {});
+  await new Promise<void>((resolve, reject) => consumer.connect({ timeout: 30_000 } as never, (error) => (error ? reject(error) : resolve())));
+  try {
+    consumer.assign(wanted.map((o) => ({ topic, partition: o.partition, offset: Number(o.low) })));
+    const remaining = new Map(wanted.map((o) => [o.partition, Number(o.high) - 1]));
+    const records: DeadLetter[] = [];
+    const deadline = Date.now() + 30_000;
+    while (remaining.size > 0 && Date.now() < deadline) {
+      const batch = await new Promise<kafkaJs.Message[]>((resolve, reject) => consumer.consume(500, (error, messages) => (error ? reject(error) : resolve(messages))));
+      for (const m of batch) {
+        const headers: Record<string, string> = {};
+        for (const h of m.headers ?? []) for (const [k, v] of Object.entries(h)) headers[k] = Buffer.isBuffer(v) ? v.toString('utf8') : String(v);
+        records.push({ ref: `${m.partition}:${m.offset}`, partition: m.partition, offset: m.offset, key: m.key === undefined || m.key === null ? null : m.key.toString(), value: m.value, headers, timestamp: m.timestamp ?? 0 });
+        if (m.offset >= (remaining.get(m.partition) ?? Infinity)) remaining.delete(m.partition);
+      }
+    }
+    return records.sort((a, b) => a.timestamp - b.timestamp || a.partition - b.partition || a.offset - b.offset);
+  } finally {
+    await new Promise<void>((resolve) => consumer.disconnect(() => resolve()));
+  }
+}
+
+/** Republishes dead letters to their original topic with their original key, value and headers. */
+export async function redriveDeadLetters(producer: Producer, dltTopic: string, records: DeadLetter[]): Promise<string[]> {
+  const redriven: string[] = [];
+  for (const record of records) {
+    const original = record.headers.dlt_original_topic;
+    if (!original) continue;
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(record.headers)) if (!k.startsWith('dlt_')) headers[k] = v;
+    headers.dlt_redriven_from = `${dltTopic}:${record.ref}`;
+    await producer.send({ topic: original, messages: [{ key: record.key, value: record.value, headers }] });
+    redriven.push(record.ref);
+  }
+  return redriven;
+}
