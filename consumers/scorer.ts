@@ -117,7 +117,10 @@ export async function handleEvaluationMessage(ctx: ScorerContext, message: Consu
   }
 
   const existing = new Map((await ctx.db.selectFrom('scores').selectAll().where('evaluation_id', '=', evaluation.id).execute()).map((row) => [row.dimension, row]));
-  if (evaluation.status !== 'PENDING' && evaluation.dimensions.every((d) => existing.get(d)?.status && existing.get(d)?.status !== 'PENDING')) {
+  // A redrive from the DLT asks for the ERROR dimensions to be tried again; any other delivery
+  // of a terminal evaluation is a redelivery and changes nothing.
+  const redriven = message.headers.dlt_redriven_from !== undefined && [...existing.values()].some((row) => row.status === 'ERROR');
+  if (!redriven && evaluation.status !== 'PENDING' && evaluation.dimensions.every((d) => existing.get(d)?.status && existing.get(d)?.status !== 'PENDING')) {
     ctx.events.emit('scorer:redelivery', { evaluationId: evaluation.id });
     return; // already terminal: a redelivery changes nothing and publishes nothing
   }
@@ -162,7 +165,7 @@ export async function handleEvaluationMessage(ctx: ScorerContext, message: Consu
   // The DLT record is acknowledged before anything commits: a crash in between redelivers the
   // event and at worst writes a second DLT record, never loses one.
   if (failures.length > 0) await deadLetter(ctx, message, failures);
-  const status = await commitScores(ctx, evaluation.id, evaluation.application_id, rows.filter((r): r is { row: ScoreRow; attempts: number } => r !== undefined));
+  const status = await commitScores(ctx, evaluation.id, evaluation.application_id, rows.filter((r): r is { row: ScoreRow; attempts: number } => r !== undefined), redriven);
   if (status) ctx.events.emit('scorer:evaluationScored', { evaluationId: evaluation.id, status, seconds: (Date.now() - started) / 1000 });
 }
 
@@ -189,10 +192,11 @@ async function scoreWithRetry(ctx: ScorerContext, scorer: Scorer, inputs: Scorin
 
 /**
  * One transaction: lock the evaluation first (before any write takes an xid), upsert the score
- * rows, and — if the evaluation is still PENDING — set its terminal status and enqueue
- * evaluation.scored. Returns the new status, or undefined when another delivery got there first.
+ * rows, and — if the evaluation is still PENDING, or a redrive re-scored it — set its terminal
+ * status and enqueue evaluation.scored. Returns the new status, or undefined when another
+ * delivery got there first.
  */
-async function commitScores(ctx: ScorerContext, evaluationId: string, applicationId: string, rows: { row: ScoreRow; attempts: number }[]): Promise<EvaluationStatus | undefined> {
+async function commitScores(ctx: ScorerContext, evaluationId: string, applicationId: string, rows: { row: ScoreRow; attempts: number }[], redriven: boolean): Promise<EvaluationStatus | undefined> {
   return ctx.db.transaction().execute(async (trx) => {
     const locked = await trx.selectFrom('evaluations').select(['status', 'dimensions']).where('id', '=', evaluationId).forUpdate().executeTakeFirstOrThrow();
     if (rows.length > 0) {
@@ -228,7 +232,8 @@ async function commitScores(ctx: ScorerContext, evaluationId: string, applicatio
         )
         .execute();
     }
-    if (locked.status !== 'PENDING') return undefined;
+    // Terminal already: only a redrive may re-decide the status (and announce it again).
+    if (locked.status !== 'PENDING' && !redriven) return undefined;
     const all = await trx.selectFrom('scores').selectAll().where('evaluation_id', '=', evaluationId).where('dimension', 'in', locked.dimensions).execute();
     if (all.length < locked.dimensions.length || all.some((s) => s.status === 'PENDING')) return undefined;
     const errors = all.filter((s) => s.status === 'ERROR').length;

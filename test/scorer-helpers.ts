@@ -1,0 +1,94 @@
+// Scorer test helpers: evaluations written to the test database and their evaluation.created
+// events produced to a test topic, and an in-process scorer with injectable scorers.
+import { EventEmitter } from 'node:events';
+import { cloudEventHeaders } from '../src/cloudevents.js';
+import type { Topics } from '../src/config.js';
+import { createDimensionRegistry } from '../src/dimensions.js';
+import { uuidv7 } from '../src/ids.js';
+import { createIdempotentProducer, createKafka, ensureTopics, type Producer } from '../src/kafka.js';
+import { silentLogger } from '../src/logging.js';
+import { EVENT_SCHEMA_VERSION, type EvaluationCreatedData } from '../src/schemas/events.js';
+import { createKeyParallelConsumer, type KeyParallelConsumer } from '../consumers/runtime.js';
+import { createScorerEvents, handleEvaluationMessage, type Scorer, type ScorerEvents } from '../consumers/scorer.js';
+import { buildScorers } from '../consumers/scorers.js';
+import { orderingKeyFor } from '../consumers/command.js';
+import { kafkaBrokers, uniqueName, type TestDatabase } from './helpers.js';
+
+export async function createTopics(partitions = 1): Promise<Topics> {
+  const base = uniqueName('scorer');
+  const topics = { events: `${base}.events`, scores: `${base}.scores`, dlt: `${base}.events.DLT` };
+  await ensureTopics(createKafka(kafkaBrokers(), 'evalbox-test-admin'), [{ topic: topics.events, numPartitions: partitions }, { topic: topics.dlt, numPartitions: 1 }]);
+  return topics;
+}
+
+export async function testProducer(): Promise<Producer> {
+  const producer = createIdempotentProducer(createKafka(kafkaBrokers(), 'evalbox-test-producer'));
+  await producer.connect();
+  return producer;
+}
+
+/** Inserts an evaluation row and returns its evaluation.created event (not yet produced). */
+export async function createEvaluation(database: TestDatabase, dimensions: string[], overrides: Partial<EvaluationCreatedData> = {}) {
+  const id = uuidv7();
+  const data: EvaluationCreatedData = {
+    schemaVersion: EVENT_SCHEMA_VERSION,
+    evaluationId: id,
+    applicationId: 'app-1',
+    modelId: 'm',
+    prompt: 'What is the capital of France?',
+    response: 'The capital of France is Paris.',
+    context: ['Paris is the capital of France.'],
+    reference: null,
+    metadata: {},
+    dimensions,
+    createdAt: new Date().toISOString(),
+    ...overrides,
+  };
+  await database.db
+    .insertInto('evaluations')
+    .values({ id, application_id: data.applicationId, model_id: data.modelId, prompt: data.prompt, response: data.response, context: JSON.stringify(data.context), metadata: '{}', dimensions })
+    .execute();
+  return data;
+}
+
+export async function produceEvent(producer: Producer, topic: string, data: EvaluationCreatedData | string, eventId = uuidv7()): Promise<void> {
+  const value = typeof data === 'string' ? data : JSON.stringify(data);
+  const key = typeof data === 'string' ? 'app-1' : data.applicationId;
+  await producer.send({ topic, messages: [{ key, value, headers: cloudEventHeaders({ id: eventId, type: 'evaluation.created', source: '/test', time: new Date().toISOString() }) }] });
+}
+
+export interface Harness {
+  consumer: KeyParallelConsumer;
+  events: EventEmitter<ScorerEvents>;
+  stop(): Promise<void>;
+}
+
+export async function startScorer(database: TestDatabase, topics: Topics, options: { scorers?: Map<string, Scorer>; maxAttempts?: number; groupId?: string; producer: Producer }): Promise<Harness> {
+  const dimensions = createDimensionRegistry();
+  const scorers = buildScorers(dimensions.list());
+  for (const [dimension, scorer] of options.scorers ?? []) scorers.set(dimension, scorer);
+  const events = createScorerEvents();
+  const groupId = options.groupId ?? uniqueName('scorer-group');
+  const consumer = createKeyParallelConsumer({
+    brokers: kafkaBrokers(),
+    groupId,
+    topics: [topics.events],
+    orderingKeyOf: orderingKeyFor('evaluation'),
+    maxInFlightPerPartition: 200,
+    commitIntervalMs: 200,
+    logger: silentLogger(),
+    handle: (message, signal) =>
+      handleEvaluationMessage(
+        { db: database.db, producer: options.producer, topics, groupId, dimensions, scorers, logger: silentLogger(), events, retry: { baseMs: 20, maxMs: 100, maxAttempts: options.maxAttempts ?? 3, maxAgeMs: 60_000 } },
+        message,
+        signal,
+      ),
+  });
+  await consumer.start();
+  return { consumer, events, stop: () => consumer.stop(5_000) };
+}
+
+export async function terminalCount(database: TestDatabase): Promise<number> {
+  const row = await database.db.selectFrom('evaluations').select((eb) => eb.fn.countAll<string>().as('n')).where('status', '!=', 'PENDING').executeTakeFirstOrThrow();
+  return Number(row.n);
+}

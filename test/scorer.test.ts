@@ -1,0 +1,188 @@
+// The scoring consumer in-process against the real Postgres and Kafka: exactly-once effects,
+// key-level parallelism, poison and exhausted work on the DLT, redrive.
+import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { spawnSync } from 'node:child_process';
+import { sql } from 'kysely';
+import type { Topics } from '../src/config.js';
+import { readDeadLetters } from '../src/dlt.js';
+import { RetryableError } from '../src/errors.js';
+import type { Producer } from '../src/kafka.js';
+import type { Scorer, ScoreRow } from '../consumers/scorer.js';
+import { createTestDatabase, kafkaBrokers, waitFor, type TestDatabase } from './helpers.js';
+import { createEvaluation, createTopics, produceEvent, startScorer, testProducer, type Harness } from './scorer-helpers.js';
+
+const row = (dimension: string, value = 0.5): ScoreRow => ({ dimension, status: 'COMPLETED', value, label: 'ok', raw_value: value, direction: 'higher_is_better', reasoning: 'test', source: 'HEURISTIC', scorer_name: `test-${dimension}`, scorer_version: '1', error_code: null });
+
+function testScorer(dimension: string, score: Scorer['score']): Scorer {
+  return { dimension, name: `test-${dimension}`, version: '1', score };
+}
+
+describe('scoring consumer', () => {
+  let database: TestDatabase;
+  let producer: Producer;
+  let harness: Harness | undefined;
+  beforeAll(async () => {
+    database = await createTestDatabase({ max: 30 });
+    producer = await testProducer();
+  });
+  afterEach(async () => {
+    await harness?.stop();
+    harness = undefined;
+  });
+  afterAll(async () => {
+    await producer.disconnect();
+    await database.drop();
+  });
+
+  const scoredEvents = async (evaluationId: string) =>
+    Number((await sql<{ n: string }>`SELECT count(*) AS n FROM outbox WHERE type = 'evaluation.scored' AND payload->>'evaluationId' = ${evaluationId}`.execute(database.db)).rows[0]?.n);
+  const evaluationStatus = async (id: string) => (await database.db.selectFrom('evaluations').select('status').where('id', '=', id).executeTakeFirstOrThrow()).status;
+
+  it('scores every requested dimension and forwards evaluation.scored through the outbox in the same transaction', async () => {
+    const topics = await createTopics();
+    harness = await startScorer(database, topics, { producer });
+    const data = await createEvaluation(database, ['groundedness', 'answer_relevance', 'pii_leak', 'toxicity']);
+    await produceEvent(producer, topics.events, data);
+    await waitFor(async () => (await evaluationStatus(data.evaluationId)) === 'SCORED', { what: 'SCORED' });
+    const scores = await database.db.selectFrom('scores').selectAll().where('evaluation_id', '=', data.evaluationId).execute();
+    expect(scores.map((s) => [s.dimension, s.status]).sort()).toEqual([['answer_relevance', 'COMPLETED'], ['groundedness', 'COMPLETED'], ['pii_leak', 'COMPLETED'], ['toxicity', 'COMPLETED']]);
+    const event = await database.db.selectFrom('outbox').selectAll().where('type', '=', 'evaluation.scored').where(sql<boolean>`payload->>'evaluationId' = ${data.evaluationId}`).executeTakeFirstOrThrow();
+    expect(event).toMatchObject({ topic: topics.scores, key: 'app-1', source: '/evalbox/scorer' });
+    expect(event.payload).toMatchObject({ status: 'SCORED', evaluationId: data.evaluationId, scores: expect.arrayContaining([expect.objectContaining({ dimension: 'groundedness', status: 'COMPLETED', value: 1 })]) });
+    // The scores, the status and the event were written by one transaction.
+    const xids = await sql<{ n: string }>`SELECT count(DISTINCT x) AS n FROM (SELECT xmin::text AS x FROM evaluations WHERE id = ${data.evaluationId} UNION ALL SELECT xid::text FROM outbox WHERE type = 'evaluation.scored' AND payload->>'evaluationId' = ${data.evaluationId}) t`.execute(database.db);
+    expect(Number(xids.rows[0]?.n)).toBe(1);
+  });
+
+  it('guarantee 4: a redelivered event creates no second score row, no second evaluation.scored event and no second scorer call', async () => {
+    const topics = await createTopics();
+    let calls = 0;
+    harness = await startScorer(database, topics, { producer, scorers: new Map([['toxicity', testScorer('toxicity', async () => (calls++, row('toxicity')))]]) });
+    let redeliveries = 0;
+    harness.events.on('scorer:redelivery', () => redeliveries++);
+    const data = await createEvaluation(database, ['toxicity', 'pii_leak']);
+    await produceEvent(producer, topics.events, data, 'same-event-id');
+    await waitFor(async () => (await evaluationStatus(data.evaluationId)) === 'SCORED', { what: 'SCORED' });
+    await produceEvent(producer, topics.events, data, 'same-event-id');
+    await waitFor(() => redeliveries === 1, { what: 'the redelivery to be handled' });
+    // A second consumer group reading from the beginning is an offset reset.
+    await harness.stop();
+    harness = await startScorer(database, topics, { producer, scorers: new Map([['toxicity', testScorer('toxicity', async () => (calls++, row('toxicity')))]]) });
+    harness.events.on('scorer:redelivery', () => redeliveries++);
+    await waitFor(() => redeliveries === 3, { what: 'both redeliveries after the reset' });
+    expect(calls).toBe(1);
+    expect(await database.db.selectFrom('scores').select('dimension').where('evaluation_id', '=', data.evaluationId).execute()).toHaveLength(2);
+    expect(await scoredEvents(data.evaluationId)).toBe(1);
+  });
+
+  it('runs different evaluations of one application in parallel within one partition, and one evaluation’s events strictly in order', async () => {
+    const topics = await createTopics(1);
+    const running = new Map<string, number>();
+    let overlaps = 0;
+    harness = await startScorer(database, topics, {
+      producer,
+      scorers: new Map([
+        ['toxicity', testScorer('toxicity', async (_inputs, { evaluationId }) => {
+          running.set(evaluationId, (running.get(evaluationId) ?? 0) + 1);
+          if ((running.get(evaluationId) ?? 0) > 1) overlaps++;
+          await new Promise((r) => setTimeout(r, 200));
+          running.set(evaluationId, (running.get(evaluationId) ?? 1) - 1);
+          return row('toxicity');
+        })],
+      ]),
+    });
+    const evaluations = await Promise.all(Array.from({ length: 20 }, () => createEvaluation(database, ['toxicity'])));
+    const started = Date.now();
+    for (const data of evaluations) await produceEvent(producer, topics.events, data);
+    // The same evaluation twice, back to back: the second must wait for the first.
+    await produceEvent(producer, topics.events, evaluations[0]!);
+    await waitFor(async () => {
+      const rows = await database.db.selectFrom('evaluations').select('id').where('id', 'in', evaluations.map((e) => e.evaluationId)).where('status', '=', 'SCORED').execute();
+      return rows.length === 20;
+    }, { what: '20 evaluations scored', timeoutMs: 30_000 });
+    const elapsed = Date.now() - started;
+    // Serially this takes 20 × 200 ms = 4 s.
+    expect(elapsed).toBeLessThan(2_000);
+    expect(overlaps).toBe(0);
+  });
+
+  it('guarantee 5: a poison event goes straight to the DLT and does not block its partition', async () => {
+    const topics = await createTopics(1);
+    harness = await startScorer(database, topics, { producer });
+    await produceEvent(producer, topics.events, '{"this is": not json');
+    await produceEvent(producer, topics.events, JSON.stringify({ schemaVersion: 1, evaluationId: 'not-a-uuid' }));
+    const good = await createEvaluation(database, ['toxicity']);
+    await produceEvent(producer, topics.events, good);
+    await waitFor(async () => (await evaluationStatus(good.evaluationId)) === 'SCORED', { what: 'the good evaluation' });
+    const dead = await waitFor(async () => {
+      const records = await readDeadLetters(kafkaBrokers(), topics.dlt);
+      return records.length >= 2 ? records : undefined;
+    }, { what: 'two dead letters' });
+    expect(dead.map((d) => d.headers.dlt_error_code)).toEqual(['INVALID_EVENT', 'INVALID_EVENT']);
+    expect(dead[0]).toMatchObject({ key: 'app-1', headers: expect.objectContaining({ dlt_original_topic: topics.events, dlt_original_partition: '0', dlt_original_offset: '0', dlt_attempts: '1', ce_type: 'evaluation.created' }) });
+    expect(dead[0]?.value?.toString()).toBe('{"this is": not json');
+    expect(new Date(dead[0]?.headers.dlt_failed_at ?? '').getTime()).toBeGreaterThan(0);
+  });
+
+  it('a retryable failure recovers without the DLT', async () => {
+    const topics = await createTopics();
+    let calls = 0;
+    harness = await startScorer(database, topics, {
+      producer,
+      scorers: new Map([['toxicity', testScorer('toxicity', async () => {
+        calls++;
+        if (calls < 3) throw new RetryableError('provider 503', { code: 'JUDGE_HTTP_503' });
+        return row('toxicity');
+      })]]),
+    });
+    const data = await createEvaluation(database, ['toxicity']);
+    await produceEvent(producer, topics.events, data);
+    await waitFor(async () => (await evaluationStatus(data.evaluationId)) === 'SCORED', { what: 'SCORED' });
+    expect((await database.db.selectFrom('scores').select(['status', 'attempts']).where('evaluation_id', '=', data.evaluationId).executeTakeFirst())).toEqual({ status: 'COMPLETED', attempts: 3 });
+    expect(await readDeadLetters(kafkaBrokers(), topics.dlt)).toEqual([]);
+  });
+
+  it('guarantee 3: exhausted retries end as ERROR rows, a terminal status and a DLT record; redrive then completes it', async () => {
+    const topics = await createTopics();
+    let healthy = false;
+    const flaky = testScorer('toxicity', async () => {
+      if (!healthy) throw new RetryableError('provider down', { code: 'JUDGE_HTTP_500' });
+      return row('toxicity', 0.1);
+    });
+    harness = await startScorer(database, topics, { producer, maxAttempts: 3, scorers: new Map([['toxicity', flaky]]) });
+    const data = await createEvaluation(database, ['toxicity', 'pii_leak']);
+    await produceEvent(producer, topics.events, data);
+    await waitFor(async () => (await evaluationStatus(data.evaluationId)) === 'PARTIALLY_SCORED', { what: 'PARTIALLY_SCORED' });
+    const error = await database.db.selectFrom('scores').select(['status', 'error_code', 'attempts']).where('evaluation_id', '=', data.evaluationId).where('dimension', '=', 'toxicity').executeTakeFirst();
+    expect(error).toEqual({ status: 'ERROR', error_code: 'JUDGE_HTTP_500', attempts: 3 });
+    const [dead] = await readDeadLetters(kafkaBrokers(), topics.dlt);
+    expect(dead?.headers).toMatchObject({ dlt_error_code: 'JUDGE_HTTP_500', dlt_error_class: 'RetryableError', dlt_dimension: 'toxicity', dlt_attempts: '3', dlt_consumer_group: expect.any(String) });
+    expect(await scoredEvents(data.evaluationId)).toBe(1);
+
+    healthy = true;
+    const redrive = spawnSync('node', ['bin/evalbox.js', 'dlt', 'redrive', '--all', '--json', '--kafka-brokers', kafkaBrokers()], { encoding: 'utf8', env: { ...process.env, EVALBOX_TOPIC_DLT: topics.dlt } });
+    expect(redrive.status).toBe(0);
+    expect(JSON.parse(redrive.stdout).redriven).toHaveLength(1);
+    await waitFor(async () => (await evaluationStatus(data.evaluationId)) === 'SCORED', { what: 'SCORED after the redrive' });
+    expect(await database.db.selectFrom('scores').select(['status', 'value']).where('evaluation_id', '=', data.evaluationId).where('dimension', '=', 'toxicity').executeTakeFirst()).toEqual({ status: 'COMPLETED', value: 0.1 });
+    expect(await scoredEvents(data.evaluationId)).toBe(2); // the corrected result is announced again
+  });
+
+  it('an event for an unknown evaluation goes to the DLT as UNKNOWN_EVALUATION; dlt list and show find it', async () => {
+    const topics = await createTopics();
+    harness = await startScorer(database, topics, { producer });
+    const data = await createEvaluation(database, ['toxicity']);
+    await database.db.deleteFrom('evaluations').where('id', '=', data.evaluationId).execute();
+    await produceEvent(producer, topics.events, data);
+    const [dead] = await waitFor(async () => {
+      const records = await readDeadLetters(kafkaBrokers(), topics.dlt);
+      return records.length ? records : undefined;
+    }, { what: 'the dead letter' });
+    expect(dead?.headers.dlt_error_code).toBe('UNKNOWN_EVALUATION');
+    const env = { ...process.env, EVALBOX_TOPIC_DLT: topics.dlt };
+    const list = spawnSync('node', ['bin/evalbox.js', 'dlt', 'list', '--json'], { encoding: 'utf8', env });
+    expect(JSON.parse(list.stdout)).toEqual([expect.objectContaining({ ref: dead?.ref, error_code: 'UNKNOWN_EVALUATION' })]);
+    const show = spawnSync('node', ['bin/evalbox.js', 'dlt', 'show', dead?.ref ?? ''], { encoding: 'utf8', env });
+    expect(JSON.parse(show.stdout)).toMatchObject({ value: { evaluationId: data.evaluationId }, headers: { dlt_error_code: 'UNKNOWN_EVALUATION' } });
+  });
+});
