@@ -199,6 +199,8 @@ describe('judge cache', () => {
     expect(await judge.score('judge_relevance', sample)).toMatchObject({ cacheHit: true, status: 'COMPLETED' });
     await expect(judge.score('judge_relevance', { ...sample, response: 'new content' })).rejects.toMatchObject({ code: 'JUDGE_CIRCUIT_OPEN' });
     expect(fake.stats().total).toBe(3);
+    // The refused call gave its claim back: nobody waits on a call that never started.
+    expect(await readCacheRow(database.db, relevanceKey({ ...sample, response: 'new content' }))).toBeUndefined();
   });
 
   it('prunes old verdicts and dead claims, never live claims', async () => {

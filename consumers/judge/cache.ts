@@ -3,8 +3,9 @@
 // (cacheHit, zero tokens, zero cost). Concurrent duplicates across scorer replicas make one call:
 // the first caller inserts a CLAIM row (INSERT … ON CONFLICT with a claimant id and an expiry on
 // the database clock), the others poll for its result, bounded, and take the claim over once it
-// has expired (its holder died). Inside one process, duplicates share one promise and never
-// touch the database twice. No connection or transaction is held during the HTTP call.
+// has expired (its holder died). A hit costs one statement, a miss two (claim, store). Inside one
+// process, duplicates share one promise and never touch the database twice. No connection or
+// transaction is held during the HTTP call.
 import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import type { Db } from '../../src/db/index.js';
@@ -35,7 +36,7 @@ export interface PreparedCall {
   key: CacheKey;
   /** The endpoint's name, for events. */
   endpoint: string;
-  /** How long a claim for this call may live: longer than the call can possibly take. */
+  /** How long a claim for this call may live: longer than admission plus the call can take. */
   claimTtlMs: number;
   admit(signal?: AbortSignal): Promise<Admission>;
   /** Runs the call under `admission` and releases it. */
@@ -67,6 +68,16 @@ interface CacheRow {
 /** What the cache keeps of an outcome; the key supplies model, prompt hash and version. */
 type StoredOutcome = Pick<JudgeOutcome, 'status' | 'value' | 'label' | 'rawValue' | 'reasoning' | 'direction' | 'errorCode' | 'scorerName' | 'endpoint' | 'responseFormat'>;
 
+/**
+ * Cache writes commit without waiting for the WAL flush (synchronous_commit = off for their own
+ * single-statement transaction only, set inside the statement so it costs no round trip). A
+ * database crash can lose the last fraction of a second of cache rows: a claim then simply
+ * vanishes (another replica claims again) and a verdict is paid for again. Exactly-once effects
+ * rest on the durable score rows, not on this cache; halving the fsyncs per judge call is worth it
+ * (see docs/judge.md for the numbers).
+ */
+const RELAXED_COMMIT = sql`SELECT set_config('synchronous_commit', 'off', true)`;
+
 const keyId = (k: CacheKey): string => JSON.stringify([k.dimension, k.scorerVersion, k.judgeModel, k.promptHash, k.inputsHash]);
 
 /** Reads one cache row: DONE with its outcome, a live or expired CLAIM, or nothing. */
@@ -80,19 +91,20 @@ export async function readCacheRow(db: Db, key: CacheKey): Promise<CacheRow | un
 }
 
 /**
- * Claims the key for `claimant` if nobody holds it or the holder's claim has expired; otherwise
- * reports the row as it was (one statement, one round trip). `row` is undefined when a
- * concurrent claim committed after this statement's snapshot: just look again.
+ * The first look, in one round trip: claims the key for `claimant` when no row exists, and
+ * otherwise reports the row as it was. ON CONFLICT DO NOTHING takes no lock on an existing row,
+ * so a cache hit costs what a SELECT costs. `row` is undefined when a concurrent claim committed
+ * after this statement's snapshot: look again.
  */
 export async function claimOrRead(db: Db, key: CacheKey, claimant: string, ttlMs: number): Promise<{ claimed: boolean; row: CacheRow | undefined }> {
   const { rows } = await sql<{ claimed: number } & Partial<CacheRow>>`
-    WITH claim AS (
-      INSERT INTO judge_cache AS c (dimension, scorer_version, judge_model, prompt_hash, inputs_hash, state, claimant, claim_expires_at)
-      VALUES (${key.dimension}, ${key.scorerVersion}, ${key.judgeModel}, ${key.promptHash}, ${key.inputsHash}, 'CLAIMED', ${claimant},
-              now() + make_interval(secs => ${ttlMs / 1000}))
-      ON CONFLICT (dimension, scorer_version, judge_model, prompt_hash, inputs_hash) DO UPDATE
-        SET claimant = excluded.claimant, claim_expires_at = excluded.claim_expires_at
-        WHERE c.state = 'CLAIMED' AND c.claim_expires_at < now()
+    WITH relaxed AS (${RELAXED_COMMIT}),
+    claim AS (
+      INSERT INTO judge_cache (dimension, scorer_version, judge_model, prompt_hash, inputs_hash, state, claimant, claim_expires_at)
+      SELECT ${key.dimension}, ${key.scorerVersion}, ${key.judgeModel}, ${key.promptHash}, ${key.inputsHash}, 'CLAIMED', ${claimant},
+             now() + make_interval(secs => ${ttlMs / 1000})
+      FROM relaxed
+      ON CONFLICT (dimension, scorer_version, judge_model, prompt_hash, inputs_hash) DO NOTHING
       RETURNING 1
     )
     SELECT (SELECT count(*) FROM claim)::int AS claimed, j.state, j.outcome,
@@ -103,6 +115,17 @@ export async function claimOrRead(db: Db, key: CacheKey, claimant: string, ttlMs
      AND j.prompt_hash = ${key.promptHash} AND j.inputs_hash = ${key.inputsHash}`.execute(db);
   const row = rows[0] as { claimed: number } & Partial<CacheRow>;
   return { claimed: row.claimed === 1, row: row.state ? { state: row.state, outcome: row.outcome ?? null, expires_in_ms: row.expires_in_ms ?? null } : undefined };
+}
+
+/** Takes over a claim whose holder is presumed dead (expired on the database clock). True if taken. */
+export async function takeOverExpiredClaim(db: Db, key: CacheKey, claimant: string, ttlMs: number): Promise<boolean> {
+  const result = await sql`
+    WITH relaxed AS (${RELAXED_COMMIT})
+    UPDATE judge_cache SET claimant = ${claimant}, claim_expires_at = now() + make_interval(secs => ${ttlMs / 1000})
+    FROM relaxed
+    WHERE dimension = ${key.dimension} AND scorer_version = ${key.scorerVersion} AND judge_model = ${key.judgeModel}
+      AND prompt_hash = ${key.promptHash} AND inputs_hash = ${key.inputsHash} AND state = 'CLAIMED' AND claim_expires_at < now()`.execute(db);
+  return Number(result.numAffectedRows ?? 0) === 1;
 }
 
 /** Stores a verdict (first result wins; a DONE row is never changed). */
@@ -120,10 +143,12 @@ export async function storeOutcome(db: Db, key: CacheKey, outcome: JudgeOutcome)
     responseFormat: outcome.responseFormat,
   };
   await sql`
+    WITH relaxed AS (${RELAXED_COMMIT})
     INSERT INTO judge_cache AS c (dimension, scorer_version, judge_model, prompt_hash, inputs_hash, state, outcome, endpoint,
                                   input_tokens, output_tokens, cost_usd, latency_ms, completed_at)
-    VALUES (${key.dimension}, ${key.scorerVersion}, ${key.judgeModel}, ${key.promptHash}, ${key.inputsHash}, 'DONE', ${JSON.stringify(stored)}::jsonb,
-            ${outcome.endpoint}, ${outcome.inputTokens}, ${outcome.outputTokens}, ${outcome.costUsd}, ${outcome.latencyMs}, now())
+    SELECT ${key.dimension}, ${key.scorerVersion}, ${key.judgeModel}, ${key.promptHash}, ${key.inputsHash}, 'DONE', ${JSON.stringify(stored)}::jsonb,
+           ${outcome.endpoint}, ${outcome.inputTokens}::int, ${outcome.outputTokens}::int, ${outcome.costUsd}::numeric, ${outcome.latencyMs}::float8, now()
+    FROM relaxed
     ON CONFLICT (dimension, scorer_version, judge_model, prompt_hash, inputs_hash) DO UPDATE
       SET state = 'DONE', outcome = excluded.outcome, endpoint = excluded.endpoint, input_tokens = excluded.input_tokens,
           output_tokens = excluded.output_tokens, cost_usd = excluded.cost_usd, latency_ms = excluded.latency_ms,
@@ -134,7 +159,9 @@ export async function storeOutcome(db: Db, key: CacheKey, outcome: JudgeOutcome)
 /** Gives up a claim after a failed call, so a waiting replica takes over at once. */
 export async function releaseClaim(db: Db, key: CacheKey, claimant: string): Promise<void> {
   await sql`
+    WITH relaxed AS (${RELAXED_COMMIT})
     DELETE FROM judge_cache
+    USING relaxed
     WHERE dimension = ${key.dimension} AND scorer_version = ${key.scorerVersion} AND judge_model = ${key.judgeModel}
       AND prompt_hash = ${key.promptHash} AND inputs_hash = ${key.inputsHash} AND state = 'CLAIMED' AND claimant = ${claimant}`.execute(db);
 }
@@ -201,49 +228,49 @@ async function resolveThroughCache(ctx: JudgeCacheContext, call: PreparedCall, s
     events?.emit('judge:cache', { dimension: key.dimension, result: 'hit' });
     return fromRow(key, stored, performance.now() - started);
   };
+  const runClaimed = async (): Promise<JudgeOutcome> => {
+    events?.emit('judge:cache', { dimension: key.dimension, result: 'miss' });
+    let admission: Admission;
+    try {
+      admission = await call.admit(signal);
+    } catch (error) {
+      // Circuit open, throttled, queue full: give the claim back so nobody waits on it.
+      await releaseQuietly(ctx, key, claimant);
+      throw error;
+    }
+    return executeClaimed(ctx, call, admission, claimant, signal);
+  };
 
-  let row = await withDb(() => readCacheRow(db, key));
-  if (row?.state === 'DONE' && row.outcome) return hit(row.outcome);
   let waitingSince: number | undefined;
   let pollMs = pollMinMs;
-
   for (;;) {
-    const liveClaim = row?.state === 'CLAIMED' && (row.expires_in_ms ?? 0) > 0;
-    if (!liveClaim) {
-      // Admission before the claim: a claim is held only while a call is actually under way,
-      // never while we queue behind a throttled endpoint.
-      const admission = await call.admit(signal);
-      let claim;
-      try {
-        claim = await withDb(() => claimOrRead(db, key, claimant, call.claimTtlMs));
-      } catch (error) {
-        admission.release({ health: 'ignore', permit: 'ignore' });
-        throw error;
-      }
-      if (claim.claimed) {
-        events?.emit('judge:cache', { dimension: key.dimension, result: 'miss' });
-        return executeClaimed(ctx, call, admission, claimant, signal);
-      }
-      admission.release({ health: 'ignore', permit: 'ignore' });
-      row = claim.row;
-      if (row?.state === 'DONE' && row.outcome) return hit(row.outcome);
-      if (!row) continue; // a claim committed after our snapshot: look again
-    }
-
-    // Another replica is calling the judge for this content: wait for its verdict.
-    waitingSince ??= performance.now();
-    const waited = performance.now() - waitingSince;
-    if (waited >= maxWaitMs || signal?.aborted) {
-      events?.emit('judge:retry', { endpoint: call.endpoint, dimension: key.dimension, class: 'claim_busy' });
-      throw new RetryableError(`judge call for ${key.dimension} is in progress on another replica (waited ${Math.round(waited)} ms)`, {
-        code: 'JUDGE_CLAIM_BUSY',
-        retryAfterMs: Math.max(pollMaxMs, Math.ceil(row?.expires_in_ms ?? 0)),
-      });
-    }
-    await sleep(Math.min(pollMs, maxWaitMs - waited), signal);
-    pollMs = Math.min(pollMaxMs, pollMs * 2);
-    row = await withDb(() => readCacheRow(db, key));
+    const first = await withDb(() => claimOrRead(db, key, claimant, call.claimTtlMs));
+    if (first.claimed) return runClaimed();
+    let row = first.row;
     if (row?.state === 'DONE' && row.outcome) return hit(row.outcome);
+    if (!row) continue; // a claim committed after our snapshot: look again
+
+    // Another replica holds a claim: wait for its verdict, or take the claim over once it expires.
+    for (;;) {
+      if (row?.state === 'CLAIMED' && (row.expires_in_ms ?? 0) <= 0) {
+        if (await withDb(() => takeOverExpiredClaim(db, key, claimant, call.claimTtlMs))) return runClaimed();
+        break;
+      }
+      if (!row) break; // released after a failure: try to claim it ourselves
+      waitingSince ??= performance.now();
+      const waited = performance.now() - waitingSince;
+      if (waited >= maxWaitMs || signal?.aborted) {
+        events?.emit('judge:retry', { endpoint: call.endpoint, dimension: key.dimension, class: 'claim_busy' });
+        throw new RetryableError(`judge call for ${key.dimension} is in progress on another replica (waited ${Math.round(waited)} ms)`, {
+          code: 'JUDGE_CLAIM_BUSY',
+          retryAfterMs: Math.max(pollMaxMs, Math.ceil(row.expires_in_ms ?? 0)),
+        });
+      }
+      await sleep(Math.min(pollMs, maxWaitMs - waited), signal);
+      pollMs = Math.min(pollMaxMs, pollMs * 2);
+      row = await withDb(() => readCacheRow(db, key));
+      if (row?.state === 'DONE' && row.outcome) return hit(row.outcome);
+    }
   }
 }
 

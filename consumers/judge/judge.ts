@@ -13,6 +13,7 @@ import { reportFor, requestVerdict, type JudgeOutcome } from './client.js';
 import { systemClock, type Clock } from './clock.js';
 import { judgeDimensionDefinitions, type JudgeConfig } from './config.js';
 import { JudgeEndpoint, type EndpointState } from './endpoint.js';
+import { DEFAULT_QUEUE_WAIT_MS } from './limiter.js';
 import { createJudgeEvents, type JudgeEventEmitter, type RetryClass } from './events.js';
 import { compileRubric, inputsHash, normaliseInputs, type CompiledRubric, type JudgeDimensionDefinition, type JudgeInputs } from './rubrics.js';
 
@@ -68,6 +69,9 @@ const ADMISSION_RETRY_CLASS: Record<string, RetryClass> = { JUDGE_CIRCUIT_OPEN: 
 
 export function createJudge(ctx: JudgeContext): Judge {
   const { config } = ctx;
+  // The cache's relaxed commits are transaction-local: inside a caller's transaction they would
+  // relax that transaction's commit too. (A judge call inside a transaction would also hold it open.)
+  if (ctx.db?.isTransaction) throw new PermanentError('createJudge needs the pool-level database handle, not a transaction', { code: 'CONFIG_INVALID' });
   const clock = ctx.clock ?? systemClock;
   const events = ctx.events ?? createJudgeEvents();
   const endpoints = new Map(config.endpoints.map((e) => [e.name, new JudgeEndpoint(e, clock, events)]));
@@ -122,8 +126,9 @@ export function createJudge(ctx: JudgeContext): Judge {
       return {
         key: { dimension: rubric.id, scorerVersion: rubric.version, judgeModel: endpoint.model, promptHash: rubric.promptHash, inputsHash: inputsHash(rubric, inputs) },
         endpoint: endpoint.name,
-        // A call is at most three requests (format fallback, answer, re-ask), each bounded by the timeout.
-        claimTtlMs: config.cache.claimTtlMs ?? endpoint.config.timeoutMs * 3 + 5000,
+        // The claim is taken before admission: it must outlive the wait for a slot plus at most
+        // three requests (format fallback, answer, re-ask), each bounded by the timeout.
+        claimTtlMs: config.cache.claimTtlMs ?? (endpoint.config.limiter.maxQueueWaitMs ?? DEFAULT_QUEUE_WAIT_MS) + endpoint.config.timeoutMs * 3 + 5000,
         async admit(signal) {
           try {
             return await endpoint.admit(signal);

@@ -25,6 +25,8 @@ export interface LimiterOptions {
   maxQueueWaitMs?: number;
 }
 
+export const DEFAULT_QUEUE_WAIT_MS = 30_000;
+
 export type PermitResult = 'success' | 'rate_limited' | 'ignore';
 
 export interface Permit {
@@ -74,7 +76,7 @@ export class AimdLimiter {
       decreaseFactor: options.decreaseFactor ?? 0.5,
       defaultRetryAfterMs: options.defaultRetryAfterMs ?? 1000,
       maxRetryAfterMs: options.maxRetryAfterMs ?? 5 * 60_000,
-      maxQueueWaitMs: options.maxQueueWaitMs ?? 30_000,
+      maxQueueWaitMs: options.maxQueueWaitMs ?? DEFAULT_QUEUE_WAIT_MS,
     };
     this.limit = Math.min(this.opts.maxLimit, Math.max(this.opts.minLimit, this.opts.initialLimit));
   }
