@@ -69,6 +69,11 @@ ${CONNECTION_HELP}`,
       process.stdout.write(`${this.help}\n`);
       return 0;
     }
+    // Listen for the stop signal before anything starts, so an early SIGTERM still shuts down cleanly.
+    const stopped = new Promise<string>((resolve) => {
+      process.once('SIGTERM', () => resolve('SIGTERM'));
+      process.once('SIGINT', () => resolve('SIGINT'));
+    });
     const config = loadConfig(process.env, values);
     const setting = (flag: string, env: string, fallback: number): number => {
       const raw = (values as Record<string, unknown>)[flag] ?? process.env[env];
@@ -144,10 +149,6 @@ ${CONNECTION_HELP}`,
     const lagTimer = setInterval(() => void metrics.refreshLag().catch((error) => logger.warn({ err: error }, 'lag query failed')), 5_000);
     releasers.push(async () => clearInterval(lagTimer));
 
-    const stopped = new Promise<string>((resolve) => {
-      process.once('SIGTERM', () => resolve('SIGTERM'));
-      process.once('SIGINT', () => resolve('SIGINT'));
-    });
     await consumer.start();
     releasers.push(() => consumer.stop(graceMs));
     logger.info({ groupId, topic: config.topics.events, dimensions: [...scorers.keys()], judge: Boolean(judge) }, 'scorer started');

@@ -261,7 +261,8 @@ export function createKeyParallelConsumer(options: KeyParallelConsumerOptions): 
 
   const consumeBatch = () =>
     new Promise<kafkaJs.Message[]>((resolve, reject) => {
-      consumer.consume(500, (error, messages) => (error ? reject(error) : resolve(messages)));
+      // Never take more at once than one partition may hold in flight, so pausing bounds memory.
+      consumer.consume(Math.max(1, Math.min(500, options.maxInFlightPerPartition)), (error, messages) => (error ? reject(error) : resolve(messages)));
     });
 
   async function runLoop(): Promise<void> {

@@ -57,6 +57,11 @@ ${CONNECTION_HELP}`,
       process.stdout.write(`${this.help}\n`);
       return 0;
     }
+    // Listen for the stop signal before anything starts, so an early SIGTERM still shuts down cleanly.
+    const stopped = new Promise<string>((resolve) => {
+      process.once('SIGTERM', () => resolve('SIGTERM'));
+      process.once('SIGINT', () => resolve('SIGINT'));
+    });
     const config = loadConfig(process.env, values);
     const int = (value: string | undefined, name: string, fallback: number): number => {
       if (value === undefined || value === '') return fallback;
@@ -102,10 +107,6 @@ ${CONNECTION_HELP}`,
     const backlogTimer = setInterval(() => void metrics.refreshBacklog().catch((error) => logger.warn({ err: error }, 'backlog query failed')), 5_000);
     releasers.push(async () => clearInterval(backlogTimer));
 
-    const stopped = new Promise<string>((resolve) => {
-      process.once('SIGTERM', () => resolve('SIGTERM'));
-      process.once('SIGINT', () => resolve('SIGINT'));
-    });
     await relay.start();
     releasers.push(() => relay.stop());
     logger.info({ instanceId: relay.instanceId, wakeup: config.relay.wakeup, shards: relay.ownedShards() }, 'relay started');
