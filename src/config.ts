@@ -25,6 +25,12 @@ export interface Config {
     bodyLimitBytes: number;
     /** Largest number of items in one batch request. */
     batchLimit: number;
+    /** Database connections of the API process. */
+    poolSize: number;
+    /** How long an API-key lookup is cached in-process (a revoked key works this much longer). */
+    keyCacheTtlMs: number;
+    /** On SIGTERM, how long in-flight requests may take before their connections are cut. */
+    shutdownGraceMs: number;
   };
   relay: {
     batchSize: number;
@@ -101,6 +107,9 @@ export function loadConfig(env: Env = process.env, flags: Flags = {}): Config {
       port: read.int('port', 'EVALBOX_API_PORT', 8080),
       bodyLimitBytes: read.int('body-limit', 'EVALBOX_API_BODY_LIMIT', 1024 * 1024, 1),
       batchLimit: read.int('batch-limit', 'EVALBOX_API_BATCH_LIMIT', 100, 1),
+      poolSize: read.int('pool-size', 'EVALBOX_API_POOL_SIZE', 20, 1),
+      keyCacheTtlMs: read.int('key-cache-ttl-ms', 'EVALBOX_API_KEY_CACHE_TTL_MS', 10_000, 0),
+      shutdownGraceMs: read.int('shutdown-grace-ms', 'EVALBOX_SHUTDOWN_GRACE_MS', 10_000, 0),
     },
     relay: {
       batchSize: read.int('batch-size', 'EVALBOX_RELAY_BATCH_SIZE', 2000, 1),

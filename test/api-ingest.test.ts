@@ -2,6 +2,17 @@
 // tenant isolation, batches.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { sql } from 'kysely';
+import { createApiApp } from '../src/api/app.js';
+import { createKeyResolver } from '../src/api/auth.js';
+import { MAX_JSON_DEPTH } from '../src/api/storable.js';
+import { loadConfig } from '../src/config.js';
+import { createDb } from '../src/db/index.js';
+import { createDimensionRegistry } from '../src/dimensions.js';
+import { silentLogger } from '../src/logging.js';
+import { createRegistry } from '../src/metrics.js';
+import { evaluationCreatedSchema } from '../src/schemas/events.js';
+import { createAjv } from '../src/schemas/validator.js';
+import { freePort } from '../src/stack/process.js';
 import { createApiFixture, validEvaluation, type ApiFixture } from './api-helpers.js';
 
 describe('ingest API', () => {
@@ -30,6 +41,9 @@ describe('ingest API', () => {
     expect(events).toHaveLength(1);
     expect(events[0]).toMatchObject({ topic: 'test-events', key: 'app-a', type: 'evaluation.created', source: '/evalbox/api', headers: { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' } });
     expect(events[0]?.payload).toMatchObject({ schemaVersion: 1, evaluationId: body.evaluationId, applicationId: 'app-a', prompt: 'What is the capital of France?', context: ['Paris is the capital and largest city of France.'] });
+    // The event is exactly what consumers validate against.
+    const validateEvent = createAjv().compile(evaluationCreatedSchema);
+    expect(validateEvent(events[0]?.payload)).toBe(true);
     // Both rows were written by the same transaction.
     const xids = await sql<{ same: boolean }>`
       SELECT e.xid = o.xid AS same FROM evaluations e JOIN outbox o ON o.payload->>'evaluationId' = e.id::text WHERE e.id = ${body.evaluationId}`.execute(f.database.db);
@@ -43,7 +57,7 @@ describe('ingest API', () => {
     try {
       const before = await countRows('evaluations');
       const res = await f.post('/v1/evaluations', validEvaluation({ externalId: 'doomed' }));
-      expect(res.status).toBeGreaterThanOrEqual(500);
+      expect(res.status).toBe(500);
       expect(res.headers.get('content-type')).toBe('application/problem+json');
       expect(await countRows('evaluations')).toBe(before);
       expect(await countRows('evaluations', sql`idempotency_key = 'doomed'`)).toBe(0);
@@ -101,6 +115,26 @@ describe('ingest API', () => {
     expect(badKey.status).toBe(400);
   });
 
+  it('bad input never yields a 5xx: NUL characters, unpaired surrogates and deep nesting are 400s naming the field', async () => {
+    const cases: [string, string][] = [
+      [JSON.stringify(validEvaluation({ prompt: 'a\u0000b' })), '/prompt'],
+      [JSON.stringify(validEvaluation({ context: ['ok', 'x\u0000'] })), '/context/1'],
+      [JSON.stringify(validEvaluation({ metadata: { note: { deep: 'a\u0000' } } })), '/metadata/note/deep'],
+      [JSON.stringify(validEvaluation({ metadata: { 'k\u0000': 1 } })), '/metadata/k\\u0000'],
+      [JSON.stringify(validEvaluation({ externalId: 'id\u0000' })), '/externalId'],
+      ['{"prompt":"a\\ud800b","response":"r"}', '/prompt'],
+      ['{"prompt":"a","response":"r","metadata":{"x":"\\udc00"}}', '/metadata/x'],
+      [`{"prompt":"a","response":"r","metadata":{"x":${'['.repeat(20_000)}${']'.repeat(20_000)}}}`, `/metadata/x${'/0'.repeat(MAX_JSON_DEPTH - 2)}`],
+    ];
+    const before = await countRows('evaluations');
+    for (const [body, pointer] of cases) {
+      const res = await f.post('/v1/evaluations', body);
+      expect({ status: res.status, type: res.headers.get('content-type') }).toEqual({ status: 400, type: 'application/problem+json' });
+      expect(((await res.json()) as { errors: { pointer: string }[] }).errors.map((e) => e.pointer)).toContain(pointer);
+    }
+    expect(await countRows('evaluations')).toBe(before);
+  });
+
   it('401 without a key, with an unknown key, and with a malformed header', async () => {
     const none = await f.app.request('/v1/evaluations', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
     expect(none.status).toBe(401);
@@ -118,6 +152,21 @@ describe('ingest API', () => {
     expect(text.status).toBe(415);
     const none = await f.app.request('/v1/evaluations', { method: 'POST', headers: { authorization: `Bearer ${f.keyA}` }, body: '{}' });
     expect(none.status).toBe(415);
+  });
+
+  it('405 with Allow for a known path and another method; the literal /v1/evaluations:batch and /v1/evaluations/{id} route apart', async () => {
+    const created = (await (await f.post('/v1/evaluations', validEvaluation())).json()) as { evaluationId: string };
+    const call = (method: string, path: string) => f.app.request(path, { method, headers: { authorization: `Bearer ${f.keyA}` } });
+    const wrongBatch = await call('GET', '/v1/evaluations:batch');
+    expect({ status: wrongBatch.status, allow: wrongBatch.headers.get('allow') }).toEqual({ status: 405, allow: 'POST' });
+    expect(((await wrongBatch.json()) as { status: number }).status).toBe(405);
+    const wrongItem = await call('DELETE', `/v1/evaluations/${created.evaluationId}`);
+    expect({ status: wrongItem.status, allow: wrongItem.headers.get('allow') }).toEqual({ status: 405, allow: 'GET, HEAD' });
+    expect((await call('PUT', '/v1/evaluations')).status).toBe(405);
+    // ":batch" is not a parameter: the batch route is not /v1/evaluations/{id}, and {id} still works.
+    expect((await f.get('/v1/evaluations:batch')).status).toBe(405);
+    expect((await f.get(`/v1/evaluations/${created.evaluationId}`)).status).toBe(200);
+    expect((await call('HEAD', `/v1/evaluations/${created.evaluationId}`)).status).toBe(200);
   });
 
   it('404 for an unknown id, a malformed id, an unknown route; another application’s evaluation is a 404', async () => {
@@ -150,6 +199,7 @@ describe('ingest API', () => {
     expect(results.map((r) => r.status)).toEqual([202, 400, 400, 202]);
     expect(results[1]?.body.errors?.map((e) => e.pointer)).toEqual(['/items/1/response']);
     expect(results[2]?.body.errors?.map((e) => e.pointer)).toEqual(['/items/2/dimensions/0']);
+    expect(results[1]?.body).toMatchObject({ type: 'about:blank', title: 'Bad Request', status: 400 });
     for (const r of [results[0], results[3]]) {
       expect(await countRows('outbox', sql`payload->>'evaluationId' = ${r?.body.evaluationId}`)).toBe(1);
     }
@@ -168,11 +218,65 @@ describe('ingest API', () => {
     expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/v1/evaluations', '/v1/evaluations:batch', '/v1/evaluations/{id}']));
   });
 
-  it('records request durations by route pattern and status', async () => {
+  it('records request durations by route pattern (never the raw path), method and status', async () => {
     await f.get('/v1/evaluations/00000000-0000-7000-8000-000000000000');
+    await f.post('/v1/evaluations', validEvaluation(), 'ebx_wrong');
+    await f.get('/v1/some/raw/path/42');
     const metrics = await f.registry.getMetricsAsJSON();
     const histogram = metrics.find((m) => m.name === 'http_request_duration_seconds') as { values: { labels: Record<string, string> }[] };
     const labels = histogram.values.map((v) => v.labels);
-    expect(labels).toEqual(expect.arrayContaining([expect.objectContaining({ route: '/v1/evaluations/:id', status: '404', method: 'GET' }), expect.objectContaining({ route: '/v1/evaluations', status: '202', method: 'POST' })]));
+    expect(labels).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ route: '/v1/evaluations/:id', status: '404', method: 'GET' }),
+        expect.objectContaining({ route: '/v1/evaluations', status: '202', method: 'POST' }),
+        expect.objectContaining({ route: '/v1/evaluations', status: '401', method: 'POST' }),
+        expect.objectContaining({ route: 'unmatched', status: '404', method: 'GET' }),
+      ]),
+    );
+    expect(labels.map((l) => l.route)).not.toContain('/v1/some/raw/path/42');
+    expect(labels.map((l) => l.route)).not.toContain('/v1/evaluations*');
+  });
+
+  it('builds from the minimal context {db, config, registry, logger, dimensions} alone', async () => {
+    const app = createApiApp({ db: f.database.db, config: loadConfig({}), registry: createRegistry('api-min'), logger: silentLogger(), dimensions: createDimensionRegistry() });
+    const post = () => app.request('/v1/evaluations', { method: 'POST', headers: { authorization: `Bearer ${f.keyB}`, 'content-type': 'application/json', 'idempotency-key': 'minimal-1' }, body: JSON.stringify(validEvaluation()) });
+    const first = await post();
+    const again = await post();
+    expect([first.status, again.status]).toEqual([202, 202]);
+    const id = ((await first.json()) as { evaluationId: string }).evaluationId;
+    expect(((await again.json()) as { evaluationId: string }).evaluationId).toBe(id);
+    expect(await countRows('outbox', sql`payload->>'evaluationId' = ${id}`)).toBe(1);
+  });
+
+  it('a database that is down answers 503 problems with Retry-After, and a batch that committed nothing is a 503', async () => {
+    // Keys resolve (and are cached) through the live database; the evaluations database is a
+    // port where nothing listens, as when Postgres is down or restarting.
+    const down = createDb(`postgres://evalbox@127.0.0.1:${await freePort()}/evalbox`, { max: 2 });
+    try {
+      const app = createApiApp({
+        db: down.db,
+        pool: down.pool,
+        config: loadConfig({}),
+        registry: createRegistry('api-down'),
+        logger: silentLogger(),
+        dimensions: createDimensionRegistry(),
+        keys: createKeyResolver(f.database.db),
+      });
+      const request = (path: string, init: RequestInit = {}) => app.request(path, { ...init, headers: { authorization: `Bearer ${f.keyA}`, 'content-type': 'application/json' } });
+      for (const res of [
+        await request('/v1/evaluations', { method: 'POST', body: JSON.stringify(validEvaluation()) }),
+        await request('/v1/evaluations:batch', { method: 'POST', body: JSON.stringify({ items: [validEvaluation(), validEvaluation()] }) }),
+        await request('/v1/evaluations'),
+        await request('/v1/evaluations/01a20dbf-f747-7000-9b29-178bbe1a7624'),
+      ]) {
+        expect({ status: res.status, retryAfter: res.headers.get('retry-after'), type: res.headers.get('content-type') }).toEqual({ status: 503, retryAfter: '1', type: 'application/problem+json' });
+      }
+      // A batch with an invalid item still reports it as a 400 next to the 503 of the others.
+      const mixed = await request('/v1/evaluations:batch', { method: 'POST', body: JSON.stringify({ items: [validEvaluation(), { prompt: 'x' }] }) });
+      expect(mixed.status).toBe(207);
+      expect(((await mixed.json()) as { results: { status: number }[] }).results.map((r) => r.status)).toEqual([503, 400]);
+    } finally {
+      await down.close();
+    }
   });
 });

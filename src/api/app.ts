@@ -1,7 +1,8 @@
 // The ingest API as a hono app. createApiApp(ctx) builds it from injected parts so tests can call
 // app.request() without a socket; src/api/command.ts is the composition root that serves it.
 import { Hono, type Context } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
+import { HTTPException } from 'hono/http-exception';
+import { matchedRoutes } from 'hono/route';
 import { Histogram, type Registry } from 'prom-client';
 import type { Config } from '../config.js';
 import type { Db } from '../db/index.js';
@@ -11,21 +12,25 @@ import { classifyPgError, EvalboxError, ValidationError, type FieldError } from 
 import type { Logger } from '../logging.js';
 import { batchRequestSchema, evaluationRequestSchema, type EvaluationRequest } from '../schemas/evaluation-request.js';
 import { assertValid, createAjv } from '../schemas/validator.js';
-import { bearerToken, type KeyResolver } from './auth.js';
+import { bearerToken, createKeyResolver, type KeyResolver } from './auth.js';
 import { decodeCursor, encodeCursor, findEvaluation, ingestEvaluation, listEvaluationsPage, type IngestResult, type Queryable } from './evaluations.js';
+import { header, readBodyText } from './node-request.js';
 import { buildOpenApiDocument } from './openapi.js';
 import { PROBLEM_CONTENT_TYPE, ProblemError } from './problem.js';
+import { unstorableFields } from './storable.js';
 
 export interface ApiContext {
   db: Db;
-  /** The pool behind `db`, for the hot-path named statement. */
-  pool: Queryable;
   config: Config;
+  /** prom-client registry the request histogram registers in. */
   registry: Registry;
   logger: Logger;
   dimensions: DimensionRegistry;
-  keys: KeyResolver;
   clock?: () => Date;
+  /** The pool behind `db`: lets the hot path use a named prepared statement (faster, optional). */
+  pool?: Queryable;
+  /** API-key lookup; defaults to a cached resolver over `db` (see auth.ts). */
+  keys?: KeyResolver;
 }
 
 type Env = { Variables: { applicationId: string } };
@@ -36,6 +41,7 @@ const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
 export function createApiApp(ctx: ApiContext): Hono<Env> {
   const { db, config, logger, dimensions } = ctx;
   const clock = ctx.clock ?? (() => new Date());
+  const keys = ctx.keys ?? createKeyResolver(db, { ttlMs: config.api.keyCacheTtlMs });
   const ajv = createAjv();
   const validateRequest = ajv.compile(evaluationRequestSchema);
   const validateBatch = ajv.compile(batchRequestSchema);
@@ -52,23 +58,38 @@ export function createApiApp(ctx: ApiContext): Hono<Env> {
 
   app.use('*', async (c, next) => {
     const started = process.hrtime.bigint();
-    await next();
-    const route = c.res.status === 404 && !matched(c) ? 'unmatched' : c.req.routePath;
-    duration.observe({ route, method: c.req.method, status: String(c.res.status) }, Number(process.hrtime.bigint() - started) / 1e9);
+    try {
+      await next();
+    } catch (thrown) {
+      // hono hands only Error instances to onError; anything else thrown (or an Error from
+      // another realm, as Node's socket errors are under a test VM) is answered here instead.
+      c.res = problemResponse(c, toProblem(thrown, routeLabel(c)));
+    }
+    duration.observe({ route: routeLabel(c), method: c.req.method, status: String(c.res.status) }, Number(process.hrtime.bigint() - started) / 1e9);
   });
 
-  app.onError((error, c) => {
-    if (error instanceof ProblemError) return problemResponse(c, error);
-    if (error instanceof ValidationError) return problemResponse(c, new ProblemError(400, error.message, { errors: error.errors }));
-    if (error instanceof EvalboxError && error.code === 'EVENT_TOO_LARGE') return problemResponse(c, new ProblemError(413, error.message));
+  /** Maps anything thrown to a problem; logs what is not the client's fault (ids, never content). */
+  function toProblem(error: unknown, route: string): ProblemError {
+    if (error instanceof HTTPException) return ProblemError.from(error);
+    if (error instanceof ValidationError) return new ProblemError(400, error.message, { errors: error.errors });
+    if (error instanceof EvalboxError && error.code === 'EVENT_TOO_LARGE') return new ProblemError(413, error.message);
     const classified = classifyPgError(error);
     if (classified.retryable) {
-      logger.warn({ err: classified }, 'database unavailable');
-      return problemResponse(c, new ProblemError(503, 'the database is unavailable; retry later', { headers: { 'retry-after': '1' } }));
+      logger.warn({ err: loggable(classified), route }, 'database unavailable');
+      return new ProblemError(503, 'the database is unavailable; retry later', { headers: { 'retry-after': '1' } });
     }
-    logger.error({ err: error, route: c.req.routePath }, 'request failed');
-    return problemResponse(c, new ProblemError(500, 'internal error'));
-  });
+    const sqlstate = sqlstateOf(error);
+    // A value the database refuses (class 22 data exception, 54001 nesting too deep) is bad
+    // input that slipped past validation: still the client's error, never a 5xx.
+    if (sqlstate && (sqlstate.startsWith('22') || sqlstate === '54001')) {
+      logger.warn({ err: loggable(error), route }, 'the database refused a value that passed validation');
+      return new ProblemError(400, 'the request holds a value that cannot be stored', { errors: [{ pointer: '/', detail: `refused by the database (SQLSTATE ${sqlstate})` }] });
+    }
+    logger.error({ err: loggable(error), route }, 'request failed');
+    return new ProblemError(500, 'internal error');
+  }
+
+  app.onError((error, c) => problemResponse(c, toProblem(error, routeLabel(c))));
   app.notFound((c) => problemResponse(c, new ProblemError(404, `no route for ${c.req.method} ${c.req.path}`)));
 
   app.get('/openapi.json', (c) => c.json(openapi));
@@ -91,27 +112,23 @@ export function createApiApp(ctx: ApiContext): Hono<Env> {
   );
 
   app.use('/v1/evaluations*', async (c, next) => {
-    const token = bearerToken(c.req.header('authorization'));
+    const token = bearerToken(header(c, 'authorization'));
     if (!token) throw new ProblemError(401, 'send an API key as Authorization: Bearer <key>', { headers: { 'www-authenticate': 'Bearer' } });
-    const applicationId = await ctx.keys.resolve(token);
+    const applicationId = await keys.resolve(token);
     if (!applicationId) throw new ProblemError(401, 'the API key is unknown or revoked', { headers: { 'www-authenticate': 'Bearer' } });
     c.set('applicationId', applicationId);
     await next();
   });
 
-  const limitBody = bodyLimit({
-    maxSize: config.api.bodyLimitBytes,
-    onError: () => {
-      throw new ProblemError(413, `the body exceeds ${config.api.bodyLimitBytes} bytes`);
-    },
-  });
+  // The connection is closed after a 413 rather than reading the rest of an oversized body.
+  const tooLarge = () => new ProblemError(413, `the body exceeds ${config.api.bodyLimitBytes} bytes`, { headers: { connection: 'close' } });
 
   async function readJson(c: Context<Env>): Promise<unknown> {
-    const type = (c.req.header('content-type') ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
+    const type = (header(c, 'content-type') ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
     if (type !== 'application/json' && !/^application\/[\w.+-]+\+json$/.test(type)) {
       throw new ProblemError(415, 'send the body as application/json');
     }
-    const text = await c.req.text();
+    const text = await readBodyText(c, config.api.bodyLimitBytes, tooLarge);
     try {
       return JSON.parse(text);
     } catch (error) {
@@ -119,22 +136,24 @@ export function createApiApp(ctx: ApiContext): Hono<Env> {
     }
   }
 
-  /** Validates one item against the schema and the dimensions registry. */
-  function toRequest(body: unknown, pointerPrefix = ''): { request: EvaluationRequest; dimensions: string[] } {
+  /** Validates one item against the schema, what Postgres can store, and the dimensions registry. */
+  function toRequest(body: unknown): { request: EvaluationRequest; dimensions: string[] } {
     const request = assertValid<EvaluationRequest>(validateRequest, body, 'the evaluation');
+    const unstorable = unstorableFields(request);
+    if (unstorable.length > 0) throw new ValidationError('the evaluation holds values that cannot be stored', unstorable);
     const requested = request.dimensions ?? dimensions.defaults;
     const unknown: FieldError[] = requested
       .map((id, index) => ({ id, index }))
       .filter(({ id }) => !dimensions.get(id))
-      .map(({ id, index }) => ({ pointer: `${pointerPrefix}/dimensions/${index}`, detail: `unknown dimension "${id}" (see GET /v1/dimensions)` }));
+      .map(({ id, index }) => ({ pointer: `/dimensions/${index}`, detail: `unknown dimension "${id}" (see GET /v1/dimensions)` }));
     if (unknown.length > 0) throw new ValidationError('the evaluation names unknown dimensions', unknown);
     return { request, dimensions: requested };
   }
 
   async function ingest(c: Context<Env>, body: unknown, idempotencyKey: string | undefined): Promise<IngestResult> {
     const { request, dimensions: requested } = toRequest(body);
-    const traceparent = c.req.header('traceparent');
-    return ingestEvaluation(db, ctx.pool, {
+    const traceparent = header(c, 'traceparent');
+    const result = await ingestEvaluation(db, ctx.pool, {
       applicationId: c.get('applicationId'),
       request,
       dimensions: requested,
@@ -143,6 +162,8 @@ export function createApiApp(ctx: ApiContext): Hono<Env> {
       eventsTopic: config.topics.events,
       now: clock(),
     });
+    if (logger.isLevelEnabled('debug')) logger.debug({ evaluationId: result.evaluationId, applicationId: c.get('applicationId'), replayed: result.replayed }, 'evaluation accepted');
+    return result;
   }
 
   const accepted = (result: IngestResult) => ({
@@ -152,8 +173,8 @@ export function createApiApp(ctx: ApiContext): Hono<Env> {
     links: { self: `/v1/evaluations/${result.evaluationId}` },
   });
 
-  app.post('/v1/evaluations', limitBody, async (c) => {
-    const idempotencyKey = c.req.header('idempotency-key');
+  app.post('/v1/evaluations', async (c) => {
+    const idempotencyKey = header(c, 'idempotency-key');
     if (idempotencyKey !== undefined && (idempotencyKey.length === 0 || idempotencyKey.length > 200)) {
       throw new ProblemError(400, 'Idempotency-Key must be 1 to 200 characters', { errors: [{ pointer: 'header:Idempotency-Key', detail: 'length 1..200' }] });
     }
@@ -163,27 +184,27 @@ export function createApiApp(ctx: ApiContext): Hono<Env> {
     return c.json(accepted(result), 202);
   });
 
-  app.post('/v1/evaluations:batch', limitBody, async (c) => {
+  app.post('/v1/evaluations:batch', async (c) => {
     const body = assertValid<{ items: unknown[] }>(validateBatch, await readJson(c), 'the batch');
     if (body.items.length > config.api.batchLimit) {
       throw new ProblemError(400, `a batch holds at most ${config.api.batchLimit} items`, { errors: [{ pointer: '/items', detail: `more than ${config.api.batchLimit} items` }] });
     }
-    // Each item is its own atomic write: one bad item does not reject the others.
+    // Each item is its own atomic write: one bad item does not reject the others, and a failed
+    // item is reported in its own result so the client knows exactly which ones were committed.
     const results = await Promise.all(
       body.items.map(async (item, index) => {
         try {
           const result = await ingest(c, item, undefined);
           return { index, status: 202, ...(result.replayed ? { replayed: true } : {}), body: accepted(result) };
         } catch (error) {
-          if (error instanceof ValidationError) {
-            const errors = error.errors.map((e) => ({ pointer: `/items/${index}${e.pointer === '/' ? '' : e.pointer}`, detail: e.detail }));
-            return { index, status: 400, body: new ProblemError(400, error.message, { errors }).problem };
-          }
-          if (error instanceof EvalboxError && error.code === 'EVENT_TOO_LARGE') return { index, status: 413, body: new ProblemError(413, error.message).problem };
-          throw error;
+          const { problem } = toProblem(error, routeLabel(c));
+          const errors = problem.errors?.map((e) => ({ pointer: `/items/${index}${e.pointer === '/' ? '' : e.pointer}`, detail: e.detail }));
+          return { index, status: problem.status, body: { ...problem, ...(errors ? { errors } : {}) } };
         }
       }),
     );
+    // Nothing committed and the database is down: the whole batch may simply be retried.
+    if (results.every((r) => r.status === 503)) throw new ProblemError(503, 'the database is unavailable; retry later', { headers: { 'retry-after': '1' } });
     return c.json({ results }, 207);
   });
 
@@ -259,11 +280,52 @@ export function createApiApp(ctx: ApiContext): Hono<Env> {
     });
   });
 
+  // A known path with a method it does not serve: 405 with Allow (registered last, so the
+  // routes above answer first). HEAD is served by hono through the GET routes.
+  const allowed: [string, string][] = [
+    ['/v1/evaluations', 'GET, HEAD, POST'],
+    ['/v1/evaluations:batch', 'POST'],
+    ['/v1/evaluations/:id', 'GET, HEAD'],
+    ['/v1/dimensions', 'GET, HEAD'],
+    ['/openapi.json', 'GET, HEAD'],
+  ];
+  for (const [path, allow] of allowed) {
+    app.all(path, (c) => {
+      throw new ProblemError(405, `${c.req.method} is not allowed on ${path}; use ${allow}`, { headers: { allow } });
+    });
+  }
+
   return app;
 }
 
-function matched(c: Context): boolean {
-  return c.req.routePath !== '*' && c.req.routePath !== '/*';
+/** The route pattern a request matched (low-cardinality metric label); middleware patterns end in '*'. */
+function routeLabel(c: Context): string {
+  const routes = matchedRoutes(c);
+  for (let i = routes.length - 1; i >= 0; i--) {
+    const path = routes[i]?.path;
+    if (path && !path.endsWith('*')) return path;
+  }
+  return 'unmatched';
+}
+
+function sqlstateOf(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+}
+
+/**
+ * The parts of an error worth logging. A Postgres error's `detail` can quote the failing row
+ * (prompt and response text), so it is left out; the SQLSTATE and constraint say enough.
+ */
+function loggable(error: unknown): Record<string, unknown> {
+  const chain: Record<string, unknown>[] = [];
+  let current: unknown = error;
+  for (let depth = 0; typeof current === 'object' && current !== null && 'message' in current && depth < 5; depth++) {
+    const e = current as Error & { code?: unknown; constraint?: unknown; table?: unknown; column?: unknown };
+    chain.push({ type: e.name, message: e.message, code: e.code, constraint: e.constraint, table: e.table, column: e.column, stack: depth === 0 ? e.stack : undefined });
+    current = e.cause;
+  }
+  return { ...chain[0], causes: chain.slice(1) };
 }
 
 function problemResponse(c: Context, error: ProblemError): Response {

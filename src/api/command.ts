@@ -27,6 +27,12 @@ Options (flags override the environment):
   --batch-limit N     most items per batch (env EVALBOX_API_BATCH_LIMIT, default 100)
   --topic-events T    topic of evaluation.created (env EVALBOX_TOPIC_EVENTS)
   --pool-size N       database connections (env EVALBOX_API_POOL_SIZE, default 20)
+  --key-cache-ttl-ms MS   how long a key lookup is cached; a revoked key works this much
+                      longer (env EVALBOX_API_KEY_CACHE_TTL_MS, default 10000; 0 = no cache)
+  --shutdown-grace-ms MS  on SIGTERM, time in-flight requests get before their connections
+                      are cut (env EVALBOX_SHUTDOWN_GRACE_MS, default 10000)
+
+Logs carry evaluation and application ids, never prompt or response text.
 ${CONNECTION_HELP}`,
   async run(argv) {
     const { values } = parse(argv, {
@@ -38,6 +44,8 @@ ${CONNECTION_HELP}`,
       'batch-limit': { type: 'string' },
       'topic-events': { type: 'string' },
       'pool-size': { type: 'string' },
+      'key-cache-ttl-ms': { type: 'string' },
+      'shutdown-grace-ms': { type: 'string' },
     });
     if (values.help) {
       process.stdout.write(`${this.help}\n`);
@@ -45,14 +53,28 @@ ${CONNECTION_HELP}`,
     }
     const config = loadConfig(process.env, values);
     const logger = createLogger({ level: config.logLevel, name: 'evalbox-api' });
-    const poolSize = Number(values['pool-size'] ?? process.env.EVALBOX_API_POOL_SIZE ?? 20);
-    const handle = createDb(requireSetting(config.databaseUrl, 'DATABASE_URL'), { max: poolSize, applicationName: 'evalbox-api' });
+    const handle = createDb(requireSetting(config.databaseUrl, 'DATABASE_URL'), { max: config.api.poolSize, applicationName: 'evalbox-api' });
     const registry = createRegistry('api');
-    const app = createApiApp({ db: handle.db, pool: handle.pool, config, registry, logger, dimensions: createDimensionRegistry(), keys: createKeyResolver(handle.db) });
+    const keys = createKeyResolver(handle.db, { ttlMs: config.api.keyCacheTtlMs });
+    const app = createApiApp({ db: handle.db, pool: handle.pool, config, registry, logger, dimensions: createDimensionRegistry(), keys });
 
     const releasers: (() => Promise<void>)[] = [() => handle.close()];
     const { server, port } = await listen(app, config.api.port, config.host);
-    releasers.push(() => closeServer(server));
+    releasers.push(async () => {
+      // Stop accepting and wait for in-flight requests; past the grace period, cut what is left
+      // so the pool can close and the process exits within a Kubernetes termination grace.
+      const http = server as { closeIdleConnections?: () => void; closeAllConnections?: () => void };
+      const grace = setTimeout(() => {
+        logger.warn({ graceMs: config.api.shutdownGraceMs }, 'in-flight requests outlived the grace period; closing their connections');
+        http.closeAllConnections?.();
+      }, config.api.shutdownGraceMs);
+      // A keep-alive connection whose request finishes after close() would otherwise linger
+      // until the client's idle timeout: close each one as soon as it turns idle.
+      const sweep = setInterval(() => http.closeIdleConnections?.(), 20);
+      await closeServer(server);
+      clearInterval(sweep);
+      clearTimeout(grace);
+    });
     if (config.adminPort || values['admin-port'] !== undefined) {
       const admin = await serveAdmin(registry, async () => void (await sql`SELECT 1`.execute(handle.db)), config.adminPort, config.host);
       releasers.push(() => admin.close());

@@ -1,6 +1,6 @@
 // The API's database work: the one-statement ingest (evaluation row + outbox event), reads, and
 // stable keyset pagination below the snapshot horizon.
-import { sql } from 'kysely';
+import { CompiledQuery, sql } from 'kysely';
 import type { QueryConfig, QueryResult, QueryResultRow } from 'pg';
 import type { Db } from '../db/index.js';
 import type { EvaluationStatus } from '../db/types.js';
@@ -52,7 +52,7 @@ export interface IngestResult {
  * four (BEGIN, two INSERTs, COMMIT). On an idempotency-key conflict nothing is inserted, the
  * outbox insert sees no row, and the existing evaluation is returned instead.
  */
-export async function ingestEvaluation(db: Db, pool: Queryable, input: IngestInput): Promise<IngestResult> {
+export async function ingestEvaluation(db: Db, pool: Queryable | undefined, input: IngestInput): Promise<IngestResult> {
   const { request, applicationId } = input;
   const evaluationId = uuidv7(input.now.getTime());
   const data: EvaluationCreatedData = {
@@ -77,17 +77,17 @@ export async function ingestEvaluation(db: Db, pool: Queryable, input: IngestInp
     headers: input.traceparent ? { traceparent: input.traceparent } : {},
   };
   const payload = encodeEventPayload(event);
-  // A named statement: Postgres parses and plans it once per connection (like pgbench -M prepared).
-  const inserted = await pool.query<{ id: string }>({
-    name: 'evalbox_ingest_evaluation',
-    text: INGEST_SQL,
-    values: [
-      evaluationId, applicationId, data.modelId, data.prompt, data.response,
-      data.context === null ? null : JSON.stringify(data.context), data.reference, JSON.stringify(data.metadata),
-      input.dimensions, input.idempotencyKey ?? null, input.now,
-      uuidv7(input.now.getTime()), event.topic, event.type, event.source, JSON.stringify(event.headers), payload,
-    ],
-  });
+  const values = [
+    evaluationId, applicationId, data.modelId, data.prompt, data.response,
+    data.context === null ? null : JSON.stringify(data.context), data.reference, JSON.stringify(data.metadata),
+    input.dimensions, input.idempotencyKey ?? null, input.now,
+    uuidv7(input.now.getTime()), event.topic, event.type, event.source, JSON.stringify(event.headers), payload,
+  ];
+  // With the pool at hand, a named statement: Postgres parses and plans it once per connection
+  // (like pgbench -M prepared), which kysely cannot express. Without it, the same SQL unnamed.
+  const inserted = pool
+    ? await pool.query<{ id: string }>({ name: 'evalbox_ingest_evaluation', text: INGEST_SQL, values })
+    : await db.executeQuery<{ id: string }>(CompiledQuery.raw(INGEST_SQL, values));
   if (inserted.rows.length === 1) {
     return { evaluationId, status: 'PENDING', dimensions: input.dimensions, replayed: false };
   }

@@ -58,7 +58,14 @@ export function buildOpenApiDocument(version: string) {
         post: {
           summary: 'Submit several evaluations; one result per item',
           requestBody: { required: true, content: json('EvaluationBatchRequest') },
-          responses: { '207': { description: 'One result per item, each with its own status.' }, '400': problem('Not a batch.'), '401': problem('Missing or invalid API key.') },
+          responses: {
+            '207': { description: 'One result per item, each with its own status (202 with the accepted body, or a problem: 400, 413, 503).' },
+            '400': problem('Not a batch, or more items than the batch limit.'),
+            '401': problem('Missing or invalid API key.'),
+            '413': problem('Body over the limit.'),
+            '415': problem('Body is not JSON.'),
+            '503': problem('Database unavailable and no item committed; retry the whole batch after Retry-After.'),
+          },
         },
       },
       '/v1/evaluations/{id}': {

@@ -1,5 +1,7 @@
-// RFC 9457 problem details: every error the API returns, thrown as ProblemError from a handler
-// and rendered in one place (app.onError).
+// RFC 9457 problem details: every error the API returns is thrown as a ProblemError (a hono
+// HTTPException) from a handler or middleware and rendered in one place, app.onError.
+import { HTTPException } from 'hono/http-exception';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { FieldError } from '../errors.js';
 
 export interface Problem {
@@ -22,12 +24,12 @@ const TITLES: Record<number, string> = {
   503: 'Service Unavailable',
 };
 
-export class ProblemError extends Error {
+export class ProblemError extends HTTPException {
   readonly problem: Problem;
   readonly headers: Record<string, string>;
 
-  constructor(status: number, detail: string, extra: { errors?: FieldError[]; type?: string; headers?: Record<string, string> } = {}) {
-    super(detail);
+  constructor(status: number, detail: string, extra: { errors?: FieldError[]; type?: string; headers?: Record<string, string>; cause?: unknown } = {}) {
+    super(status as ContentfulStatusCode, { message: detail, cause: extra.cause });
     this.problem = {
       type: extra.type ?? 'about:blank',
       title: TITLES[status] ?? 'Error',
@@ -36,6 +38,11 @@ export class ProblemError extends Error {
       ...(extra.errors ? { errors: extra.errors } : {}),
     };
     this.headers = extra.headers ?? {};
+  }
+
+  /** A problem for any HTTPException hono's own middleware may throw. */
+  static from(error: HTTPException): ProblemError {
+    return error instanceof ProblemError ? error : new ProblemError(error.status, error.message || TITLES[error.status] || 'Error', { cause: error });
   }
 }
 

@@ -1,0 +1,47 @@
+// What JSON Schema cannot say but Postgres insists on: text and jsonb refuse the NUL character,
+// jsonb refuses a lone UTF-16 surrogate (JSON.parse accepts both), and a deeply nested value
+// overflows JSON.stringify and Postgres' stack. Checked after ajv so such input is a 400 naming
+// the field, never a 5xx from the database.
+import type { FieldError } from '../errors.js';
+
+/** Deeper metadata than this is refused; real attributes are a few levels deep. */
+export const MAX_JSON_DEPTH = 32;
+
+function badString(value: string): string | undefined {
+  if (value.includes('\u0000')) return 'contains the NUL character (\\u0000), which cannot be stored';
+  // String.prototype.isWellFormed (Node 20) is native and linear; the ES2023 lib lacks its type.
+  if (!(value as unknown as { isWellFormed(): boolean }).isWellFormed()) return 'contains an unpaired UTF-16 surrogate, which is not valid Unicode';
+  return undefined;
+}
+
+// A pointer segment per RFC 6901, with the unstorable characters spelled out so the pointer
+// itself can be shown and logged.
+const escapePointer = (key: string) =>
+  key
+    .replace(/~/g, '~0')
+    .replace(/\//g, '~1')
+    .replace(/\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+
+/** Every field of a parsed JSON value that Postgres could not store, as JSON pointers. */
+export function unstorableFields(value: unknown, pointer = '', depth = 0, found: FieldError[] = []): FieldError[] {
+  if (found.length >= 20) return found;
+  if (typeof value === 'string') {
+    const problem = badString(value);
+    if (problem) found.push({ pointer: pointer || '/', detail: problem });
+  } else if (value !== null && typeof value === 'object') {
+    if (depth >= MAX_JSON_DEPTH) {
+      found.push({ pointer: pointer || '/', detail: `nests deeper than ${MAX_JSON_DEPTH} levels` });
+      return found;
+    }
+    if (Array.isArray(value)) {
+      value.forEach((item, index) => unstorableFields(item, `${pointer}/${index}`, depth + 1, found));
+    } else {
+      for (const [key, item] of Object.entries(value)) {
+        const keyProblem = badString(key);
+        if (keyProblem) found.push({ pointer: `${pointer}/${escapePointer(key)}`, detail: `the property name ${keyProblem}` });
+        unstorableFields(item, `${pointer}/${escapePointer(key)}`, depth + 1, found);
+      }
+    }
+  }
+  return found;
+}
