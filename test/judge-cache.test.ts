@@ -11,7 +11,7 @@ import { loadJudgeConfig, type JudgeConfig } from '../consumers/judge/config.js'
 import { createJudge, isProviderPressure, type Judge } from '../consumers/judge/judge.js';
 import { compileRubric, BUILTIN_RUBRICS, inputsHash, normaliseInputs, type NormalisedInputs } from '../consumers/judge/rubrics.js';
 import { startFakeJudge, type FakeJudge } from '../scripts/fake-judge/server.js';
-import { createTestDatabase, type TestDatabase } from './helpers.js';
+import { createTestDatabase, waitFor, type TestDatabase } from './helpers.js';
 
 const sample = {
   prompt: 'How long do refunds take?',
@@ -85,7 +85,7 @@ describe('judge cache', () => {
       // The same verdict, model and prompt hash as the paid call: a hit never changes a result.
       expect(hit).toMatchObject({ value: paid[0]?.value, rawValue: paid[0]?.rawValue, reasoning: paid[0]?.reasoning, judgeModel: paid[0]?.judgeModel, promptHash: paid[0]?.promptHash, scorerVersion: '1' });
     }
-    const rows = await sql<{ n: number }>`SELECT count(*)::int AS n FROM judge_cache WHERE state = 'DONE'`.execute(database.db);
+    const rows = await sql<{ n: number }>`SELECT count(*)::int AS n FROM judge_cache`.execute(database.db);
     expect(rows.rows[0]?.n).toBe(1);
   });
 
@@ -131,7 +131,8 @@ describe('judge cache', () => {
     const outcome = await judge.score('judge_relevance', sample);
     expect(outcome).toMatchObject({ status: 'COMPLETED', cacheHit: false });
     expect(fake.stats().total).toBe(1);
-    expect(await readCacheRow(database.db, key)).toMatchObject({ state: 'DONE' });
+    // The verdict is stored alongside the caller, a round trip later.
+    await waitFor(async () => (await readCacheRow(database.db, key))?.state === 'DONE', { what: 'the stored verdict' });
   });
 
   it('waits for a live claim of another replica and returns its result as a hit', async () => {
@@ -206,6 +207,7 @@ describe('judge cache', () => {
   it('prunes old verdicts and dead claims, never live claims', async () => {
     const judge = judgeFor(configFor(fake.url));
     await judge.score('judge_relevance', sample);
+    await waitFor(async () => (await readCacheRow(database.db, relevanceKey(sample)))?.state === 'DONE', { what: 'the stored verdict' });
     await claimOrRead(database.db, relevanceKey({ ...sample, response: 'live' }), 'live/1', 600_000);
     await sql`UPDATE judge_cache SET created_at = now() - interval '2 days'`.execute(database.db);
     expect(await pruneJudgeCache(database.db, 24 * 3600_000)).toBe(1);

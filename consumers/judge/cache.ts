@@ -3,7 +3,8 @@
 // (cacheHit, zero tokens, zero cost). Concurrent duplicates across scorer replicas make one call:
 // the first caller inserts a CLAIM row (INSERT … ON CONFLICT with a claimant id and an expiry on
 // the database clock), the others poll for its result, bounded, and take the claim over once it
-// has expired (its holder died). A hit costs one statement, a miss two (claim, store). Inside one
+// has expired (its holder died). A hit costs one statement, a miss two (claim, then the store,
+// which runs alongside the caller instead of in front of it). Inside one
 // process, duplicates share one promise and never touch the database twice. No connection or
 // transaction is held during the HTTP call.
 import { randomBytes } from 'node:crypto';
@@ -56,6 +57,8 @@ export interface JudgeCacheContext {
   events?: JudgeEventEmitter;
   /** In-process sharing of identical concurrent calls (one per judge instance). */
   inflight?: Map<string, Promise<JudgeOutcome>>;
+  /** Verdict writes still under way (they are off the caller's path); await them before closing the pool. */
+  pendingWrites?: Set<Promise<void>>;
   options?: JudgeCacheConfig;
 }
 
@@ -200,16 +203,24 @@ export async function judgeWithCache(ctx: JudgeCacheContext, request: JudgeReque
     ctx.events?.emit('judge:cache', { dimension: prepared.key.dimension, result: 'shared' });
     return outcome.cacheHit ? outcome : asHit(outcome, performance.now() - started);
   }
-  const work = resolveThroughCache(ctx, prepared, request.signal);
+  let stored: Promise<void> | undefined;
+  const work = resolveThroughCache(ctx, prepared, request.signal, (write) => (stored = write));
+  // Followers get the outcome as soon as it exists; the entry stays until the verdict is stored,
+  // so a duplicate arriving meanwhile shares it instead of polling the claim.
+  work.catch(() => undefined);
   ctx.inflight?.set(id, work);
   try {
-    return await work;
-  } finally {
+    const outcome = await work;
+    if (stored) void stored.finally(() => ctx.inflight?.delete(id));
+    else ctx.inflight?.delete(id);
+    return outcome;
+  } catch (error) {
     ctx.inflight?.delete(id);
+    throw error;
   }
 }
 
-async function resolveThroughCache(ctx: JudgeCacheContext, call: PreparedCall, signal: AbortSignal | undefined): Promise<JudgeOutcome> {
+async function resolveThroughCache(ctx: JudgeCacheContext, call: PreparedCall, signal: AbortSignal | undefined, onWrite: (write: Promise<void>) => void): Promise<JudgeOutcome> {
   const { db, events } = ctx;
   const key = call.key;
   const started = performance.now();
@@ -238,7 +249,7 @@ async function resolveThroughCache(ctx: JudgeCacheContext, call: PreparedCall, s
       await releaseQuietly(ctx, key, claimant);
       throw error;
     }
-    return executeClaimed(ctx, call, admission, claimant, signal);
+    return executeClaimed(ctx, call, admission, claimant, signal, onWrite);
   };
 
   let waitingSince: number | undefined;
@@ -274,7 +285,14 @@ async function resolveThroughCache(ctx: JudgeCacheContext, call: PreparedCall, s
   }
 }
 
-async function executeClaimed(ctx: JudgeCacheContext, call: PreparedCall, admission: Admission, claimant: string, signal: AbortSignal | undefined): Promise<JudgeOutcome> {
+async function executeClaimed(
+  ctx: JudgeCacheContext,
+  call: PreparedCall,
+  admission: Admission,
+  claimant: string,
+  signal: AbortSignal | undefined,
+  onWrite: (write: Promise<void>) => void,
+): Promise<JudgeOutcome> {
   let outcome: JudgeOutcome;
   try {
     outcome = await call.execute(admission, signal);
@@ -287,13 +305,15 @@ async function executeClaimed(ctx: JudgeCacheContext, call: PreparedCall, admiss
     await releaseQuietly(ctx, call.key, claimant);
     return outcome;
   }
-  try {
-    await storeOutcome(ctx.db, call.key, outcome);
-  } catch (error) {
-    // The verdict is paid for and valid: return it. The claim expires and a later duplicate
-    // pays again, which is the price of a database outage at this exact moment.
+  // The verdict is paid for and valid: hand it back now and store it alongside. Replicas waiting
+  // on the claim see it a round trip later; if the write fails (the database is down), the claim
+  // expires and a later duplicate pays again, the price of an outage at this exact moment.
+  const write = storeOutcome(ctx.db, call.key, outcome).catch((error: unknown) => {
     ctx.events?.emit('judge:cacheError', { dimension: call.key.dimension, error: coerceError(error) });
-  }
+  });
+  ctx.pendingWrites?.add(write);
+  void write.finally(() => ctx.pendingWrites?.delete(write));
+  onWrite(write);
   return outcome;
 }
 

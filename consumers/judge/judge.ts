@@ -51,6 +51,7 @@ export interface Judge {
   endpointStates(): EndpointState[];
   /** Whether the consumer should pause for the endpoints behind `dimensions` (all when omitted). */
   pressure(dimensions?: string[]): JudgePressure;
+  /** Waits for cache writes under way, then ends the HTTP pools. Close it before the database pool. */
   close(): Promise<void>;
 }
 
@@ -78,6 +79,7 @@ export function createJudge(ctx: JudgeContext): Judge {
   const dimensions = judgeDimensionDefinitions(config);
   const rubrics = new Map<string, CompiledRubric>(config.rubrics.filter((r) => dimensions.some((d) => d.id === r.id)).map((r) => [r.id, compileRubric(r)]));
   const inflight = new Map<string, Promise<JudgeOutcome>>();
+  const pendingWrites = new Set<Promise<void>>();
   const instanceId = ctx.instanceId ?? `judge-${randomBytes(4).toString('hex')}`;
 
   if (ctx.logger) {
@@ -154,7 +156,7 @@ export function createJudge(ctx: JudgeContext): Judge {
     },
   };
 
-  const cacheContext: JudgeCacheContext | undefined = ctx.db ? { db: ctx.db, runner, claimantId: instanceId, events, inflight, options: config.cache } : undefined;
+  const cacheContext: JudgeCacheContext | undefined = ctx.db ? { db: ctx.db, runner, claimantId: instanceId, events, inflight, pendingWrites, options: config.cache } : undefined;
 
   async function score(dimension: string, inputs: JudgeInputs, options: { signal?: AbortSignal } = {}): Promise<JudgeOutcome> {
     const request: JudgeRequest = { dimension, inputs, ...(options.signal ? { signal: options.signal } : {}) };
@@ -188,6 +190,8 @@ export function createJudge(ctx: JudgeContext): Judge {
       return { pause: retryAfterMs > 0, retryAfterMs, endpoints: states };
     },
     async close() {
+      // Verdict writes first: they need the database pool, which the caller closes after us.
+      await Promise.all([...pendingWrites]);
       await Promise.all([...endpoints.values()].map((e) => e.close()));
     },
   };
