@@ -296,6 +296,8 @@ export async function startFakeJudge(options: FakeJudgeOptions = {}): Promise<Fa
     if (fault && mode === 'hang') {
       count('hang');
       await wait(behaviour.hangMs, c.req.raw.signal);
+      // The client gave up (its timeout): nothing more to answer or count.
+      if (c.req.raw.signal.aborted) return new Response(null, { status: 499 });
     } else {
       await wait(latency());
     }
