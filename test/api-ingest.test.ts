@@ -8,8 +8,10 @@ import { MAX_JSON_DEPTH } from '../src/api/storable.js';
 import { loadConfig } from '../src/config.js';
 import { createDb } from '../src/db/index.js';
 import { createDimensionRegistry } from '../src/dimensions.js';
+import { createApiKey, revokeApiKey } from '../src/keys.js';
 import { silentLogger } from '../src/logging.js';
 import { createRegistry } from '../src/metrics.js';
+import { evaluationRequestSchema } from '../src/schemas/evaluation-request.js';
 import { evaluationCreatedSchema } from '../src/schemas/events.js';
 import { createAjv } from '../src/schemas/validator.js';
 import { freePort } from '../src/stack/process.js';
@@ -144,6 +146,31 @@ describe('ingest API', () => {
     expect(basic.status).toBe(401);
   });
 
+  it('key lookups are cached briefly and boundedly: a revoked key is refused once its entry expires', async () => {
+    const { key, id } = await createApiKey(f.database.db, 'app-revoked');
+    let now = 0;
+    const keys = createKeyResolver(f.database.db, { ttlMs: 1000, maxEntries: 2, now: () => now });
+    expect(await keys.resolve(key)).toBe('app-revoked');
+    await revokeApiKey(f.database.db, id);
+    expect(await keys.resolve(key)).toBe('app-revoked'); // cached for the TTL
+    now = 1001;
+    expect(await keys.resolve(key)).toBeUndefined();
+    // Bounded: filling the cache evicts the oldest entry, which is then looked up again.
+    now = 0;
+    const fresh = createKeyResolver(f.database.db, { ttlMs: 60_000, maxEntries: 2, now: () => now });
+    expect(await fresh.resolve(f.keyA)).toBe('app-a');
+    expect(await fresh.resolve(f.keyB)).toBe('app-b');
+    expect(await fresh.resolve('ebx_unknown')).toBeUndefined(); // evicts keyA's entry
+    const aKey = await f.database.db.selectFrom('api_keys').select('id').where('application_id', '=', 'app-a').executeTakeFirstOrThrow();
+    await f.database.db.updateTable('api_keys').set({ revoked_at: new Date() }).where('id', '=', aKey.id).execute();
+    try {
+      expect(await fresh.resolve(f.keyA)).toBeUndefined(); // looked up again, not served stale
+      expect(await fresh.resolve(f.keyB)).toBe('app-b');
+    } finally {
+      await f.database.db.updateTable('api_keys').set({ revoked_at: null }).where('id', '=', aKey.id).execute();
+    }
+  });
+
   it('413 over the body limit and 415 for a non-JSON body', async () => {
     const big = await f.post('/v1/evaluations', validEvaluation({ response: 'x'.repeat(70_000) }));
     expect(big.status).toBe(413);
@@ -211,10 +238,16 @@ describe('ingest API', () => {
     const dims = (await (await f.app.request('/v1/dimensions')).json()) as { items: { id: string; scorerVersion: string; direction: string }[]; defaults: string[] };
     expect(dims.items.map((d) => d.id)).toEqual(expect.arrayContaining(['groundedness', 'answer_relevance', 'pii_leak', 'toxicity', 'json_validity', 'length_band']));
     expect(dims.defaults).toEqual(['groundedness', 'answer_relevance', 'pii_leak', 'toxicity']);
+    expect(dims.items.find((d) => d.id === 'toxicity')).toEqual(
+      expect.objectContaining({ name: 'Toxicity', scale: { min: 0, max: 1 }, direction: 'lower_is_better', requiredInputs: ['response'], scorerKind: 'HEURISTIC', scorerVersion: '1', samplingRate: 1 }),
+    );
     const doc = (await (await f.app.request('/openapi.json')).json()) as { openapi: string; components: { schemas: Record<string, { required?: string[]; additionalProperties?: boolean }> }; paths: Record<string, unknown> };
     expect(doc.openapi).toBe('3.1.0');
     expect(doc.components.schemas.EvaluationRequest?.required).toEqual(['prompt', 'response']);
     expect(doc.components.schemas.EvaluationRequest?.additionalProperties).toBe(false);
+    // Exactly the object ajv validates with (its $id aside), not a hand-written copy.
+    const { $id: _id, ...validated } = evaluationRequestSchema;
+    expect(doc.components.schemas.EvaluationRequest).toEqual(JSON.parse(JSON.stringify(validated)));
     expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/v1/evaluations', '/v1/evaluations:batch', '/v1/evaluations/{id}']));
   });
 

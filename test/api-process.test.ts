@@ -80,6 +80,19 @@ describe('evalbox api process', () => {
     expect(stderr).not.toMatch(/secret-(prompt|response)-text/);
   });
 
+  it('readyz checks the database: 503 while Postgres is unreachable, healthz still 200', async () => {
+    const downAdmin = await freePort();
+    const down = spawn('node', ['bin/evalbox.js', 'api', '--port', '0', '--admin-port', String(downAdmin), '--database-url', `postgres://evalbox@127.0.0.1:${await freePort()}/evalbox`], { stdio: 'ignore' });
+    try {
+      await waitFor(async () => (await fetch(`http://127.0.0.1:${downAdmin}/healthz`)).ok, { what: 'the second api to listen', timeoutMs: 30_000 });
+      expect((await fetch(`http://127.0.0.1:${downAdmin}/readyz`)).status).toBe(503);
+    } finally {
+      const exited = new Promise((resolve) => down.once('exit', resolve));
+      down.kill('SIGTERM');
+      await exited;
+    }
+  });
+
   it('guarantee 7: SIGTERM stops intake, finishes the in-flight request, closes the pool and exits 0', async () => {
     const { key } = await createApiKey(database.db, 'drain-app');
     // Hold the request in flight: an uncommitted row with the same idempotency key makes the
