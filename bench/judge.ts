@@ -6,6 +6,7 @@
 // then two replicas (two pools, two judge instances) score the same contents at the same time:
 //   exactly one paid call per content, zero duplicate requests at the provider.
 //   eval "$(npx evalbox stack up)"; node --import tsx bench/judge.ts [--concurrency 8,32,64] [--calls-per-worker 25]
+import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { createDb } from '../src/db/index.js';
 import { loadJudgeConfig } from '../consumers/judge/config.js';
@@ -89,7 +90,7 @@ const print = (line: string) => {
   process.stdout.write(`${line}\n`);
 };
 print(`judge benchmark — ${new Date().toISOString()}`);
-print(`machine: ${machine()}`);
+print(`machine: ${machine()}; load average at start ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
 print(`fake judge: separate process, ${serverLatencyMs} ms per request; ${perWorker} calls per worker; overhead = wall time per paid call - ${serverLatencyMs} ms`);
 
 let failed = false;
