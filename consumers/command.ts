@@ -12,6 +12,7 @@ import { createRegistry, serveAdmin } from '../src/metrics.js';
 import { createJudge, isProviderPressure, judgeDimensionDefinitions, loadJudgeConfig, registerJudgeMetrics } from './judge/index.js';
 import { registerScorerMetrics } from './metrics.js';
 import { createKeyParallelConsumer, type ConsumedMessage } from './runtime.js';
+import { createScoreStore } from './score-store.js';
 import { createScorerEvents, handleEvaluationMessage } from './scorer.js';
 import { buildScorers } from './scorers.js';
 
@@ -104,6 +105,7 @@ ${CONNECTION_HELP}`,
     const producer = createIdempotentProducer(kafka);
     await producer.connect();
     const scorerEvents = createScorerEvents();
+    const store = createScoreStore(handle.db, config.topics);
     const consumer = createKeyParallelConsumer({
       brokers,
       groupId,
@@ -115,7 +117,7 @@ ${CONNECTION_HELP}`,
       handle: (message, signal) =>
         handleEvaluationMessage(
           {
-            db: handle.db,
+            store,
             producer,
             topics: config.topics,
             groupId,

@@ -6,19 +6,18 @@
 // Poison and exhausted work goes to the DLT before anything is committed.
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { sql } from 'kysely';
 import type { Topics } from '../src/config.js';
-import type { Db } from '../src/db/index.js';
 import type { EvaluationStatus } from '../src/db/types.js';
 import type { DimensionRegistry } from '../src/dimensions.js';
 import { coerceError, EvalboxError, isRetryable, PermanentError, RetryableError } from '../src/errors.js';
-import { EVENT_TYPES, insertOutboxEvents } from '../src/events.js';
+import { EVENT_TYPES } from '../src/events.js';
 import type { Producer } from '../src/kafka.js';
 import type { Logger } from '../src/logging.js';
 import { nextDelay, sleep, type BackoffPolicy } from '../src/retry.js';
-import { EVENT_SCHEMA_VERSION, evaluationCreatedSchema, type EvaluationCreatedData, type EvaluationScoredData, type ScoreResult } from '../src/schemas/events.js';
+import { evaluationCreatedSchema, type EvaluationCreatedData } from '../src/schemas/events.js';
 import { createAjv } from '../src/schemas/validator.js';
 import type { ConsumedMessage } from './runtime.js';
+import type { ScoreRowValues, ScoreStore } from './score-store.js';
 
 export interface ScoringInputs {
   prompt: string;
@@ -29,26 +28,7 @@ export interface ScoringInputs {
 }
 
 /** The columns of one score row (evaluation_id and attempts are added by the scorer). */
-export interface ScoreRow {
-  dimension: string;
-  status: 'COMPLETED' | 'SKIPPED' | 'ERROR';
-  value: number | null;
-  label: string | null;
-  raw_value: number | null;
-  direction: 'higher_is_better' | 'lower_is_better' | null;
-  reasoning: string | null;
-  source: 'HEURISTIC' | 'LLM_JUDGE';
-  scorer_name: string;
-  scorer_version: string;
-  error_code: string | null;
-  judge_model?: string | null;
-  prompt_hash?: string | null;
-  input_tokens?: number | null;
-  output_tokens?: number | null;
-  latency_ms?: number | null;
-  cost_usd?: number | null;
-  cache_hit?: boolean;
-}
+export type ScoreRow = ScoreRowValues;
 
 /** One dimension's scorer. Throws RetryableError (may retry) or PermanentError (will not). */
 export interface Scorer {
@@ -67,7 +47,8 @@ export interface ScorerEvents {
 }
 
 export interface ScorerContext {
-  db: Db;
+  /** Batched reads and writes of evaluations and scores (see score-store.ts). */
+  store: ScoreStore;
   /** Idempotent producer for DLT records. */
   producer: Producer;
   topics: Topics;
@@ -106,17 +87,12 @@ export async function handleEvaluationMessage(ctx: ScorerContext, message: Consu
     return;
   }
 
-  const evaluation = await ctx.db
-    .selectFrom('evaluations')
-    .select(['id', 'application_id', 'prompt', 'response', 'context', 'reference', 'metadata', 'dimensions', 'status'])
-    .where('id', '=', data.evaluationId)
-    .executeTakeFirst();
-  if (!evaluation) {
+  const loaded = await ctx.store.load(data.evaluationId);
+  if (!loaded) {
     await deadLetter(ctx, message, [{ dimension: null, error: new PermanentError(`evaluation ${data.evaluationId} does not exist`, { code: 'UNKNOWN_EVALUATION' }), attempts: 1 }]);
     return;
   }
-
-  const existing = new Map((await ctx.db.selectFrom('scores').selectAll().where('evaluation_id', '=', evaluation.id).execute()).map((row) => [row.dimension, row]));
+  const { evaluation, scores: existing } = loaded;
   // A redrive from the DLT asks for the ERROR dimensions to be tried again; any other delivery
   // of a terminal evaluation is a redelivery and changes nothing.
   const redriven = message.headers.dlt_redriven_from !== undefined && [...existing.values()].some((row) => row.status === 'ERROR');
@@ -165,7 +141,7 @@ export async function handleEvaluationMessage(ctx: ScorerContext, message: Consu
   // The DLT record is acknowledged before anything commits: a crash in between redelivers the
   // event and at worst writes a second DLT record, never loses one.
   if (failures.length > 0) await deadLetter(ctx, message, failures);
-  const status = await commitScores(ctx, evaluation.id, evaluation.application_id, rows.filter((r): r is { row: ScoreRow; attempts: number } => r !== undefined), redriven);
+  const status = await ctx.store.commit({ evaluationId: evaluation.id, applicationId: evaluation.application_id, rows: rows.filter((r): r is { row: ScoreRow; attempts: number } => r !== undefined), redriven });
   if (status) ctx.events.emit('scorer:evaluationScored', { evaluationId: evaluation.id, status, seconds: (Date.now() - started) / 1000 });
 }
 
@@ -188,74 +164,6 @@ async function scoreWithRetry(ctx: ScorerContext, scorer: Scorer, inputs: Scorin
       await sleep(delayMs, signal);
     }
   }
-}
-
-/**
- * One transaction: lock the evaluation first (before any write takes an xid), upsert the score
- * rows, and — if the evaluation is still PENDING, or a redrive re-scored it — set its terminal
- * status and enqueue evaluation.scored. Returns the new status, or undefined when another
- * delivery got there first.
- */
-async function commitScores(ctx: ScorerContext, evaluationId: string, applicationId: string, rows: { row: ScoreRow; attempts: number }[], redriven: boolean): Promise<EvaluationStatus | undefined> {
-  return ctx.db.transaction().execute(async (trx) => {
-    const locked = await trx.selectFrom('evaluations').select(['status', 'dimensions']).where('id', '=', evaluationId).forUpdate().executeTakeFirstOrThrow();
-    if (rows.length > 0) {
-      await trx
-        .insertInto('scores')
-        .values(rows.map(({ row, attempts }) => ({ ...row, evaluation_id: evaluationId, attempts, cost_usd: row.cost_usd ?? null })))
-        .onConflict((oc) =>
-          oc
-            .columns(['evaluation_id', 'dimension'])
-            .doUpdateSet((eb) => ({
-              status: eb.ref('excluded.status'),
-              value: eb.ref('excluded.value'),
-              label: eb.ref('excluded.label'),
-              raw_value: eb.ref('excluded.raw_value'),
-              direction: eb.ref('excluded.direction'),
-              reasoning: eb.ref('excluded.reasoning'),
-              source: eb.ref('excluded.source'),
-              scorer_name: eb.ref('excluded.scorer_name'),
-              scorer_version: eb.ref('excluded.scorer_version'),
-              judge_model: eb.ref('excluded.judge_model'),
-              prompt_hash: eb.ref('excluded.prompt_hash'),
-              error_code: eb.ref('excluded.error_code'),
-              attempts: sql<number>`scores.attempts + excluded.attempts`,
-              input_tokens: eb.ref('excluded.input_tokens'),
-              output_tokens: eb.ref('excluded.output_tokens'),
-              latency_ms: eb.ref('excluded.latency_ms'),
-              cost_usd: eb.ref('excluded.cost_usd'),
-              cache_hit: eb.ref('excluded.cache_hit'),
-              updated_at: sql<Date>`now()`,
-            }))
-            // A result that is COMPLETED with the same scorer version never changes.
-            .where(sql<boolean>`NOT (scores.status = 'COMPLETED' AND scores.scorer_version = excluded.scorer_version)`),
-        )
-        .execute();
-    }
-    // Terminal already: only a redrive may re-decide the status (and announce it again).
-    if (locked.status !== 'PENDING' && !redriven) return undefined;
-    const all = await trx.selectFrom('scores').selectAll().where('evaluation_id', '=', evaluationId).where('dimension', 'in', locked.dimensions).execute();
-    if (all.length < locked.dimensions.length || all.some((s) => s.status === 'PENDING')) return undefined;
-    const errors = all.filter((s) => s.status === 'ERROR').length;
-    const status: EvaluationStatus = errors === 0 ? 'SCORED' : errors === all.length ? 'SCORING_FAILED' : 'PARTIALLY_SCORED';
-    const scoredAt = new Date();
-    await trx.updateTable('evaluations').set({ status, scored_at: scoredAt }).where('id', '=', evaluationId).execute();
-    const scores: ScoreResult[] = all.map((s) => ({
-      dimension: s.dimension,
-      status: s.status as ScoreResult['status'],
-      value: s.value,
-      label: s.label,
-      direction: s.direction,
-      reasoning: s.reasoning,
-      source: s.source,
-      scorerName: s.scorer_name,
-      scorerVersion: s.scorer_version,
-      errorCode: s.error_code,
-    }));
-    const data: EvaluationScoredData = { schemaVersion: EVENT_SCHEMA_VERSION, evaluationId, applicationId, status: status as EvaluationScoredData['status'], scores, scoredAt: scoredAt.toISOString() };
-    await insertOutboxEvents(trx, [{ topic: ctx.topics.scores, key: applicationId, type: EVENT_TYPES.evaluationScored, source: '/evalbox/scorer', data }]);
-    return status;
-  });
 }
 
 /** Publishes a DLT record (original value and headers plus the failure context) and awaits its ack. */

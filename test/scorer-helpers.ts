@@ -11,6 +11,7 @@ import { EVENT_SCHEMA_VERSION, type EvaluationCreatedData } from '../src/schemas
 import { createKeyParallelConsumer, type KeyParallelConsumer } from '../consumers/runtime.js';
 import { createScorerEvents, handleEvaluationMessage, type Scorer, type ScorerEvents } from '../consumers/scorer.js';
 import { buildScorers } from '../consumers/scorers.js';
+import { createScoreStore } from '../consumers/score-store.js';
 import { orderingKeyFor } from '../consumers/command.js';
 import { kafkaBrokers, uniqueName, type TestDatabase } from './helpers.js';
 
@@ -68,6 +69,7 @@ export async function startScorer(database: TestDatabase, topics: Topics, option
   const scorers = buildScorers(dimensions.list());
   for (const [dimension, scorer] of options.scorers ?? []) scorers.set(dimension, scorer);
   const events = createScorerEvents();
+  const store = createScoreStore(database.db, topics);
   const groupId = options.groupId ?? uniqueName('scorer-group');
   const consumer = createKeyParallelConsumer({
     brokers: kafkaBrokers(),
@@ -79,16 +81,11 @@ export async function startScorer(database: TestDatabase, topics: Topics, option
     logger: silentLogger(),
     handle: (message, signal) =>
       handleEvaluationMessage(
-        { db: database.db, producer: options.producer, topics, groupId, dimensions, scorers, logger: silentLogger(), events, retry: { baseMs: 20, maxMs: 100, maxAttempts: options.maxAttempts ?? 3, maxAgeMs: 60_000 } },
+        { store, producer: options.producer, topics, groupId, dimensions, scorers, logger: silentLogger(), events, retry: { baseMs: 20, maxMs: 100, maxAttempts: options.maxAttempts ?? 3, maxAgeMs: 60_000 } },
         message,
         signal,
       ),
   });
   await consumer.start();
   return { consumer, events, stop: () => consumer.stop(5_000) };
-}
-
-export async function terminalCount(database: TestDatabase): Promise<number> {
-  const row = await database.db.selectFrom('evaluations').select((eb) => eb.fn.countAll<string>().as('n')).where('status', '!=', 'PENDING').executeTakeFirstOrThrow();
-  return Number(row.n);
 }

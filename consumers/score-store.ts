@@ -1,0 +1,223 @@
+// The scorer's database work, batched across concurrent evaluations: reads are coalesced per
+// tick (one query for many evaluations), and the final writes of many evaluations share one
+// transaction (one commit, one fsync). Each batch locks its evaluation rows in id order before
+// any write, so xid order is commit order for every evaluation's events and concurrent batches
+// cannot deadlock. A batch that fails for a permanent reason is retried item by item, so one
+// bad evaluation cannot hold the others back.
+import { sql, type Selectable, type Transaction } from 'kysely';
+import type { Topics } from '../src/config.js';
+import type { Database, Db } from '../src/db/index.js';
+import type { EvaluationStatus, ScoresTable } from '../src/db/types.js';
+import { classifyPgError } from '../src/errors.js';
+import { EVENT_TYPES, insertOutboxEvents } from '../src/events.js';
+import { EVENT_SCHEMA_VERSION, type EvaluationScoredData, type ScoreResult } from '../src/schemas/events.js';
+
+
+export interface ScoreRowValues {
+  dimension: string;
+  status: 'COMPLETED' | 'SKIPPED' | 'ERROR';
+  value: number | null;
+  label: string | null;
+  raw_value: number | null;
+  direction: 'higher_is_better' | 'lower_is_better' | null;
+  reasoning: string | null;
+  source: 'HEURISTIC' | 'LLM_JUDGE';
+  scorer_name: string;
+  scorer_version: string;
+  error_code: string | null;
+  judge_model?: string | null;
+  prompt_hash?: string | null;
+  input_tokens?: number | null;
+  output_tokens?: number | null;
+  latency_ms?: number | null;
+  cost_usd?: number | null;
+  cache_hit?: boolean;
+}
+
+export interface LoadedEvaluation {
+  evaluation: { id: string; application_id: string; prompt: string; response: string; context: unknown; reference: string | null; metadata: unknown; dimensions: string[]; status: EvaluationStatus };
+  scores: Map<string, Selectable<ScoresTable>>;
+}
+
+export interface CommitItem {
+  evaluationId: string;
+  applicationId: string;
+  rows: { row: ScoreRowValues; attempts: number }[];
+  /** A DLT redrive may re-decide a terminal evaluation's status. */
+  redriven: boolean;
+}
+
+export interface ScoreStore {
+  load(evaluationId: string): Promise<LoadedEvaluation | undefined>;
+  /** Resolves with the new terminal status once committed, or undefined when nothing changed. */
+  commit(item: CommitItem): Promise<EvaluationStatus | undefined>;
+}
+
+interface Waiter<I, O> {
+  item: I;
+  resolve(value: O): void;
+  reject(error: unknown): void;
+}
+
+/** Collects calls made in the same tick (and while a batch runs) into batches of at most `max`. */
+function batcher<I, O>(run: (items: I[]) => Promise<O[]>, options: { max: number; concurrency: number }) {
+  const queue: Waiter<I, O>[] = [];
+  let running = 0;
+  let scheduled = false;
+  const pump = () => {
+    scheduled = false;
+    while (running < options.concurrency && queue.length > 0) {
+      const batch = queue.splice(0, options.max);
+      running++;
+      run(batch.map((w) => w.item))
+        .then((results) => batch.forEach((w, i) => w.resolve(results[i] as O)))
+        .catch((error) => batch.forEach((w) => w.reject(error)))
+        .finally(() => {
+          running--;
+          schedule();
+        });
+    }
+  };
+  const schedule = () => {
+    if (!scheduled && queue.length > 0) {
+      scheduled = true;
+      setImmediate(pump);
+    }
+  };
+  return (item: I) =>
+    new Promise<O>((resolve, reject) => {
+      queue.push({ item, resolve, reject });
+      schedule();
+    });
+}
+
+export function createScoreStore(db: Db, topics: Topics, options: { maxBatch?: number; concurrency?: number } = {}): ScoreStore {
+  const max = options.maxBatch ?? 100;
+  const concurrency = options.concurrency ?? 2;
+
+  const load = batcher<string, LoadedEvaluation | undefined>(async (ids) => {
+    const evaluations = await db
+      .selectFrom('evaluations')
+      .select(['id', 'application_id', 'prompt', 'response', 'context', 'reference', 'metadata', 'dimensions', 'status'])
+      .where('id', 'in', ids)
+      .execute();
+    const scores = await db.selectFrom('scores').selectAll().where('evaluation_id', 'in', ids).execute();
+    return ids.map((id) => {
+      const evaluation = evaluations.find((e) => e.id === id);
+      if (!evaluation) return undefined;
+      return { evaluation, scores: new Map(scores.filter((s) => s.evaluation_id === id).map((s) => [s.dimension, s])) };
+    });
+  }, { max, concurrency });
+
+  const commitBatch = async (items: CommitItem[]): Promise<(EvaluationStatus | undefined)[]> => {
+    try {
+      return await db.transaction().execute((trx) => writeBatch(trx, topics, items));
+    } catch (error) {
+      // A permanent failure of a batch: find the culprit by committing item by item.
+      if (items.length > 1 && !classifyPgError(error).retryable) {
+        const results: (EvaluationStatus | undefined)[] = [];
+        for (const item of items) results.push((await db.transaction().execute((trx) => writeBatch(trx, topics, [item])))[0]);
+        return results;
+      }
+      throw error;
+    }
+  };
+  const commit = batcher<CommitItem, EvaluationStatus | undefined>(commitBatch, { max, concurrency });
+
+  return { load, commit };
+}
+
+async function writeBatch(trx: Transaction<Database>, topics: Topics, items: CommitItem[]): Promise<(EvaluationStatus | undefined)[]> {
+  const ids = [...new Set(items.map((i) => i.evaluationId))].sort();
+  // Lock first, in id order: before any write takes an xid, and deadlock-free across batches.
+  const locked = await trx.selectFrom('evaluations').select(['id', 'status', 'dimensions']).where('id', 'in', ids).orderBy('id').forUpdate().execute();
+  const byId = new Map(locked.map((e) => [e.id, e]));
+
+  // One row per (evaluation, dimension): the last item of the batch wins.
+  const rows = new Map<string, { evaluation_id: string; attempts: number } & ScoreRowValues>();
+  for (const item of items) for (const { row, attempts } of item.rows) rows.set(`${item.evaluationId}|${row.dimension}`, { ...row, evaluation_id: item.evaluationId, attempts, cost_usd: row.cost_usd ?? null });
+  if (rows.size > 0) {
+    await trx
+      .insertInto('scores')
+      .values([...rows.values()])
+      .onConflict((oc) =>
+        oc
+          .columns(['evaluation_id', 'dimension'])
+          .doUpdateSet((eb) => ({
+            status: eb.ref('excluded.status'),
+            value: eb.ref('excluded.value'),
+            label: eb.ref('excluded.label'),
+            raw_value: eb.ref('excluded.raw_value'),
+            direction: eb.ref('excluded.direction'),
+            reasoning: eb.ref('excluded.reasoning'),
+            source: eb.ref('excluded.source'),
+            scorer_name: eb.ref('excluded.scorer_name'),
+            scorer_version: eb.ref('excluded.scorer_version'),
+            judge_model: eb.ref('excluded.judge_model'),
+            prompt_hash: eb.ref('excluded.prompt_hash'),
+            error_code: eb.ref('excluded.error_code'),
+            attempts: sql<number>`scores.attempts + excluded.attempts`,
+            input_tokens: eb.ref('excluded.input_tokens'),
+            output_tokens: eb.ref('excluded.output_tokens'),
+            latency_ms: eb.ref('excluded.latency_ms'),
+            cost_usd: eb.ref('excluded.cost_usd'),
+            cache_hit: eb.ref('excluded.cache_hit'),
+            updated_at: sql<Date>`now()`,
+          }))
+          // A result that is COMPLETED with the same scorer version never changes.
+          .where(sql<boolean>`NOT (scores.status = 'COMPLETED' AND scores.scorer_version = excluded.scorer_version)`),
+      )
+      .execute();
+  }
+
+  // Terminal already: only a redrive may re-decide the status (and announce it again).
+  const finalising = items.filter((i) => {
+    const e = byId.get(i.evaluationId);
+    return e && (e.status === 'PENDING' || i.redriven);
+  });
+  const finalIds = [...new Set(finalising.map((i) => i.evaluationId))];
+  const results = new Map<string, EvaluationStatus>();
+  if (finalIds.length > 0) {
+    const all = await trx.selectFrom('scores').selectAll().where('evaluation_id', 'in', finalIds).execute();
+    const scoredAt = new Date();
+    const events = [];
+    for (const id of finalIds) {
+      const evaluation = byId.get(id) as (typeof locked)[number];
+      const own = all.filter((s) => s.evaluation_id === id && evaluation.dimensions.includes(s.dimension));
+      if (own.length < evaluation.dimensions.length || own.some((s) => s.status === 'PENDING')) continue;
+      const errors = own.filter((s) => s.status === 'ERROR').length;
+      const status: EvaluationStatus = errors === 0 ? 'SCORED' : errors === own.length ? 'SCORING_FAILED' : 'PARTIALLY_SCORED';
+      results.set(id, status);
+      const applicationId = (finalising.find((i) => i.evaluationId === id) as CommitItem).applicationId;
+      const scores: ScoreResult[] = own.map((s) => ({
+        dimension: s.dimension,
+        status: s.status as ScoreResult['status'],
+        value: s.value,
+        label: s.label,
+        direction: s.direction,
+        reasoning: s.reasoning,
+        source: s.source,
+        scorerName: s.scorer_name,
+        scorerVersion: s.scorer_version,
+        errorCode: s.error_code,
+      }));
+      const data: EvaluationScoredData = { schemaVersion: EVENT_SCHEMA_VERSION, evaluationId: id, applicationId, status: status as EvaluationScoredData['status'], scores, scoredAt: scoredAt.toISOString() };
+      events.push({ topic: topics.scores, key: applicationId, type: EVENT_TYPES.evaluationScored, source: '/evalbox/scorer', data });
+    }
+    if (results.size > 0) {
+      await sql`
+        UPDATE evaluations e SET status = u.status, scored_at = ${scoredAt}
+        FROM unnest(${[...results.keys()]}::uuid[], ${[...results.values()]}::text[]) AS u(id, status)
+        WHERE e.id = u.id`.execute(trx);
+      await insertOutboxEvents(trx, events);
+    }
+  }
+  // Each item learns its evaluation's new status once (the first item of a repeated id).
+  const reported = new Set<string>();
+  return items.map((i) => {
+    const status = results.get(i.evaluationId);
+    if (!status || reported.has(i.evaluationId)) return undefined;
+    reported.add(i.evaluationId);
+    return status;
+  });
+}
