@@ -134,6 +134,9 @@ export async function handleEvaluationMessage(ctx: ScorerContext, message: Consu
         return { row: errorRow(dimension, definition.scorerKind, scorer.name, scorer.version, outcome.error), attempts: outcome.attempts };
       }
       ctx.events.emit('scorer:dimensionScored', { dimension, status: outcome.row.status, seconds: (Date.now() - dimensionStarted) / 1000, reused: false });
+      // A scorer may itself conclude ERROR (e.g. a judge answer unparseable twice): that too is a
+      // dead letter, so it can be inspected and redriven.
+      if (outcome.row.status === 'ERROR') failures.push({ dimension, error: new PermanentError(outcome.row.reasoning ?? 'scorer error', { code: outcome.row.error_code ?? 'SCORER_ERROR' }), attempts: outcome.attempts });
       return { row: outcome.row, attempts: outcome.attempts };
     }),
   );

@@ -3,7 +3,7 @@
 import { EventEmitter } from 'node:events';
 import { cloudEventHeaders } from '../src/cloudevents.js';
 import type { Topics } from '../src/config.js';
-import { createDimensionRegistry } from '../src/dimensions.js';
+import { createDimensionRegistry, type DimensionDefinition } from '../src/dimensions.js';
 import { uuidv7 } from '../src/ids.js';
 import { createIdempotentProducer, createKafka, ensureTopics, type Producer } from '../src/kafka.js';
 import { silentLogger } from '../src/logging.js';
@@ -11,7 +11,7 @@ import { EVENT_SCHEMA_VERSION, type EvaluationCreatedData } from '../src/schemas
 import { createKeyParallelConsumer, type KeyParallelConsumer } from '../consumers/runtime.js';
 import { createScorerEvents, handleEvaluationMessage, type Scorer, type ScorerEvents } from '../consumers/scorer.js';
 import { buildScorers } from '../consumers/scorers.js';
-import { createScoreStore } from '../consumers/score-store.js';
+import { createScoreStore, type ScoreStore } from '../consumers/score-store.js';
 import { orderingKeyFor } from '../consumers/command.js';
 import { kafkaBrokers, uniqueName, type TestDatabase } from './helpers.js';
 
@@ -64,12 +64,16 @@ export interface Harness {
   stop(): Promise<void>;
 }
 
-export async function startScorer(database: TestDatabase, topics: Topics, options: { scorers?: Map<string, Scorer>; maxAttempts?: number; groupId?: string; producer: Producer }): Promise<Harness> {
-  const dimensions = createDimensionRegistry();
+export async function startScorer(
+  database: TestDatabase,
+  topics: Topics,
+  options: { scorers?: Map<string, Scorer>; maxAttempts?: number; groupId?: string; producer: Producer; extraDimensions?: DimensionDefinition[]; isPressure?: (error: unknown) => boolean; wrapStore?: (store: ScoreStore) => ScoreStore },
+): Promise<Harness> {
+  const dimensions = createDimensionRegistry(options.extraDimensions);
   const scorers = buildScorers(dimensions.list());
   for (const [dimension, scorer] of options.scorers ?? []) scorers.set(dimension, scorer);
   const events = createScorerEvents();
-  const store = createScoreStore(database.db, topics);
+  const store = (options.wrapStore ?? ((s: ScoreStore) => s))(createScoreStore(database.db, topics));
   const groupId = options.groupId ?? uniqueName('scorer-group');
   const consumer = createKeyParallelConsumer({
     brokers: kafkaBrokers(),
@@ -81,7 +85,7 @@ export async function startScorer(database: TestDatabase, topics: Topics, option
     logger: silentLogger(),
     handle: (message, signal) =>
       handleEvaluationMessage(
-        { store, producer: options.producer, topics, groupId, dimensions, scorers, logger: silentLogger(), events, retry: { baseMs: 20, maxMs: 100, maxAttempts: options.maxAttempts ?? 3, maxAgeMs: 60_000 } },
+        { store, producer: options.producer, topics, groupId, dimensions, scorers, logger: silentLogger(), events, isPressure: options.isPressure, retry: { baseMs: 20, maxMs: 100, maxAttempts: options.maxAttempts ?? 3, maxAgeMs: 60_000 } },
         message,
         signal,
       ),

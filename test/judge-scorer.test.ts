@@ -1,0 +1,155 @@
+// The LLM judge inside the scoring consumer, against the fake OpenAI-compatible judge over real
+// HTTP, the real Postgres and the real Kafka: paid once, an outage is not a DLT flood, never a
+// fabricated score.
+import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { sql } from 'kysely';
+import type { DimensionDefinition } from '../src/dimensions.js';
+import { readDeadLetters } from '../src/dlt.js';
+import type { Producer } from '../src/kafka.js';
+import { createJudge, isProviderPressure, judgeDimensionDefinitions, loadJudgeConfig, type Judge } from '../consumers/judge/index.js';
+import { judgeScorer } from '../consumers/scorers.js';
+import type { ScoreStore } from '../consumers/score-store.js';
+import { startFakeJudge, type FakeJudge } from '../scripts/fake-judge/server.js';
+import { createTestDatabase, kafkaBrokers, waitFor, type TestDatabase } from './helpers.js';
+import { createEvaluation, createTopics, produceEvent, startScorer, testProducer, type Harness } from './scorer-helpers.js';
+
+describe('LLM judge in the scoring consumer', () => {
+  let database: TestDatabase;
+  let producer: Producer;
+  let fake: FakeJudge;
+  let judge: Judge | undefined;
+  let harness: Harness | undefined;
+
+  beforeAll(async () => {
+    database = await createTestDatabase({ max: 30 });
+    producer = await testProducer();
+    fake = await startFakeJudge({ latencyMs: 20 });
+  });
+  afterEach(async () => {
+    await harness?.stop();
+    harness = undefined;
+    await judge?.close();
+    judge = undefined;
+    fake.control({ mode: 'ok' });
+    fake.resetStats();
+  });
+  afterAll(async () => {
+    await fake.close();
+    await producer.disconnect();
+    await database.drop();
+  });
+
+  async function start(options: { maxAttempts?: number; wrapStore?: (s: ScoreStore) => ScoreStore } = {}) {
+    const config = loadJudgeConfig({ EVALBOX_JUDGE_CONFIG: '/judge.json' }, () =>
+      JSON.stringify({
+        endpoints: [{ name: 'fake', baseUrl: fake.url, model: 'fake-judge-1', timeoutMs: 2000, maxConcurrency: 8, breaker: { minCalls: 4, failureRate: 0.5, coolDownMs: 1000, maxCoolDownMs: 2000, windowMs: 10_000 } }],
+        prices: { 'fake-judge-1': { inputPerMTok: 1, outputPerMTok: 2 } },
+      }),
+    );
+    if (!config) throw new Error('no judge config');
+    judge = createJudge({ config, db: database.db });
+    const definitions = judgeDimensionDefinitions(config) as DimensionDefinition[];
+    const topics = await createTopics(3);
+    harness = await startScorer(database, topics, {
+      producer,
+      maxAttempts: options.maxAttempts ?? 5,
+      extraDimensions: definitions,
+      isPressure: isProviderPressure,
+      wrapStore: options.wrapStore,
+      scorers: new Map(definitions.map((d) => [d.id, judgeScorer(judge as Judge, d)])),
+    });
+    return topics;
+  }
+
+  const statuses = async (ids: string[]) =>
+    (await database.db.selectFrom('scores').select(['status', 'error_code', 'value', 'cache_hit', 'input_tokens', 'cost_usd']).where('evaluation_id', 'in', ids).where('dimension', '=', 'judge_relevance').execute());
+  const allTerminal = async (ids: string[]) =>
+    Number((await sql<{ n: string }>`SELECT count(*) AS n FROM evaluations WHERE id = ANY(${ids}::uuid[]) AND status <> 'PENDING'`.execute(database.db)).rows[0]?.n) === ids.length;
+
+  it('guarantee 4: identical content across 100 evaluations makes one paid call', async () => {
+    const topics = await start();
+    const ids: string[] = [];
+    for (let i = 0; i < 100; i++) {
+      const data = await createEvaluation(database, ['judge_relevance'], { response: 'Paris is the capital of France (same content).' });
+      await produceEvent(producer, topics.events, data);
+      ids.push(data.evaluationId);
+    }
+    await waitFor(() => allTerminal(ids), { what: '100 evaluations terminal', timeoutMs: 60_000 });
+    const rows = await statuses(ids);
+    expect(rows.every((r) => r.status === 'COMPLETED' && typeof r.value === 'number')).toBe(true);
+    expect(rows.filter((r) => !r.cache_hit)).toHaveLength(1);
+    expect(rows.filter((r) => r.cache_hit).every((r) => r.input_tokens === 0)).toBe(true);
+    expect(fake.stats().total).toBe(1);
+  });
+
+  it('guarantee 6: a 429 storm then recovery completes everything, leaves the DLT empty, and pays only for distinct contents', async () => {
+    const topics = await start({ maxAttempts: 2 });
+    fake.control({ mode: 'rate-limit', retryAfterSeconds: 1, requests: 6 });
+    const ids: string[] = [];
+    for (let i = 0; i < 12; i++) {
+      const data = await createEvaluation(database, ['judge_relevance'], { response: `Answer number ${i}.` });
+      await produceEvent(producer, topics.events, data);
+      ids.push(data.evaluationId);
+    }
+    await waitFor(() => allTerminal(ids), { what: 'every evaluation terminal', timeoutMs: 60_000 });
+    expect((await statuses(ids)).every((r) => r.status === 'COMPLETED')).toBe(true);
+    const stats = fake.stats();
+    expect(stats.byOutcome.rate_limited).toBe(6);
+    expect(stats.total).toBe(12 + 6); // distinct contents plus the 429ed attempts
+    expect(await readDeadLetters(kafkaBrokers(), topics.dlt)).toEqual([]);
+  });
+
+  it('guarantee 6: an outage of 500s opens the breaker and pauses; when it ends everything drains with no DLT record', async () => {
+    const topics = await start({ maxAttempts: 3 });
+    fake.control({ mode: 'error-burst', durationMs: 6_000 });
+    const ids: string[] = [];
+    for (let i = 0; i < 20; i++) {
+      const data = await createEvaluation(database, ['judge_relevance'], { response: `Outage answer ${i}.` });
+      await produceEvent(producer, topics.events, data);
+      ids.push(data.evaluationId);
+    }
+    await waitFor(() => (judge as Judge).endpointState('fake').open, { what: 'the circuit to open', timeoutMs: 20_000 });
+    const duringOutage = fake.stats().total;
+    await waitFor(() => allTerminal(ids), { what: 'every evaluation terminal after the outage', timeoutMs: 60_000 });
+    expect((await statuses(ids)).every((r) => r.status === 'COMPLETED')).toBe(true);
+    // The open circuit kept calls away from the provider: far fewer than attempts × evaluations.
+    expect(duringOutage).toBeLessThan(20 * 3);
+    expect(await readDeadLetters(kafkaBrokers(), topics.dlt)).toEqual([]);
+  });
+
+  it('malformed judge output is re-asked once and then recorded as ERROR JUDGE_UNPARSEABLE, never a number', async () => {
+    const topics = await start();
+    fake.control({ mode: 'malformed' });
+    const data = await createEvaluation(database, ['judge_relevance', 'toxicity'], { response: 'Malformed case.' });
+    await produceEvent(producer, topics.events, data);
+    await waitFor(() => allTerminal([data.evaluationId]), { what: 'terminal' });
+    expect(await statuses([data.evaluationId])).toEqual([expect.objectContaining({ status: 'ERROR', error_code: 'JUDGE_UNPARSEABLE', value: null })]);
+    expect(fake.stats().total).toBe(2);
+    const status = await database.db.selectFrom('evaluations').select('status').where('id', '=', data.evaluationId).executeTakeFirstOrThrow();
+    expect(status.status).toBe('PARTIALLY_SCORED');
+    const dead = await waitFor(async () => {
+      const records = await readDeadLetters(kafkaBrokers(), topics.dlt);
+      return records.length ? records : undefined;
+    }, { what: 'the dead letter' });
+    expect(dead[0]?.headers).toMatchObject({ dlt_error_code: 'JUDGE_UNPARSEABLE', dlt_dimension: 'judge_relevance' });
+  });
+
+  it('guarantee 4: a crash between the judge’s answer and the database write costs no second paid call', async () => {
+    let failures = 1;
+    const topics = await start({
+      wrapStore: (store) => ({
+        load: store.load,
+        async commit(item) {
+          if (failures-- > 0) throw new Error('connection lost before the scores were written');
+          return store.commit(item);
+        },
+      }),
+    });
+    const data = await createEvaluation(database, ['judge_relevance'], { response: 'Crash case.' });
+    await produceEvent(producer, topics.events, data);
+    await waitFor(() => allTerminal([data.evaluationId]), { what: 'terminal after the retry', timeoutMs: 30_000 });
+    const [row] = await statuses([data.evaluationId]);
+    expect(row).toMatchObject({ status: 'COMPLETED', cache_hit: true });
+    expect(fake.stats().total).toBe(1);
+  });
+});
