@@ -5,7 +5,7 @@ import { sql } from 'kysely';
 import { CONNECTION_HELP, CONNECTION_OPTIONS, parse, UsageError, type Command } from '../src/cli/args.js';
 import { loadConfig, requireSetting } from '../src/config.js';
 import { createDb } from '../src/db/index.js';
-import { createDimensionRegistry, type DimensionDefinition } from '../src/dimensions.js';
+import { createDimensionRegistry, publishDimensions, type DimensionDefinition } from '../src/dimensions.js';
 import { createIdempotentProducer, createKafka, ensureTopics } from '../src/kafka.js';
 import { createLogger } from '../src/logging.js';
 import { createRegistry, serveAdmin } from '../src/metrics.js';
@@ -100,6 +100,7 @@ ${CONNECTION_HELP}`,
     const judgeDimensions: DimensionDefinition[] = judgeConfig ? (judgeDimensionDefinitions(judgeConfig) as DimensionDefinition[]) : [];
     const dimensions = createDimensionRegistry(judgeDimensions);
     const scorers = buildScorers(dimensions.list(), judge);
+    await publishDimensions(handle.db, dimensions.list().filter((d) => scorers.has(d.id)));
 
     await ensureTopics(kafka, [{ topic: config.topics.events, numPartitions: 6 }, { topic: config.topics.dlt, numPartitions: 6 }]);
     const producer = createIdempotentProducer(kafka);

@@ -1,5 +1,6 @@
 // The dimensions registry: what evalbox can score, and how. Served at GET /v1/dimensions; the
 // `dimensions` of an ingest request select from it (an unknown id is a 400).
+import type { Db } from './db/index.js';
 export type ScorerKind = 'HEURISTIC' | 'LLM_JUDGE';
 export type Direction = 'higher_is_better' | 'lower_is_better';
 export type ScoringInput = 'prompt' | 'response' | 'context' | 'reference';
@@ -50,4 +51,40 @@ export function createDimensionRegistry(extra: DimensionDefinition[] = [], defau
   for (const d of [...HEURISTIC_DIMENSIONS, ...extra]) byId.set(d.id, d);
   for (const id of defaults) if (!byId.has(id)) throw new Error(`default dimension "${id}" is not registered`);
   return { list: () => [...byId.values()], get: (id) => byId.get(id), defaults: [...defaults] };
+}
+
+/** Publishes what this scorer can score, so the API accepts and lists it (judge rubrics included). */
+export async function publishDimensions(db: Db, definitions: DimensionDefinition[]): Promise<void> {
+  if (definitions.length === 0) return;
+  await db
+    .insertInto('dimensions')
+    .values(definitions.map((d) => ({ id: d.id, definition: JSON.stringify(d) })))
+    .onConflict((oc) => oc.column('id').doUpdateSet((eb) => ({ definition: eb.ref('excluded.definition'), updated_at: new Date() })))
+    .execute();
+}
+
+/**
+ * A registry of the built-in dimensions plus those the scorers published, refreshed every
+ * `refreshMs` (a scorer that starts later with new judge rubrics is picked up within that time).
+ * Never throws: without the database it serves the built-ins.
+ */
+export async function createPublishedDimensionRegistry(db: Db, options: { refreshMs?: number; onError?: (error: unknown) => void } = {}): Promise<DimensionRegistry & { close(): void; refresh(): Promise<void> }> {
+  let current = createDimensionRegistry();
+  const refresh = async () => {
+    const rows = await db.selectFrom('dimensions').select('definition').execute();
+    current = createDimensionRegistry(rows.map((r) => r.definition as unknown as DimensionDefinition));
+  };
+  // A database that is down at start leaves the built-ins; the next refresh picks the rest up.
+  await refresh().catch((error) => options.onError?.(error));
+  const timer = setInterval(() => void refresh().catch((error) => options.onError?.(error)), options.refreshMs ?? 30_000);
+  timer.unref();
+  return {
+    list: () => current.list(),
+    get: (id) => current.get(id),
+    get defaults() {
+      return current.defaults;
+    },
+    refresh,
+    close: () => clearInterval(timer),
+  };
 }

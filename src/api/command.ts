@@ -4,7 +4,7 @@ import { sql } from 'kysely';
 import { CONNECTION_HELP, CONNECTION_OPTIONS, parse, type Command } from '../cli/args.js';
 import { loadConfig, requireSetting } from '../config.js';
 import { createDb } from '../db/index.js';
-import { createDimensionRegistry } from '../dimensions.js';
+import { createPublishedDimensionRegistry } from '../dimensions.js';
 import { createLogger } from '../logging.js';
 import { closeServer, createRegistry, listen, serveAdmin } from '../metrics.js';
 import { createApiApp } from './app.js';
@@ -56,9 +56,11 @@ ${CONNECTION_HELP}`,
     const handle = createDb(requireSetting(config.databaseUrl, 'DATABASE_URL'), { max: config.api.poolSize, applicationName: 'evalbox-api' });
     const registry = createRegistry('api');
     const keys = createKeyResolver(handle.db, { ttlMs: config.api.keyCacheTtlMs });
-    const app = createApiApp({ db: handle.db, pool: handle.pool, config, registry, logger, dimensions: createDimensionRegistry(), keys });
+    // Built-in dimensions plus the judge rubrics the scorers published.
+    const dimensions = await createPublishedDimensionRegistry(handle.db, { onError: (error) => logger.warn({ err: error }, 'dimension refresh failed') });
+    const app = createApiApp({ db: handle.db, pool: handle.pool, config, registry, logger, dimensions, keys });
 
-    const releasers: (() => Promise<void>)[] = [() => handle.close()];
+    const releasers: (() => Promise<void>)[] = [() => handle.close(), async () => dimensions.close()];
     const { server, port } = await listen(app, config.api.port, config.host);
     releasers.push(async () => {
       // Stop accepting and wait for in-flight requests; past the grace period, cut what is left

@@ -106,7 +106,14 @@ export interface OutboxParkedTable {
   redriven_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
 }
 
+export interface DimensionsTable {
+  id: string;
+  definition: Json<Record<string, unknown>>;
+  updated_at: ColumnType<Date, Date | string | undefined, Date | string>;
+}
+
 export interface Database {
+  dimensions: DimensionsTable;
   api_keys: ApiKeysTable;
   evaluations: EvaluationsTable;
   scores: ScoresTable;
