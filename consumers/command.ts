@@ -14,7 +14,7 @@ import { registerScorerMetrics } from './metrics.js';
 import { createKeyParallelConsumer, type ConsumedMessage } from './runtime.js';
 import { createScoreStore } from './score-store.js';
 import { createScorerEvents, handleEvaluationMessage } from './scorer.js';
-import { buildScorers } from './scorers.js';
+import { buildScorers, pauseOnJudgePressure } from './scorers.js';
 
 /** The ordering key: the evaluation id in the event (default) or the Kafka key. */
 export function orderingKeyFor(mode: 'evaluation' | 'kafka-key') {
@@ -142,6 +142,7 @@ ${CONNECTION_HELP}`,
     consumer.events.on('consumer:revoked', (tps) => logger.info({ partitions: tps }, 'partitions revoked'));
     consumer.events.on('consumer:handlerFailed', ({ topic, partition, offset, error, attempt }) => logger.warn({ topic, partition, offset, attempt, err: error }, 'handler failed; retrying'));
     const metrics = registerScorerMetrics(registry, groupId, consumer, scorerEvents, consumer.events);
+    if (judge) pauseOnJudgePressure(judge, consumer);
 
     const releasers: (() => Promise<void>)[] = [() => handle.close(), async () => judge?.close(), () => producer.disconnect()];
     if (config.adminPort || values['admin-port'] !== undefined) {

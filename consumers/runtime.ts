@@ -114,6 +114,11 @@ export interface KeyParallelConsumer {
   stop(graceMs?: number): Promise<void>;
   progress(): Map<string, PartitionProgress>;
   inFlight(): number;
+  /** Stops fetching from every partition (in-flight work goes on), e.g. while a provider is down. */
+  hold(): void;
+  /** Undoes hold(): resumes the partitions that are not paused for back-pressure. */
+  release(): void;
+  held(): boolean;
   /** The high watermark per partition, for lag metrics. */
   watermarks(): Promise<{ topic: string; partition: number; high: number; committed: number | undefined; lastSeen: number | undefined; oldestPendingTimestamp: number | undefined }[]>;
 }
@@ -128,6 +133,7 @@ export function createKeyParallelConsumer(options: KeyParallelConsumerOptions): 
   const inFlightWork = new Set<Promise<void>>();
   const abort = new AbortController();
   let running = false;
+  let held = false;
   let loop: Promise<void> | undefined;
   let commitTimer: NodeJS.Timeout | undefined;
 
@@ -153,6 +159,7 @@ export function createKeyParallelConsumer(options: KeyParallelConsumerOptions): 
       if (error.code === ERR_ASSIGN) {
         for (const tp of assignment) partitions.set(tpKey(tp.topic, tp.partition), new PartitionProgress());
         consumer.incrementalAssign(assignment);
+        if (held) consumer.pause(assignment);
         events.emit('consumer:assigned', assignment);
       } else if (error.code === ERR_REVOKE) {
         // Commit the finished prefix of each revoked partition, then abandon the rest.
@@ -211,7 +218,7 @@ export function createKeyParallelConsumer(options: KeyParallelConsumerOptions): 
   }
 
   function maybeResume(message: ConsumedMessage, progress: PartitionProgress): void {
-    if (progress.paused && !progress.revoked && progress.inFlight() <= options.maxInFlightPerPartition / 2) {
+    if (progress.paused && !progress.revoked && !held && progress.inFlight() <= options.maxInFlightPerPartition / 2) {
       progress.paused = false;
       consumer.resume([{ topic: message.topic, partition: message.partition }]);
       events.emit('consumer:resumed', { topic: message.topic, partition: message.partition });
@@ -294,10 +301,30 @@ export function createKeyParallelConsumer(options: KeyParallelConsumerOptions): 
     }
   }
 
+  const assigned = () => [...partitions.keys()].map((key) => {
+    const [topic, partition] = key.split('|') as [string, string];
+    return { topic, partition: Number(partition) };
+  });
+
   return {
     events,
     progress: () => partitions,
     inFlight: () => inFlightWork.size,
+    held: () => held,
+    hold() {
+      if (held) return;
+      held = true;
+      const all = assigned();
+      if (all.length > 0) consumer.pause(all);
+      for (const tp of all) events.emit('consumer:paused', tp);
+    },
+    release() {
+      if (!held) return;
+      held = false;
+      const ready = assigned().filter((tp) => !partitions.get(tpKey(tp.topic, tp.partition))?.paused);
+      if (ready.length > 0) consumer.resume(ready);
+      for (const tp of ready) events.emit('consumer:resumed', tp);
+    },
     async start() {
       await new Promise<void>((resolve, reject) => consumer.connect({ timeout: 30_000 } as never, (error) => (error ? reject(error) : resolve())));
       consumer.setDefaultConsumeTimeout(100);

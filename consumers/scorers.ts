@@ -4,6 +4,7 @@ import { performance } from 'node:perf_hooks';
 import type { DimensionDefinition } from '../src/dimensions.js';
 import { HEURISTIC_SCORERS, type HeuristicScorer } from './heuristics/index.js';
 import { scoreColumns, type Judge } from './judge/index.js';
+import type { KeyParallelConsumer } from './runtime.js';
 import type { Scorer, ScoreRow } from './scorer.js';
 
 export function heuristicScorer(heuristic: HeuristicScorer, definition: DimensionDefinition): Scorer {
@@ -43,4 +44,14 @@ export function buildScorers(definitions: DimensionDefinition[], judge?: Judge):
     else if (definition.scorerKind === 'LLM_JUDGE' && judge) scorers.set(definition.id, judgeScorer(judge, definition));
   }
   return scorers;
+}
+
+/**
+ * Stops fetching while any judge endpoint is throttled (429, Retry-After) or its circuit is open,
+ * and resumes when all can take calls again: a provider outage slows consumption instead of
+ * burning retries into the DLT. Work already in flight keeps waiting and probes the endpoint.
+ */
+export function pauseOnJudgePressure(judge: Judge, consumer: Pick<KeyParallelConsumer, 'hold' | 'release'>): void {
+  const update = () => (judge.pressure().pause ? consumer.hold() : consumer.release());
+  for (const event of ['judge:circuitOpened', 'judge:circuitHalfOpen', 'judge:circuitClosed', 'judge:throttled', 'judge:unthrottled'] as const) judge.events.on(event, update);
 }

@@ -56,6 +56,7 @@ describe('LLM judge in the scoring consumer', () => {
       extraDimensions: definitions,
       isPressure: isProviderPressure,
       wrapStore: options.wrapStore,
+      judge,
       scorers: new Map(definitions.map((d) => [d.id, judgeScorer(judge as Judge, d)])),
     });
     return topics;
@@ -84,6 +85,8 @@ describe('LLM judge in the scoring consumer', () => {
 
   it('guarantee 6: a 429 storm then recovery completes everything, leaves the DLT empty, and pays only for distinct contents', async () => {
     const topics = await start({ maxAttempts: 2 });
+    let pausedWhileThrottled = false;
+    harness?.consumer.events.on('consumer:paused', () => (pausedWhileThrottled = true));
     fake.control({ mode: 'rate-limit', retryAfterSeconds: 1, requests: 6 });
     const ids: string[] = [];
     for (let i = 0; i < 12; i++) {
@@ -96,6 +99,8 @@ describe('LLM judge in the scoring consumer', () => {
     const stats = fake.stats();
     expect(stats.byOutcome.rate_limited).toBe(6);
     expect(stats.total).toBe(12 + 6); // distinct contents plus the 429ed attempts
+    expect(pausedWhileThrottled).toBe(true);
+    expect(harness?.consumer.held()).toBe(false);
     expect(await readDeadLetters(kafkaBrokers(), topics.dlt)).toEqual([]);
   });
 
@@ -109,9 +114,13 @@ describe('LLM judge in the scoring consumer', () => {
       ids.push(data.evaluationId);
     }
     await waitFor(() => (judge as Judge).endpointState('fake').open, { what: 'the circuit to open', timeoutMs: 20_000 });
+    // Consumption pauses while the circuit is open…
+    expect(harness?.consumer.held()).toBe(true);
     const duringOutage = fake.stats().total;
     await waitFor(() => allTerminal(ids), { what: 'every evaluation terminal after the outage', timeoutMs: 60_000 });
     expect((await statuses(ids)).every((r) => r.status === 'COMPLETED')).toBe(true);
+    // …and resumes once the provider answers again.
+    await waitFor(() => harness?.consumer.held() === false, { what: 'consumption to resume' });
     // The open circuit kept calls away from the provider: far fewer than attempts × evaluations.
     expect(duringOutage).toBeLessThan(20 * 3);
     expect(await readDeadLetters(kafkaBrokers(), topics.dlt)).toEqual([]);

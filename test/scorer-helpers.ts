@@ -10,7 +10,8 @@ import { silentLogger } from '../src/logging.js';
 import { EVENT_SCHEMA_VERSION, type EvaluationCreatedData } from '../src/schemas/events.js';
 import { createKeyParallelConsumer, type KeyParallelConsumer } from '../consumers/runtime.js';
 import { createScorerEvents, handleEvaluationMessage, type Scorer, type ScorerEvents } from '../consumers/scorer.js';
-import { buildScorers } from '../consumers/scorers.js';
+import { buildScorers, pauseOnJudgePressure } from '../consumers/scorers.js';
+import type { Judge } from '../consumers/judge/index.js';
 import { createScoreStore, type ScoreStore } from '../consumers/score-store.js';
 import { orderingKeyFor } from '../consumers/command.js';
 import { kafkaBrokers, uniqueName, type TestDatabase } from './helpers.js';
@@ -67,7 +68,7 @@ export interface Harness {
 export async function startScorer(
   database: TestDatabase,
   topics: Topics,
-  options: { scorers?: Map<string, Scorer>; maxAttempts?: number; groupId?: string; producer: Producer; extraDimensions?: DimensionDefinition[]; isPressure?: (error: unknown) => boolean; wrapStore?: (store: ScoreStore) => ScoreStore },
+  options: { scorers?: Map<string, Scorer>; maxAttempts?: number; groupId?: string; producer: Producer; extraDimensions?: DimensionDefinition[]; isPressure?: (error: unknown) => boolean; wrapStore?: (store: ScoreStore) => ScoreStore; judge?: Judge },
 ): Promise<Harness> {
   const dimensions = createDimensionRegistry(options.extraDimensions);
   const scorers = buildScorers(dimensions.list());
@@ -90,6 +91,7 @@ export async function startScorer(
         signal,
       ),
   });
+  if (options.judge) pauseOnJudgePressure(options.judge, consumer);
   await consumer.start();
   return { consumer, events, stop: () => consumer.stop(5_000) };
 }
