@@ -9,12 +9,12 @@ import { createDimensionRegistry, publishDimensions, type DimensionDefinition } 
 import { createIdempotentProducer, createKafka, ensureTopics } from '../src/kafka.js';
 import { createLogger } from '../src/logging.js';
 import { createRegistry, serveAdmin } from '../src/metrics.js';
-import { createJudge, isProviderPressure, judgeDimensionDefinitions, loadJudgeConfig, registerJudgeMetrics } from './judge/index.js';
+import { createJudge, judgeDimensionDefinitions, loadJudgeConfig, registerJudgeMetrics } from './judge/index.js';
 import { registerScorerMetrics } from './metrics.js';
 import { createKeyParallelConsumer, type ConsumedMessage } from './runtime.js';
 import { createScoreStore } from './score-store.js';
 import { createScorerEvents, handleEvaluationMessage } from './scorer.js';
-import { buildScorers, pauseOnJudgePressure } from './scorers.js';
+import { buildScorers, judgePressureClassifier, pauseOnJudgePressure } from './scorers.js';
 
 /** The ordering key: the evaluation id in the event (default) or the Kafka key. */
 export function orderingKeyFor(mode: 'evaluation' | 'kafka-key') {
@@ -126,7 +126,7 @@ ${CONNECTION_HELP}`,
             scorers,
             logger,
             events: scorerEvents,
-            isPressure: isProviderPressure,
+            isPressure: judge ? judgePressureClassifier(judge) : undefined,
             retry: {
               baseMs: setting('retry-base-ms', 'EVALBOX_SCORER_RETRY_BASE_MS', 200),
               maxMs: 30_000,

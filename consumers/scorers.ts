@@ -3,7 +3,8 @@
 import { performance } from 'node:perf_hooks';
 import type { DimensionDefinition } from '../src/dimensions.js';
 import { HEURISTIC_SCORERS, type HeuristicScorer } from './heuristics/index.js';
-import { scoreColumns, type Judge } from './judge/index.js';
+import { isRetryable } from '../src/errors.js';
+import { isProviderPressure, scoreColumns, type Judge } from './judge/index.js';
 import type { KeyParallelConsumer } from './runtime.js';
 import type { Scorer, ScoreRow } from './scorer.js';
 
@@ -54,4 +55,13 @@ export function buildScorers(definitions: DimensionDefinition[], judge?: Judge):
 export function pauseOnJudgePressure(judge: Judge, consumer: Pick<KeyParallelConsumer, 'hold' | 'release'>): void {
   const update = () => (judge.pressure().pause ? consumer.hold() : consumer.release());
   for (const event of ['judge:circuitOpened', 'judge:circuitHalfOpen', 'judge:circuitClosed', 'judge:throttled', 'judge:unthrottled'] as const) judge.events.on(event, update);
+}
+
+/**
+ * Which scorer errors are provider back-pressure (not charged to the evaluation's retry budget):
+ * the judge's own pressure codes, and any retryable failure that leaves an endpoint throttled or
+ * its circuit open — such as the failures that open it, or a half-open probe that fails.
+ */
+export function judgePressureClassifier(judge: Judge): (error: unknown) => boolean {
+  return (error) => isProviderPressure(error) || (isRetryable(error) && judge.pressure().pause);
 }

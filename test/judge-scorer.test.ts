@@ -6,8 +6,8 @@ import { sql } from 'kysely';
 import type { DimensionDefinition } from '../src/dimensions.js';
 import { readDeadLetters } from '../src/dlt.js';
 import type { Producer } from '../src/kafka.js';
-import { createJudge, isProviderPressure, judgeDimensionDefinitions, loadJudgeConfig, type Judge } from '../consumers/judge/index.js';
-import { judgeScorer } from '../consumers/scorers.js';
+import { createJudge, judgeDimensionDefinitions, loadJudgeConfig, type Judge } from '../consumers/judge/index.js';
+import { judgePressureClassifier, judgeScorer } from '../consumers/scorers.js';
 import type { ScoreStore } from '../consumers/score-store.js';
 import { startFakeJudge, type FakeJudge } from '../scripts/fake-judge/server.js';
 import { createTestDatabase, kafkaBrokers, waitFor, type TestDatabase } from './helpers.js';
@@ -54,7 +54,7 @@ describe('LLM judge in the scoring consumer', () => {
       producer,
       maxAttempts: options.maxAttempts ?? 5,
       extraDimensions: definitions,
-      isPressure: isProviderPressure,
+      isPressure: judgePressureClassifier(judge),
       wrapStore: options.wrapStore,
       judge,
       scorers: new Map(definitions.map((d) => [d.id, judgeScorer(judge as Judge, d)])),
