@@ -1,14 +1,14 @@
 // `evalbox scorer`: the composition root of the scoring consumer. Builds the scorers (offline
 // heuristics, plus the LLM judge when one is configured), the key-parallel consumer and the DLT
 // producer; on SIGTERM stops fetching, drains in-flight work, commits, and exits 0.
-import { sql } from 'kysely';
 import { CONNECTION_HELP, CONNECTION_OPTIONS, parse, UsageError, type Command } from '../src/cli/args.js';
 import { loadConfig, requireSetting } from '../src/config.js';
 import { createDb } from '../src/db/index.js';
 import { createDimensionRegistry, publishDimensions, type DimensionDefinition } from '../src/dimensions.js';
 import { createIdempotentProducer, createKafka, ensureTopics } from '../src/kafka.js';
 import { createLogger } from '../src/logging.js';
-import { createRegistry, serveAdmin } from '../src/metrics.js';
+import { Releasers, serveAdminPort, stopSignal } from '../src/lifecycle.js';
+import { createRegistry } from '../src/metrics.js';
 import { createJudge, judgeDimensionDefinitions, loadJudgeConfig, registerJudgeMetrics } from './judge/index.js';
 import { registerScorerMetrics } from './metrics.js';
 import { createKeyParallelConsumer, type ConsumedMessage } from './runtime.js';
@@ -70,11 +70,7 @@ ${CONNECTION_HELP}`,
       process.stdout.write(`${this.help}\n`);
       return 0;
     }
-    // Listen for the stop signal before anything starts, so an early SIGTERM still shuts down cleanly.
-    const stopped = new Promise<string>((resolve) => {
-      process.once('SIGTERM', () => resolve('SIGTERM'));
-      process.once('SIGINT', () => resolve('SIGINT'));
-    });
+    const stopped = stopSignal();
     const config = loadConfig(process.env, values);
     const setting = (flag: string, env: string, fallback: number): number => {
       const raw = (values as Record<string, unknown>)[flag] ?? process.env[env];
@@ -144,21 +140,20 @@ ${CONNECTION_HELP}`,
     const metrics = registerScorerMetrics(registry, groupId, consumer, scorerEvents, consumer.events);
     if (judge) pauseOnJudgePressure(judge, consumer);
 
-    const releasers: (() => Promise<void>)[] = [() => handle.close(), async () => judge?.close(), () => producer.disconnect()];
-    if (config.adminPort || values['admin-port'] !== undefined) {
-      const admin = await serveAdmin(registry, async () => void (await sql`SELECT 1`.execute(handle.db)), config.adminPort, config.host);
-      releasers.push(() => admin.close());
-      logger.info({ adminPort: admin.port }, 'admin port listening');
-    }
+    const releasers = new Releasers();
+    releasers.add(() => handle.close());
+    releasers.add(() => judge?.close());
+    releasers.add(() => producer.disconnect());
+    await serveAdminPort({ config, requested: values['admin-port'] !== undefined, registry, db: handle.db, logger, releasers });
     const lagTimer = setInterval(() => void metrics.refreshLag().catch((error) => logger.warn({ err: error }, 'lag query failed')), 5_000);
-    releasers.push(async () => clearInterval(lagTimer));
+    releasers.add(() => clearInterval(lagTimer));
 
     await consumer.start();
-    releasers.push(() => consumer.stop(graceMs));
+    releasers.add(() => consumer.stop(graceMs));
     logger.info({ groupId, topic: config.topics.events, dimensions: [...scorers.keys()], judge: Boolean(judge) }, 'scorer started');
     const signal = await stopped;
     logger.info({ signal }, 'shutting down');
-    for (const release of releasers.reverse()) await release();
+    await releasers.releaseAll();
     logger.info('stopped');
     return 0;
   },

@@ -10,7 +10,7 @@ import type { Database, Db } from '../src/db/index.js';
 import type { EvaluationStatus, ScoresTable } from '../src/db/types.js';
 import { classifyPgError } from '../src/errors.js';
 import { EVENT_TYPES, insertOutboxEvents } from '../src/events.js';
-import { EVENT_SCHEMA_VERSION, type EvaluationScoredData, type ScoreResult } from '../src/schemas/events.js';
+import { EVENT_SCHEMA_VERSION, toScoreResult, type EvaluationScoredData, type ScoreResult } from '../src/schemas/events.js';
 
 
 export interface ScoreRowValues {
@@ -189,18 +189,7 @@ async function writeBatch(trx: Transaction<Database>, topics: Topics, items: Com
       const status: EvaluationStatus = errors === 0 ? 'SCORED' : errors === own.length ? 'SCORING_FAILED' : 'PARTIALLY_SCORED';
       results.set(id, status);
       const applicationId = (finalising.find((i) => i.evaluationId === id) as CommitItem).applicationId;
-      const scores: ScoreResult[] = own.map((s) => ({
-        dimension: s.dimension,
-        status: s.status as ScoreResult['status'],
-        value: s.value,
-        label: s.label,
-        direction: s.direction,
-        reasoning: s.reasoning,
-        source: s.source,
-        scorerName: s.scorer_name,
-        scorerVersion: s.scorer_version,
-        errorCode: s.error_code,
-      }));
+      const scores: ScoreResult[] = own.map(toScoreResult);
       const data: EvaluationScoredData = { schemaVersion: EVENT_SCHEMA_VERSION, evaluationId: id, applicationId, status: status as EvaluationScoredData['status'], scores, scoredAt: scoredAt.toISOString() };
       events.push({ topic: topics.scores, key: applicationId, type: EVENT_TYPES.evaluationScored, source: '/evalbox/scorer', data });
     }

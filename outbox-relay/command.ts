@@ -1,12 +1,12 @@
 // `evalbox relay`: the composition root of the relay process. Builds the relay from the validated
 // config, serves the admin port, and on SIGTERM drains, flushes, releases its leases, exits 0.
-import { sql } from 'kysely';
 import { CONNECTION_HELP, CONNECTION_OPTIONS, parse, UsageError, type Command } from '../src/cli/args.js';
 import { loadConfig, requireSetting } from '../src/config.js';
 import { createDb } from '../src/db/index.js';
 import { createIdempotentProducer, createKafka, ensureTopics } from '../src/kafka.js';
 import { createLogger } from '../src/logging.js';
-import { createRegistry, serveAdmin } from '../src/metrics.js';
+import { Releasers, serveAdminPort, stopSignal } from '../src/lifecycle.js';
+import { createRegistry } from '../src/metrics.js';
 import { logRelayEvents, registerRelayMetrics } from './metrics.js';
 import { createRelay, setShardCount } from './relay.js';
 
@@ -57,11 +57,7 @@ ${CONNECTION_HELP}`,
       process.stdout.write(`${this.help}\n`);
       return 0;
     }
-    // Listen for the stop signal before anything starts, so an early SIGTERM still shuts down cleanly.
-    const stopped = new Promise<string>((resolve) => {
-      process.once('SIGTERM', () => resolve('SIGTERM'));
-      process.once('SIGINT', () => resolve('SIGINT'));
-    });
+    const stopped = stopSignal();
     const config = loadConfig(process.env, values);
     const int = (value: string | undefined, name: string, fallback: number): number => {
       if (value === undefined || value === '') return fallback;
@@ -98,21 +94,18 @@ ${CONNECTION_HELP}`,
     });
     logRelayEvents(relay.events, logger);
     const metrics = registerRelayMetrics(registry, relay.events, handle.db);
-    const releasers: (() => Promise<void>)[] = [() => handle.close()];
-    if (config.adminPort || values['admin-port'] !== undefined) {
-      const admin = await serveAdmin(registry, async () => void (await sql`SELECT 1`.execute(handle.db)), config.adminPort, config.host);
-      releasers.push(() => admin.close());
-      logger.info({ adminPort: admin.port }, 'admin port listening');
-    }
+    const releasers = new Releasers();
+    releasers.add(() => handle.close());
+    await serveAdminPort({ config, requested: values['admin-port'] !== undefined, registry, db: handle.db, logger, releasers });
     const backlogTimer = setInterval(() => void metrics.refreshBacklog().catch((error) => logger.warn({ err: error }, 'backlog query failed')), 5_000);
-    releasers.push(async () => clearInterval(backlogTimer));
+    releasers.add(() => clearInterval(backlogTimer));
 
     await relay.start();
-    releasers.push(() => relay.stop());
+    releasers.add(() => relay.stop());
     logger.info({ instanceId: relay.instanceId, wakeup: config.relay.wakeup, shards: relay.ownedShards() }, 'relay started');
     const signal = await stopped;
     logger.info({ signal }, 'shutting down');
-    for (const release of releasers.reverse()) await release();
+    await releasers.releaseAll();
     logger.info('stopped');
     return 0;
   },

@@ -11,6 +11,7 @@ import type { DimensionRegistry } from '../dimensions.js';
 import { classifyPgError, EvalboxError, ValidationError, type FieldError } from '../errors.js';
 import type { Logger } from '../logging.js';
 import { batchRequestSchema, evaluationRequestSchema, type EvaluationRequest } from '../schemas/evaluation-request.js';
+import { toScoreResult } from '../schemas/events.js';
 import { assertValid, createAjv } from '../schemas/validator.js';
 import { bearerToken, createKeyResolver, type KeyResolver } from './auth.js';
 import { decodeCursor, encodeCursor, findEvaluation, ingestEvaluation, listEvaluationsPage, type IngestResult, type Queryable } from './evaluations.js';
@@ -227,17 +228,8 @@ export function createApiApp(ctx: ApiContext): Hono<Env> {
       createdAt: e.created_at,
       scoredAt: e.scored_at,
       scores: scores.map((s) => ({
-        dimension: s.dimension,
-        status: s.status,
-        value: s.value,
-        label: s.label,
-        direction: s.direction,
-        reasoning: s.reasoning,
-        source: s.source,
-        scorerName: s.scorer_name,
-        scorerVersion: s.scorer_version,
+        ...toScoreResult(s),
         judgeModel: s.judge_model,
-        errorCode: s.error_code,
         attempts: s.attempts,
         inputTokens: s.input_tokens,
         outputTokens: s.output_tokens,

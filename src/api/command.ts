@@ -1,12 +1,12 @@
 // `evalbox api`: the composition root of the ingest API process. Builds its parts from the
 // validated config, serves the public and admin ports, and shuts down in LIFO order on SIGTERM.
-import { sql } from 'kysely';
 import { CONNECTION_HELP, CONNECTION_OPTIONS, parse, type Command } from '../cli/args.js';
 import { loadConfig, requireSetting } from '../config.js';
 import { createDb } from '../db/index.js';
 import { createPublishedDimensionRegistry } from '../dimensions.js';
 import { createLogger } from '../logging.js';
-import { closeServer, createRegistry, listen, serveAdmin } from '../metrics.js';
+import { Releasers, serveAdminPort, stopSignal } from '../lifecycle.js';
+import { closeServer, createRegistry, listen } from '../metrics.js';
 import { createApiApp } from './app.js';
 import { createKeyResolver } from './auth.js';
 
@@ -51,6 +51,7 @@ ${CONNECTION_HELP}`,
       process.stdout.write(`${this.help}\n`);
       return 0;
     }
+    const stopped = stopSignal();
     const config = loadConfig(process.env, values);
     const logger = createLogger({ level: config.logLevel, name: 'evalbox-api' });
     const handle = createDb(requireSetting(config.databaseUrl, 'DATABASE_URL'), { max: config.api.poolSize, applicationName: 'evalbox-api' });
@@ -60,9 +61,11 @@ ${CONNECTION_HELP}`,
     const dimensions = await createPublishedDimensionRegistry(handle.db, { onError: (error) => logger.warn({ err: error }, 'dimension refresh failed') });
     const app = createApiApp({ db: handle.db, pool: handle.pool, config, registry, logger, dimensions, keys });
 
-    const releasers: (() => Promise<void>)[] = [() => handle.close(), async () => dimensions.close()];
+    const releasers = new Releasers();
+    releasers.add(() => handle.close());
+    releasers.add(() => dimensions.close());
     const { server, port } = await listen(app, config.api.port, config.host);
-    releasers.push(async () => {
+    releasers.add(async () => {
       // Stop accepting and wait for in-flight requests; past the grace period, cut what is left
       // so the pool can close and the process exits within a Kubernetes termination grace.
       const http = server as { closeIdleConnections?: () => void; closeAllConnections?: () => void };
@@ -77,25 +80,14 @@ ${CONNECTION_HELP}`,
       clearInterval(sweep);
       clearTimeout(grace);
     });
-    if (config.adminPort || values['admin-port'] !== undefined) {
-      const admin = await serveAdmin(registry, async () => void (await sql`SELECT 1`.execute(handle.db)), config.adminPort, config.host);
-      releasers.push(() => admin.close());
-      logger.info({ adminPort: admin.port }, 'admin port listening');
-    }
+    await serveAdminPort({ config, requested: values['admin-port'] !== undefined, registry, db: handle.db, logger, releasers });
     logger.info({ port, host: config.host }, 'api listening');
     // A line on stdout for scripts that start the API on port 0.
     process.stdout.write(`evalbox api listening on http://${config.host}:${port}\n`);
 
-    await new Promise<void>((resolve) => {
-      const stop = (signal: string) => {
-        logger.info({ signal }, 'shutting down');
-        resolve();
-      };
-      process.once('SIGTERM', () => stop('SIGTERM'));
-      process.once('SIGINT', () => stop('SIGINT'));
-    });
+    logger.info({ signal: await stopped }, 'shutting down');
     // LIFO: stop intake (admin, then public server, which waits for in-flight requests), then the pool.
-    for (const release of releasers.reverse()) await release();
+    await releasers.releaseAll();
     return 0;
   },
 };

@@ -1,7 +1,8 @@
 // JSON Schemas of the events evalbox publishes (the CloudEvents `data`, i.e. the Kafka value).
 // Each carries a schemaVersion; adding an optional field keeps old consumers working, so the
 // schemas allow additional properties.
-import type { EvaluationStatus, ScoreStatus } from '../db/types.js';
+import type { EvaluationStatus, ScoresTable, ScoreStatus } from '../db/types.js';
+import type { Selectable } from 'kysely';
 
 export const EVENT_SCHEMA_VERSION = 1;
 
@@ -30,6 +31,22 @@ export interface ScoreResult {
   scorerName: string;
   scorerVersion: string;
   errorCode: string | null;
+}
+
+/** A stored score row as it appears in events and API responses. */
+export function toScoreResult(row: Pick<Selectable<ScoresTable>, 'dimension' | 'status' | 'value' | 'label' | 'direction' | 'reasoning' | 'source' | 'scorer_name' | 'scorer_version' | 'error_code'>): ScoreResult {
+  return {
+    dimension: row.dimension,
+    status: row.status as ScoreResult['status'],
+    value: row.value,
+    label: row.label,
+    direction: row.direction,
+    reasoning: row.reasoning,
+    source: row.source,
+    scorerName: row.scorer_name,
+    scorerVersion: row.scorer_version,
+    errorCode: row.error_code,
+  };
 }
 
 export interface EvaluationScoredData {

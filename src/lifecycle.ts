@@ -1,0 +1,38 @@
+// The lifecycle every long-running command shares: the stop signal, the admin port, and shutdown
+// as a LIFO list of releasers (stop intake, drain, flush, commit, release leases, end the pool).
+import { sql } from 'kysely';
+import type { Registry } from 'prom-client';
+import type { Config } from './config.js';
+import type { Db } from './db/index.js';
+import type { Logger } from './logging.js';
+import { serveAdmin } from './metrics.js';
+
+/** Resolves with the first SIGTERM or SIGINT. Call it first, so an early signal still stops cleanly. */
+export function stopSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
+}
+
+export class Releasers {
+  private readonly steps: (() => Promise<void> | void)[] = [];
+
+  /** Registers a step; steps run in reverse order of registration. */
+  add(step: () => Promise<void> | void): void {
+    this.steps.push(step);
+  }
+
+  async releaseAll(): Promise<void> {
+    for (const step of this.steps.splice(0).reverse()) await step();
+  }
+}
+
+/** Serves /healthz, /readyz (the database answers) and /metrics when an admin port is configured. */
+export async function serveAdminPort(options: { config: Config; requested: boolean; registry: Registry; db: Db; logger: Logger; releasers: Releasers }): Promise<void> {
+  const { config } = options;
+  if (!config.adminPort && !options.requested) return;
+  const admin = await serveAdmin(options.registry, async () => void (await sql`SELECT 1`.execute(options.db)), config.adminPort, config.host);
+  options.releasers.add(() => admin.close());
+  options.logger.info({ adminPort: admin.port }, 'admin port listening');
+}
