@@ -162,3 +162,40 @@ describe('LLM judge in the scoring consumer', () => {
     expect(fake.stats().total).toBe(1);
   });
 });
+
+describe('two scorer processes sharing one judge provider', () => {
+  it('guarantee 4: two replicas on the same backlog make no duplicated paid call', async () => {
+    const { spawn } = await import('node:child_process');
+    const database = await createTestDatabase({ max: 5 });
+    const producer = await testProducer();
+    const fake = await startFakeJudge({ latencyMs: 30 });
+    const children: import('node:child_process').ChildProcess[] = [];
+    try {
+      const topics = await createTopics(6);
+      const ids: string[] = [];
+      // 60 evaluations over 15 distinct contents, spread over six partitions.
+      for (let i = 0; i < 60; i++) {
+        const data = await createEvaluation(database, ['judge_relevance'], { response: `Shared content ${i % 15}.`, applicationId: `app-${i % 6}` });
+        await produceEvent(producer, topics.events, data);
+        ids.push(data.evaluationId);
+      }
+      const env = { ...process.env, EVALBOX_TOPIC_EVENTS: topics.events, EVALBOX_TOPIC_SCORES: topics.scores, EVALBOX_TOPIC_DLT: topics.dlt, EVALBOX_JUDGE_BASE_URL: fake.url, EVALBOX_JUDGE_MODEL: 'fake-judge-1', EVALBOX_LOG_LEVEL: 'warn' };
+      for (let i = 0; i < 2; i++) {
+        children.push(spawn('node', ['bin/evalbox.js', 'scorer', '--database-url', database.url, '--kafka-brokers', kafkaBrokers(), '--group', 'two-replicas'], { env, stdio: 'ignore' }));
+      }
+      await waitFor(async () => Number((await sql<{ n: string }>`SELECT count(*) AS n FROM evaluations WHERE status <> 'PENDING'`.execute(database.db)).rows[0]?.n) === ids.length, { what: 'every evaluation terminal', timeoutMs: 90_000 });
+      const rows = await database.db.selectFrom('scores').select(['status', 'cache_hit']).where('dimension', '=', 'judge_relevance').execute();
+      expect(rows).toHaveLength(60);
+      expect(rows.every((r) => r.status === 'COMPLETED')).toBe(true);
+      expect(rows.filter((r) => !r.cache_hit)).toHaveLength(15);
+      expect(fake.stats().total).toBe(15);
+      expect(fake.stats().duplicates).toBe(0);
+    } finally {
+      for (const c of children) c.kill('SIGTERM');
+      await Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r)))));
+      await fake.close();
+      await producer.disconnect();
+      await database.drop();
+    }
+  });
+});
