@@ -6,7 +6,7 @@
 // is bounded: a full partition is paused and resumed when it drains. On revocation the
 // partition's finished prefix is committed and unfinished work is abandoned (its completions are
 // no longer committed; the new owner redelivers it and idempotent handlers make that safe).
-import { EventEmitter } from 'node:events';
+import { EventEmitter, setMaxListeners } from 'node:events';
 import kafkaJs from '@confluentinc/kafka-javascript';
 import type { Logger } from '../src/logging.js';
 import { fullJitterDelay, sleep } from '../src/retry.js';
@@ -132,6 +132,8 @@ export function createKeyParallelConsumer(options: KeyParallelConsumerOptions): 
   const keyTails = new Map<string, Promise<void>>();
   const inFlightWork = new Set<Promise<void>>();
   const abort = new AbortController();
+  // Every waiting retry listens to it; hundreds may be in flight at once.
+  setMaxListeners(0, abort.signal);
   let running = false;
   let held = false;
   let loop: Promise<void> | undefined;
