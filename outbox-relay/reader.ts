@@ -20,18 +20,11 @@ export interface OutboxRow {
  * The next rows of `shard` past the cursor in (xid, seq) order, only below the snapshot horizon:
  * every transaction that has not finished yet has an xid >= pg_snapshot_xmin, so a row of a
  * transaction that took its xid early and commits late is read after it commits, never skipped.
- * Served by outbox_shard_xid_seq_idx (one range scan per partition, merged in order).
+ * The query lives in outbox_read_batch (db/migrations/0005), which pins the plan to an ordered
+ * scan of outbox_shard_xid_seq_idx so a large backlog is never sorted whole.
  */
 export async function readBatchBelowHorizon(db: Db, shard: number, cursor: { xid: string; seq: string }, limit: number): Promise<OutboxRow[]> {
-  const { rows } = await sql<OutboxRow>`
-    SELECT o.id, o.seq::text AS seq, o.xid::text AS xid, o.topic, o.key, o.type, o.source, o.headers, o.payload::text AS payload, o.created_at
-    FROM outbox o
-    WHERE o.shard = ${shard}
-      AND (o.xid, o.seq) > (${cursor.xid}::xid8, ${cursor.seq}::bigint)
-      AND o.xid < pg_snapshot_xmin(pg_current_snapshot())
-    -- qualified: an unqualified name would sort by the text output columns of the same name
-    ORDER BY o.xid, o.seq
-    LIMIT ${limit}`.execute(db);
+  const { rows } = await sql<OutboxRow>`SELECT * FROM outbox_read_batch(${shard}, ${cursor.xid}::xid8, ${cursor.seq}::bigint, ${limit})`.execute(db);
   return rows;
 }
 

@@ -1,0 +1,57 @@
+// The relay's read of a shard against the real Postgres: a backlog the statistics have not seen
+// is read by an ordered index scan that stops after one batch, never fetched whole and sorted.
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { Kysely, PostgresDialect, sql } from 'kysely';
+import pg from 'pg';
+import type { Database } from '../src/db/index.js';
+import { readBatchBelowHorizon } from '../outbox-relay/reader.js';
+import { createTestDatabase, type TestDatabase } from './helpers.js';
+
+describe('outbox reader', () => {
+  let database: TestDatabase;
+
+  beforeAll(async () => {
+    database = await createTestDatabase({ max: 2 });
+  });
+  afterAll(async () => database.drop());
+
+  it('reads a 20,000-row unanalyzed backlog in (xid, seq) order through the index, without a sort', async () => {
+    // One transaction, as a burst after an outage looks: no statistics cover these rows yet.
+    await sql`INSERT INTO outbox (id, shard, topic, key, type, source, payload)
+              SELECT gen_random_uuid(), 0, 't', 'k' || (i % 7), 'test.event', '/test', jsonb_build_object('n', i)
+              FROM generate_series(1, 20000) i`.execute(database.db);
+
+    // One connection that reports every plan it runs (auto_explain, nested statements included).
+    const plans: string[] = [];
+    const pool = new pg.Pool({ connectionString: database.url, max: 1 });
+    pool.on('connect', (client) => {
+      client.on('notice', (notice) => plans.push(notice.message ?? ''));
+    });
+    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+    try {
+      await sql`LOAD 'auto_explain'`.execute(db);
+      await sql`SET auto_explain.log_min_duration = 0`.execute(db);
+      await sql`SET auto_explain.log_nested_statements = on`.execute(db);
+      await sql`SET client_min_messages = log`.execute(db);
+
+      const first = await readBatchBelowHorizon(db, 0, { xid: '0', seq: '0' }, 500);
+      const last = first[first.length - 1];
+      if (!last) throw new Error('no rows read');
+      const second = await readBatchBelowHorizon(db, 0, { xid: last.xid, seq: last.seq }, 500);
+
+      const seqs = [...first, ...second].map((row) => Number(row.seq));
+      expect(seqs).toHaveLength(1000);
+      expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
+      expect(new Set(seqs).size).toBe(1000);
+
+      const readPlans = plans.filter((plan) => plan.includes('ORDER BY o.xid, o.seq'));
+      expect(readPlans).toHaveLength(2);
+      for (const plan of readPlans) {
+        expect(plan).toMatch(/Index Scan using \S*shard_xid_seq_idx/);
+        expect(plan).not.toMatch(/\bSort\s+\(/);
+      }
+    } finally {
+      await db.destroy();
+    }
+  });
+});
