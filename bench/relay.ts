@@ -9,7 +9,7 @@ import { parseArgs } from 'node:util';
 import { sql } from 'kysely';
 import { createRelay, type RelaySettings } from '../outbox-relay/relay.js';
 import { createDb } from '../src/db/index.js';
-import { createIdempotentProducer, createKafka, ensureTopics } from '../src/kafka.js';
+import { createBatchProducer, createKafka, ensureTopics } from '../src/kafka.js';
 import { silentLogger } from '../src/logging.js';
 import { freshDatabase, machine, percentile, requireEnv } from './lib.js';
 
@@ -34,7 +34,7 @@ async function throughput(): Promise<{ relay: number; kcat: number }> {
   await sql`INSERT INTO outbox (id, shard, topic, key, type, source, payload)
             SELECT gen_random_uuid(), outbox_shard_of('app-' || (i % 50)), ${topic}, 'app-' || (i % 50), 'evaluation.created', '/bench', ${payload}::jsonb
             FROM generate_series(1, ${events}) i`.execute(handle.db);
-  const relay = createRelay({ db: handle.db, databaseUrl: url, createProducer: () => createIdempotentProducer(kafka), logger: silentLogger(), settings: settings({}) });
+  const relay = createRelay({ db: handle.db, databaseUrl: url, createProducer: () => createBatchProducer(brokers), logger: silentLogger(), settings: settings({}) });
   const started = Date.now();
   await relay.start();
   for (;;) {
@@ -63,7 +63,7 @@ async function latency(label: string, overrides: Partial<RelaySettings>): Promis
   const handle = createDb(url, { max: 10 });
   const topic = `bench-latency-${Date.now()}`;
   await ensureTopics(kafka, [{ topic, numPartitions: 6 }]);
-  const relay = createRelay({ db: handle.db, databaseUrl: url, createProducer: () => createIdempotentProducer(kafka), logger: silentLogger(), settings: settings(overrides) });
+  const relay = createRelay({ db: handle.db, databaseUrl: url, createProducer: () => createBatchProducer(brokers), logger: silentLogger(), settings: settings(overrides) });
   const latencies: number[] = [];
   relay.events.on('relay:batchPublished', ({ publishLatencies }) => latencies.push(...publishLatencies.map((s) => s * 1000)));
   await relay.start();

@@ -3,7 +3,7 @@
 import { CONNECTION_HELP, CONNECTION_OPTIONS, parse, UsageError, type Command } from '../src/cli/args.js';
 import { loadConfig, requireSetting } from '../src/config.js';
 import { createDb } from '../src/db/index.js';
-import { createIdempotentProducer, createKafka, ensureTopics } from '../src/kafka.js';
+import { createBatchProducer, createKafka, ensureTopics } from '../src/kafka.js';
 import { createLogger } from '../src/logging.js';
 import { Releasers, serveAdminPort, stopSignal } from '../src/lifecycle.js';
 import { createRegistry } from '../src/metrics.js';
@@ -71,7 +71,8 @@ ${CONNECTION_HELP}`,
 
     const logger = createLogger({ level: config.logLevel, name: 'evalbox-relay' });
     const databaseUrl = requireSetting(config.databaseUrl, 'DATABASE_URL');
-    const kafka = createKafka(requireSetting(config.kafkaBrokers, 'KAFKA_BROKERS'), 'evalbox-relay', logger);
+    const brokers = requireSetting(config.kafkaBrokers, 'KAFKA_BROKERS');
+    const kafka = createKafka(brokers, 'evalbox-relay', logger);
     const handle = createDb(databaseUrl, { max: 10, applicationName: 'evalbox-relay' });
     try {
       if (shards !== undefined) await setShardCount(handle.db, shards);
@@ -88,7 +89,7 @@ ${CONNECTION_HELP}`,
     const relay = createRelay({
       db: handle.db,
       databaseUrl,
-      createProducer: () => createIdempotentProducer(kafka),
+      createProducer: () => createBatchProducer(brokers, { clientId: 'evalbox-relay', logger }),
       logger,
       settings: { ...config.relay, maxShards, horizonReportAfterMs: 5_000, partitionMaintenanceMs: 10 * 60_000 },
     });

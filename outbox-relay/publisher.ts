@@ -1,9 +1,9 @@
 // Publishes a batch of outbox rows with the idempotent producer and reports each row's outcome.
-// One send per row, all awaited together: librdkafka still batches them on the wire, and each
-// row gets its own delivery report, so one poison row does not fail its neighbours.
+// librdkafka batches them on the wire, and each row gets its own delivery report, so one poison
+// row does not fail its neighbours.
 import { cloudEventHeaders } from '../src/cloudevents.js';
 import { PermanentError, type EvalboxError } from '../src/errors.js';
-import { classifyKafkaError, type Producer } from '../src/kafka.js';
+import type { BatchProducer, DeliveryOutcome, OutgoingMessage } from '../src/kafka.js';
 import type { OutboxRow } from './reader.js';
 
 /** librdkafka's default message.max.bytes; larger rows are parked without a send. */
@@ -12,8 +12,9 @@ const LEGAL_TOPIC = /^[a-zA-Z0-9._-]{1,249}$/;
 
 export type RowOutcome = { ok: true; ackedAt: number } | { ok: false; error: EvalboxError };
 
-export function toKafkaMessage(row: OutboxRow) {
+export function toKafkaMessage(row: OutboxRow): OutgoingMessage {
   return {
+    topic: row.topic,
     key: row.key,
     value: row.payload,
     headers: cloudEventHeaders({ id: row.id, type: row.type, source: row.source, time: row.created_at.toISOString() }, row.headers),
@@ -28,17 +29,17 @@ function precheck(row: OutboxRow): EvalboxError | undefined {
   return undefined;
 }
 
-export async function publishRows(producer: Producer, rows: OutboxRow[]): Promise<RowOutcome[]> {
-  return Promise.all(
-    rows.map(async (row): Promise<RowOutcome> => {
-      const rejected = precheck(row);
-      if (rejected) return { ok: false, error: rejected };
-      try {
-        await producer.send({ topic: row.topic, messages: [toKafkaMessage(row)] });
-        return { ok: true, ackedAt: Date.now() };
-      } catch (error) {
-        return { ok: false, error: classifyKafkaError(error) };
-      }
-    }),
-  );
+export async function publishRows(producer: BatchProducer, rows: OutboxRow[]): Promise<RowOutcome[]> {
+  const outcomes: (RowOutcome | undefined)[] = rows.map((row) => {
+    const rejected = precheck(row);
+    return rejected ? { ok: false, error: rejected } : undefined;
+  });
+  const sendable = rows.filter((_, i) => outcomes[i] === undefined);
+  const delivered = await producer.produceBatch(sendable.map(toKafkaMessage));
+  let next = 0;
+  return outcomes.map((outcome) => {
+    if (outcome) return outcome;
+    const delivery = delivered[next++] as DeliveryOutcome;
+    return typeof delivery === 'number' ? { ok: true, ackedAt: delivery } : { ok: false, error: delivery };
+  });
 }

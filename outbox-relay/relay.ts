@@ -11,12 +11,12 @@ import type { Db } from '../src/db/index.js';
 import { coerceError, ConfigError, type EvalboxError } from '../src/errors.js';
 import { findHorizonBlocker, type HorizonBlocker } from '../src/inspect.js';
 import type { Logger } from '../src/logging.js';
-import type { Producer } from '../src/kafka.js';
+import { isFatalKafkaError, type BatchProducer } from '../src/kafka.js';
 import { fullJitterDelay, sleep } from '../src/retry.js';
 import { advanceCursor, claimLease, releaseLease, renewLease, type Lease, type ParkedRow } from './lease.js';
 import { maintainPartitions } from './partitions.js';
 import { publishRows } from './publisher.js';
-import { horizonBlockedSeconds, readBatchBelowHorizon } from './reader.js';
+import { horizonBlockedSeconds, readBatchBelowHorizon, type OutboxRow } from './reader.js';
 
 export interface RelaySettings {
   batchSize: number;
@@ -51,7 +51,7 @@ export interface RelayContext {
   db: Db;
   /** For the dedicated LISTEN connection. */
   databaseUrl: string;
-  createProducer: () => Producer;
+  createProducer: () => BatchProducer;
   settings: RelaySettings;
   logger: Logger;
   events?: EventEmitter<RelayEvents>;
@@ -81,7 +81,7 @@ export function createRelay(ctx: RelayContext): Relay {
   const instanceId = ctx.instanceId ?? `${os.hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
   const workers = new Map<number, ShardWorker>();
   const stopController = new AbortController();
-  let producer: Producer | undefined;
+  let producer: BatchProducer | undefined;
   let listener: pg.Client | undefined;
   let heartbeat: NodeJS.Timeout | undefined;
   let housekeeping: NodeJS.Timeout | undefined;
@@ -94,7 +94,7 @@ export function createRelay(ctx: RelayContext): Relay {
     events.emit('relay:error', { where, error: coerceError(error) });
   };
 
-  async function getProducer(): Promise<Producer> {
+  async function getProducer(): Promise<BatchProducer> {
     if (!producer) {
       const created = ctx.createProducer();
       await created.connect();
@@ -103,9 +103,8 @@ export function createRelay(ctx: RelayContext): Relay {
     return producer;
   }
 
-  /** librdkafka marks some idempotent-producer errors fatal: the instance must be replaced. */
   async function replaceProducerIfFatal(errors: EvalboxError[]): Promise<void> {
-    if (!errors.some((e) => (e.cause as { fatal?: boolean } | undefined)?.fatal)) return;
+    if (!errors.some(isFatalKafkaError)) return;
     logger.warn('the producer reported a fatal error; replacing it');
     const old = producer;
     producer = undefined;
@@ -140,10 +139,15 @@ export function createRelay(ctx: RelayContext): Relay {
         stopController.signal.addEventListener('abort', done, { once: true });
       });
 
+    // The batch after the one in flight, read while the broker acknowledges (only after a full
+    // batch, the sign that more rows wait); dropped unless the whole batch went through.
+    let prefetched: Promise<OutboxRow[]> | undefined;
     while (!stopController.signal.aborted && !worker.lost) {
       nudge.pending = false;
       try {
-        const rows = await readBatchBelowHorizon(db, shard, worker.cursor, settings.batchSize);
+        const next = prefetched;
+        prefetched = undefined;
+        const rows = await (next ?? readBatchBelowHorizon(db, shard, worker.cursor, settings.batchSize));
         if (rows.length === 0) {
           await waitForWork(idleMs);
           // After a nudge, look again soon; while idle, back off to the poll ceiling.
@@ -151,7 +155,11 @@ export function createRelay(ctx: RelayContext): Relay {
           continue;
         }
         idleMs = settings.pollMinMs;
-        const outcomes = await publishRows(await getProducer(), rows);
+        const publishing = publishRows(await getProducer(), rows);
+        const lastRead = rows[rows.length - 1] as OutboxRow;
+        const readAhead = rows.length === settings.batchSize ? readBatchBelowHorizon(db, shard, { xid: lastRead.xid, seq: lastRead.seq }, settings.batchSize) : undefined;
+        readAhead?.catch(() => {}); // a failure surfaces when it is awaited, if it is used at all
+        const outcomes = await publishing;
         // Everything before the first retryable failure is done (acked or parked for good).
         const firstRetry = outcomes.findIndex((o) => !o.ok && o.error.retryable);
         const doneCount = firstRetry === -1 ? rows.length : firstRetry;
@@ -184,6 +192,7 @@ export function createRelay(ctx: RelayContext): Relay {
         await replaceProducerIfFatal(failures);
         if (firstRetry === -1) {
           attempt = 0;
+          prefetched = readAhead;
           continue;
         }
         // Retry the rest of the batch from the new cursor after a jittered backoff; nothing is skipped.
@@ -310,7 +319,7 @@ export function createRelay(ctx: RelayContext): Relay {
       // Each worker finishes its in-flight batch: the cursor only moves past acknowledged rows.
       await Promise.all(running.map((w) => w.done));
       if (producer) {
-        await producer.flush({ timeout: 10_000 } as never).catch(() => {});
+        await producer.flush(10_000).catch(() => {});
         await producer.disconnect().catch(() => {});
       }
       for (const w of running) {

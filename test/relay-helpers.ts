@@ -1,6 +1,6 @@
 // Relay test helpers: an in-process relay on a test database with fast lease timings, and a
 // consumer that collects everything a topic receives.
-import { createIdempotentProducer, createKafka, ensureTopics } from '../src/kafka.js';
+import { createBatchProducer, createKafka, ensureTopics } from '../src/kafka.js';
 import { readCloudEventHeaders } from '../src/cloudevents.js';
 import { silentLogger } from '../src/logging.js';
 import { createRelay, type Relay, type RelaySettings } from '../outbox-relay/relay.js';
@@ -22,11 +22,10 @@ export const FAST_RELAY: RelaySettings = {
 };
 
 export function startTestRelay(database: TestDatabase, settings: Partial<RelaySettings> = {}, brokers = kafkaBrokers()): Relay {
-  const kafka = createKafka(brokers, 'evalbox-relay-test');
   return createRelay({
     db: database.db,
     databaseUrl: database.url,
-    createProducer: () => createIdempotentProducer(kafka, { 'message.timeout.ms': 60_000 }),
+    createProducer: () => createBatchProducer(brokers, { clientId: 'evalbox-relay-test', overrides: { 'message.timeout.ms': 60_000 } }),
     logger: silentLogger(),
     settings: { ...FAST_RELAY, ...settings },
   });
