@@ -101,7 +101,7 @@ export function createScoreStore(db: Db, topics: Topics, options: { maxBatch?: n
       .select(['id', 'application_id', 'prompt', 'response', 'context', 'reference', 'metadata', 'dimensions', 'status'])
       .where('id', 'in', ids)
       .execute();
-    const scores = await db.selectFrom('scores').selectAll().where('evaluation_id', 'in', ids).execute();
+    const scores = await scoresOf(db, ids);
     return ids.map((id) => {
       const evaluation = evaluations.find((e) => e.id === id);
       if (!evaluation) return undefined;
@@ -125,6 +125,20 @@ export function createScoreStore(db: Db, topics: Topics, options: { maxBatch?: n
   const commit = batcher<CommitItem, EvaluationStatus | undefined>(commitBatch, { max, concurrency });
 
   return { load, commit };
+}
+
+/**
+ * The score rows of these evaluations, one index probe per evaluation. As `evaluation_id IN
+ * (…)` the planner needs statistics to see that 100 ids are a few hundred rows; before scores is
+ * first analyzed (a new deployment, its first minute) it scans the whole table instead, for every
+ * batch. OFFSET 0 keeps the lateral subquery from being flattened into a join that could make
+ * the same choice, so the plan is a nested loop over scores_pkey whatever the statistics say.
+ */
+async function scoresOf(executor: Db | Transaction<Database>, ids: string[]): Promise<Selectable<ScoresTable>[]> {
+  const { rows } = await sql<Selectable<ScoresTable>>`
+    SELECT s.* FROM unnest(${ids}::uuid[]) AS u(id)
+    CROSS JOIN LATERAL (SELECT * FROM scores WHERE evaluation_id = u.id OFFSET 0) s`.execute(executor);
+  return rows;
 }
 
 async function writeBatch(trx: Transaction<Database>, topics: Topics, items: CommitItem[]): Promise<(EvaluationStatus | undefined)[]> {
@@ -178,7 +192,7 @@ async function writeBatch(trx: Transaction<Database>, topics: Topics, items: Com
   const finalIds = [...new Set(finalising.map((i) => i.evaluationId))];
   const results = new Map<string, EvaluationStatus>();
   if (finalIds.length > 0) {
-    const all = await trx.selectFrom('scores').selectAll().where('evaluation_id', 'in', finalIds).execute();
+    const all = await scoresOf(trx, finalIds);
     const scoredAt = new Date();
     const events = [];
     for (const id of finalIds) {
