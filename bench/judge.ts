@@ -18,7 +18,7 @@ const levels = (values.concurrency as string).split(',').map(Number);
 const perWorker = Number(values['calls-per-worker']);
 const serverLatencyMs = Number(values['latency-ms']);
 
-const fakeProcess = evalbox(['fake-judge', '--port', '0', '--latency-ms', String(serverLatencyMs)]);
+const fakeProcess = evalbox(['fake-judge', '--port', '0', '--latency-ms', String(serverLatencyMs)], {}, { readStdout: true });
 const fakeUrl = await new Promise<string>((resolve, reject) => {
   let out = '';
   fakeProcess.stdout?.on('data', (chunk: Buffer) => {

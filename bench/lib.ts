@@ -36,8 +36,20 @@ export async function freshDatabase(name: string): Promise<string> {
   return url;
 }
 
-export function evalbox(args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
-  return spawn('node', ['bin/evalbox.js', ...args], { env: { ...process.env, EVALBOX_LOG_LEVEL: 'warn', ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+/**
+ * Starts `evalbox <args>`. Its log lines (warn and above) go to this terminal unless the caller
+ * reads stdout itself: a pipe nobody drains would block the process once it fills.
+ */
+export function evalbox(args: string[], env: NodeJS.ProcessEnv = {}, options: { nodeArgs?: string[]; readStdout?: boolean } = {}): ChildProcess {
+  return spawn('node', [...(options.nodeArgs ?? []), 'bin/evalbox.js', ...args], {
+    env: { ...process.env, EVALBOX_LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', options.readStdout ? 'pipe' : 'inherit', 'inherit'],
+  });
+}
+
+/** Rejects when `child` exits, so a benchmark waiting on its work fails instead of hanging. */
+export function failOnExit(child: ChildProcess, what: string): Promise<never> {
+  return new Promise((_, reject) => child.once('exit', (code, signal) => reject(new Error(`${what} exited early (code ${code}, signal ${signal})`))));
 }
 
 export function percentile(sorted: number[], p: number): number {

@@ -12,7 +12,7 @@ import autocannon from 'autocannon';
 import { sql } from 'kysely';
 import { createDb } from '../src/db/index.js';
 import { freePort } from '../src/stack/process.js';
-import { evalbox, freshDatabase, machine, requireEnv, waitForHttp } from './lib.js';
+import { evalbox, failOnExit, freshDatabase, machine, requireEnv, waitForHttp } from './lib.js';
 
 const { values } = parseArgs({ options: { evaluations: { type: 'string', default: '10000' }, backlog: { type: 'string', default: '200000' } } });
 const brokers = requireEnv('KAFKA_BROKERS');
@@ -59,7 +59,10 @@ async function endToEnd(n: number): Promise<string> {
   await autocannon({ url: `http://127.0.0.1:${port}/v1/evaluations`, method: 'POST', connections: 16, amount: n, headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify({ ...body, dimensions: DIMENSIONS }) });
   const posted = Date.now();
   // Done when every evaluation.scored row is behind the relay's cursor, i.e. acknowledged by Kafka.
-  await untilCount(url, `SELECT count(*) AS n FROM outbox o JOIN relay_leases l ON l.shard = o.shard WHERE o.type = 'evaluation.scored' AND (o.xid, o.seq) <= (l.cursor_xid, l.cursor_seq)`, n);
+  await Promise.race([
+    ...procs.map((p, i) => failOnExit(p, ['the api', 'the relay', 'the scorer'][i] as string)),
+    untilCount(url, `SELECT count(*) AS n FROM outbox o JOIN relay_leases l ON l.shard = o.shard WHERE o.type = 'evaluation.scored' AND (o.xid, o.seq) <= (l.cursor_xid, l.cursor_seq)`, n),
+  ]);
   const seconds = (Date.now() - started) / 1000;
   for (const p of procs) p.kill('SIGTERM');
   return `end to end: ${n} evaluations, first POST → last evaluation.scored acked: ${seconds.toFixed(1)} s = ${(n / seconds).toFixed(0)} evaluations/s (POSTs took ${((posted - started) / 1000).toFixed(1)} s)`;
@@ -78,11 +81,13 @@ async function backlog(n: number): Promise<string> {
   fs.writeFileSync(file, rows.map((r) => `${r.application_id}\t${JSON.stringify({ schemaVersion: 1, evaluationId: r.id, applicationId: r.application_id, modelId: null, ...body, reference: null, metadata: {}, dimensions: DIMENSIONS, createdAt: new Date().toISOString() })}`).join('\n') + '\n');
   spawnSync('kcat', ['-P', '-b', brokers, '-t', topic, '-K', '\t', '-l', '-X', 'topic.partitioner=murmur2_random', '-H', 'ce_type=evaluation.created', '-H', 'ce_specversion=1.0', file], { encoding: 'utf8' });
   fs.rmSync(file);
-  const profile = process.env.BENCH_PROFILE_DIR ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}` } : {};
-  const scorer = evalbox(['scorer', '--database-url', url], { EVALBOX_TOPIC_EVENTS: topic, EVALBOX_TOPIC_DLT: `${topic}.DLT`, EVALBOX_TOPIC_SCORES: `${topic}.scores`, ...profile });
+  // BENCH_PROFILE_DIR=dir writes the scorer's CPU profile there when it exits.
+  const nodeArgs = process.env.BENCH_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`] : [];
+  const scorer = evalbox(['scorer', '--database-url', url], { EVALBOX_TOPIC_EVENTS: topic, EVALBOX_TOPIC_DLT: `${topic}.DLT`, EVALBOX_TOPIC_SCORES: `${topic}.scores` }, { nodeArgs });
+  const exited = failOnExit(scorer, 'the scorer');
   const started = Date.now();
   let peak = 0;
-  await untilCount(url, `SELECT count(*) AS n FROM evaluations WHERE status <> 'PENDING'`, n, () => (peak = Math.max(peak, rssOf(scorer.pid as number))));
+  await Promise.race([exited, untilCount(url, `SELECT count(*) AS n FROM evaluations WHERE status <> 'PENDING'`, n, () => (peak = Math.max(peak, rssOf(scorer.pid as number))))]);
   const seconds = (Date.now() - started) / 1000;
   scorer.kill('SIGTERM');
   await new Promise((r) => scorer.once('exit', r));
