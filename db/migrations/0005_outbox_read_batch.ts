@@ -23,6 +23,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       WHERE o.shard = p_shard
         AND (o.xid, o.seq) > (p_xid, p_seq)
         AND o.xid < pg_snapshot_xmin(pg_current_snapshot())
+      -- qualified: unqualified names would sort by the text output columns of the same name
       ORDER BY o.xid, o.seq
       LIMIT p_limit
     $$;
