@@ -8,6 +8,7 @@
 // no longer committed; the new owner redelivers it and idempotent handlers make that safe).
 import { EventEmitter, setMaxListeners } from 'node:events';
 import kafkaJs from '@confluentinc/kafka-javascript';
+import { LIBRDKAFKA_LOG_LEVEL, routeLibrdkafkaLogs } from '../src/kafka.js';
 import type { Logger } from '../src/logging.js';
 import { fullJitterDelay, sleep } from '../src/retry.js';
 
@@ -150,11 +151,13 @@ export function createKeyParallelConsumer(options: KeyParallelConsumerOptions): 
       'session.timeout.ms': 10_000,
       'heartbeat.interval.ms': 1_000,
       'max.poll.interval.ms': 300_000,
+      log_level: LIBRDKAFKA_LOG_LEVEL,
       rebalance_cb: onRebalance,
       ...options.extraConfig,
     } as never,
     { 'auto.offset.reset': 'earliest' } as never,
   ) as RdKafkaConsumer;
+  routeLibrdkafkaLogs(consumer, logger, options.clientId ?? 'evalbox-scorer');
 
   function onRebalance(this: RdKafkaConsumer, error: { code: number }, assignment: { topic: string; partition: number }[]): void {
     try {

@@ -35,6 +35,23 @@ const IDEMPOTENT_PRODUCER_CONFIG = {
   'message.timeout.ms': 30_000,
 };
 
+/** librdkafka's log level for clients on its own API: warnings and above (syslog severities). */
+export const LIBRDKAFKA_LOG_LEVEL = 4;
+
+interface EventSource {
+  on(event: 'event.log', listener: (entry: { severity: number; fac: string; message: string }) => void): unknown;
+  on(event: 'event.error', listener: (error: Error) => void): unknown;
+}
+
+/** Routes a librdkafka client's log lines and error events into pino (or drops them without a logger). */
+export function routeLibrdkafkaLogs(client: EventSource, logger: Logger | undefined, name: string): void {
+  client.on('event.log', (entry) => {
+    const level = entry.severity <= 3 ? 'error' : entry.severity === 4 ? 'warn' : entry.severity <= 6 ? 'info' : 'debug';
+    logger?.[level]({ kafka: { client: name, fac: entry.fac } }, entry.message);
+  });
+  client.on('event.error', (error) => logger?.warn({ err: error, kafka: { client: name } }, 'kafka client error'));
+}
+
 /** The idempotent producer on the KafkaJS-compatible API, for occasional sends (DLT, CLI, tests). */
 export function createIdempotentProducer(kafka: Kafka, overrides: Record<string, unknown> = {}): Producer {
   return kafka.producer({ ...IDEMPOTENT_PRODUCER_CONFIG, ...overrides } as never);
@@ -79,10 +96,11 @@ export function createBatchProducer(brokers: string, options: { clientId?: strin
     'bootstrap.servers': brokers,
     'client.id': options.clientId ?? 'evalbox',
     ...IDEMPOTENT_PRODUCER_CONFIG,
+    log_level: LIBRDKAFKA_LOG_LEVEL,
     ...options.overrides,
     dr_cb: true,
   } as never);
-  producer.on('event.error', (error) => options.logger?.warn({ err: error }, 'kafka producer error'));
+  routeLibrdkafkaLogs(producer, options.logger, options.clientId ?? 'evalbox');
   producer.on('delivery-report', (error, report) => {
     const { batch, index } = report.opaque as { batch: PendingBatch; index: number };
     batch.outcomes[index] = error ? classifyKafkaError(error) : Date.now();
