@@ -196,7 +196,9 @@ export function createRelay(ctx: RelayContext): Relay {
           continue;
         }
         // Retry the rest of the batch from the new cursor after a jittered backoff; nothing is skipped.
-        attempt++;
+        // A batch that got partly through is progress (e.g. a full local queue), not an outage:
+        // the backoff starts over instead of growing.
+        attempt = doneCount > 0 ? 1 : attempt + 1;
         const delayMs = fullJitterDelay({ baseMs: 100, maxMs: 5_000 }, attempt);
         events.emit('relay:batchRetry', { shard, attempt, delayMs, code: (outcomes[firstRetry] as { error: EvalboxError }).error.code });
         await sleep(delayMs, stopController.signal);

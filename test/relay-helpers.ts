@@ -21,11 +21,11 @@ export const FAST_RELAY: RelaySettings = {
   partitionMaintenanceMs: 600_000,
 };
 
-export function startTestRelay(database: TestDatabase, settings: Partial<RelaySettings> = {}, brokers = kafkaBrokers()): Relay {
+export function startTestRelay(database: TestDatabase, settings: Partial<RelaySettings> = {}, brokers = kafkaBrokers(), producerConfig: Record<string, unknown> = {}): Relay {
   return createRelay({
     db: database.db,
     databaseUrl: database.url,
-    createProducer: () => createBatchProducer(brokers, { clientId: 'evalbox-relay-test', overrides: { 'message.timeout.ms': 60_000 } }),
+    createProducer: () => createBatchProducer(brokers, { clientId: 'evalbox-relay-test', overrides: { 'message.timeout.ms': 60_000, ...producerConfig } }),
     logger: silentLogger(),
     settings: { ...FAST_RELAY, ...settings },
   });

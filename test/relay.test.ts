@@ -172,6 +172,26 @@ describe('outbox relay', () => {
     ]);
   });
 
+  it('guarantee 2: a full local producer queue delays rows, never skips or reorders them', async () => {
+    const topic = await createTopic();
+    const received = await collect(topic);
+    const keys = ['k1', 'k2', 'k3'];
+    for (let t = 0; t < 10; t++) {
+      await database.db.transaction().execute((trx) => insertOutboxEvents(trx, Array.from({ length: 30 }, (_, i) => event(topic, keys[i % 3] as string, { n: t * 30 + i }))));
+    }
+    // librdkafka holds at most 25 messages: most of every 200-row batch is refused at enqueue.
+    relay = startTestRelay(database, { batchSize: 200 }, undefined, { 'queue.buffering.max.messages': 25, 'batch.num.messages': 25 });
+    const retries: string[] = [];
+    relay.events.on('relay:batchRetry', ({ code }) => retries.push(code));
+    await relay.start();
+    await waitFor(() => received.length >= 300, { what: '300 messages', timeoutMs: 60_000 });
+    expect(retries).toContain('ERR__QUEUE_FULL');
+    for (const key of keys) {
+      const ns = received.filter((m) => m.key === key).map((m) => JSON.parse(m.value).n as number);
+      expect(ns).toEqual(Array.from({ length: 100 }, (_, j) => keys.indexOf(key) + 3 * j));
+    }
+  });
+
   it('reports the backend whose long transaction holds the horizon back', async () => {
     const topic = await createTopic();
     relay = startTestRelay(database, { horizonReportAfterMs: 300 });
