@@ -5,8 +5,12 @@ import { machine } from './lib.js';
 
 const input = {
   prompt: 'What is the refund window for EU orders? Answer briefly and cite the policy.',
-  response: 'EU orders can be returned within 30 days of delivery for a full refund. Refunds go to the original payment method within 14 days. Contact support@example.com for help.',
-  context: ['EU customers may return any order within 30 days of delivery for a full refund.', 'Refunds are issued to the original payment method within 14 days of receipt.'],
+  response:
+    'EU orders can be returned within 30 days of delivery for a full refund. Refunds go to the original payment method within 14 days. Contact support@example.com for help.',
+  context: [
+    'EU customers may return any order within 30 days of delivery for a full refund.',
+    'Refunds are issued to the original payment method within 14 days of receipt.',
+  ],
 };
 const lines = [`heuristics micro-benchmark — ${new Date().toISOString()}`, `machine: ${machine()}`];
 for (const [dimension, scorer] of HEURISTIC_SCORERS) {

@@ -30,7 +30,10 @@ const connections = Number(values.connections);
 
 const body = {
   prompt: 'Summarise the refund policy for orders shipped to the EU in two sentences. '.repeat(3),
-  response: 'Orders shipped to the EU can be returned within 30 days for a full refund. Refunds are issued to the original payment method within 14 days of receipt. '.repeat(2),
+  response:
+    'Orders shipped to the EU can be returned within 30 days for a full refund. Refunds are issued to the original payment method within 14 days of receipt. '.repeat(
+      2,
+    ),
   context: ['Refund policy: EU customers may return any order within 30 days of delivery. Refunds go to the original payment method within 14 days.'],
   modelId: 'gpt-4o-mini',
   metadata: { team: 'support', release: '2026.11' },
@@ -101,7 +104,15 @@ async function runApi(duration: number): Promise<Phase> {
 }
 
 // pgbench: the same two rows, same sizes, one transaction per client loop, prepared statements.
-const evalPayload = JSON.stringify({ schemaVersion: 1, evaluationId: '00000000-0000-7000-8000-000000000000', applicationId: 'bench', ...body, reference: null, dimensions: ['groundedness', 'answer_relevance', 'pii_leak', 'toxicity'], createdAt: new Date().toISOString() });
+const evalPayload = JSON.stringify({
+  schemaVersion: 1,
+  evaluationId: '00000000-0000-7000-8000-000000000000',
+  applicationId: 'bench',
+  ...body,
+  reference: null,
+  dimensions: ['groundedness', 'answer_relevance', 'pii_leak', 'toxicity'],
+  createdAt: new Date().toISOString(),
+});
 // pgbench reads ":name" as a variable, so text is passed base64-encoded (no colons).
 const quote = (s: string) => `convert_from(decode('${Buffer.from(s).toString('base64')}', 'base64'), 'UTF8')`;
 const script = `BEGIN;
@@ -132,7 +143,28 @@ function runPgbench(duration: number, file = scriptFile): Phase {
   const logDir = fs.mkdtempSync(path.join(work, 'log-'));
   const run = spawnSync(
     pgbench,
-    ['-n', '-M', 'prepared', '-c', String(connections), '-j', '2', '-T', String(duration), '-f', file, '-l', `--log-prefix=${path.join(logDir, 'tx')}`, '-h', u.hostname, '-p', u.port, '-U', u.username, u.pathname.slice(1)],
+    [
+      '-n',
+      '-M',
+      'prepared',
+      '-c',
+      String(connections),
+      '-j',
+      '2',
+      '-T',
+      String(duration),
+      '-f',
+      file,
+      '-l',
+      `--log-prefix=${path.join(logDir, 'tx')}`,
+      '-h',
+      u.hostname,
+      '-p',
+      u.port,
+      '-U',
+      u.username,
+      u.pathname.slice(1),
+    ],
     { encoding: 'utf8', cwd: logDir },
   );
   if (run.status !== 0) throw new Error(`pgbench failed: ${run.stderr}`);
@@ -143,7 +175,12 @@ function runPgbench(duration: number, file = scriptFile): Phase {
     .flatMap((file) => fs.readFileSync(path.join(logDir, file), 'utf8').trim().split('\n'))
     .map((line) => Number(line.split(' ')[2]) / 1000)
     .sort((a, b) => a - b);
-  return { rate: Number(/tps = ([\d.]+)/.exec(run.stdout)?.[1]), p50: percentile(latencies, 50), p99: percentile(latencies, 99), busy: (m1.busy - m0.busy) / (m1.total - m0.total) };
+  return {
+    rate: Number(/tps = ([\d.]+)/.exec(run.stdout)?.[1]),
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+    busy: (m1.busy - m0.busy) / (m1.total - m0.total),
+  };
 }
 
 // Warm up both (JIT, connections, prepared statements, buffers), then alternate.
@@ -190,7 +227,10 @@ const lines = [
   `ingest benchmark — ${new Date().toISOString()}`,
   `machine: ${machine()}`,
   `load: ${connections} client connections, ${rounds} alternating rounds of ${seconds} s each; API pool ${values['pool-size']} connections; body ${JSON.stringify(body).length} bytes`,
-  ...apiRounds.map((r, i) => `  round ${i + 1}: API ${fmt(r)}\n           pgbench ${fmt(pgRounds[i] as Phase)}  ratio ${(r.rate / (pgRounds[i] as Phase).rate).toFixed(2)}\n           pgbench CTE ${fmt(cteRounds[i] as Phase)}`),
+  ...apiRounds.map(
+    (r, i) =>
+      `  round ${i + 1}: API ${fmt(r)}\n           pgbench ${fmt(pgRounds[i] as Phase)}  ratio ${(r.rate / (pgRounds[i] as Phase).rate).toFixed(2)}\n           pgbench CTE ${fmt(cteRounds[i] as Phase)}`,
+  ),
   `API  POST /v1/evaluations (median): ${fmt(a)}`,
   `pgbench same 2-row INSERT transaction (median): ${fmt(b)}`,
   `ratio API/pgbench: ${(a.rate / b.rate).toFixed(2)}`,

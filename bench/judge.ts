@@ -13,7 +13,13 @@ import { loadJudgeConfig } from '../consumers/judge/config.js';
 import { createJudge, type Judge } from '../consumers/judge/judge.js';
 import { evalbox, freshDatabase, machine, percentile } from './lib.js';
 
-const { values } = parseArgs({ options: { concurrency: { type: 'string', default: '8,32,64' }, 'calls-per-worker': { type: 'string', default: '25' }, 'latency-ms': { type: 'string', default: '200' } } });
+const { values } = parseArgs({
+  options: {
+    concurrency: { type: 'string', default: '8,32,64' },
+    'calls-per-worker': { type: 'string', default: '25' },
+    'latency-ms': { type: 'string', default: '200' },
+  },
+});
 const levels = (values.concurrency as string).split(',').map(Number);
 const perWorker = Number(values['calls-per-worker']);
 const serverLatencyMs = Number(values['latency-ms']);
@@ -28,7 +34,8 @@ const fakeUrl = await new Promise<string>((resolve, reject) => {
   });
   fakeProcess.once('exit', (code) => reject(new Error(`fake judge exited with ${code}`)));
 });
-const fakeStats = async () => (await (await fetch(`${fakeUrl}/_stats`)).json()) as { total: number; distinctContent: number; duplicates: number; maxInFlight: number };
+const fakeStats = async () =>
+  (await (await fetch(`${fakeUrl}/_stats`)).json()) as { total: number; distinctContent: number; duplicates: number; maxInFlight: number };
 const resetFake = () => fetch(`${fakeUrl}/_stats/reset`, { method: 'POST' });
 
 const databaseUrl = await freshDatabase('evalbox_bench_judge');
@@ -90,8 +97,15 @@ const print = (line: string) => {
   process.stdout.write(`${line}\n`);
 };
 print(`judge benchmark — ${new Date().toISOString()}`);
-print(`machine: ${machine()}; load average at start ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
-print(`fake judge: separate process, ${serverLatencyMs} ms per request; ${perWorker} calls per worker; overhead = wall time per paid call - ${serverLatencyMs} ms`);
+print(
+  `machine: ${machine()}; load average at start ${os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ')}`,
+);
+print(
+  `fake judge: separate process, ${serverLatencyMs} ms per request; ${perWorker} calls per worker; overhead = wall time per paid call - ${serverLatencyMs} ms`,
+);
 
 let failed = false;
 for (const c of levels) {

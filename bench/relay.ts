@@ -13,28 +13,56 @@ import { createBatchProducer, createKafka, ensureTopics } from '../src/kafka.js'
 import { silentLogger } from '../src/logging.js';
 import { freshDatabase, machine, percentile, requireEnv } from './lib.js';
 
-const { values } = parseArgs({ options: { events: { type: 'string', default: '50000' }, rate: { type: 'string', default: '200' }, seconds: { type: 'string', default: '10' } } });
+const { values } = parseArgs({
+  options: { events: { type: 'string', default: '50000' }, rate: { type: 'string', default: '200' }, seconds: { type: 'string', default: '10' } },
+});
 const events = Number(values.events);
 const rate = Number(values.rate);
 const seconds = Number(values.seconds);
 const brokers = requireEnv('KAFKA_BROKERS');
 const kafka = createKafka(brokers, 'evalbox-bench');
-const payload = JSON.stringify({ schemaVersion: 1, evaluationId: '01a20dbf-f747-7000-9b29-178bbe1a7624', applicationId: 'bench', prompt: 'p'.repeat(200), response: 'r'.repeat(200), dimensions: ['toxicity'] });
+const payload = JSON.stringify({
+  schemaVersion: 1,
+  evaluationId: '01a20dbf-f747-7000-9b29-178bbe1a7624',
+  applicationId: 'bench',
+  prompt: 'p'.repeat(200),
+  response: 'r'.repeat(200),
+  dimensions: ['toxicity'],
+});
 
 const settings = (overrides: Partial<RelaySettings>): RelaySettings => ({
-  batchSize: Number(process.env.BENCH_BATCH ?? 2000), wakeup: 'notify', pollMinMs: 5, pollMaxMs: 500, leaseTtlMs: 3000, heartbeatMs: 1000, retentionHours: 72, partitionsAhead: 2,
-  maxShards: 64, horizonReportAfterMs: 5000, partitionMaintenanceMs: 600_000, ...overrides,
+  batchSize: Number(process.env.BENCH_BATCH ?? 2000),
+  wakeup: 'notify',
+  pollMinMs: 5,
+  pollMaxMs: 500,
+  leaseTtlMs: 3000,
+  heartbeatMs: 1000,
+  retentionHours: 72,
+  partitionsAhead: 2,
+  maxShards: 64,
+  horizonReportAfterMs: 5000,
+  partitionMaintenanceMs: 600_000,
+  ...overrides,
 });
 
 async function throughput(): Promise<{ relay: number; kcat: number }> {
   const url = await freshDatabase('evalbox_bench_relay');
   const handle = createDb(url, { max: 4 });
   const topic = `bench-relay-${Date.now()}`;
-  await ensureTopics(kafka, [{ topic, numPartitions: 6 }, { topic: `${topic}-kcat`, numPartitions: 6 }]);
+  await ensureTopics(kafka, [
+    { topic, numPartitions: 6 },
+    { topic: `${topic}-kcat`, numPartitions: 6 },
+  ]);
   await sql`INSERT INTO outbox (id, shard, topic, key, type, source, payload)
             SELECT gen_random_uuid(), outbox_shard_of('app-' || (i % 50)), ${topic}, 'app-' || (i % 50), 'evaluation.created', '/bench', ${payload}::jsonb
             FROM generate_series(1, ${events}) i`.execute(handle.db);
-  const relay = createRelay({ db: handle.db, databaseUrl: url, createProducer: () => createBatchProducer(brokers), logger: silentLogger(), settings: settings({}) });
+  const relay = createRelay({
+    db: handle.db,
+    databaseUrl: url,
+    createProducer: () => createBatchProducer(brokers),
+    logger: silentLogger(),
+    settings: settings({}),
+  });
   const started = Date.now();
   await relay.start();
   for (;;) {
@@ -50,8 +78,41 @@ async function throughput(): Promise<{ relay: number; kcat: number }> {
   const file = path.join(os.tmpdir(), `evalbox-kcat-${process.pid}.txt`);
   fs.writeFileSync(file, Array.from({ length: events }, (_, i) => `app-${i % 50}\t${payload}`).join('\n') + '\n');
   const kcatStarted = Date.now();
-  const kcat = spawnSync('kcat', ['-P', '-b', brokers, '-t', `${topic}-kcat`, '-K', '\t', '-l', '-X', 'enable.idempotence=true', '-X', 'acks=all', '-X', 'linger.ms=2', '-X', 'compression.type=lz4',
-    '-H', 'ce_id=01a20dbf-f747-7000-9b29-178bbe1a7624', '-H', 'ce_type=evaluation.created', '-H', 'ce_source=/bench', '-H', 'ce_specversion=1.0', '-H', 'ce_time=2026-11-24T00:00:00Z', '-H', 'content-type=application/json', file], { encoding: 'utf8' });
+  const kcat = spawnSync(
+    'kcat',
+    [
+      '-P',
+      '-b',
+      brokers,
+      '-t',
+      `${topic}-kcat`,
+      '-K',
+      '\t',
+      '-l',
+      '-X',
+      'enable.idempotence=true',
+      '-X',
+      'acks=all',
+      '-X',
+      'linger.ms=2',
+      '-X',
+      'compression.type=lz4',
+      '-H',
+      'ce_id=01a20dbf-f747-7000-9b29-178bbe1a7624',
+      '-H',
+      'ce_type=evaluation.created',
+      '-H',
+      'ce_source=/bench',
+      '-H',
+      'ce_specversion=1.0',
+      '-H',
+      'ce_time=2026-11-24T00:00:00Z',
+      '-H',
+      'content-type=application/json',
+      file,
+    ],
+    { encoding: 'utf8' },
+  );
   const kcatSeconds = (Date.now() - kcatStarted) / 1000;
   fs.rmSync(file);
   if (kcat.status !== 0) throw new Error(`kcat failed: ${kcat.stderr}`);
@@ -63,21 +124,31 @@ async function latency(label: string, overrides: Partial<RelaySettings>): Promis
   const handle = createDb(url, { max: 10 });
   const topic = `bench-latency-${Date.now()}`;
   await ensureTopics(kafka, [{ topic, numPartitions: 6 }]);
-  const relay = createRelay({ db: handle.db, databaseUrl: url, createProducer: () => createBatchProducer(brokers), logger: silentLogger(), settings: settings(overrides) });
+  const relay = createRelay({
+    db: handle.db,
+    databaseUrl: url,
+    createProducer: () => createBatchProducer(brokers),
+    logger: silentLogger(),
+    settings: settings(overrides),
+  });
   const latencies: number[] = [];
   relay.events.on('relay:batchPublished', ({ publishLatencies }) => latencies.push(...publishLatencies.map((s) => s * 1000)));
   await relay.start();
   // Steady load: `rate` single-row transactions per second from 4 writers for `seconds`.
   const deadline = Date.now() + seconds * 1000;
   const interval = (4 * 1000) / rate;
-  await Promise.all(Array.from({ length: 4 }, async (_, w) => {
-    let next = Date.now() + (w * interval) / 4;
-    while (Date.now() < deadline) {
-      await sql`INSERT INTO outbox (id, shard, topic, key, type, source, payload) VALUES (gen_random_uuid(), outbox_shard_of(${`app-${w}`}), ${topic}, ${`app-${w}`}, 'evaluation.created', '/bench', ${payload}::jsonb)`.execute(handle.db);
-      next += interval;
-      await new Promise((r) => setTimeout(r, Math.max(0, next - Date.now())));
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: 4 }, async (_, w) => {
+      let next = Date.now() + (w * interval) / 4;
+      while (Date.now() < deadline) {
+        await sql`INSERT INTO outbox (id, shard, topic, key, type, source, payload) VALUES (gen_random_uuid(), outbox_shard_of(${`app-${w}`}), ${topic}, ${`app-${w}`}, 'evaluation.created', '/bench', ${payload}::jsonb)`.execute(
+          handle.db,
+        );
+        next += interval;
+        await new Promise((r) => setTimeout(r, Math.max(0, next - Date.now())));
+      }
+    }),
+  );
   const expected = Number((await sql<{ n: string }>`SELECT count(*) AS n FROM outbox`.execute(handle.db)).rows[0]?.n);
   while (latencies.length < expected) await new Promise((r) => setTimeout(r, 50));
   await relay.stop();

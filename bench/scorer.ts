@@ -17,7 +17,11 @@ import { evalbox, failOnExit, freshDatabase, machine, requireEnv, waitForHttp } 
 const { values } = parseArgs({ options: { evaluations: { type: 'string', default: '10000' }, backlog: { type: 'string', default: '200000' } } });
 const brokers = requireEnv('KAFKA_BROKERS');
 const DIMENSIONS = ['groundedness', 'answer_relevance', 'pii_leak', 'toxicity'];
-const body = { prompt: 'What is the refund window for EU orders? Answer briefly.', response: 'EU orders can be returned within 30 days for a full refund.', context: ['EU customers may return any order within 30 days of delivery for a full refund.'] };
+const body = {
+  prompt: 'What is the refund window for EU orders? Answer briefly.',
+  response: 'EU orders can be returned within 30 days for a full refund.',
+  context: ['EU customers may return any order within 30 days of delivery for a full refund.'],
+};
 
 const rssOf = (pid: number) => {
   try {
@@ -44,24 +48,36 @@ async function untilCount(url: string, query: string, target: number, onTick?: (
 async function endToEnd(n: number): Promise<string> {
   const url = await freshDatabase('evalbox_bench_e2e');
   const suffix = Date.now().toString(36);
-  const env = { EVALBOX_TOPIC_EVENTS: `bench-e2e-events-${suffix}`, EVALBOX_TOPIC_SCORES: `bench-e2e-scores-${suffix}`, EVALBOX_TOPIC_DLT: `bench-e2e-dlt-${suffix}`, DATABASE_URL: url };
+  const env = {
+    EVALBOX_TOPIC_EVENTS: `bench-e2e-events-${suffix}`,
+    EVALBOX_TOPIC_SCORES: `bench-e2e-scores-${suffix}`,
+    EVALBOX_TOPIC_DLT: `bench-e2e-dlt-${suffix}`,
+    DATABASE_URL: url,
+  };
   const key = spawnSync('node', ['bin/evalbox.js', 'keys', 'create', '--app', 'bench', '--database-url', url], { encoding: 'utf8' }).stdout.trim();
   const port = await freePort();
   const admin = await freePort();
-  const procs = [
-    evalbox(['api', '--port', String(port), '--admin-port', String(admin)], env),
-    evalbox(['relay'], env),
-    evalbox(['scorer'], env),
-  ];
+  const procs = [evalbox(['api', '--port', String(port), '--admin-port', String(admin)], env), evalbox(['relay'], env), evalbox(['scorer'], env)];
   await waitForHttp(`http://127.0.0.1:${admin}/readyz`);
   await new Promise((r) => setTimeout(r, 3000)); // relay and scorer join
   const started = Date.now();
-  await autocannon({ url: `http://127.0.0.1:${port}/v1/evaluations`, method: 'POST', connections: 16, amount: n, headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify({ ...body, dimensions: DIMENSIONS }) });
+  await autocannon({
+    url: `http://127.0.0.1:${port}/v1/evaluations`,
+    method: 'POST',
+    connections: 16,
+    amount: n,
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ ...body, dimensions: DIMENSIONS }),
+  });
   const posted = Date.now();
   // Done when every evaluation.scored row is behind the relay's cursor, i.e. acknowledged by Kafka.
   await Promise.race([
     ...procs.map((p, i) => failOnExit(p, ['the api', 'the relay', 'the scorer'][i] as string)),
-    untilCount(url, `SELECT count(*) AS n FROM outbox o JOIN relay_leases l ON l.shard = o.shard WHERE o.type = 'evaluation.scored' AND (o.xid, o.seq) <= (l.cursor_xid, l.cursor_seq)`, n),
+    untilCount(
+      url,
+      `SELECT count(*) AS n FROM outbox o JOIN relay_leases l ON l.shard = o.shard WHERE o.type = 'evaluation.scored' AND (o.xid, o.seq) <= (l.cursor_xid, l.cursor_seq)`,
+      n,
+    ),
   ]);
   const seconds = (Date.now() - started) / 1000;
   for (const p of procs) p.kill('SIGTERM');
@@ -78,16 +94,51 @@ async function backlog(n: number): Promise<string> {
   const { rows } = await sql<{ id: string; application_id: string }>`SELECT id, application_id FROM evaluations`.execute(handle.db);
   await handle.close();
   const file = path.join(os.tmpdir(), `evalbox-backlog-${process.pid}.txt`);
-  fs.writeFileSync(file, rows.map((r) => `${r.application_id}\t${JSON.stringify({ schemaVersion: 1, evaluationId: r.id, applicationId: r.application_id, modelId: null, ...body, reference: null, metadata: {}, dimensions: DIMENSIONS, createdAt: new Date().toISOString() })}`).join('\n') + '\n');
-  spawnSync('kcat', ['-P', '-b', brokers, '-t', topic, '-K', '\t', '-l', '-X', 'topic.partitioner=murmur2_random', '-H', 'ce_type=evaluation.created', '-H', 'ce_specversion=1.0', file], { encoding: 'utf8' });
+  fs.writeFileSync(
+    file,
+    rows
+      .map(
+        (r) =>
+          `${r.application_id}\t${JSON.stringify({ schemaVersion: 1, evaluationId: r.id, applicationId: r.application_id, modelId: null, ...body, reference: null, metadata: {}, dimensions: DIMENSIONS, createdAt: new Date().toISOString() })}`,
+      )
+      .join('\n') + '\n',
+  );
+  spawnSync(
+    'kcat',
+    [
+      '-P',
+      '-b',
+      brokers,
+      '-t',
+      topic,
+      '-K',
+      '\t',
+      '-l',
+      '-X',
+      'topic.partitioner=murmur2_random',
+      '-H',
+      'ce_type=evaluation.created',
+      '-H',
+      'ce_specversion=1.0',
+      file,
+    ],
+    { encoding: 'utf8' },
+  );
   fs.rmSync(file);
   // BENCH_PROFILE_DIR=dir writes the scorer's CPU profile there when it exits.
   const nodeArgs = process.env.BENCH_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`] : [];
-  const scorer = evalbox(['scorer', '--database-url', url], { EVALBOX_TOPIC_EVENTS: topic, EVALBOX_TOPIC_DLT: `${topic}.DLT`, EVALBOX_TOPIC_SCORES: `${topic}.scores` }, { nodeArgs });
+  const scorer = evalbox(
+    ['scorer', '--database-url', url],
+    { EVALBOX_TOPIC_EVENTS: topic, EVALBOX_TOPIC_DLT: `${topic}.DLT`, EVALBOX_TOPIC_SCORES: `${topic}.scores` },
+    { nodeArgs },
+  );
   const exited = failOnExit(scorer, 'the scorer');
   const started = Date.now();
   let peak = 0;
-  await Promise.race([exited, untilCount(url, `SELECT count(*) AS n FROM evaluations WHERE status <> 'PENDING'`, n, () => (peak = Math.max(peak, rssOf(scorer.pid as number))))]);
+  await Promise.race([
+    exited,
+    untilCount(url, `SELECT count(*) AS n FROM evaluations WHERE status <> 'PENDING'`, n, () => (peak = Math.max(peak, rssOf(scorer.pid as number)))),
+  ]);
   const seconds = (Date.now() - started) / 1000;
   scorer.kill('SIGTERM');
   await new Promise((r) => scorer.once('exit', r));

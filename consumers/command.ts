@@ -80,13 +80,17 @@ ${CONNECTION_HELP}`,
       return n;
     };
     const orderingMode = String(values['ordering-key'] ?? process.env.EVALBOX_SCORER_ORDERING_KEY ?? 'evaluation');
-    if (orderingMode !== 'evaluation' && orderingMode !== 'kafka-key') throw new UsageError(`--ordering-key must be evaluation or kafka-key, got "${orderingMode}"`);
+    if (orderingMode !== 'evaluation' && orderingMode !== 'kafka-key')
+      throw new UsageError(`--ordering-key must be evaluation or kafka-key, got "${orderingMode}"`);
     const groupId = String(values.group ?? process.env.EVALBOX_SCORER_GROUP ?? 'evalbox-scorer');
     const graceMs = setting('grace-ms', 'EVALBOX_SCORER_GRACE_MS', 20_000);
 
     const logger = createLogger({ level: config.logLevel, name: 'evalbox-scorer' });
     const brokers = requireSetting(config.kafkaBrokers, 'KAFKA_BROKERS');
-    const handle = createDb(requireSetting(config.databaseUrl, 'DATABASE_URL'), { max: setting('pool-size', 'EVALBOX_SCORER_POOL_SIZE', 20), applicationName: 'evalbox-scorer' });
+    const handle = createDb(requireSetting(config.databaseUrl, 'DATABASE_URL'), {
+      max: setting('pool-size', 'EVALBOX_SCORER_POOL_SIZE', 20),
+      applicationName: 'evalbox-scorer',
+    });
     const kafka = createKafka(brokers, 'evalbox-scorer', logger);
     const registry = createRegistry('scorer');
 
@@ -96,9 +100,15 @@ ${CONNECTION_HELP}`,
     const judgeDimensions: DimensionDefinition[] = judgeConfig ? (judgeDimensionDefinitions(judgeConfig) as DimensionDefinition[]) : [];
     const dimensions = createDimensionRegistry(judgeDimensions);
     const scorers = buildScorers(dimensions.list(), judge);
-    await publishDimensions(handle.db, dimensions.list().filter((d) => scorers.has(d.id)));
+    await publishDimensions(
+      handle.db,
+      dimensions.list().filter((d) => scorers.has(d.id)),
+    );
 
-    await ensureTopics(kafka, [{ topic: config.topics.events, numPartitions: 6 }, { topic: config.topics.dlt, numPartitions: 6 }]);
+    await ensureTopics(kafka, [
+      { topic: config.topics.events, numPartitions: 6 },
+      { topic: config.topics.dlt, numPartitions: 6 },
+    ]);
     const producer = createIdempotentProducer(kafka);
     await producer.connect();
     const scorerEvents = createScorerEvents();
@@ -136,7 +146,9 @@ ${CONNECTION_HELP}`,
     });
     consumer.events.on('consumer:assigned', (tps) => logger.info({ partitions: tps }, 'partitions assigned'));
     consumer.events.on('consumer:revoked', (tps) => logger.info({ partitions: tps }, 'partitions revoked'));
-    consumer.events.on('consumer:handlerFailed', ({ topic, partition, offset, error, attempt }) => logger.warn({ topic, partition, offset, attempt, err: error }, 'handler failed; retrying'));
+    consumer.events.on('consumer:handlerFailed', ({ topic, partition, offset, error, attempt }) =>
+      logger.warn({ topic, partition, offset, attempt, err: error }, 'handler failed; retrying'),
+    );
     const metrics = registerScorerMetrics(registry, groupId, consumer, scorerEvents, consumer.events);
     if (judge) pauseOnJudgePressure(judge, consumer);
 

@@ -6,18 +6,72 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { KeyParallelConsumer, RuntimeEvents } from './runtime.js';
 import type { ScorerEvents } from './scorer.js';
 
-export function registerScorerMetrics(registry: Registry, groupId: string, consumer: KeyParallelConsumer, scorerEvents: EventEmitter<ScorerEvents>, runtimeEvents: EventEmitter<RuntimeEvents>): { refreshLag(): Promise<void> } {
+export function registerScorerMetrics(
+  registry: Registry,
+  groupId: string,
+  consumer: KeyParallelConsumer,
+  scorerEvents: EventEmitter<ScorerEvents>,
+  runtimeEvents: EventEmitter<RuntimeEvents>,
+): { refreshLag(): Promise<void> } {
   const registers = [registry];
-  const offsetLag = new Gauge({ name: 'evalbox_consumer_lag_messages', help: 'Messages not yet processed: high watermark minus the next offset to process.', labelNames: ['group', 'topic', 'partition'], registers });
-  const timeLag = new Gauge({ name: 'evalbox_consumer_lag_seconds', help: 'Age of the oldest message that is fetched but not yet processed (0 when none).', labelNames: ['group', 'topic', 'partition'], registers });
-  const duration = new Histogram({ name: 'evalbox_scorer_dimension_duration_seconds', help: 'Scoring time per dimension.', labelNames: ['dimension', 'status'], buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 15, 60], registers });
-  const evaluations = new Counter({ name: 'evalbox_scorer_evaluations_total', help: 'Evaluations brought to a terminal status.', labelNames: ['status'], registers });
-  const retries = new Counter({ name: 'evalbox_scorer_retries_total', help: 'Scorer retries by dimension, error code and whether it was provider back-pressure.', labelNames: ['dimension', 'code', 'pressure'], registers });
+  const offsetLag = new Gauge({
+    name: 'evalbox_consumer_lag_messages',
+    help: 'Messages not yet processed: high watermark minus the next offset to process.',
+    labelNames: ['group', 'topic', 'partition'],
+    registers,
+  });
+  const timeLag = new Gauge({
+    name: 'evalbox_consumer_lag_seconds',
+    help: 'Age of the oldest message that is fetched but not yet processed (0 when none).',
+    labelNames: ['group', 'topic', 'partition'],
+    registers,
+  });
+  const duration = new Histogram({
+    name: 'evalbox_scorer_dimension_duration_seconds',
+    help: 'Scoring time per dimension.',
+    labelNames: ['dimension', 'status'],
+    buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 15, 60],
+    registers,
+  });
+  const evaluations = new Counter({
+    name: 'evalbox_scorer_evaluations_total',
+    help: 'Evaluations brought to a terminal status.',
+    labelNames: ['status'],
+    registers,
+  });
+  const retries = new Counter({
+    name: 'evalbox_scorer_retries_total',
+    help: 'Scorer retries by dimension, error code and whether it was provider back-pressure.',
+    labelNames: ['dimension', 'code', 'pressure'],
+    registers,
+  });
   const dlt = new Counter({ name: 'evalbox_scorer_dlt_records_total', help: 'Dead-letter records by reason.', labelNames: ['reason'], registers });
-  const redeliveries = new Counter({ name: 'evalbox_scorer_redeliveries_total', help: 'Events for evaluations that were already terminal (no effect).', registers });
-  const handlerFailures = new Counter({ name: 'evalbox_consumer_handler_failures_total', help: 'Handler attempts that failed and will be retried (infrastructure trouble).', registers });
-  new Gauge({ name: 'evalbox_consumer_in_flight', help: 'Messages fetched and not yet processed.', registers, collect() { this.set(consumer.inFlight()); } });
-  new Gauge({ name: 'evalbox_consumer_paused_partitions', help: 'Partitions paused for back-pressure.', registers, collect() { this.set([...consumer.progress().values()].filter((p) => p.paused).length); } });
+  const redeliveries = new Counter({
+    name: 'evalbox_scorer_redeliveries_total',
+    help: 'Events for evaluations that were already terminal (no effect).',
+    registers,
+  });
+  const handlerFailures = new Counter({
+    name: 'evalbox_consumer_handler_failures_total',
+    help: 'Handler attempts that failed and will be retried (infrastructure trouble).',
+    registers,
+  });
+  new Gauge({
+    name: 'evalbox_consumer_in_flight',
+    help: 'Messages fetched and not yet processed.',
+    registers,
+    collect() {
+      this.set(consumer.inFlight());
+    },
+  });
+  new Gauge({
+    name: 'evalbox_consumer_paused_partitions',
+    help: 'Partitions paused for back-pressure.',
+    registers,
+    collect() {
+      this.set([...consumer.progress().values()].filter((p) => p.paused).length);
+    },
+  });
 
   scorerEvents.on('scorer:dimensionScored', ({ dimension, status, seconds, reused }) => {
     if (!reused) duration.observe({ dimension, status }, seconds);
@@ -35,7 +89,8 @@ export function registerScorerMetrics(registry: Registry, groupId: string, consu
       for (const w of await consumer.watermarks()) {
         const labels = { group: groupId, topic: w.topic, partition: String(w.partition) };
         const next = w.lastSeen === undefined ? w.committed : w.lastSeen + 1;
-        if (Number.isFinite(w.high) && next !== undefined) offsetLag.set(labels, Math.max(0, w.high - next) + consumer.progress().get(`${w.topic}|${w.partition}`)!.inFlight());
+        if (Number.isFinite(w.high) && next !== undefined)
+          offsetLag.set(labels, Math.max(0, w.high - next) + consumer.progress().get(`${w.topic}|${w.partition}`)!.inFlight());
         timeLag.set(labels, w.oldestPendingTimestamp === undefined ? 0 : Math.max(0, (Date.now() - w.oldestPendingTimestamp) / 1000));
       }
     },

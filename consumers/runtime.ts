@@ -121,7 +121,16 @@ export interface KeyParallelConsumer {
   release(): void;
   held(): boolean;
   /** The high watermark per partition, for lag metrics. */
-  watermarks(): Promise<{ topic: string; partition: number; high: number; committed: number | undefined; lastSeen: number | undefined; oldestPendingTimestamp: number | undefined }[]>;
+  watermarks(): Promise<
+    {
+      topic: string;
+      partition: number;
+      high: number;
+      committed: number | undefined;
+      lastSeen: number | undefined;
+      oldestPendingTimestamp: number | undefined;
+    }[]
+  >;
 }
 
 const tpKey = (topic: string, partition: number) => `${topic}|${partition}`;
@@ -173,7 +182,8 @@ export function createKeyParallelConsumer(options: KeyParallelConsumerOptions): 
           const progress = partitions.get(tpKey(tp.topic, tp.partition));
           if (!progress) continue;
           progress.revoked = true;
-          if (progress.commitable !== undefined && progress.commitable !== progress.committed) offsets.push({ topic: tp.topic, partition: tp.partition, offset: progress.commitable });
+          if (progress.commitable !== undefined && progress.commitable !== progress.committed)
+            offsets.push({ topic: tp.topic, partition: tp.partition, offset: progress.commitable });
           partitions.delete(tpKey(tp.topic, tp.partition));
         }
         if (offsets.length > 0) {
@@ -255,7 +265,12 @@ export function createKeyParallelConsumer(options: KeyParallelConsumerOptions): 
       try {
         await handleUntilDone(message);
         progress.complete(message.offset);
-        events.emit('consumer:processed', { topic: message.topic, partition: message.partition, offset: message.offset, seconds: (Date.now() - started) / 1000 });
+        events.emit('consumer:processed', {
+          topic: message.topic,
+          partition: message.partition,
+          offset: message.offset,
+          seconds: (Date.now() - started) / 1000,
+        });
       } catch {
         // stopped: the offset stays uncommitted and is redelivered
       } finally {
@@ -306,10 +321,11 @@ export function createKeyParallelConsumer(options: KeyParallelConsumerOptions): 
     }
   }
 
-  const assigned = () => [...partitions.keys()].map((key) => {
-    const [topic, partition] = key.split('|') as [string, string];
-    return { topic, partition: Number(partition) };
-  });
+  const assigned = () =>
+    [...partitions.keys()].map((key) => {
+      const [topic, partition] = key.split('|') as [string, string];
+      return { topic, partition: Number(partition) };
+    });
 
   return {
     events,
@@ -358,7 +374,14 @@ export function createKeyParallelConsumer(options: KeyParallelConsumerOptions): 
         const high = await new Promise<number>((resolve) =>
           consumer.queryWatermarkOffsets(topic, Number(partition), 2_000, (error, offsets) => resolve(error ? Number.NaN : offsets.highOffset)),
         );
-        result.push({ topic, partition: Number(partition), high, committed: progress.committed, lastSeen: progress.lastSeenOffset(), oldestPendingTimestamp: progress.oldestPendingTimestamp() });
+        result.push({
+          topic,
+          partition: Number(partition),
+          high,
+          committed: progress.committed,
+          lastSeen: progress.lastSeenOffset(),
+          oldestPendingTimestamp: progress.oldestPendingTimestamp(),
+        });
       }
       return result;
     },

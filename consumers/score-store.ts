@@ -12,7 +12,6 @@ import { classifyPgError } from '../src/errors.js';
 import { EVENT_TYPES, insertOutboxEvents } from '../src/events.js';
 import { EVENT_SCHEMA_VERSION, toScoreResult, type EvaluationScoredData, type ScoreResult } from '../src/schemas/events.js';
 
-
 export interface ScoreRowValues {
   dimension: string;
   status: 'COMPLETED' | 'SKIPPED' | 'ERROR';
@@ -35,7 +34,17 @@ export interface ScoreRowValues {
 }
 
 export interface LoadedEvaluation {
-  evaluation: { id: string; application_id: string; prompt: string; response: string; context: unknown; reference: string | null; metadata: unknown; dimensions: string[]; status: EvaluationStatus };
+  evaluation: {
+    id: string;
+    application_id: string;
+    prompt: string;
+    response: string;
+    context: unknown;
+    reference: string | null;
+    metadata: unknown;
+    dimensions: string[];
+    status: EvaluationStatus;
+  };
   scores: Map<string, Selectable<ScoresTable>>;
 }
 
@@ -95,19 +104,22 @@ export function createScoreStore(db: Db, topics: Topics, options: { maxBatch?: n
   const max = options.maxBatch ?? 100;
   const concurrency = options.concurrency ?? 2;
 
-  const load = batcher<string, LoadedEvaluation | undefined>(async (ids) => {
-    const evaluations = await db
-      .selectFrom('evaluations')
-      .select(['id', 'application_id', 'prompt', 'response', 'context', 'reference', 'metadata', 'dimensions', 'status'])
-      .where('id', 'in', ids)
-      .execute();
-    const scores = await scoresOf(db, ids);
-    return ids.map((id) => {
-      const evaluation = evaluations.find((e) => e.id === id);
-      if (!evaluation) return undefined;
-      return { evaluation, scores: new Map(scores.filter((s) => s.evaluation_id === id).map((s) => [s.dimension, s])) };
-    });
-  }, { max, concurrency });
+  const load = batcher<string, LoadedEvaluation | undefined>(
+    async (ids) => {
+      const evaluations = await db
+        .selectFrom('evaluations')
+        .select(['id', 'application_id', 'prompt', 'response', 'context', 'reference', 'metadata', 'dimensions', 'status'])
+        .where('id', 'in', ids)
+        .execute();
+      const scores = await scoresOf(db, ids);
+      return ids.map((id) => {
+        const evaluation = evaluations.find((e) => e.id === id);
+        if (!evaluation) return undefined;
+        return { evaluation, scores: new Map(scores.filter((s) => s.evaluation_id === id).map((s) => [s.dimension, s])) };
+      });
+    },
+    { max, concurrency },
+  );
 
   const commitBatch = async (items: CommitItem[]): Promise<(EvaluationStatus | undefined)[]> => {
     try {
@@ -149,7 +161,9 @@ async function writeBatch(trx: Transaction<Database>, topics: Topics, items: Com
 
   // One row per (evaluation, dimension): the last item of the batch wins.
   const rows = new Map<string, { evaluation_id: string; attempts: number } & ScoreRowValues>();
-  for (const item of items) for (const { row, attempts } of item.rows) rows.set(`${item.evaluationId}|${row.dimension}`, { ...row, evaluation_id: item.evaluationId, attempts, cost_usd: row.cost_usd ?? null });
+  for (const item of items)
+    for (const { row, attempts } of item.rows)
+      rows.set(`${item.evaluationId}|${row.dimension}`, { ...row, evaluation_id: item.evaluationId, attempts, cost_usd: row.cost_usd ?? null });
   if (rows.size > 0) {
     await trx
       .insertInto('scores')
@@ -204,7 +218,14 @@ async function writeBatch(trx: Transaction<Database>, topics: Topics, items: Com
       results.set(id, status);
       const applicationId = (finalising.find((i) => i.evaluationId === id) as CommitItem).applicationId;
       const scores: ScoreResult[] = own.map(toScoreResult);
-      const data: EvaluationScoredData = { schemaVersion: EVENT_SCHEMA_VERSION, evaluationId: id, applicationId, status: status as EvaluationScoredData['status'], scores, scoredAt: scoredAt.toISOString() };
+      const data: EvaluationScoredData = {
+        schemaVersion: EVENT_SCHEMA_VERSION,
+        evaluationId: id,
+        applicationId,
+        status: status as EvaluationScoredData['status'],
+        scores,
+        scoredAt: scoredAt.toISOString(),
+      };
       events.push({ topic: topics.scores, key: applicationId, type: EVENT_TYPES.evaluationScored, source: '/evalbox/scorer', data });
     }
     if (results.size > 0) {

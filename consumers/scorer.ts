@@ -89,7 +89,9 @@ export async function handleEvaluationMessage(ctx: ScorerContext, message: Consu
 
   const loaded = await ctx.store.load(data.evaluationId);
   if (!loaded) {
-    await deadLetter(ctx, message, [{ dimension: null, error: new PermanentError(`evaluation ${data.evaluationId} does not exist`, { code: 'UNKNOWN_EVALUATION' }), attempts: 1 }]);
+    await deadLetter(ctx, message, [
+      { dimension: null, error: new PermanentError(`evaluation ${data.evaluationId} does not exist`, { code: 'UNKNOWN_EVALUATION' }), attempts: 1 },
+    ]);
     return;
   }
   const { evaluation, scores: existing } = loaded;
@@ -121,10 +123,26 @@ export async function handleEvaluationMessage(ctx: ScorerContext, message: Consu
       if (!scorer || !definition) {
         const error = new PermanentError(`no scorer is configured for dimension "${dimension}"`, { code: 'NO_SCORER' });
         failures.push({ dimension, error, attempts: 1 });
-        return { row: errorRow(dimension, definition?.scorerKind === 'LLM_JUDGE' ? 'LLM_JUDGE' : 'HEURISTIC', definition?.scorerName ?? 'none', definition?.scorerVersion ?? '0', error), attempts: 1 };
+        return {
+          row: errorRow(
+            dimension,
+            definition?.scorerKind === 'LLM_JUDGE' ? 'LLM_JUDGE' : 'HEURISTIC',
+            definition?.scorerName ?? 'none',
+            definition?.scorerVersion ?? '0',
+            error,
+          ),
+          attempts: 1,
+        };
       }
       if (definition.samplingRate < 1 && sampleFraction(evaluation.id, dimension) >= definition.samplingRate) {
-        return { row: { ...baseRow(scorer, definition.scorerKind, definition.direction), status: 'SKIPPED', reasoning: `not sampled (rate ${definition.samplingRate})` }, attempts: 0 };
+        return {
+          row: {
+            ...baseRow(scorer, definition.scorerKind, definition.direction),
+            status: 'SKIPPED',
+            reasoning: `not sampled (rate ${definition.samplingRate})`,
+          },
+          attempts: 0,
+        };
       }
       const dimensionStarted = Date.now();
       const outcome = await scoreWithRetry(ctx, scorer, inputs, evaluation.id, signal);
@@ -136,7 +154,12 @@ export async function handleEvaluationMessage(ctx: ScorerContext, message: Consu
       ctx.events.emit('scorer:dimensionScored', { dimension, status: outcome.row.status, seconds: (Date.now() - dimensionStarted) / 1000, reused: false });
       // A scorer may itself conclude ERROR (e.g. a judge answer unparseable twice): that too is a
       // dead letter, so it can be inspected and redriven.
-      if (outcome.row.status === 'ERROR') failures.push({ dimension, error: new PermanentError(outcome.row.reasoning ?? 'scorer error', { code: outcome.row.error_code ?? 'SCORER_ERROR' }), attempts: outcome.attempts });
+      if (outcome.row.status === 'ERROR')
+        failures.push({
+          dimension,
+          error: new PermanentError(outcome.row.reasoning ?? 'scorer error', { code: outcome.row.error_code ?? 'SCORER_ERROR' }),
+          attempts: outcome.attempts,
+        });
       return { row: outcome.row, attempts: outcome.attempts };
     }),
   );
@@ -144,11 +167,22 @@ export async function handleEvaluationMessage(ctx: ScorerContext, message: Consu
   // The DLT record is acknowledged before anything commits: a crash in between redelivers the
   // event and at worst writes a second DLT record, never loses one.
   if (failures.length > 0) await deadLetter(ctx, message, failures);
-  const status = await ctx.store.commit({ evaluationId: evaluation.id, applicationId: evaluation.application_id, rows: rows.filter((r): r is { row: ScoreRow; attempts: number } => r !== undefined), redriven });
+  const status = await ctx.store.commit({
+    evaluationId: evaluation.id,
+    applicationId: evaluation.application_id,
+    rows: rows.filter((r): r is { row: ScoreRow; attempts: number } => r !== undefined),
+    redriven,
+  });
   if (status) ctx.events.emit('scorer:evaluationScored', { evaluationId: evaluation.id, status, seconds: (Date.now() - started) / 1000 });
 }
 
-async function scoreWithRetry(ctx: ScorerContext, scorer: Scorer, inputs: ScoringInputs, evaluationId: string, signal: AbortSignal): Promise<{ row: ScoreRow; attempts: number } | { error: EvalboxError; attempts: number }> {
+async function scoreWithRetry(
+  ctx: ScorerContext,
+  scorer: Scorer,
+  inputs: ScoringInputs,
+  evaluationId: string,
+  signal: AbortSignal,
+): Promise<{ row: ScoreRow; attempts: number } | { error: EvalboxError; attempts: number }> {
   const firstTry = Date.now();
   let attempts = 0;
   for (;;) {
@@ -183,19 +217,49 @@ async function deadLetter(ctx: ScorerContext, message: ConsumedMessage, failures
     dlt_error_message: first.error.message.slice(0, 1000),
     dlt_attempts: String(Math.max(...failures.map((f) => f.attempts))),
     dlt_failed_at: new Date().toISOString(),
-    dlt_dimension: failures.map((f) => f.dimension).filter(Boolean).join(','),
+    dlt_dimension: failures
+      .map((f) => f.dimension)
+      .filter(Boolean)
+      .join(','),
   });
   await ctx.producer.send({ topic: ctx.topics.dlt, messages: [{ key: message.key, value: message.value, headers }] });
   for (const f of failures) ctx.events.emit('scorer:deadLettered', { reason: f.error.code, dimension: f.dimension });
-  ctx.logger.warn({ topic: message.topic, partition: message.partition, offset: message.offset, codes: failures.map((f) => f.error.code), dimensions: failures.map((f) => f.dimension) }, 'dead-lettered');
+  ctx.logger.warn(
+    {
+      topic: message.topic,
+      partition: message.partition,
+      offset: message.offset,
+      codes: failures.map((f) => f.error.code),
+      dimensions: failures.map((f) => f.dimension),
+    },
+    'dead-lettered',
+  );
 }
 
 function baseRow(scorer: { dimension: string; name: string; version: string }, kind: 'HEURISTIC' | 'LLM_JUDGE', direction: ScoreRow['direction']): ScoreRow {
-  return { dimension: scorer.dimension, status: 'SKIPPED', value: null, label: null, raw_value: null, direction, reasoning: null, source: kind, scorer_name: scorer.name, scorer_version: scorer.version, error_code: null };
+  return {
+    dimension: scorer.dimension,
+    status: 'SKIPPED',
+    value: null,
+    label: null,
+    raw_value: null,
+    direction,
+    reasoning: null,
+    source: kind,
+    scorer_name: scorer.name,
+    scorer_version: scorer.version,
+    error_code: null,
+  };
 }
 
 function errorRow(dimension: string, kind: 'HEURISTIC' | 'LLM_JUDGE', name: string, version: string, error: EvalboxError): ScoreRow {
-  return { ...baseRow({ dimension, name, version }, kind, null), status: 'ERROR', label: 'error', reasoning: error.message.slice(0, 500), error_code: error.code };
+  return {
+    ...baseRow({ dimension, name, version }, kind, null),
+    status: 'ERROR',
+    label: 'error',
+    reasoning: error.message.slice(0, 500),
+    error_code: error.code,
+  };
 }
 
 /** A deterministic fraction in [0, 1) per (evaluation, dimension), for sampling. */

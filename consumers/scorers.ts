@@ -16,7 +16,15 @@ export function heuristicScorer(heuristic: HeuristicScorer, definition: Dimensio
     async score(inputs) {
       const started = performance.now();
       const outcome = heuristic.score(inputs);
-      const base = { dimension: heuristic.dimension, direction: definition.direction, source: 'HEURISTIC' as const, scorer_name: heuristic.name, scorer_version: heuristic.version, error_code: null, latency_ms: performance.now() - started };
+      const base = {
+        dimension: heuristic.dimension,
+        direction: definition.direction,
+        source: 'HEURISTIC' as const,
+        scorer_name: heuristic.name,
+        scorer_version: heuristic.version,
+        error_code: null,
+        latency_ms: performance.now() - started,
+      };
       return outcome.status === 'COMPLETED'
         ? { ...base, status: 'COMPLETED', value: outcome.value, raw_value: outcome.rawValue, label: outcome.label, reasoning: outcome.reasoning }
         : { ...base, status: 'SKIPPED', value: null, raw_value: null, label: outcome.label, reasoning: outcome.reasoning };
@@ -54,7 +62,8 @@ export function buildScorers(definitions: DimensionDefinition[], judge?: Judge):
  */
 export function pauseOnJudgePressure(judge: Judge, consumer: Pick<KeyParallelConsumer, 'hold' | 'release'>): void {
   const update = () => (judge.pressure().pause ? consumer.hold() : consumer.release());
-  for (const event of ['judge:circuitOpened', 'judge:circuitHalfOpen', 'judge:circuitClosed', 'judge:throttled', 'judge:unthrottled'] as const) judge.events.on(event, update);
+  for (const event of ['judge:circuitOpened', 'judge:circuitHalfOpen', 'judge:circuitClosed', 'judge:throttled', 'judge:unthrottled'] as const)
+    judge.events.on(event, update);
 }
 
 /**

@@ -9,21 +9,51 @@ import type { RelayEvents } from './relay.js';
 export function registerRelayMetrics(registry: Registry, events: EventEmitter<RelayEvents>, db: Db): { refreshBacklog(): Promise<void> } {
   const registers = [registry];
   const backlog = new Gauge({ name: 'evalbox_outbox_backlog_events', help: 'Outbox events not yet published, per topic.', labelNames: ['topic'], registers });
-  const oldest = new Gauge({ name: 'evalbox_outbox_oldest_pending_age_seconds', help: 'Age of the oldest unpublished outbox event, per topic.', labelNames: ['topic'], registers });
+  const oldest = new Gauge({
+    name: 'evalbox_outbox_oldest_pending_age_seconds',
+    help: 'Age of the oldest unpublished outbox event, per topic.',
+    labelNames: ['topic'],
+    registers,
+  });
   const latency = new Histogram({
     name: 'evalbox_relay_publish_latency_seconds',
     help: 'From the outbox row being written to its Kafka delivery acknowledgement.',
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     registers,
   });
-  const batchSize = new Histogram({ name: 'evalbox_relay_batch_size_events', help: 'Events per published batch.', buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000], registers });
+  const batchSize = new Histogram({
+    name: 'evalbox_relay_batch_size_events',
+    help: 'Events per published batch.',
+    buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000],
+    registers,
+  });
   const published = new Counter({ name: 'evalbox_relay_published_events_total', help: 'Events published and acknowledged.', registers });
-  const produceErrors = new Counter({ name: 'evalbox_relay_produce_errors_total', help: 'Produce failures by error code and class.', labelNames: ['code', 'retryable'], registers });
-  const parked = new Counter({ name: 'evalbox_relay_parked_events_total', help: 'Rows parked for a permanent error, by code.', labelNames: ['code'], registers });
+  const produceErrors = new Counter({
+    name: 'evalbox_relay_produce_errors_total',
+    help: 'Produce failures by error code and class.',
+    labelNames: ['code', 'retryable'],
+    registers,
+  });
+  const parked = new Counter({
+    name: 'evalbox_relay_parked_events_total',
+    help: 'Rows parked for a permanent error, by code.',
+    labelNames: ['code'],
+    registers,
+  });
   const leader = new Gauge({ name: 'evalbox_relay_shard_leader', help: '1 while this relay leads the shard.', labelNames: ['shard'], registers });
   const epoch = new Gauge({ name: 'evalbox_relay_shard_epoch', help: 'Lease epoch of the shard this relay leads.', labelNames: ['shard'], registers });
-  const blocked = new Gauge({ name: 'evalbox_relay_horizon_blocked_seconds', help: 'How long committed rows have waited behind an older open transaction.', labelNames: ['shard'], registers });
-  const blocker = new Gauge({ name: 'evalbox_relay_horizon_blocker_age_seconds', help: 'Transaction age of the backend holding the horizon back (pid and query prefix as labels).', labelNames: ['pid', 'query'], registers });
+  const blocked = new Gauge({
+    name: 'evalbox_relay_horizon_blocked_seconds',
+    help: 'How long committed rows have waited behind an older open transaction.',
+    labelNames: ['shard'],
+    registers,
+  });
+  const blocker = new Gauge({
+    name: 'evalbox_relay_horizon_blocker_age_seconds',
+    help: 'Transaction age of the backend holding the horizon back (pid and query prefix as labels).',
+    labelNames: ['pid', 'query'],
+    registers,
+  });
   const errors = new Counter({ name: 'evalbox_relay_errors_total', help: 'Internal errors by where they happened.', labelNames: ['where'], registers });
   const partitionsDropped = new Counter({ name: 'evalbox_outbox_partitions_dropped_total', help: 'Outbox partitions dropped by retention.', registers });
 

@@ -157,7 +157,8 @@ export function createRelay(ctx: RelayContext): Relay {
         idleMs = settings.pollMinMs;
         const publishing = publishRows(await getProducer(), rows);
         const lastRead = rows[rows.length - 1] as OutboxRow;
-        const readAhead = rows.length === settings.batchSize ? readBatchBelowHorizon(db, shard, { xid: lastRead.xid, seq: lastRead.seq }, settings.batchSize) : undefined;
+        const readAhead =
+          rows.length === settings.batchSize ? readBatchBelowHorizon(db, shard, { xid: lastRead.xid, seq: lastRead.seq }, settings.batchSize) : undefined;
         readAhead?.catch(() => {}); // a failure surfaces when it is awaited, if it is used at all
         const outcomes = await publishing;
         // Everything before the first retryable failure is done (acked or parked for good).
@@ -262,7 +263,17 @@ export function createRelay(ctx: RelayContext): Relay {
       // The log line is rate-limited; the metric is always current.
       if (Date.now() - lastBlockerReport > 30_000) {
         lastBlockerReport = Date.now();
-        logger.warn({ shard, blockedSeconds: seconds, blockerPid: blocker?.pid, blockerAgeSeconds: blocker?.ageSeconds, blockerState: blocker?.state, blockerQuery: blocker?.query.slice(0, 120) }, 'a long transaction holds the outbox horizon back');
+        logger.warn(
+          {
+            shard,
+            blockedSeconds: seconds,
+            blockerPid: blocker?.pid,
+            blockerAgeSeconds: blocker?.ageSeconds,
+            blockerState: blocker?.state,
+            blockerQuery: blocker?.query.slice(0, 120),
+          },
+          'a long transaction holds the outbox horizon back',
+        );
       }
     }
   }

@@ -29,12 +29,60 @@ const heuristic = (d: Omit<DimensionDefinition, 'scale' | 'scorerKind' | 'sampli
 });
 
 export const HEURISTIC_DIMENSIONS: DimensionDefinition[] = [
-  heuristic({ id: 'groundedness', name: 'Groundedness', description: 'Share of response sentences supported by the context.', direction: 'higher_is_better', requiredInputs: ['response', 'context'], scorerName: 'heuristic-groundedness', scorerVersion: '1' }),
-  heuristic({ id: 'answer_relevance', name: 'Answer relevance', description: 'Coverage of the prompt’s key terms by the response, zero for a refusal.', direction: 'higher_is_better', requiredInputs: ['prompt', 'response'], scorerName: 'heuristic-answer-relevance', scorerVersion: '1' }),
-  heuristic({ id: 'pii_leak', name: 'PII leak', description: 'Personal data or secrets in the response: emails, phones, card numbers, IBANs, keys.', direction: 'lower_is_better', requiredInputs: ['response'], scorerName: 'heuristic-pii', scorerVersion: '1' }),
-  heuristic({ id: 'toxicity', name: 'Toxicity', description: 'Profanity and abuse in the response, obfuscations included.', direction: 'lower_is_better', requiredInputs: ['response'], scorerName: 'heuristic-toxicity', scorerVersion: '1' }),
-  heuristic({ id: 'json_validity', name: 'JSON validity', description: 'Whether the response is valid JSON when the prompt asks for JSON.', direction: 'higher_is_better', requiredInputs: ['prompt', 'response'], scorerName: 'heuristic-json', scorerVersion: '1' }),
-  heuristic({ id: 'length_band', name: 'Length band', description: 'Whether the response length sits in a sensible band for the prompt.', direction: 'higher_is_better', requiredInputs: ['prompt', 'response'], scorerName: 'heuristic-length', scorerVersion: '1' }),
+  heuristic({
+    id: 'groundedness',
+    name: 'Groundedness',
+    description: 'Share of response sentences supported by the context.',
+    direction: 'higher_is_better',
+    requiredInputs: ['response', 'context'],
+    scorerName: 'heuristic-groundedness',
+    scorerVersion: '1',
+  }),
+  heuristic({
+    id: 'answer_relevance',
+    name: 'Answer relevance',
+    description: 'Coverage of the prompt’s key terms by the response, zero for a refusal.',
+    direction: 'higher_is_better',
+    requiredInputs: ['prompt', 'response'],
+    scorerName: 'heuristic-answer-relevance',
+    scorerVersion: '1',
+  }),
+  heuristic({
+    id: 'pii_leak',
+    name: 'PII leak',
+    description: 'Personal data or secrets in the response: emails, phones, card numbers, IBANs, keys.',
+    direction: 'lower_is_better',
+    requiredInputs: ['response'],
+    scorerName: 'heuristic-pii',
+    scorerVersion: '1',
+  }),
+  heuristic({
+    id: 'toxicity',
+    name: 'Toxicity',
+    description: 'Profanity and abuse in the response, obfuscations included.',
+    direction: 'lower_is_better',
+    requiredInputs: ['response'],
+    scorerName: 'heuristic-toxicity',
+    scorerVersion: '1',
+  }),
+  heuristic({
+    id: 'json_validity',
+    name: 'JSON validity',
+    description: 'Whether the response is valid JSON when the prompt asks for JSON.',
+    direction: 'higher_is_better',
+    requiredInputs: ['prompt', 'response'],
+    scorerName: 'heuristic-json',
+    scorerVersion: '1',
+  }),
+  heuristic({
+    id: 'length_band',
+    name: 'Length band',
+    description: 'Whether the response length sits in a sensible band for the prompt.',
+    direction: 'higher_is_better',
+    requiredInputs: ['prompt', 'response'],
+    scorerName: 'heuristic-length',
+    scorerVersion: '1',
+  }),
 ];
 
 /** Scored when a request names no dimensions. */
@@ -68,7 +116,10 @@ export async function publishDimensions(db: Db, definitions: DimensionDefinition
  * `refreshMs` (a scorer that starts later with new judge rubrics is picked up within that time).
  * Never throws: without the database it serves the built-ins.
  */
-export async function createPublishedDimensionRegistry(db: Db, options: { refreshMs?: number; onError?: (error: unknown) => void } = {}): Promise<DimensionRegistry & { close(): void; refresh(): Promise<void> }> {
+export async function createPublishedDimensionRegistry(
+  db: Db,
+  options: { refreshMs?: number; onError?: (error: unknown) => void } = {},
+): Promise<DimensionRegistry & { close(): void; refresh(): Promise<void> }> {
   let current = createDimensionRegistry();
   const refresh = async () => {
     const rows = await db.selectFrom('dimensions').select('definition').execute();

@@ -27,7 +27,10 @@ export async function readDeadLetters(brokers: string, topic: string): Promise<D
   }
   const wanted = offsets.filter((o) => Number(o.high) > Number(o.low));
   if (wanted.length === 0) return [];
-  const consumer = new kafkaJs.KafkaConsumer({ 'bootstrap.servers': brokers, 'group.id': `evalbox-dlt-reader-${process.pid}-${Date.now()}`, 'enable.auto.commit': false } as never, {});
+  const consumer = new kafkaJs.KafkaConsumer(
+    { 'bootstrap.servers': brokers, 'group.id': `evalbox-dlt-reader-${process.pid}-${Date.now()}`, 'enable.auto.commit': false } as never,
+    {},
+  );
   await new Promise<void>((resolve, reject) => consumer.connect({ timeout: 30_000 } as never, (error) => (error ? reject(error) : resolve())));
   try {
     consumer.assign(wanted.map((o) => ({ topic, partition: o.partition, offset: Number(o.low) })));
@@ -35,11 +38,21 @@ export async function readDeadLetters(brokers: string, topic: string): Promise<D
     const records: DeadLetter[] = [];
     const deadline = Date.now() + 30_000;
     while (remaining.size > 0 && Date.now() < deadline) {
-      const batch = await new Promise<kafkaJs.Message[]>((resolve, reject) => consumer.consume(500, (error, messages) => (error ? reject(error) : resolve(messages))));
+      const batch = await new Promise<kafkaJs.Message[]>((resolve, reject) =>
+        consumer.consume(500, (error, messages) => (error ? reject(error) : resolve(messages))),
+      );
       for (const m of batch) {
         const headers: Record<string, string> = {};
         for (const h of m.headers ?? []) for (const [k, v] of Object.entries(h)) headers[k] = Buffer.isBuffer(v) ? v.toString('utf8') : String(v);
-        records.push({ ref: `${m.partition}:${m.offset}`, partition: m.partition, offset: m.offset, key: m.key === undefined || m.key === null ? null : m.key.toString(), value: m.value, headers, timestamp: m.timestamp ?? 0 });
+        records.push({
+          ref: `${m.partition}:${m.offset}`,
+          partition: m.partition,
+          offset: m.offset,
+          key: m.key === undefined || m.key === null ? null : m.key.toString(),
+          value: m.value,
+          headers,
+          timestamp: m.timestamp ?? 0,
+        });
         if (m.offset >= (remaining.get(m.partition) ?? Infinity)) remaining.delete(m.partition);
       }
     }

@@ -14,7 +14,8 @@ export type Admin = ReturnType<Kafka['admin']>;
 
 /** Routes librdkafka's log lines into pino (or drops them without a logger) instead of the console. */
 function kafkaLogger(logger: Logger | undefined) {
-  const write = (level: 'debug' | 'info' | 'warn' | 'error') => (message: string, extra?: Record<string, unknown>) => logger?.[level]({ kafka: extra }, String(message));
+  const write = (level: 'debug' | 'info' | 'warn' | 'error') => (message: string, extra?: Record<string, unknown>) =>
+    logger?.[level]({ kafka: extra }, String(message));
   const adapter = { info: write('info'), warn: write('warn'), error: write('error'), debug: write('debug'), setLogLevel: () => {}, namespace: () => adapter };
   return adapter;
 }
@@ -178,7 +179,17 @@ export async function ensureTopics(kafka: Kafka, topics: TopicSpec[]): Promise<v
 
 // Errors that concern one message and will not go away by retrying it.
 const PERMANENT_MESSAGE_CODES = new Set(
-  ['ERR_MSG_SIZE_TOO_LARGE', 'ERR_TOPIC_EXCEPTION', 'ERR_INVALID_MSG', 'ERR_INVALID_MSG_SIZE', 'ERR__MSG_TIMED_OUT_NEVER', 'ERR_TOPIC_AUTHORIZATION_FAILED', 'ERR__INVALID_ARG', 'ERR_INVALID_RECORD', 'ERR_RECORD_LIST_TOO_LARGE']
+  [
+    'ERR_MSG_SIZE_TOO_LARGE',
+    'ERR_TOPIC_EXCEPTION',
+    'ERR_INVALID_MSG',
+    'ERR_INVALID_MSG_SIZE',
+    'ERR__MSG_TIMED_OUT_NEVER',
+    'ERR_TOPIC_AUTHORIZATION_FAILED',
+    'ERR__INVALID_ARG',
+    'ERR_INVALID_RECORD',
+    'ERR_RECORD_LIST_TOO_LARGE',
+  ]
     .map((name) => kafkaCodes[name])
     .filter((code): code is number => code !== undefined),
 );

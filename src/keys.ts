@@ -18,7 +18,10 @@ export async function createApiKey(db: Db, applicationId: string): Promise<Creat
   const key = `${KEY_PREFIX}${randomBytes(24).toString('base64url')}`;
   const id = uuidv7();
   const prefix = key.slice(0, 12);
-  await db.insertInto('api_keys').values({ id, application_id: applicationId, key_hash: hashApiKey(key), prefix }).execute();
+  await db
+    .insertInto('api_keys')
+    .values({ id, application_id: applicationId, key_hash: hashApiKey(key), prefix })
+    .execute();
   return { id, applicationId, key, prefix };
 }
 

@@ -29,7 +29,14 @@ export class Releasers {
 }
 
 /** Serves /healthz, /readyz (the database answers) and /metrics when an admin port is configured. */
-export async function serveAdminPort(options: { config: Config; requested: boolean; registry: Registry; db: Db; logger: Logger; releasers: Releasers }): Promise<void> {
+export async function serveAdminPort(options: {
+  config: Config;
+  requested: boolean;
+  registry: Registry;
+  db: Db;
+  logger: Logger;
+  releasers: Releasers;
+}): Promise<void> {
   const { config } = options;
   if (!config.adminPort && !options.requested) return;
   const admin = await serveAdmin(options.registry, async () => void (await sql`SELECT 1`.execute(options.db)), config.adminPort, config.host);

@@ -32,7 +32,7 @@ export function createAdminApp(registry: Registry, ready: () => Promise<void>): 
   return app;
 }
 
-export function listen(app: { fetch: Hono["fetch"] } | Hono<any>, port: number, host: string): Promise<{ server: ServerType; port: number }> {
+export function listen(app: { fetch: Hono['fetch'] } | Hono<any>, port: number, host: string): Promise<{ server: ServerType; port: number }> {
   return new Promise((resolve, reject) => {
     const server = serve({ fetch: (app as Hono).fetch, port, hostname: host }, (info) => resolve({ server, port: info.port }));
     server.once('error', reject);

@@ -22,7 +22,15 @@ export async function createApiFixture(env: Record<string, string> = {}): Promis
   const database = await createTestDatabase({ max: 20 });
   const config = loadConfig({ ...env, DATABASE_URL: database.url });
   const registry = createRegistry('api-test');
-  const app = createApiApp({ db: database.db, pool: database.pool, config, registry, logger: silentLogger(), dimensions: createDimensionRegistry(), keys: createKeyResolver(database.db) });
+  const app = createApiApp({
+    db: database.db,
+    pool: database.pool,
+    config,
+    registry,
+    logger: silentLogger(),
+    dimensions: createDimensionRegistry(),
+    keys: createKeyResolver(database.db),
+  });
   const keyA = (await createApiKey(database.db, 'app-a')).key;
   const keyB = (await createApiKey(database.db, 'app-b')).key;
   return {

@@ -28,7 +28,9 @@ describe('ingest API', () => {
     Number((await sql<{ n: string }>`SELECT count(*) AS n FROM ${sql.table(table)} WHERE ${where}`.execute(f.database.db)).rows[0]?.n);
 
   it('guarantee 1: a 202 means the evaluation row and its evaluation.created outbox row are both committed', async () => {
-    const res = await f.post('/v1/evaluations', validEvaluation({ metadata: { team: 'search' } }), f.keyA, { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' });
+    const res = await f.post('/v1/evaluations', validEvaluation({ metadata: { team: 'search' } }), f.keyA, {
+      traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
+    });
     expect(res.status).toBe(202);
     const body = (await res.json()) as { evaluationId: string; status: string; dimensions: string[]; links: { self: string } };
     expect(body).toEqual({
@@ -39,16 +41,34 @@ describe('ingest API', () => {
     });
     const row = await f.database.db.selectFrom('evaluations').selectAll().where('id', '=', body.evaluationId).executeTakeFirstOrThrow();
     expect(row).toMatchObject({ application_id: 'app-a', status: 'PENDING', model_id: 'test-model', metadata: { team: 'search' } });
-    const events = await f.database.db.selectFrom('outbox').selectAll().where(sql<boolean>`payload->>'evaluationId' = ${body.evaluationId}`).execute();
+    const events = await f.database.db
+      .selectFrom('outbox')
+      .selectAll()
+      .where(sql<boolean>`payload->>'evaluationId' = ${body.evaluationId}`)
+      .execute();
     expect(events).toHaveLength(1);
-    expect(events[0]).toMatchObject({ topic: 'test-events', key: 'app-a', type: 'evaluation.created', source: '/evalbox/api', headers: { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' } });
-    expect(events[0]?.payload).toMatchObject({ schemaVersion: 1, evaluationId: body.evaluationId, applicationId: 'app-a', prompt: 'What is the capital of France?', context: ['Paris is the capital and largest city of France.'] });
+    expect(events[0]).toMatchObject({
+      topic: 'test-events',
+      key: 'app-a',
+      type: 'evaluation.created',
+      source: '/evalbox/api',
+      headers: { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' },
+    });
+    expect(events[0]?.payload).toMatchObject({
+      schemaVersion: 1,
+      evaluationId: body.evaluationId,
+      applicationId: 'app-a',
+      prompt: 'What is the capital of France?',
+      context: ['Paris is the capital and largest city of France.'],
+    });
     // The event is exactly what consumers validate against.
     const validateEvent = createAjv().compile(evaluationCreatedSchema);
     expect(validateEvent(events[0]?.payload)).toBe(true);
     // Both rows were written by the same transaction.
     const xids = await sql<{ same: boolean }>`
-      SELECT e.xid = o.xid AS same FROM evaluations e JOIN outbox o ON o.payload->>'evaluationId' = e.id::text WHERE e.id = ${body.evaluationId}`.execute(f.database.db);
+      SELECT e.xid = o.xid AS same FROM evaluations e JOIN outbox o ON o.payload->>'evaluationId' = e.id::text WHERE e.id = ${body.evaluationId}`.execute(
+      f.database.db,
+    );
     expect(xids.rows).toEqual([{ same: true }]);
   });
 
@@ -89,7 +109,9 @@ describe('ingest API', () => {
   });
 
   it('concurrent replays of one key create one evaluation and one outbox event', async () => {
-    const responses = await Promise.all(Array.from({ length: 20 }, () => f.post('/v1/evaluations', validEvaluation(), f.keyA, { 'idempotency-key': 'race-1' })));
+    const responses = await Promise.all(
+      Array.from({ length: 20 }, () => f.post('/v1/evaluations', validEvaluation(), f.keyA, { 'idempotency-key': 'race-1' })),
+    );
     expect(responses.map((r) => r.status)).toEqual(Array(20).fill(202));
     const ids = new Set(await Promise.all(responses.map(async (r) => ((await r.json()) as { evaluationId: string }).evaluationId)));
     expect(ids.size).toBe(1);
@@ -107,7 +129,9 @@ describe('ingest API', () => {
 
     const unknown = await f.post('/v1/evaluations', validEvaluation({ dimensions: ['toxicity', 'made_up'] }));
     expect(unknown.status).toBe(400);
-    expect(((await unknown.json()) as { errors: { pointer: string; detail: string }[] }).errors).toEqual([{ pointer: '/dimensions/1', detail: expect.stringContaining('made_up') }]);
+    expect(((await unknown.json()) as { errors: { pointer: string; detail: string }[] }).errors).toEqual([
+      { pointer: '/dimensions/1', detail: expect.stringContaining('made_up') },
+    ]);
 
     const malformed = await f.post('/v1/evaluations', '{"prompt": ');
     expect(malformed.status).toBe(400);
@@ -175,7 +199,11 @@ describe('ingest API', () => {
     const big = await f.post('/v1/evaluations', validEvaluation({ response: 'x'.repeat(70_000) }));
     expect(big.status).toBe(413);
     expect(big.headers.get('content-type')).toBe('application/problem+json');
-    const text = await f.app.request('/v1/evaluations', { method: 'POST', headers: { authorization: `Bearer ${f.keyA}`, 'content-type': 'text/plain' }, body: 'hello' });
+    const text = await f.app.request('/v1/evaluations', {
+      method: 'POST',
+      headers: { authorization: `Bearer ${f.keyA}`, 'content-type': 'text/plain' },
+      body: 'hello',
+    });
     expect(text.status).toBe(415);
     const none = await f.app.request('/v1/evaluations', { method: 'POST', headers: { authorization: `Bearer ${f.keyA}` }, body: '{}' });
     expect(none.status).toBe(415);
@@ -212,7 +240,18 @@ describe('ingest API', () => {
     const created = (await (await f.post('/v1/evaluations', validEvaluation({ dimensions: ['toxicity'] }))).json()) as { evaluationId: string };
     await f.database.db
       .insertInto('scores')
-      .values({ evaluation_id: created.evaluationId, dimension: 'toxicity', value: 0, label: 'clean', direction: 'lower_is_better', reasoning: 'no hits', source: 'HEURISTIC', scorer_name: 'heuristic-toxicity', scorer_version: '1', status: 'COMPLETED' })
+      .values({
+        evaluation_id: created.evaluationId,
+        dimension: 'toxicity',
+        value: 0,
+        label: 'clean',
+        direction: 'lower_is_better',
+        reasoning: 'no hits',
+        source: 'HEURISTIC',
+        scorer_name: 'heuristic-toxicity',
+        scorer_version: '1',
+        status: 'COMPLETED',
+      })
       .execute();
     const body = (await (await f.get(`/v1/evaluations/${created.evaluationId}`)).json()) as { status: string; dimensions: string[]; scores: unknown[] };
     expect(body).toMatchObject({ status: 'PENDING', dimensions: ['toxicity'] });
@@ -220,7 +259,9 @@ describe('ingest API', () => {
   });
 
   it('a batch with mixed valid and invalid items answers 207 with one result per item', async () => {
-    const res = await f.post('/v1/evaluations:batch', { items: [validEvaluation(), { prompt: 'no response' }, validEvaluation({ dimensions: ['bogus'] }), validEvaluation({ externalId: 'batch-1' })] });
+    const res = await f.post('/v1/evaluations:batch', {
+      items: [validEvaluation(), { prompt: 'no response' }, validEvaluation({ dimensions: ['bogus'] }), validEvaluation({ externalId: 'batch-1' })],
+    });
     expect(res.status).toBe(207);
     const { results } = (await res.json()) as { results: { index: number; status: number; body: { evaluationId?: string; errors?: { pointer: string }[] } }[] };
     expect(results.map((r) => r.status)).toEqual([202, 400, 400, 202]);
@@ -235,13 +276,30 @@ describe('ingest API', () => {
   });
 
   it('serves the dimensions registry and an OpenAPI document built from the validation schemas', async () => {
-    const dims = (await (await f.app.request('/v1/dimensions')).json()) as { items: { id: string; scorerVersion: string; direction: string }[]; defaults: string[] };
-    expect(dims.items.map((d) => d.id)).toEqual(expect.arrayContaining(['groundedness', 'answer_relevance', 'pii_leak', 'toxicity', 'json_validity', 'length_band']));
+    const dims = (await (await f.app.request('/v1/dimensions')).json()) as {
+      items: { id: string; scorerVersion: string; direction: string }[];
+      defaults: string[];
+    };
+    expect(dims.items.map((d) => d.id)).toEqual(
+      expect.arrayContaining(['groundedness', 'answer_relevance', 'pii_leak', 'toxicity', 'json_validity', 'length_band']),
+    );
     expect(dims.defaults).toEqual(['groundedness', 'answer_relevance', 'pii_leak', 'toxicity']);
     expect(dims.items.find((d) => d.id === 'toxicity')).toEqual(
-      expect.objectContaining({ name: 'Toxicity', scale: { min: 0, max: 1 }, direction: 'lower_is_better', requiredInputs: ['response'], scorerKind: 'HEURISTIC', scorerVersion: '1', samplingRate: 1 }),
+      expect.objectContaining({
+        name: 'Toxicity',
+        scale: { min: 0, max: 1 },
+        direction: 'lower_is_better',
+        requiredInputs: ['response'],
+        scorerKind: 'HEURISTIC',
+        scorerVersion: '1',
+        samplingRate: 1,
+      }),
     );
-    const doc = (await (await f.app.request('/openapi.json')).json()) as { openapi: string; components: { schemas: Record<string, { required?: string[]; additionalProperties?: boolean }> }; paths: Record<string, unknown> };
+    const doc = (await (await f.app.request('/openapi.json')).json()) as {
+      openapi: string;
+      components: { schemas: Record<string, { required?: string[]; additionalProperties?: boolean }> };
+      paths: Record<string, unknown>;
+    };
     expect(doc.openapi).toBe('3.1.0');
     expect(doc.components.schemas.EvaluationRequest?.required).toEqual(['prompt', 'response']);
     expect(doc.components.schemas.EvaluationRequest?.additionalProperties).toBe(false);
@@ -271,8 +329,19 @@ describe('ingest API', () => {
   });
 
   it('builds from the minimal context {db, config, registry, logger, dimensions} alone', async () => {
-    const app = createApiApp({ db: f.database.db, config: loadConfig({}), registry: createRegistry('api-min'), logger: silentLogger(), dimensions: createDimensionRegistry() });
-    const post = () => app.request('/v1/evaluations', { method: 'POST', headers: { authorization: `Bearer ${f.keyB}`, 'content-type': 'application/json', 'idempotency-key': 'minimal-1' }, body: JSON.stringify(validEvaluation()) });
+    const app = createApiApp({
+      db: f.database.db,
+      config: loadConfig({}),
+      registry: createRegistry('api-min'),
+      logger: silentLogger(),
+      dimensions: createDimensionRegistry(),
+    });
+    const post = () =>
+      app.request('/v1/evaluations', {
+        method: 'POST',
+        headers: { authorization: `Bearer ${f.keyB}`, 'content-type': 'application/json', 'idempotency-key': 'minimal-1' },
+        body: JSON.stringify(validEvaluation()),
+      });
     const first = await post();
     const again = await post();
     expect([first.status, again.status]).toEqual([202, 202]);
@@ -295,14 +364,19 @@ describe('ingest API', () => {
         dimensions: createDimensionRegistry(),
         keys: createKeyResolver(f.database.db),
       });
-      const request = (path: string, init: RequestInit = {}) => app.request(path, { ...init, headers: { authorization: `Bearer ${f.keyA}`, 'content-type': 'application/json' } });
+      const request = (path: string, init: RequestInit = {}) =>
+        app.request(path, { ...init, headers: { authorization: `Bearer ${f.keyA}`, 'content-type': 'application/json' } });
       for (const res of [
         await request('/v1/evaluations', { method: 'POST', body: JSON.stringify(validEvaluation()) }),
         await request('/v1/evaluations:batch', { method: 'POST', body: JSON.stringify({ items: [validEvaluation(), validEvaluation()] }) }),
         await request('/v1/evaluations'),
         await request('/v1/evaluations/01a20dbf-f747-7000-9b29-178bbe1a7624'),
       ]) {
-        expect({ status: res.status, retryAfter: res.headers.get('retry-after'), type: res.headers.get('content-type') }).toEqual({ status: 503, retryAfter: '1', type: 'application/problem+json' });
+        expect({ status: res.status, retryAfter: res.headers.get('retry-after'), type: res.headers.get('content-type') }).toEqual({
+          status: 503,
+          retryAfter: '1',
+          type: 'application/problem+json',
+        });
       }
       // A batch with an invalid item still reports it as a 400 next to the 503 of the others.
       const mixed = await request('/v1/evaluations:batch', { method: 'POST', body: JSON.stringify({ items: [validEvaluation(), { prompt: 'x' }] }) });

@@ -17,11 +17,15 @@ describe('evalbox api process', () => {
     database = await createTestDatabase({ max: 2 });
     port = await freePort();
     adminPort = await freePort();
-    child = spawn('node', ['bin/evalbox.js', 'api', '--port', String(port), '--admin-port', String(adminPort), '--database-url', database.url, '--body-limit', '4096'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      // Flags must win over these.
-      env: { ...process.env, EVALBOX_API_PORT: '1', EVALBOX_ADMIN_PORT: '2', EVALBOX_LOG_LEVEL: 'debug' },
-    });
+    child = spawn(
+      'node',
+      ['bin/evalbox.js', 'api', '--port', String(port), '--admin-port', String(adminPort), '--database-url', database.url, '--body-limit', '4096'],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        // Flags must win over these.
+        env: { ...process.env, EVALBOX_API_PORT: '1', EVALBOX_ADMIN_PORT: '2', EVALBOX_LOG_LEVEL: 'debug' },
+      },
+    );
     child.stderr?.on('data', (d) => (stderr += d));
     await waitFor(async () => (await fetch(`http://127.0.0.1:${adminPort}/healthz`)).ok, { what: 'the api to listen', timeoutMs: 30_000 });
   });
@@ -46,13 +50,20 @@ describe('evalbox api process', () => {
   it('reads bodies from the socket within the limit: 413 declared or streamed, 415, 400 malformed, BOM tolerated', async () => {
     const { key } = await createApiKey(database.db, 'limits-app');
     const post = (body: string | ReadableStream<Uint8Array>, headers: Record<string, string> = {}, extra: RequestInit = {}) =>
-      fetch(`http://127.0.0.1:${port}/v1/evaluations`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...headers }, body, ...extra });
+      fetch(`http://127.0.0.1:${port}/v1/evaluations`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...headers },
+        body,
+        ...extra,
+      });
     const big = JSON.stringify({ prompt: 'p', response: 'x'.repeat(5000) });
     const declared = await post(big);
     expect({ status: declared.status, type: declared.headers.get('content-type') }).toEqual({ status: 413, type: 'application/problem+json' });
     // Without Content-Length (chunked), the limit is enforced while reading.
     const chunks = [big.slice(0, 2000), big.slice(2000)];
-    const stream = new ReadableStream({ pull: (controller) => void (chunks.length ? controller.enqueue(new TextEncoder().encode(chunks.shift())) : controller.close()) });
+    const stream = new ReadableStream({
+      pull: (controller) => void (chunks.length ? controller.enqueue(new TextEncoder().encode(chunks.shift())) : controller.close()),
+    });
     const streamed = await post(stream, {}, { duplex: 'half' } as RequestInit);
     expect(streamed.status).toBe(413);
     expect((await post('{"prompt":', {})).status).toBe(400);
@@ -82,7 +93,11 @@ describe('evalbox api process', () => {
 
   it('readyz checks the database: 503 while Postgres is unreachable, healthz still 200', async () => {
     const downAdmin = await freePort();
-    const down = spawn('node', ['bin/evalbox.js', 'api', '--port', '0', '--admin-port', String(downAdmin), '--database-url', `postgres://evalbox@127.0.0.1:${await freePort()}/evalbox`], { stdio: 'ignore' });
+    const down = spawn(
+      'node',
+      ['bin/evalbox.js', 'api', '--port', '0', '--admin-port', String(downAdmin), '--database-url', `postgres://evalbox@127.0.0.1:${await freePort()}/evalbox`],
+      { stdio: 'ignore' },
+    );
     try {
       await waitFor(async () => (await fetch(`http://127.0.0.1:${downAdmin}/healthz`)).ok, { what: 'the second api to listen', timeoutMs: 30_000 });
       expect((await fetch(`http://127.0.0.1:${downAdmin}/readyz`)).status).toBe(503);
@@ -99,22 +114,36 @@ describe('evalbox api process', () => {
     // API's INSERT … ON CONFLICT wait for this transaction.
     const blocker = await database.pool.connect();
     await blocker.query('BEGIN');
-    await blocker.query(`INSERT INTO evaluations (id, application_id, prompt, response, dimensions, idempotency_key) VALUES ('00000000-0000-7000-8000-0000000000aa', 'drain-app', 'p', 'r', '{toxicity}', 'drain-1')`);
+    await blocker.query(
+      `INSERT INTO evaluations (id, application_id, prompt, response, dimensions, idempotency_key) VALUES ('00000000-0000-7000-8000-0000000000aa', 'drain-app', 'p', 'r', '{toxicity}', 'drain-1')`,
+    );
     const inflight = fetch(`http://127.0.0.1:${port}/v1/evaluations`, {
       method: 'POST',
       headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'idempotency-key': 'drain-1' },
       body: JSON.stringify({ prompt: 'Say hi', response: 'hi' }),
     });
-    await waitFor(async () => {
-      const { rows } = await database.pool.query(`SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'evalbox-api' AND wait_event_type = 'Lock'`);
-      return rows.length === 1;
-    }, { what: 'the API request to wait on the row lock' });
+    await waitFor(
+      async () => {
+        const { rows } = await database.pool.query(
+          `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'evalbox-api' AND wait_event_type = 'Lock'`,
+        );
+        return rows.length === 1;
+      },
+      { what: 'the API request to wait on the row lock' },
+    );
 
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     child.kill('SIGTERM');
     await waitFor(() => stderr.includes('shutting down'), { what: 'the shutdown to begin' });
     // Intake has stopped: a new connection is refused while the old request is still running.
-    await waitFor(async () => fetch(`http://127.0.0.1:${port}/v1/dimensions`).then(() => false, () => true), { what: 'the port to stop accepting' });
+    await waitFor(
+      async () =>
+        fetch(`http://127.0.0.1:${port}/v1/dimensions`).then(
+          () => false,
+          () => true,
+        ),
+      { what: 'the port to stop accepting' },
+    );
     expect(child.exitCode).toBeNull();
 
     await blocker.query('ROLLBACK');
@@ -126,9 +155,17 @@ describe('evalbox api process', () => {
     expect(await exited).toBe(0);
     // Promptly: the drained keep-alive connection does not hold the exit until its idle timeout.
     expect(Date.now() - t0).toBeLessThan(2_000);
-    expect(await database.db.selectFrom('outbox').select('id').where(sql<boolean>`payload->>'evaluationId' = ${evaluationId}`).execute()).toHaveLength(1);
+    expect(
+      await database.db
+        .selectFrom('outbox')
+        .select('id')
+        .where(sql<boolean>`payload->>'evaluationId' = ${evaluationId}`)
+        .execute(),
+    ).toHaveLength(1);
     // The pool was closed: no connection of the API is left.
-    const { rows } = await database.pool.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'evalbox-api'`);
+    const { rows } = await database.pool.query(
+      `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'evalbox-api'`,
+    );
     expect(rows[0]).toEqual({ n: 0 });
   });
 });

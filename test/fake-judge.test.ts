@@ -6,8 +6,18 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/glob
 import { startFakeJudge, type FakeJudge } from '../scripts/fake-judge/server.js';
 import { waitFor } from './helpers.js';
 
-const likertSchema = { type: 'object', properties: { reasoning: { type: 'string' }, score: { type: 'integer', enum: [1, 2, 3, 4, 5] } }, required: ['reasoning', 'score'], additionalProperties: false };
-const labelSchema = { type: 'object', properties: { reasoning: { type: 'string' }, label: { type: 'string', enum: ['none', 'mild', 'severe'] } }, required: ['reasoning', 'label'], additionalProperties: false };
+const likertSchema = {
+  type: 'object',
+  properties: { reasoning: { type: 'string' }, score: { type: 'integer', enum: [1, 2, 3, 4, 5] } },
+  required: ['reasoning', 'score'],
+  additionalProperties: false,
+};
+const labelSchema = {
+  type: 'object',
+  properties: { reasoning: { type: 'string' }, label: { type: 'string', enum: ['none', 'mild', 'severe'] } },
+  required: ['reasoning', 'label'],
+  additionalProperties: false,
+};
 
 function chat(user: string, schema?: object, system = 'You are a judge.') {
   return {
@@ -24,17 +34,23 @@ function chat(user: string, schema?: object, system = 'You are a judge.') {
 interface Completion {
   object: string;
   model: string;
-  choices: { message: { role: string; content: string } ; finish_reason: string }[];
+  choices: { message: { role: string; content: string }; finish_reason: string }[];
   usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number };
 }
 
 describe('fake judge', () => {
   let fake: FakeJudge;
   const post = async (body: unknown, path = '/v1/chat/completions', signal?: AbortSignal) => {
-    const response = await fetch(`${fake.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), ...(signal ? { signal } : {}) });
+    const response = await fetch(`${fake.url}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+      ...(signal ? { signal } : {}),
+    });
     return { status: response.status, headers: response.headers, json: (await response.json()) as Record<string, unknown> };
   };
-  const content = (json: Record<string, unknown>) => JSON.parse((json as unknown as Completion).choices[0]?.message.content as string) as Record<string, unknown>;
+  const content = (json: Record<string, unknown>) =>
+    JSON.parse((json as unknown as Completion).choices[0]?.message.content as string) as Record<string, unknown>;
 
   beforeAll(async () => {
     fake = await startFakeJudge();
@@ -50,7 +66,11 @@ describe('fake judge', () => {
     const b = await post(chat('<RESPONSE>hello</RESPONSE>', likertSchema));
     expect(a.status).toBe(200);
     const completion = a.json as unknown as Completion;
-    expect(completion).toMatchObject({ object: 'chat.completion', model: 'fake-judge-1', choices: [{ message: { role: 'assistant' }, finish_reason: 'stop' }] });
+    expect(completion).toMatchObject({
+      object: 'chat.completion',
+      model: 'fake-judge-1',
+      choices: [{ message: { role: 'assistant' }, finish_reason: 'stop' }],
+    });
     const verdict = content(a.json);
     expect(Object.keys(verdict)).toEqual(['reasoning', 'score']);
     expect([1, 2, 3, 4, 5]).toContain(verdict.score);
@@ -156,7 +176,14 @@ describe('fake judge', () => {
     await post(chat('one', likertSchema));
     await post(chat('two', likertSchema));
     const stats = (await (await fetch(`${fake.url}/_stats`)).json()) as Record<string, unknown>;
-    expect(stats).toMatchObject({ total: 3, distinctContent: 2, duplicates: 1, byMode: { 'rate-limit': 1, ok: 2 }, byOutcome: { rate_limited: 1, ok: 2 }, byResponseFormat: { json_schema: 3, plain: 0 } });
+    expect(stats).toMatchObject({
+      total: 3,
+      distinctContent: 2,
+      duplicates: 1,
+      byMode: { 'rate-limit': 1, ok: 2 },
+      byOutcome: { rate_limited: 1, ok: 2 },
+      byResponseFormat: { json_schema: 3, plain: 0 },
+    });
     expect(Object.values(stats.byContentHash as Record<string, number>).sort()).toEqual([1, 2]);
     await post({}, '/_stats/reset');
     expect(fake.stats().total).toBe(0);
@@ -176,11 +203,17 @@ describe('fake judge', () => {
 
 describe('evalbox fake-judge', () => {
   it('runs as a process: prints its URL, serves the scripted mode, exits 0 on SIGTERM', async () => {
-    const child = spawn('node', ['bin/evalbox.js', 'fake-judge', '--port', '0', '--mode', 'rate-limit', '--retry-after', '4', '--latency-ms', '1-3'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('node', ['bin/evalbox.js', 'fake-judge', '--port', '0', '--mode', 'rate-limit', '--retry-after', '4', '--latency-ms', '1-3'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
     const url = await waitFor(() => /listening on (http:\/\/\S+)/.exec(out)?.[1], { what: 'the listening line', timeoutMs: 20_000 });
-    const response = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(chat('x', likertSchema)) });
+    const response = await fetch(`${url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(chat('x', likertSchema)),
+    });
     expect(response.status).toBe(429);
     expect(response.headers.get('retry-after')).toBe('4');
     const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));

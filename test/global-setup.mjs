@@ -2,9 +2,11 @@
 // each test file clones it (see helpers.ts). Plain JS: jest loads global setup outside its
 // module system.
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 
-export const TEMPLATE_DB = 'evalbox_test_template';
+// One template per checkout (the same rule as db-names.ts), so checkouts can share one Postgres.
+export const TEMPLATE_DB = `evalbox_test_template_${createHash('sha1').update(process.cwd()).digest('hex').slice(0, 8)}`;
 
 export default async function globalSetup() {
   const base = process.env.DATABASE_URL;

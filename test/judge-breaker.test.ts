@@ -15,7 +15,12 @@ function setup(options: BreakerOptions = {}) {
   events.on('judge:circuitOpened', (e) => log.push(`opened:${e.retryAfterMs}`));
   events.on('judge:circuitHalfOpen', () => log.push('half_open'));
   events.on('judge:circuitClosed', () => log.push('closed'));
-  const breaker = new CircuitBreaker('primary', { windowSize: 10, windowMs: 60_000, minCalls: 4, failureRate: 0.5, coolDownMs: 5000, maxCoolDownMs: 12_000, probeRetryMs: 700, ...options }, clock, events);
+  const breaker = new CircuitBreaker(
+    'primary',
+    { windowSize: 10, windowMs: 60_000, minCalls: 4, failureRate: 0.5, coolDownMs: 5000, maxCoolDownMs: 12_000, probeRetryMs: 700, ...options },
+    clock,
+    events,
+  );
   const call = (health: 'success' | 'failure' | 'ignore') => breaker.admit().record(health);
   return { clock, breaker, log, call };
 }

@@ -34,7 +34,13 @@ function configFor(url: string, extra: Record<string, unknown> = {}, endpoint: R
 const relevance = compileRubric(BUILTIN_RUBRICS.find((r) => r.id === 'judge_relevance') as (typeof BUILTIN_RUBRICS)[number]);
 function relevanceKey(inputs: typeof sample) {
   const normalised = normaliseInputs(relevance, inputs) as { inputs: NormalisedInputs };
-  return { dimension: 'judge_relevance', scorerVersion: relevance.version, judgeModel: 'fake-judge-1', promptHash: relevance.promptHash, inputsHash: inputsHash(relevance, normalised.inputs) };
+  return {
+    dimension: 'judge_relevance',
+    scorerVersion: relevance.version,
+    judgeModel: 'fake-judge-1',
+    promptHash: relevance.promptHash,
+    inputsHash: inputsHash(relevance, normalised.inputs),
+  };
 }
 
 describe('judge cache', () => {
@@ -83,7 +89,14 @@ describe('judge cache', () => {
     for (const hit of hits) {
       expect(hit).toMatchObject({ inputTokens: 0, outputTokens: 0, costUsd: 0, requests: 0, status: 'COMPLETED' });
       // The same verdict, model and prompt hash as the paid call: a hit never changes a result.
-      expect(hit).toMatchObject({ value: paid[0]?.value, rawValue: paid[0]?.rawValue, reasoning: paid[0]?.reasoning, judgeModel: paid[0]?.judgeModel, promptHash: paid[0]?.promptHash, scorerVersion: '1' });
+      expect(hit).toMatchObject({
+        value: paid[0]?.value,
+        rawValue: paid[0]?.rawValue,
+        reasoning: paid[0]?.reasoning,
+        judgeModel: paid[0]?.judgeModel,
+        promptHash: paid[0]?.promptHash,
+        scorerVersion: '1',
+      });
     }
     const rows = await sql<{ n: number }>`SELECT count(*)::int AS n FROM judge_cache`.execute(database.db);
     expect(rows.rows[0]?.n).toBe(1);
@@ -126,7 +139,9 @@ describe('judge cache', () => {
   it('takes over a claim whose holder died (expired), and pays once', async () => {
     const key = relevanceKey(sample);
     await sql`INSERT INTO judge_cache (dimension, scorer_version, judge_model, prompt_hash, inputs_hash, state, claimant, claim_expires_at)
-              VALUES (${key.dimension}, ${key.scorerVersion}, ${key.judgeModel}, ${key.promptHash}, ${key.inputsHash}, 'CLAIMED', 'dead-replica/1', now() - interval '1 second')`.execute(database.db);
+              VALUES (${key.dimension}, ${key.scorerVersion}, ${key.judgeModel}, ${key.promptHash}, ${key.inputsHash}, 'CLAIMED', 'dead-replica/1', now() - interval '1 second')`.execute(
+      database.db,
+    );
     const judge = judgeFor(configFor(fake.url));
     const outcome = await judge.score('judge_relevance', sample);
     expect(outcome).toMatchObject({ status: 'COMPLETED', cacheHit: false });
@@ -195,7 +210,8 @@ describe('judge cache', () => {
     const judge = judgeFor(configFor(fake.url, {}, { breaker: { minCalls: 3, failureRate: 0.5, coolDownMs: 60_000 } }));
     await judge.score('judge_relevance', sample);
     fake.control({ mode: 'error-burst' });
-    for (let i = 0; i < 2; i++) await expect(judge.score('judge_relevance', { ...sample, response: `other ${i}` })).rejects.toMatchObject({ code: 'JUDGE_SERVER_ERROR' });
+    for (let i = 0; i < 2; i++)
+      await expect(judge.score('judge_relevance', { ...sample, response: `other ${i}` })).rejects.toMatchObject({ code: 'JUDGE_SERVER_ERROR' });
     expect(judge.endpointState().open).toBe(true);
     expect(await judge.score('judge_relevance', sample)).toMatchObject({ cacheHit: true, status: 'COMPLETED' });
     await expect(judge.score('judge_relevance', { ...sample, response: 'new content' })).rejects.toMatchObject({ code: 'JUDGE_CIRCUIT_OPEN' });

@@ -65,7 +65,17 @@ describe('judge client', () => {
   it('parses a 1..5 verdict and normalises it to 0..1, recording tokens, cost, model and prompt hash', async () => {
     const judge = judgeFor(configFor(fake.url));
     const outcome = await judge.score('judge_relevance', sample);
-    expect(outcome).toMatchObject({ dimension: 'judge_relevance', status: 'COMPLETED', errorCode: null, judgeModel: 'fake-judge-1', cacheHit: false, requests: 1, responseFormat: 'json_schema', direction: 'higher_is_better', scorerVersion: '1' });
+    expect(outcome).toMatchObject({
+      dimension: 'judge_relevance',
+      status: 'COMPLETED',
+      errorCode: null,
+      judgeModel: 'fake-judge-1',
+      cacheHit: false,
+      requests: 1,
+      responseFormat: 'json_schema',
+      direction: 'higher_is_better',
+      scorerVersion: '1',
+    });
     expect([1, 2, 3, 4, 5]).toContain(outcome.rawValue);
     expect(outcome.value).toBeCloseTo(((outcome.rawValue as number) - 1) / 4, 10);
     expect(outcome.reasoning).toMatch(/fake verdict/);
@@ -116,7 +126,14 @@ describe('judge client', () => {
           res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { message: 'unsupported', type: 'invalid_request_error' } }));
           return;
         }
-        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ choices: [{ message: { role: 'assistant', content: '{"reasoning":"fine","score":4}' } }], usage: { prompt_tokens: 10, completion_tokens: 5 } }));
+        res
+          .writeHead(200, { 'content-type': 'application/json' })
+          .end(
+            JSON.stringify({
+              choices: [{ message: { role: 'assistant', content: '{"reasoning":"fine","score":4}' } }],
+              usage: { prompt_tokens: 10, completion_tokens: 5 },
+            }),
+          );
       });
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -243,7 +260,9 @@ describe('judge client', () => {
       req.on('data', (chunk: Buffer) => (body += chunk.toString()));
       req.on('end', () => {
         seen = JSON.parse(body) as Record<string, unknown>;
-        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ choices: [{ message: { content: '{"reasoning":"r","score":5}' } }], usage: { prompt_tokens: 1, completion_tokens: 1 } }));
+        res
+          .writeHead(200, { 'content-type': 'application/json' })
+          .end(JSON.stringify({ choices: [{ message: { content: '{"reasoning":"r","score":5}' } }], usage: { prompt_tokens: 1, completion_tokens: 1 } }));
       });
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

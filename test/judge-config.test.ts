@@ -17,8 +17,24 @@ describe('judge configuration', () => {
   });
 
   it('builds one endpoint from EVALBOX_JUDGE_BASE_URL / _MODEL / _API_KEY', () => {
-    const config = loadJudgeConfig({ EVALBOX_JUDGE_BASE_URL: 'https://api.example.com/v1', EVALBOX_JUDGE_MODEL: 'gpt-x', EVALBOX_JUDGE_API_KEY: 'sk-1', EVALBOX_JUDGE_CONCURRENCY: '16', EVALBOX_JUDGE_TIMEOUT_MS: '9000' });
-    expect(config?.endpoints).toEqual([expect.objectContaining({ name: 'default', baseUrl: 'https://api.example.com/v1', model: 'gpt-x', apiKey: 'sk-1', maxConcurrency: 16, timeoutMs: 9000, responseFormat: 'json_schema' })]);
+    const config = loadJudgeConfig({
+      EVALBOX_JUDGE_BASE_URL: 'https://api.example.com/v1',
+      EVALBOX_JUDGE_MODEL: 'gpt-x',
+      EVALBOX_JUDGE_API_KEY: 'sk-1',
+      EVALBOX_JUDGE_CONCURRENCY: '16',
+      EVALBOX_JUDGE_TIMEOUT_MS: '9000',
+    });
+    expect(config?.endpoints).toEqual([
+      expect.objectContaining({
+        name: 'default',
+        baseUrl: 'https://api.example.com/v1',
+        model: 'gpt-x',
+        apiKey: 'sk-1',
+        maxConcurrency: 16,
+        timeoutMs: 9000,
+        responseFormat: 'json_schema',
+      }),
+    ]);
     expect(config?.defaultEndpoint).toBe('default');
     expect(config?.rubrics.map((r) => r.id)).toEqual(['judge_faithfulness', 'judge_relevance', 'judge_helpfulness', 'judge_toxicity']);
     expect(() => loadJudgeConfig({ EVALBOX_JUDGE_BASE_URL: 'https://x' })).toThrow(/EVALBOX_JUDGE_MODEL/);
@@ -36,7 +52,18 @@ describe('judge configuration', () => {
           defaultEndpoint: 'cheap',
           dimensions: { judge_faithfulness: { endpoint: 'smart', samplingRate: 0.25 }, judge_toxicity: { enabled: false } },
           prices: { small: { inputPerMTok: 0.15, outputPerMTok: 0.6 } },
-          rubrics: [{ id: 'judge_tone', name: 'Tone', criteria: 'Is it polite?', inputs: ['response'], labels: [{ label: 'rude', value: 0 }, { label: 'polite', value: 1 }] }],
+          rubrics: [
+            {
+              id: 'judge_tone',
+              name: 'Tone',
+              criteria: 'Is it polite?',
+              inputs: ['response'],
+              labels: [
+                { label: 'rude', value: 0 },
+                { label: 'polite', value: 1 },
+              ],
+            },
+          ],
         },
         { CHEAP_KEY: 'sk-cheap' },
       ),
@@ -48,7 +75,13 @@ describe('judge configuration', () => {
     const dims = judgeDimensionDefinitions(config!);
     expect(dims.map((d) => d.id)).toEqual(['judge_faithfulness', 'judge_relevance', 'judge_helpfulness', 'judge_tone']);
     expect(dims.find((d) => d.id === 'judge_faithfulness')?.samplingRate).toBe(0.25);
-    expect(dims.find((d) => d.id === 'judge_tone')).toMatchObject({ scorerKind: 'LLM_JUDGE', scorerName: 'llm-judge-tone', scorerVersion: '1', requiredInputs: ['response'], direction: 'higher_is_better' });
+    expect(dims.find((d) => d.id === 'judge_tone')).toMatchObject({
+      scorerKind: 'LLM_JUDGE',
+      scorerName: 'llm-judge-tone',
+      scorerVersion: '1',
+      requiredInputs: ['response'],
+      direction: 'higher_is_better',
+    });
     expect(costOf(config!.prices, 'small', 1_000_000, 1_000_000)).toBeCloseTo(0.75, 10);
     expect(costOf(config!.prices, 'large', 10, 10)).toBeNull();
   });
@@ -56,8 +89,17 @@ describe('judge configuration', () => {
   it('names the failing field of an invalid file, and refuses inconsistent references', () => {
     expect(() => loadJudgeConfig(...fileEnv({ endpoints: [{ name: 'x', baseUrl: 'ftp://nope', model: 'm' }] }))).toThrow(/\/endpoints\/0\/baseUrl/);
     expect(() => loadJudgeConfig(...fileEnv({ endpoints: [{ name: 'x', baseUrl: 'http://a', model: 'm', maxConcurency: 3 }] }))).toThrow(/maxConcurency/);
-    expect(() => loadJudgeConfig(...fileEnv({ endpoints: [{ name: 'x', baseUrl: 'http://a', model: 'm' }], dimensions: { judge_relevance: { endpoint: 'y' } } }))).toThrow(/unknown endpoint "y"/);
-    expect(() => loadJudgeConfig(...fileEnv({ endpoints: [{ name: 'x', baseUrl: 'http://a', model: 'm' }], rubrics: [{ id: 'judge_relevance', name: 'n', criteria: 'c', inputs: ['response'] }] }))).toThrow(/defined twice/);
+    expect(() =>
+      loadJudgeConfig(...fileEnv({ endpoints: [{ name: 'x', baseUrl: 'http://a', model: 'm' }], dimensions: { judge_relevance: { endpoint: 'y' } } })),
+    ).toThrow(/unknown endpoint "y"/);
+    expect(() =>
+      loadJudgeConfig(
+        ...fileEnv({
+          endpoints: [{ name: 'x', baseUrl: 'http://a', model: 'm' }],
+          rubrics: [{ id: 'judge_relevance', name: 'n', criteria: 'c', inputs: ['response'] }],
+        }),
+      ),
+    ).toThrow(/defined twice/);
     expect(() => loadJudgeConfig(...fileEnv({ endpoints: [{ name: 'x', baseUrl: 'http://a', model: 'm', apiKeyEnv: 'MISSING_KEY' }] }))).toThrow(/MISSING_KEY/);
     expect(() => loadJudgeConfig({ EVALBOX_JUDGE_CONFIG: '/nope.json' }, () => '{not json')).toThrow(ConfigError);
   });
@@ -99,8 +141,24 @@ describe('judge configuration in use', () => {
         ],
         dimensions: { judge_faithfulness: { endpoint: 'smart' } },
         rubrics: [
-          { id: 'judge_conciseness', name: 'Conciseness', criteria: 'Is it as short as it can be?', inputs: ['prompt', 'response'], scale: { min: 1, max: 10 } },
-          { id: 'judge_tone', name: 'Tone', criteria: 'Is it polite?', inputs: ['response'], labels: [{ label: 'rude', value: 0 }, { label: 'neutral', value: 0.5 }, { label: 'polite', value: 1 }] },
+          {
+            id: 'judge_conciseness',
+            name: 'Conciseness',
+            criteria: 'Is it as short as it can be?',
+            inputs: ['prompt', 'response'],
+            scale: { min: 1, max: 10 },
+          },
+          {
+            id: 'judge_tone',
+            name: 'Tone',
+            criteria: 'Is it polite?',
+            inputs: ['response'],
+            labels: [
+              { label: 'rude', value: 0 },
+              { label: 'neutral', value: 0.5 },
+              { label: 'polite', value: 1 },
+            ],
+          },
         ],
       }),
     )!;
@@ -119,7 +177,14 @@ describe('judge configuration in use', () => {
       expect(faithful).toMatchObject({ status: 'COMPLETED', judgeModel: 'large', endpoint: 'smart' });
       expect(judge.endpointOf('judge_faithfulness')).toBe('smart');
       expect([cheap.stats().total, smart.stats().total]).toEqual([2, 1]);
-      expect([...judge.scorers().keys()]).toEqual(['judge_faithfulness', 'judge_relevance', 'judge_helpfulness', 'judge_toxicity', 'judge_conciseness', 'judge_tone']);
+      expect([...judge.scorers().keys()]).toEqual([
+        'judge_faithfulness',
+        'judge_relevance',
+        'judge_helpfulness',
+        'judge_toxicity',
+        'judge_conciseness',
+        'judge_tone',
+      ]);
     } finally {
       await judge.close();
     }

@@ -13,7 +13,8 @@ function setup(options: Partial<ConstructorParameters<typeof AimdLimiter>[1]> = 
   const clock = new ManualClock();
   const events = createJudgeEvents();
   const seen: { name: keyof JudgeEvents; payload: unknown }[] = [];
-  for (const name of ['judge:throttled', 'judge:unthrottled', 'judge:limitChanged'] as const) events.on(name, (payload: unknown) => seen.push({ name, payload }));
+  for (const name of ['judge:throttled', 'judge:unthrottled', 'judge:limitChanged'] as const)
+    events.on(name, (payload: unknown) => seen.push({ name, payload }));
   const limiter = new AimdLimiter('primary', { maxLimit: 8, ...options }, clock, events);
   return { clock, limiter, seen };
 }

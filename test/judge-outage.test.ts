@@ -55,7 +55,10 @@ describe('guarantee 6: a provider outage is not a DLT flood', () => {
     judge = createJudge({ config: configFor(fake.url, { breaker: { minCalls: 4, failureRate: 0.5, coolDownMs: 600, windowSize: 20 } }) });
     const registry = new Registry();
     registerJudgeMetrics(registry, judge.events);
-    initJudgeGauges(registry, judge.endpointStates().map((s) => ({ endpoint: s.endpoint, limit: s.limit })));
+    initJudgeGauges(
+      registry,
+      judge.endpointStates().map((s) => ({ endpoint: s.endpoint, limit: s.limit })),
+    );
     const log: string[] = [];
     judge.events.on('judge:circuitOpened', () => log.push('opened'));
     judge.events.on('judge:circuitHalfOpen', () => log.push('half_open'));

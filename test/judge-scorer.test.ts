@@ -42,7 +42,16 @@ describe('LLM judge in the scoring consumer', () => {
   async function start(options: { maxAttempts?: number; wrapStore?: (s: ScoreStore) => ScoreStore } = {}) {
     const config = loadJudgeConfig({ EVALBOX_JUDGE_CONFIG: '/judge.json' }, () =>
       JSON.stringify({
-        endpoints: [{ name: 'fake', baseUrl: fake.url, model: 'fake-judge-1', timeoutMs: 2000, maxConcurrency: 8, breaker: { minCalls: 4, failureRate: 0.5, coolDownMs: 1000, maxCoolDownMs: 2000, windowMs: 10_000 } }],
+        endpoints: [
+          {
+            name: 'fake',
+            baseUrl: fake.url,
+            model: 'fake-judge-1',
+            timeoutMs: 2000,
+            maxConcurrency: 8,
+            breaker: { minCalls: 4, failureRate: 0.5, coolDownMs: 1000, maxCoolDownMs: 2000, windowMs: 10_000 },
+          },
+        ],
         prices: { 'fake-judge-1': { inputPerMTok: 1, outputPerMTok: 2 } },
       }),
     );
@@ -63,9 +72,16 @@ describe('LLM judge in the scoring consumer', () => {
   }
 
   const statuses = async (ids: string[]) =>
-    (await database.db.selectFrom('scores').select(['status', 'error_code', 'value', 'cache_hit', 'input_tokens', 'cost_usd']).where('evaluation_id', 'in', ids).where('dimension', '=', 'judge_relevance').execute());
+    await database.db
+      .selectFrom('scores')
+      .select(['status', 'error_code', 'value', 'cache_hit', 'input_tokens', 'cost_usd'])
+      .where('evaluation_id', 'in', ids)
+      .where('dimension', '=', 'judge_relevance')
+      .execute();
   const allTerminal = async (ids: string[]) =>
-    Number((await sql<{ n: string }>`SELECT count(*) AS n FROM evaluations WHERE id = ANY(${ids}::uuid[]) AND status <> 'PENDING'`.execute(database.db)).rows[0]?.n) === ids.length;
+    Number(
+      (await sql<{ n: string }>`SELECT count(*) AS n FROM evaluations WHERE id = ANY(${ids}::uuid[]) AND status <> 'PENDING'`.execute(database.db)).rows[0]?.n,
+    ) === ids.length;
 
   it('guarantee 4: identical content across 100 evaluations makes one paid call', async () => {
     const topics = await start();
@@ -120,7 +136,11 @@ describe('LLM judge in the scoring consumer', () => {
     // Still paused and nothing terminal near the end of the outage: the breaker holds it all back.
     await new Promise((resolve) => setTimeout(resolve, Math.max(0, outageEnds - Date.now() - 5_000)));
     expect(harness?.consumer.held()).toBe(true);
-    expect(await sql<{ n: string }>`SELECT count(*) AS n FROM evaluations WHERE id = ANY(${ids}::uuid[]) AND status <> 'PENDING'`.execute(database.db).then((r) => Number(r.rows[0]?.n))).toBe(0);
+    expect(
+      await sql<{ n: string }>`SELECT count(*) AS n FROM evaluations WHERE id = ANY(${ids}::uuid[]) AND status <> 'PENDING'`
+        .execute(database.db)
+        .then((r) => Number(r.rows[0]?.n)),
+    ).toBe(0);
     const duringOutage = fake.stats().total;
     await waitFor(() => allTerminal(ids), { what: 'every evaluation terminal after the outage', timeoutMs: 40_000 });
     expect((await statuses(ids)).every((r) => r.status === 'COMPLETED')).toBe(true);
@@ -143,10 +163,13 @@ describe('LLM judge in the scoring consumer', () => {
     expect(fake.stats().total).toBe(2);
     const status = await database.db.selectFrom('evaluations').select('status').where('id', '=', data.evaluationId).executeTakeFirstOrThrow();
     expect(status.status).toBe('PARTIALLY_SCORED');
-    const dead = await waitFor(async () => {
-      const records = await readDeadLetters(kafkaBrokers(), topics.dlt);
-      return records.length ? records : undefined;
-    }, { what: 'the dead letter' });
+    const dead = await waitFor(
+      async () => {
+        const records = await readDeadLetters(kafkaBrokers(), topics.dlt);
+        return records.length ? records : undefined;
+      },
+      { what: 'the dead letter' },
+    );
     expect(dead[0]?.headers).toMatchObject({ dlt_error_code: 'JUDGE_UNPARSEABLE', dlt_dimension: 'judge_relevance' });
   });
 
@@ -186,11 +209,28 @@ describe('two scorer processes sharing one judge provider', () => {
         await produceEvent(producer, topics.events, data);
         ids.push(data.evaluationId);
       }
-      const env = { ...process.env, EVALBOX_TOPIC_EVENTS: topics.events, EVALBOX_TOPIC_SCORES: topics.scores, EVALBOX_TOPIC_DLT: topics.dlt, EVALBOX_JUDGE_BASE_URL: fake.url, EVALBOX_JUDGE_MODEL: 'fake-judge-1', EVALBOX_LOG_LEVEL: 'warn' };
+      const env = {
+        ...process.env,
+        EVALBOX_TOPIC_EVENTS: topics.events,
+        EVALBOX_TOPIC_SCORES: topics.scores,
+        EVALBOX_TOPIC_DLT: topics.dlt,
+        EVALBOX_JUDGE_BASE_URL: fake.url,
+        EVALBOX_JUDGE_MODEL: 'fake-judge-1',
+        EVALBOX_LOG_LEVEL: 'warn',
+      };
       for (let i = 0; i < 2; i++) {
-        children.push(spawn('node', ['bin/evalbox.js', 'scorer', '--database-url', database.url, '--kafka-brokers', kafkaBrokers(), '--group', 'two-replicas'], { env, stdio: 'ignore' }));
+        children.push(
+          spawn('node', ['bin/evalbox.js', 'scorer', '--database-url', database.url, '--kafka-brokers', kafkaBrokers(), '--group', 'two-replicas'], {
+            env,
+            stdio: 'ignore',
+          }),
+        );
       }
-      await waitFor(async () => Number((await sql<{ n: string }>`SELECT count(*) AS n FROM evaluations WHERE status <> 'PENDING'`.execute(database.db)).rows[0]?.n) === ids.length, { what: 'every evaluation terminal', timeoutMs: 90_000 });
+      await waitFor(
+        async () =>
+          Number((await sql<{ n: string }>`SELECT count(*) AS n FROM evaluations WHERE status <> 'PENDING'`.execute(database.db)).rows[0]?.n) === ids.length,
+        { what: 'every evaluation terminal', timeoutMs: 90_000 },
+      );
       const rows = await database.db.selectFrom('scores').select(['status', 'cache_hit']).where('dimension', '=', 'judge_relevance').execute();
       expect(rows).toHaveLength(60);
       expect(rows.every((r) => r.status === 'COMPLETED')).toBe(true);

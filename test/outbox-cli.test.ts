@@ -12,17 +12,23 @@ describe('evalbox outbox', () => {
     const r = spawnSync('node', ['bin/evalbox.js', 'outbox', ...args, '--database-url', database.url], { encoding: 'utf8' });
     return { status: r.status, stdout: r.stdout, stderr: r.stderr, json: () => JSON.parse(r.stdout) };
   };
-  const insert = (topic: string, key: string, n: number) => database.db.transaction().execute((trx) => insertOutboxEvents(trx, [{ topic, key, type: 'test.event', source: '/test', data: { n } }]));
+  const insert = (topic: string, key: string, n: number) =>
+    database.db.transaction().execute((trx) => insertOutboxEvents(trx, [{ topic, key, type: 'test.event', source: '/test', data: { n } }]));
 
   beforeAll(async () => {
     database = await createTestDatabase({ max: 4 });
     for (let n = 0; n < 3; n++) await insert('events', 'app-1', n);
     // The cursor passes the first two: they are published, the third is pending.
-    const second = (await sql<{ xid: string; seq: string }>`SELECT xid::text, seq::text FROM outbox ORDER BY xid, seq OFFSET 1 LIMIT 1`.execute(database.db)).rows[0];
-    await sql`INSERT INTO relay_leases (shard, owner, epoch, expires_at, cursor_xid, cursor_seq, published_at) VALUES (0, 'r1', 1, now() + interval '1 minute', ${second?.xid}::xid8, ${second?.seq}::bigint, now())`.execute(database.db);
+    const second = (await sql<{ xid: string; seq: string }>`SELECT xid::text, seq::text FROM outbox ORDER BY xid, seq OFFSET 1 LIMIT 1`.execute(database.db))
+      .rows[0];
+    await sql`INSERT INTO relay_leases (shard, owner, epoch, expires_at, cursor_xid, cursor_seq, published_at) VALUES (0, 'r1', 1, now() + interval '1 minute', ${second?.xid}::xid8, ${second?.seq}::bigint, now())`.execute(
+      database.db,
+    );
     await insert('scores', 'app-2', 9);
     await sql`INSERT INTO outbox_parked (id, seq, xid, shard, topic, key, type, source, headers, payload, created_at, error_code, error_message)
-              VALUES ('00000000-0000-7000-8000-0000000000c1', 999, '1', 0, 'events', 'app-1', 'test.event', '/test', '{}', '{"n":"parked"}', now(), 'ERR_MSG_SIZE_TOO_LARGE', 'too large')`.execute(database.db);
+              VALUES ('00000000-0000-7000-8000-0000000000c1', 999, '1', 0, 'events', 'app-1', 'test.event', '/test', '{}', '{"n":"parked"}', now(), 'ERR_MSG_SIZE_TOO_LARGE', 'too large')`.execute(
+      database.db,
+    );
   });
   afterAll(async () => database.drop());
 
@@ -68,7 +74,9 @@ describe('evalbox outbox', () => {
   });
 
   it('parked lists parked rows; redrive requeues one with the same event id, once', async () => {
-    expect(cli('parked', '--json').json()).toEqual([expect.objectContaining({ id: '00000000-0000-7000-8000-0000000000c1', error_code: 'ERR_MSG_SIZE_TOO_LARGE' })]);
+    expect(cli('parked', '--json').json()).toEqual([
+      expect.objectContaining({ id: '00000000-0000-7000-8000-0000000000c1', error_code: 'ERR_MSG_SIZE_TOO_LARGE' }),
+    ]);
     const first = cli('redrive', '00000000-0000-7000-8000-0000000000c1', '--json');
     expect(first.status).toBe(0);
     expect(first.json()).toEqual({ redriven: ['00000000-0000-7000-8000-0000000000c1'] });

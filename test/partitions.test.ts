@@ -13,7 +13,13 @@ describe('outbox partitions', () => {
   afterAll(async () => database.drop());
 
   const partitions = async () =>
-    (await sql<{ name: string }>`SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'outbox'::regclass ORDER BY 1`.execute(database.db)).rows.map((r) => r.name);
+    (
+      await sql<{
+        name: string;
+      }>`SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'outbox'::regclass ORDER BY 1`.execute(
+        database.db,
+      )
+    ).rows.map((r) => r.name);
 
   const insertAt = (day: string, key: string) =>
     sql`INSERT INTO outbox (id, shard, topic, key, type, source, payload, created_at)
@@ -34,7 +40,9 @@ describe('outbox partitions', () => {
     await insertAt('2031-01-02', 'a'); // will stay pending
     await insertAt('2031-01-03', 'a');
     // The cursor sits after the first row only.
-    const [first] = (await sql<{ xid: string; seq: string }>`SELECT xid::text, seq::text FROM outbox WHERE created_at < '2031-01-02' ORDER BY xid, seq`.execute(database.db)).rows;
+    const [first] = (
+      await sql<{ xid: string; seq: string }>`SELECT xid::text, seq::text FROM outbox WHERE created_at < '2031-01-02' ORDER BY xid, seq`.execute(database.db)
+    ).rows;
     await sql`INSERT INTO relay_leases (shard, cursor_xid, cursor_seq) VALUES (0, ${first?.xid}::xid8, ${first?.seq}::bigint)`.execute(database.db);
 
     const now = new Date('2031-03-10T08:00:00Z');

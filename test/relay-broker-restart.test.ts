@@ -37,11 +37,16 @@ describe('relay across a broker restart', () => {
     let n = 0;
     const write = async (count: number) => {
       for (let i = 0; i < count; i++) {
-        await database.db.transaction().execute((trx) => insertOutboxEvents(trx, [{ topic, key: `k${n % 3}`, type: 'test.event', source: '/test', data: { n: n++ } }]));
+        await database.db
+          .transaction()
+          .execute((trx) => insertOutboxEvents(trx, [{ topic, key: `k${n % 3}`, type: 'test.event', source: '/test', data: { n: n++ } }]));
       }
     };
     await write(50);
-    await waitFor(async () => (await database.db.selectFrom('relay_leases').select('cursor_seq').executeTakeFirst())?.cursor_seq === '50', { what: 'the first 50 events published', timeoutMs: 30_000 });
+    await waitFor(async () => (await database.db.selectFrom('relay_leases').select('cursor_seq').executeTakeFirst())?.cursor_seq === '50', {
+      what: 'the first 50 events published',
+      timeoutMs: 30_000,
+    });
 
     await stopKafka(broker as KafkaState);
     await write(100); // the relay cannot publish these yet

@@ -21,7 +21,12 @@ export const FAST_RELAY: RelaySettings = {
   partitionMaintenanceMs: 600_000,
 };
 
-export function startTestRelay(database: TestDatabase, settings: Partial<RelaySettings> = {}, brokers = kafkaBrokers(), producerConfig: Record<string, unknown> = {}): Relay {
+export function startTestRelay(
+  database: TestDatabase,
+  settings: Partial<RelaySettings> = {},
+  brokers = kafkaBrokers(),
+  producerConfig: Record<string, unknown> = {},
+): Relay {
   return createRelay({
     db: database.db,
     databaseUrl: database.url,

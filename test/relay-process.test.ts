@@ -8,16 +8,34 @@ import { collectTopic, createTopic } from './relay-helpers.js';
 
 function spawnRelay(database: TestDatabase, topic: string): ChildProcess & { output: () => string } {
   let output = '';
-  const child = spawn('node', ['bin/evalbox.js', 'relay', '--database-url', database.url, '--kafka-brokers', kafkaBrokers(), '--lease-ttl-ms', '2000', '--heartbeat-ms', '400', '--batch-size', '100'], {
-    env: { ...process.env, EVALBOX_TOPIC_EVENTS: topic, EVALBOX_TOPIC_SCORES: `${topic}.scores`, EVALBOX_LOG_LEVEL: 'info' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    'node',
+    [
+      'bin/evalbox.js',
+      'relay',
+      '--database-url',
+      database.url,
+      '--kafka-brokers',
+      kafkaBrokers(),
+      '--lease-ttl-ms',
+      '2000',
+      '--heartbeat-ms',
+      '400',
+      '--batch-size',
+      '100',
+    ],
+    {
+      env: { ...process.env, EVALBOX_TOPIC_EVENTS: topic, EVALBOX_TOPIC_SCORES: `${topic}.scores`, EVALBOX_LOG_LEVEL: 'info' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   child.stdout?.on('data', (d) => (output += d));
   child.stderr?.on('data', (d) => (output += d));
   return Object.assign(child, { output: () => output });
 }
 
-const exitOf = (child: ChildProcess) => new Promise<number | null>((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.once('exit', (code) => resolve(code))));
+const exitOf = (child: ChildProcess) =>
+  new Promise<number | null>((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.once('exit', (code) => resolve(code))));
 
 describe('relay processes', () => {
   let database: TestDatabase;
@@ -31,7 +49,8 @@ describe('relay processes', () => {
   });
 
   const lease = () => database.db.selectFrom('relay_leases').selectAll().where('shard', '=', 0).executeTakeFirst();
-  const insert = (topic: string, n: number) => database.db.transaction().execute((trx) => insertOutboxEvents(trx, [{ topic, key: `k${n % 5}`, type: 'test.event', source: '/test', data: { n } }]));
+  const insert = (topic: string, n: number) =>
+    database.db.transaction().execute((trx) => insertOutboxEvents(trx, [{ topic, key: `k${n % 5}`, type: 'test.event', source: '/test', data: { n } }]));
 
   it('guarantee 2: a standby takes over within 5 s of the leader’s kill -9, with no loss and only bounded duplicates', async () => {
     const topic = await createTopic();
@@ -53,10 +72,13 @@ describe('relay processes', () => {
       const before = await lease();
       a.kill('SIGKILL');
       const killedAt = Date.now();
-      const takeover = await waitFor(async () => {
-        const l = await lease();
-        return l && l.owner?.includes(`-${b.pid}-`) && Number(l.epoch) > Number(before?.epoch) ? Date.now() - killedAt : undefined;
-      }, { what: 'B to take over', timeoutMs: 10_000 });
+      const takeover = await waitFor(
+        async () => {
+          const l = await lease();
+          return l && l.owner?.includes(`-${b.pid}-`) && Number(l.epoch) > Number(before?.epoch) ? Date.now() - killedAt : undefined;
+        },
+        { what: 'B to take over', timeoutMs: 10_000 },
+      );
       expect(takeover).toBeLessThan(5_000);
       await new Promise((r) => setTimeout(r, 500));
       writing = false;
@@ -91,7 +113,9 @@ describe('relay processes', () => {
       const expired = await sql<{ expired: boolean }>`SELECT expires_at < now() AS expired FROM relay_leases WHERE shard = 0`.execute(database.db);
       expect(expired.rows).toEqual([{ expired: true }]);
       // Everything at or before the cursor is on Kafka.
-      const behindCursor = await sql<{ id: string }>`SELECT o.id FROM outbox o, relay_leases l WHERE l.shard = 0 AND (o.xid, o.seq) <= (l.cursor_xid, l.cursor_seq)`.execute(database.db);
+      const behindCursor = await sql<{
+        id: string;
+      }>`SELECT o.id FROM outbox o, relay_leases l WHERE l.shard = 0 AND (o.xid, o.seq) <= (l.cursor_xid, l.cursor_seq)`.execute(database.db);
       await waitFor(() => collector.received.length >= behindCursor.rows.length, { what: 'the consumer to catch up' });
       const published = new Set(collector.received.map((m) => m.ceId));
       for (const { id } of behindCursor.rows) expect(published.has(id)).toBe(true);

@@ -65,7 +65,12 @@ describe('outbox relay', () => {
     const topic = await createTopic(undefined, 1);
     const received = await collect(topic);
     // One transaction, seq 95..104: a text comparison would put 100..104 first.
-    await database.db.transaction().execute((trx) => insertOutboxEvents(trx, Array.from({ length: 10 }, (_, n) => event(topic, 'k', { n }))));
+    await database.db.transaction().execute((trx) =>
+      insertOutboxEvents(
+        trx,
+        Array.from({ length: 10 }, (_, n) => event(topic, 'k', { n })),
+      ),
+    );
     relay = startTestRelay(database, { batchSize: 4 });
     await relay.start();
     await waitFor(() => received.length >= 10, { what: 'ten messages' });
@@ -78,7 +83,9 @@ describe('outbox relay', () => {
     relay = startTestRelay(database);
     await relay.start();
     const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
-    const [id] = await database.db.transaction().execute((trx) => insertOutboxEvents(trx, [{ ...event(topic, 'app-1', { hello: 'world' }), headers: { traceparent } }]));
+    const [id] = await database.db
+      .transaction()
+      .execute((trx) => insertOutboxEvents(trx, [{ ...event(topic, 'app-1', { hello: 'world' }), headers: { traceparent } }]));
     await waitFor(() => received.length === 1, { what: 'the message' });
     const m = received[0];
     expect(m?.key).toBe('app-1');
@@ -104,7 +111,12 @@ describe('outbox relay', () => {
     await Promise.all(writers);
     await waitFor(() => new Set(received.map((m) => m.ceId)).size >= 1200, { what: '1,200 distinct events', timeoutMs: 60_000 });
 
-    const order = new Map((await sql<{ id: string; xid: string; seq: string }>`SELECT id, xid::text, seq::text FROM outbox`.execute(database.db)).rows.map((r) => [r.id, [BigInt(r.xid), BigInt(r.seq)] as const]));
+    const order = new Map(
+      (await sql<{ id: string; xid: string; seq: string }>`SELECT id, xid::text, seq::text FROM outbox`.execute(database.db)).rows.map((r) => [
+        r.id,
+        [BigInt(r.xid), BigInt(r.seq)] as const,
+      ]),
+    );
     expect(order.size).toBe(1200);
     const firstSeen = new Map<string, number>();
     received.forEach((m, i) => firstSeen.has(m.ceId) || firstSeen.set(m.ceId, i));
@@ -156,8 +168,12 @@ describe('outbox relay', () => {
     const received = await collect(topic);
     await database.db.transaction().execute((trx) => insertOutboxEvents(trx, [event(topic, 'a', { n: 1 })]));
     const big = JSON.stringify({ blob: 'x'.repeat(1_200_000) });
-    await sql`INSERT INTO outbox (id, shard, topic, key, type, source, payload) VALUES ('00000000-0000-7000-8000-0000000000b1', outbox_shard_of('a'), ${topic}, 'a', 'test.event', '/test', ${big}::jsonb)`.execute(database.db);
-    await sql`INSERT INTO outbox (id, shard, topic, key, type, source, payload) VALUES ('00000000-0000-7000-8000-0000000000b2', outbox_shard_of('b'), 'not a legal topic!', 'b', 'test.event', '/test', '{}')`.execute(database.db);
+    await sql`INSERT INTO outbox (id, shard, topic, key, type, source, payload) VALUES ('00000000-0000-7000-8000-0000000000b1', outbox_shard_of('a'), ${topic}, 'a', 'test.event', '/test', ${big}::jsonb)`.execute(
+      database.db,
+    );
+    await sql`INSERT INTO outbox (id, shard, topic, key, type, source, payload) VALUES ('00000000-0000-7000-8000-0000000000b2', outbox_shard_of('b'), 'not a legal topic!', 'b', 'test.event', '/test', '{}')`.execute(
+      database.db,
+    );
     await database.db.transaction().execute((trx) => insertOutboxEvents(trx, [event(topic, 'a', { n: 2 }), event(topic, 'b', { n: 3 })]));
     relay = startTestRelay(database);
     await relay.start();
@@ -177,7 +193,12 @@ describe('outbox relay', () => {
     const received = await collect(topic);
     const keys = ['k1', 'k2', 'k3'];
     for (let t = 0; t < 10; t++) {
-      await database.db.transaction().execute((trx) => insertOutboxEvents(trx, Array.from({ length: 30 }, (_, i) => event(topic, keys[i % 3] as string, { n: t * 30 + i }))));
+      await database.db.transaction().execute((trx) =>
+        insertOutboxEvents(
+          trx,
+          Array.from({ length: 30 }, (_, i) => event(topic, keys[i % 3] as string, { n: t * 30 + i })),
+        ),
+      );
     }
     // librdkafka holds at most 25 messages: most of every 200-row batch is refused at enqueue.
     relay = startTestRelay(database, { batchSize: 200 }, undefined, { 'queue.buffering.max.messages': 25, 'batch.num.messages': 25 });

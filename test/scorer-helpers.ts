@@ -19,7 +19,10 @@ import { kafkaBrokers, uniqueName, type TestDatabase } from './helpers.js';
 export async function createTopics(partitions = 1): Promise<Topics> {
   const base = uniqueName('scorer');
   const topics = { events: `${base}.events`, scores: `${base}.scores`, dlt: `${base}.events.DLT` };
-  await ensureTopics(createKafka(kafkaBrokers(), 'evalbox-test-admin'), [{ topic: topics.events, numPartitions: partitions }, { topic: topics.dlt, numPartitions: 1 }]);
+  await ensureTopics(createKafka(kafkaBrokers(), 'evalbox-test-admin'), [
+    { topic: topics.events, numPartitions: partitions },
+    { topic: topics.dlt, numPartitions: 1 },
+  ]);
   return topics;
 }
 
@@ -48,7 +51,16 @@ export async function createEvaluation(database: TestDatabase, dimensions: strin
   };
   await database.db
     .insertInto('evaluations')
-    .values({ id, application_id: data.applicationId, model_id: data.modelId, prompt: data.prompt, response: data.response, context: JSON.stringify(data.context), metadata: '{}', dimensions })
+    .values({
+      id,
+      application_id: data.applicationId,
+      model_id: data.modelId,
+      prompt: data.prompt,
+      response: data.response,
+      context: JSON.stringify(data.context),
+      metadata: '{}',
+      dimensions,
+    })
     .execute();
   return data;
 }
@@ -56,7 +68,10 @@ export async function createEvaluation(database: TestDatabase, dimensions: strin
 export async function produceEvent(producer: Producer, topic: string, data: EvaluationCreatedData | string, eventId = uuidv7()): Promise<void> {
   const value = typeof data === 'string' ? data : JSON.stringify(data);
   const key = typeof data === 'string' ? 'app-1' : data.applicationId;
-  await producer.send({ topic, messages: [{ key, value, headers: cloudEventHeaders({ id: eventId, type: 'evaluation.created', source: '/test', time: new Date().toISOString() }) }] });
+  await producer.send({
+    topic,
+    messages: [{ key, value, headers: cloudEventHeaders({ id: eventId, type: 'evaluation.created', source: '/test', time: new Date().toISOString() }) }],
+  });
 }
 
 export interface Harness {
@@ -68,7 +83,16 @@ export interface Harness {
 export async function startScorer(
   database: TestDatabase,
   topics: Topics,
-  options: { scorers?: Map<string, Scorer>; maxAttempts?: number; groupId?: string; producer: Producer; extraDimensions?: DimensionDefinition[]; isPressure?: (error: unknown) => boolean; wrapStore?: (store: ScoreStore) => ScoreStore; judge?: Judge },
+  options: {
+    scorers?: Map<string, Scorer>;
+    maxAttempts?: number;
+    groupId?: string;
+    producer: Producer;
+    extraDimensions?: DimensionDefinition[];
+    isPressure?: (error: unknown) => boolean;
+    wrapStore?: (store: ScoreStore) => ScoreStore;
+    judge?: Judge;
+  },
 ): Promise<Harness> {
   const dimensions = createDimensionRegistry(options.extraDimensions);
   const scorers = buildScorers(dimensions.list());
@@ -86,7 +110,18 @@ export async function startScorer(
     logger: silentLogger(),
     handle: (message, signal) =>
       handleEvaluationMessage(
-        { store, producer: options.producer, topics, groupId, dimensions, scorers, logger: silentLogger(), events, isPressure: options.isPressure, retry: { baseMs: 20, maxMs: 100, maxAttempts: options.maxAttempts ?? 3, maxAgeMs: 60_000 } },
+        {
+          store,
+          producer: options.producer,
+          topics,
+          groupId,
+          dimensions,
+          scorers,
+          logger: silentLogger(),
+          events,
+          isPressure: options.isPressure,
+          retry: { baseMs: 20, maxMs: 100, maxAttempts: options.maxAttempts ?? 3, maxAgeMs: 60_000 },
+        },
         message,
         signal,
       ),

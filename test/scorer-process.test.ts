@@ -7,7 +7,8 @@ import type { Producer } from '../src/kafka.js';
 import { createTestDatabase, kafkaBrokers, uniqueName, waitFor, type TestDatabase } from './helpers.js';
 import { createEvaluation, createTopics, produceEvent, testProducer } from './scorer-helpers.js';
 
-const exitOf = (child: ChildProcess) => new Promise<number | null>((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.once('exit', (code) => resolve(code))));
+const exitOf = (child: ChildProcess) =>
+  new Promise<number | null>((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.once('exit', (code) => resolve(code))));
 
 describe('scorer processes', () => {
   let database: TestDatabase;
@@ -26,7 +27,13 @@ describe('scorer processes', () => {
   function spawnScorer(topics: Topics, group: string, extra: string[] = []): ChildProcess & { output(): string } {
     let output = '';
     const child = spawn('node', ['bin/evalbox.js', 'scorer', '--database-url', database.url, '--kafka-brokers', kafkaBrokers(), '--group', group, ...extra], {
-      env: { ...process.env, EVALBOX_TOPIC_EVENTS: topics.events, EVALBOX_TOPIC_SCORES: topics.scores, EVALBOX_TOPIC_DLT: topics.dlt, EVALBOX_LOG_LEVEL: 'info' },
+      env: {
+        ...process.env,
+        EVALBOX_TOPIC_EVENTS: topics.events,
+        EVALBOX_TOPIC_SCORES: topics.scores,
+        EVALBOX_TOPIC_DLT: topics.dlt,
+        EVALBOX_LOG_LEVEL: 'info',
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     child.stdout?.on('data', (d) => (output += d));
@@ -46,11 +53,18 @@ describe('scorer processes', () => {
   }
 
   const terminal = async (ids: string[]) =>
-    Number((await sql<{ n: string }>`SELECT count(*) AS n FROM evaluations WHERE id = ANY(${ids}::uuid[]) AND status <> 'PENDING'`.execute(database.db)).rows[0]?.n);
+    Number(
+      (await sql<{ n: string }>`SELECT count(*) AS n FROM evaluations WHERE id = ANY(${ids}::uuid[]) AND status <> 'PENDING'`.execute(database.db)).rows[0]?.n,
+    );
 
   /** Exactly one evaluation.scored event and four score rows per evaluation. */
   async function expectExactlyOnce(ids: string[]) {
-    const events = await sql<{ id: string; n: string }>`SELECT payload->>'evaluationId' AS id, count(*) AS n FROM outbox WHERE type = 'evaluation.scored' AND payload->>'evaluationId' = ANY(${ids}) GROUP BY 1`.execute(database.db);
+    const events = await sql<{
+      id: string;
+      n: string;
+    }>`SELECT payload->>'evaluationId' AS id, count(*) AS n FROM outbox WHERE type = 'evaluation.scored' AND payload->>'evaluationId' = ANY(${ids}) GROUP BY 1`.execute(
+      database.db,
+    );
     expect(events.rows).toHaveLength(ids.length);
     expect(events.rows.every((r) => r.n === '1')).toBe(true);
     const scores = await sql<{ n: string }>`SELECT count(*) AS n FROM scores WHERE evaluation_id = ANY(${ids}::uuid[])`.execute(database.db);

@@ -11,7 +11,19 @@ import type { Scorer, ScoreRow } from '../consumers/scorer.js';
 import { createTestDatabase, kafkaBrokers, waitFor, type TestDatabase } from './helpers.js';
 import { createEvaluation, createTopics, produceEvent, startScorer, testProducer, type Harness } from './scorer-helpers.js';
 
-const row = (dimension: string, value = 0.5): ScoreRow => ({ dimension, status: 'COMPLETED', value, label: 'ok', raw_value: value, direction: 'higher_is_better', reasoning: 'test', source: 'HEURISTIC', scorer_name: `test-${dimension}`, scorer_version: '1', error_code: null });
+const row = (dimension: string, value = 0.5): ScoreRow => ({
+  dimension,
+  status: 'COMPLETED',
+  value,
+  label: 'ok',
+  raw_value: value,
+  direction: 'higher_is_better',
+  reasoning: 'test',
+  source: 'HEURISTIC',
+  scorer_name: `test-${dimension}`,
+  scorer_version: '1',
+  error_code: null,
+});
 
 function testScorer(dimension: string, score: Scorer['score']): Scorer {
   return { dimension, name: `test-${dimension}`, version: '1', score };
@@ -35,8 +47,15 @@ describe('scoring consumer', () => {
   });
 
   const scoredEvents = async (evaluationId: string) =>
-    Number((await sql<{ n: string }>`SELECT count(*) AS n FROM outbox WHERE type = 'evaluation.scored' AND payload->>'evaluationId' = ${evaluationId}`.execute(database.db)).rows[0]?.n);
-  const evaluationStatus = async (id: string) => (await database.db.selectFrom('evaluations').select('status').where('id', '=', id).executeTakeFirstOrThrow()).status;
+    Number(
+      (
+        await sql<{ n: string }>`SELECT count(*) AS n FROM outbox WHERE type = 'evaluation.scored' AND payload->>'evaluationId' = ${evaluationId}`.execute(
+          database.db,
+        )
+      ).rows[0]?.n,
+    );
+  const evaluationStatus = async (id: string) =>
+    (await database.db.selectFrom('evaluations').select('status').where('id', '=', id).executeTakeFirstOrThrow()).status;
 
   it('scores every requested dimension and forwards evaluation.scored through the outbox in the same transaction', async () => {
     const topics = await createTopics();
@@ -45,19 +64,40 @@ describe('scoring consumer', () => {
     await produceEvent(producer, topics.events, data);
     await waitFor(async () => (await evaluationStatus(data.evaluationId)) === 'SCORED', { what: 'SCORED' });
     const scores = await database.db.selectFrom('scores').selectAll().where('evaluation_id', '=', data.evaluationId).execute();
-    expect(scores.map((s) => [s.dimension, s.status]).sort()).toEqual([['answer_relevance', 'COMPLETED'], ['groundedness', 'COMPLETED'], ['pii_leak', 'COMPLETED'], ['toxicity', 'COMPLETED']]);
-    const event = await database.db.selectFrom('outbox').selectAll().where('type', '=', 'evaluation.scored').where(sql<boolean>`payload->>'evaluationId' = ${data.evaluationId}`).executeTakeFirstOrThrow();
+    expect(scores.map((s) => [s.dimension, s.status]).sort()).toEqual([
+      ['answer_relevance', 'COMPLETED'],
+      ['groundedness', 'COMPLETED'],
+      ['pii_leak', 'COMPLETED'],
+      ['toxicity', 'COMPLETED'],
+    ]);
+    const event = await database.db
+      .selectFrom('outbox')
+      .selectAll()
+      .where('type', '=', 'evaluation.scored')
+      .where(sql<boolean>`payload->>'evaluationId' = ${data.evaluationId}`)
+      .executeTakeFirstOrThrow();
     expect(event).toMatchObject({ topic: topics.scores, key: 'app-1', source: '/evalbox/scorer' });
-    expect(event.payload).toMatchObject({ status: 'SCORED', evaluationId: data.evaluationId, scores: expect.arrayContaining([expect.objectContaining({ dimension: 'groundedness', status: 'COMPLETED', value: 1 })]) });
+    expect(event.payload).toMatchObject({
+      status: 'SCORED',
+      evaluationId: data.evaluationId,
+      scores: expect.arrayContaining([expect.objectContaining({ dimension: 'groundedness', status: 'COMPLETED', value: 1 })]),
+    });
     // The scores, the status and the event were written by one transaction.
-    const xids = await sql<{ n: string }>`SELECT count(DISTINCT x) AS n FROM (SELECT xmin::text AS x FROM evaluations WHERE id = ${data.evaluationId} UNION ALL SELECT xid::text FROM outbox WHERE type = 'evaluation.scored' AND payload->>'evaluationId' = ${data.evaluationId}) t`.execute(database.db);
+    const xids = await sql<{
+      n: string;
+    }>`SELECT count(DISTINCT x) AS n FROM (SELECT xmin::text AS x FROM evaluations WHERE id = ${data.evaluationId} UNION ALL SELECT xid::text FROM outbox WHERE type = 'evaluation.scored' AND payload->>'evaluationId' = ${data.evaluationId}) t`.execute(
+      database.db,
+    );
     expect(Number(xids.rows[0]?.n)).toBe(1);
   });
 
   it('guarantee 4: a redelivered event creates no second score row, no second evaluation.scored event and no second scorer call', async () => {
     const topics = await createTopics();
     let calls = 0;
-    harness = await startScorer(database, topics, { producer, scorers: new Map([['toxicity', testScorer('toxicity', async () => (calls++, row('toxicity')))]]) });
+    harness = await startScorer(database, topics, {
+      producer,
+      scorers: new Map([['toxicity', testScorer('toxicity', async () => (calls++, row('toxicity')))]]),
+    });
     let redeliveries = 0;
     harness.events.on('scorer:redelivery', () => redeliveries++);
     const data = await createEvaluation(database, ['toxicity', 'pii_leak']);
@@ -67,7 +107,10 @@ describe('scoring consumer', () => {
     await waitFor(() => redeliveries === 1, { what: 'the redelivery to be handled' });
     // A second consumer group reading from the beginning is an offset reset.
     await harness.stop();
-    harness = await startScorer(database, topics, { producer, scorers: new Map([['toxicity', testScorer('toxicity', async () => (calls++, row('toxicity')))]]) });
+    harness = await startScorer(database, topics, {
+      producer,
+      scorers: new Map([['toxicity', testScorer('toxicity', async () => (calls++, row('toxicity')))]]),
+    });
     harness.events.on('scorer:redelivery', () => redeliveries++);
     await waitFor(() => redeliveries === 3, { what: 'both redeliveries after the reset' });
     expect(calls).toBe(1);
@@ -82,13 +125,16 @@ describe('scoring consumer', () => {
     harness = await startScorer(database, topics, {
       producer,
       scorers: new Map([
-        ['toxicity', testScorer('toxicity', async (_inputs, { evaluationId }) => {
-          running.set(evaluationId, (running.get(evaluationId) ?? 0) + 1);
-          if ((running.get(evaluationId) ?? 0) > 1) overlaps++;
-          await new Promise((r) => setTimeout(r, 200));
-          running.set(evaluationId, (running.get(evaluationId) ?? 1) - 1);
-          return row('toxicity');
-        })],
+        [
+          'toxicity',
+          testScorer('toxicity', async (_inputs, { evaluationId }) => {
+            running.set(evaluationId, (running.get(evaluationId) ?? 0) + 1);
+            if ((running.get(evaluationId) ?? 0) > 1) overlaps++;
+            await new Promise((r) => setTimeout(r, 200));
+            running.set(evaluationId, (running.get(evaluationId) ?? 1) - 1);
+            return row('toxicity');
+          }),
+        ],
       ]),
     });
     const evaluations = await Promise.all(Array.from({ length: 20 }, () => createEvaluation(database, ['toxicity'])));
@@ -96,10 +142,22 @@ describe('scoring consumer', () => {
     for (const data of evaluations) await produceEvent(producer, topics.events, data);
     // The same evaluation twice, back to back: the second must wait for the first.
     await produceEvent(producer, topics.events, evaluations[0]!);
-    await waitFor(async () => {
-      const rows = await database.db.selectFrom('evaluations').select('id').where('id', 'in', evaluations.map((e) => e.evaluationId)).where('status', '=', 'SCORED').execute();
-      return rows.length === 20;
-    }, { what: '20 evaluations scored', timeoutMs: 30_000 });
+    await waitFor(
+      async () => {
+        const rows = await database.db
+          .selectFrom('evaluations')
+          .select('id')
+          .where(
+            'id',
+            'in',
+            evaluations.map((e) => e.evaluationId),
+          )
+          .where('status', '=', 'SCORED')
+          .execute();
+        return rows.length === 20;
+      },
+      { what: '20 evaluations scored', timeoutMs: 30_000 },
+    );
     const elapsed = Date.now() - started;
     // Serially this takes 20 × 200 ms = 4 s.
     expect(elapsed).toBeLessThan(2_000);
@@ -114,12 +172,24 @@ describe('scoring consumer', () => {
     const good = await createEvaluation(database, ['toxicity']);
     await produceEvent(producer, topics.events, good);
     await waitFor(async () => (await evaluationStatus(good.evaluationId)) === 'SCORED', { what: 'the good evaluation' });
-    const dead = await waitFor(async () => {
-      const records = await readDeadLetters(kafkaBrokers(), topics.dlt);
-      return records.length >= 2 ? records : undefined;
-    }, { what: 'two dead letters' });
+    const dead = await waitFor(
+      async () => {
+        const records = await readDeadLetters(kafkaBrokers(), topics.dlt);
+        return records.length >= 2 ? records : undefined;
+      },
+      { what: 'two dead letters' },
+    );
     expect(dead.map((d) => d.headers.dlt_error_code)).toEqual(['INVALID_EVENT', 'INVALID_EVENT']);
-    expect(dead[0]).toMatchObject({ key: 'app-1', headers: expect.objectContaining({ dlt_original_topic: topics.events, dlt_original_partition: '0', dlt_original_offset: '0', dlt_attempts: '1', ce_type: 'evaluation.created' }) });
+    expect(dead[0]).toMatchObject({
+      key: 'app-1',
+      headers: expect.objectContaining({
+        dlt_original_topic: topics.events,
+        dlt_original_partition: '0',
+        dlt_original_offset: '0',
+        dlt_attempts: '1',
+        ce_type: 'evaluation.created',
+      }),
+    });
     expect(dead[0]?.value?.toString()).toBe('{"this is": not json');
     expect(new Date(dead[0]?.headers.dlt_failed_at ?? '').getTime()).toBeGreaterThan(0);
   });
@@ -129,16 +199,24 @@ describe('scoring consumer', () => {
     let calls = 0;
     harness = await startScorer(database, topics, {
       producer,
-      scorers: new Map([['toxicity', testScorer('toxicity', async () => {
-        calls++;
-        if (calls < 3) throw new RetryableError('provider 503', { code: 'JUDGE_HTTP_503' });
-        return row('toxicity');
-      })]]),
+      scorers: new Map([
+        [
+          'toxicity',
+          testScorer('toxicity', async () => {
+            calls++;
+            if (calls < 3) throw new RetryableError('provider 503', { code: 'JUDGE_HTTP_503' });
+            return row('toxicity');
+          }),
+        ],
+      ]),
     });
     const data = await createEvaluation(database, ['toxicity']);
     await produceEvent(producer, topics.events, data);
     await waitFor(async () => (await evaluationStatus(data.evaluationId)) === 'SCORED', { what: 'SCORED' });
-    expect((await database.db.selectFrom('scores').select(['status', 'attempts']).where('evaluation_id', '=', data.evaluationId).executeTakeFirst())).toEqual({ status: 'COMPLETED', attempts: 3 });
+    expect(await database.db.selectFrom('scores').select(['status', 'attempts']).where('evaluation_id', '=', data.evaluationId).executeTakeFirst()).toEqual({
+      status: 'COMPLETED',
+      attempts: 3,
+    });
     expect(await readDeadLetters(kafkaBrokers(), topics.dlt)).toEqual([]);
   });
 
@@ -153,18 +231,39 @@ describe('scoring consumer', () => {
     const data = await createEvaluation(database, ['toxicity', 'pii_leak']);
     await produceEvent(producer, topics.events, data);
     await waitFor(async () => (await evaluationStatus(data.evaluationId)) === 'PARTIALLY_SCORED', { what: 'PARTIALLY_SCORED' });
-    const error = await database.db.selectFrom('scores').select(['status', 'error_code', 'attempts']).where('evaluation_id', '=', data.evaluationId).where('dimension', '=', 'toxicity').executeTakeFirst();
+    const error = await database.db
+      .selectFrom('scores')
+      .select(['status', 'error_code', 'attempts'])
+      .where('evaluation_id', '=', data.evaluationId)
+      .where('dimension', '=', 'toxicity')
+      .executeTakeFirst();
     expect(error).toEqual({ status: 'ERROR', error_code: 'JUDGE_HTTP_500', attempts: 3 });
     const [dead] = await readDeadLetters(kafkaBrokers(), topics.dlt);
-    expect(dead?.headers).toMatchObject({ dlt_error_code: 'JUDGE_HTTP_500', dlt_error_class: 'RetryableError', dlt_dimension: 'toxicity', dlt_attempts: '3', dlt_consumer_group: expect.any(String) });
+    expect(dead?.headers).toMatchObject({
+      dlt_error_code: 'JUDGE_HTTP_500',
+      dlt_error_class: 'RetryableError',
+      dlt_dimension: 'toxicity',
+      dlt_attempts: '3',
+      dlt_consumer_group: expect.any(String),
+    });
     expect(await scoredEvents(data.evaluationId)).toBe(1);
 
     healthy = true;
-    const redrive = spawnSync('node', ['bin/evalbox.js', 'dlt', 'redrive', '--all', '--json', '--kafka-brokers', kafkaBrokers()], { encoding: 'utf8', env: { ...process.env, EVALBOX_TOPIC_DLT: topics.dlt } });
+    const redrive = spawnSync('node', ['bin/evalbox.js', 'dlt', 'redrive', '--all', '--json', '--kafka-brokers', kafkaBrokers()], {
+      encoding: 'utf8',
+      env: { ...process.env, EVALBOX_TOPIC_DLT: topics.dlt },
+    });
     expect(redrive.status).toBe(0);
     expect(JSON.parse(redrive.stdout).redriven).toHaveLength(1);
     await waitFor(async () => (await evaluationStatus(data.evaluationId)) === 'SCORED', { what: 'SCORED after the redrive' });
-    expect(await database.db.selectFrom('scores').select(['status', 'value']).where('evaluation_id', '=', data.evaluationId).where('dimension', '=', 'toxicity').executeTakeFirst()).toEqual({ status: 'COMPLETED', value: 0.1 });
+    expect(
+      await database.db
+        .selectFrom('scores')
+        .select(['status', 'value'])
+        .where('evaluation_id', '=', data.evaluationId)
+        .where('dimension', '=', 'toxicity')
+        .executeTakeFirst(),
+    ).toEqual({ status: 'COMPLETED', value: 0.1 });
     expect(await scoredEvents(data.evaluationId)).toBe(2); // the corrected result is announced again
   });
 
@@ -174,10 +273,13 @@ describe('scoring consumer', () => {
     const data = await createEvaluation(database, ['toxicity']);
     await database.db.deleteFrom('evaluations').where('id', '=', data.evaluationId).execute();
     await produceEvent(producer, topics.events, data);
-    const [dead] = await waitFor(async () => {
-      const records = await readDeadLetters(kafkaBrokers(), topics.dlt);
-      return records.length ? records : undefined;
-    }, { what: 'the dead letter' });
+    const [dead] = await waitFor(
+      async () => {
+        const records = await readDeadLetters(kafkaBrokers(), topics.dlt);
+        return records.length ? records : undefined;
+      },
+      { what: 'the dead letter' },
+    );
     expect(dead?.headers.dlt_error_code).toBe('UNKNOWN_EVALUATION');
     const env = { ...process.env, EVALBOX_TOPIC_DLT: topics.dlt };
     const list = spawnSync('node', ['bin/evalbox.js', 'dlt', 'list', '--json'], { encoding: 'utf8', env });

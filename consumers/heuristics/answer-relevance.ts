@@ -23,5 +23,11 @@ export function scoreAnswerRelevance(input: ScoringInput): HeuristicOutcome {
   // Answers rarely repeat every word of the question: full marks from 60% coverage.
   const value = round(Math.min(1, covered / promptTerms.length / 0.6));
   const label = value >= 0.8 ? 'relevant' : value >= 0.4 ? 'partially_relevant' : 'off_topic';
-  return { status: 'COMPLETED', value, rawValue: covered / promptTerms.length, label, reasoning: `covers ${covered} of ${promptTerms.length} key terms of the prompt` };
+  return {
+    status: 'COMPLETED',
+    value,
+    rawValue: covered / promptTerms.length,
+    label,
+    reasoning: `covers ${covered} of ${promptTerms.length} key terms of the prompt`,
+  };
 }

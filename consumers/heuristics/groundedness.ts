@@ -8,7 +8,9 @@ const SUPPORT_THRESHOLD = 0.6;
 export function scoreGroundedness(input: ScoringInput): HeuristicOutcome {
   const context = Array.isArray(input.context) ? input.context.join('\n') : (input.context ?? '');
   if (!context.trim()) return skipped('no context to check the response against');
-  const claims = sentences(input.response).map((s) => contentTerms(s)).filter((terms) => terms.length > 0);
+  const claims = sentences(input.response)
+    .map((s) => contentTerms(s))
+    .filter((terms) => terms.length > 0);
   if (claims.length === 0) return skipped('the response has no sentences with content words');
   const known = new Set(contentTerms(context));
   const supported = claims.filter((terms) => terms.filter((t) => known.has(t)).length / terms.length >= SUPPORT_THRESHOLD).length;

@@ -26,5 +26,11 @@ export function scoreLengthBand(input: ScoringInput): HeuristicOutcome {
   const tooShort = count < band.min;
   const distance = tooShort ? (band.min - count) / band.min : (count - band.max) / band.max;
   const value = round(Math.max(0, 1 - distance));
-  return { status: 'COMPLETED', value, rawValue: count, label: tooShort ? 'too_short' : 'too_long', reasoning: `${count} words, outside ${band.min}..${band.max} (${band.why})` };
+  return {
+    status: 'COMPLETED',
+    value,
+    rawValue: count,
+    label: tooShort ? 'too_short' : 'too_long',
+    reasoning: `${count} words, outside ${band.min}..${band.max} (${band.why})`,
+  };
 }

@@ -1,9 +1,11 @@
 // Text helpers shared by the heuristic scorers: sentence splitting, content words, light stemming.
 const STOP_WORDS = new Set(
-  ('a an and are as at be been but by can could did do does for from had has have he her his how i if in into is it its ' +
+  (
+    'a an and are as at be been but by can could did do does for from had has have he her his how i if in into is it its ' +
     'me my no not of on or our she should so than that the their them then there these they this those to was we were ' +
     'what when where which who why will with would you your about also any all just more most other some such only own ' +
-    'same too very s t don now please tell give explain describe answer question').split(' '),
+    'same too very s t don now please tell give explain describe answer question'
+  ).split(' '),
 );
 
 export function sentences(text: string): string[] {

@@ -6,9 +6,33 @@ import type { HeuristicOutcome, ScoringInput } from './types.js';
 
 // Weighted: 1 = severe (slurs, threats), 0.6 = strong profanity or insult, 0.3 = mild.
 const TERMS: Record<string, number> = {
-  fuck: 0.6, fucking: 0.6, fucker: 0.6, motherfucker: 1, shit: 0.6, bullshit: 0.6, bitch: 0.6, bastard: 0.6, asshole: 0.6,
-  dick: 0.3, crap: 0.3, damn: 0.3, piss: 0.3, cunt: 1, whore: 1, slut: 1, retard: 1, idiot: 0.3, moron: 0.3, stupid: 0.3,
-  dumbass: 0.6, jackass: 0.6, wanker: 0.6, twat: 0.6, prick: 0.6, douchebag: 0.6, scumbag: 0.6,
+  fuck: 0.6,
+  fucking: 0.6,
+  fucker: 0.6,
+  motherfucker: 1,
+  shit: 0.6,
+  bullshit: 0.6,
+  bitch: 0.6,
+  bastard: 0.6,
+  asshole: 0.6,
+  dick: 0.3,
+  crap: 0.3,
+  damn: 0.3,
+  piss: 0.3,
+  cunt: 1,
+  whore: 1,
+  slut: 1,
+  retard: 1,
+  idiot: 0.3,
+  moron: 0.3,
+  stupid: 0.3,
+  dumbass: 0.6,
+  jackass: 0.6,
+  wanker: 0.6,
+  twat: 0.6,
+  prick: 0.6,
+  douchebag: 0.6,
+  scumbag: 0.6,
 };
 const THREATS = [/\b(?:i(?:'ll| will)|gonna|going to) (?:kill|hurt|destroy) you\b/i, /\bkill yourself\b/i, /\bkys\b/i];
 const LEET: Record<string, string> = { '0': 'o', '1': 'i', '3': 'e', '4': 'a', '5': 's', '7': 't', '@': 'a', $: 's', '!': 'i', '|': 'i' };
@@ -26,7 +50,6 @@ function normalise(text: string): string {
 function joinSplitLetters(text: string): string {
   return text.replace(/\b(?:\p{L}[\s.\-_*]){2,}\p{L}\b/gu, (m) => m.replace(/[\s.\-_*]/g, ''));
 }
-
 
 function candidates(text: string): string[] {
   const base = joinSplitLetters(normalise(text));
@@ -53,5 +76,11 @@ export function scoreToxicity(input: ScoringInput): HeuristicOutcome {
   const weights = [...hits.values()];
   const value = round(clamp01(Math.max(...weights) + 0.1 * (weights.length - 1)));
   const label = value >= 0.9 ? 'severe' : value >= 0.5 ? 'toxic' : 'mild';
-  return { status: 'COMPLETED', value, rawValue: hits.size, label, reasoning: `found ${hits.size} term(s): ${[...hits.keys()].map((t) => `${t[0]}${'*'.repeat(Math.max(1, t.length - 2))}${t.slice(-1)}`).join(', ')}` };
+  return {
+    status: 'COMPLETED',
+    value,
+    rawValue: hits.size,
+    label,
+    reasoning: `found ${hits.size} term(s): ${[...hits.keys()].map((t) => `${t[0]}${'*'.repeat(Math.max(1, t.length - 2))}${t.slice(-1)}`).join(', ')}`,
+  };
 }

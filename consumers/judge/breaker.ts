@@ -97,10 +97,13 @@ export class CircuitBreaker {
       return this.ticket(true);
     }
     const retryAfterMs = Math.max(1, this.retryAfterMs());
-    throw new RetryableError(`judge endpoint ${this.endpoint}: circuit ${state === 'open' ? 'open' : 'half-open, probe in flight'}; retry in ${retryAfterMs} ms`, {
-      code: 'JUDGE_CIRCUIT_OPEN',
-      retryAfterMs,
-    });
+    throw new RetryableError(
+      `judge endpoint ${this.endpoint}: circuit ${state === 'open' ? 'open' : 'half-open, probe in flight'}; retry in ${retryAfterMs} ms`,
+      {
+        code: 'JUDGE_CIRCUIT_OPEN',
+        retryAfterMs,
+      },
+    );
   }
 
   private ticket(probe: boolean): BreakerTicket {

@@ -69,7 +69,10 @@ interface CacheRow {
 }
 
 /** What the cache keeps of an outcome; the key supplies model, prompt hash and version. */
-type StoredOutcome = Pick<JudgeOutcome, 'status' | 'value' | 'label' | 'rawValue' | 'reasoning' | 'direction' | 'errorCode' | 'scorerName' | 'endpoint' | 'responseFormat'>;
+type StoredOutcome = Pick<
+  JudgeOutcome,
+  'status' | 'value' | 'label' | 'rawValue' | 'reasoning' | 'direction' | 'errorCode' | 'scorerName' | 'endpoint' | 'responseFormat'
+>;
 
 /**
  * Cache writes commit without waiting for the WAL flush (synchronous_commit = off for their own
@@ -117,7 +120,10 @@ export async function claimOrRead(db: Db, key: CacheKey, claimant: string, ttlMs
       ON j.dimension = ${key.dimension} AND j.scorer_version = ${key.scorerVersion} AND j.judge_model = ${key.judgeModel}
      AND j.prompt_hash = ${key.promptHash} AND j.inputs_hash = ${key.inputsHash}`.execute(db);
   const row = rows[0] as { claimed: number } & Partial<CacheRow>;
-  return { claimed: row.claimed === 1, row: row.state ? { state: row.state, outcome: row.outcome ?? null, expires_in_ms: row.expires_in_ms ?? null } : undefined };
+  return {
+    claimed: row.claimed === 1,
+    row: row.state ? { state: row.state, outcome: row.outcome ?? null, expires_in_ms: row.expires_in_ms ?? null } : undefined,
+  };
 }
 
 /** Takes over a claim whose holder is presumed dead (expired on the database clock). True if taken. */
@@ -178,7 +184,10 @@ export async function pruneJudgeCache(db: Db, olderThanMs: number): Promise<numb
   return Number(result.numAffectedRows ?? 0);
 }
 
-function asHit(outcome: Omit<JudgeOutcome, 'cacheHit' | 'inputTokens' | 'outputTokens' | 'costUsd' | 'requests' | 'latencyMs'>, latencyMs: number): JudgeOutcome {
+function asHit(
+  outcome: Omit<JudgeOutcome, 'cacheHit' | 'inputTokens' | 'outputTokens' | 'costUsd' | 'requests' | 'latencyMs'>,
+  latencyMs: number,
+): JudgeOutcome {
   return { ...outcome, cacheHit: true, inputTokens: 0, outputTokens: 0, costUsd: 0, requests: 0, latencyMs };
 }
 
@@ -220,7 +229,12 @@ export async function judgeWithCache(ctx: JudgeCacheContext, request: JudgeReque
   }
 }
 
-async function resolveThroughCache(ctx: JudgeCacheContext, call: PreparedCall, signal: AbortSignal | undefined, onWrite: (write: Promise<void>) => void): Promise<JudgeOutcome> {
+async function resolveThroughCache(
+  ctx: JudgeCacheContext,
+  call: PreparedCall,
+  signal: AbortSignal | undefined,
+  onWrite: (write: Promise<void>) => void,
+): Promise<JudgeOutcome> {
   const { db, events } = ctx;
   const key = call.key;
   const started = performance.now();

@@ -80,7 +80,12 @@ export function reportFor(error: unknown): CallReport & { retryClass?: RetryClas
   const info = error instanceof EvalboxError ? CODE_INFO[error.code] : undefined;
   const retryAfterMs = error instanceof RetryableError ? error.retryAfterMs : undefined;
   if (!info) return { health: 'ignore', permit: 'ignore' };
-  return { health: info.health, permit: info.permit, ...(retryAfterMs === undefined ? {} : { retryAfterMs }), ...(info.retryClass ? { retryClass: info.retryClass } : {}) };
+  return {
+    health: info.health,
+    permit: info.permit,
+    ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+    ...(info.retryClass ? { retryClass: info.retryClass } : {}),
+  };
 }
 
 /** Retry-After as milliseconds: OpenAI's retry-after-ms, else delay-seconds or an HTTP date. */
@@ -137,7 +142,18 @@ export function errorForStatus(endpoint: string, status: number, error: Provider
 }
 
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 'ETIMEDOUT']);
-const CONNECTION_CODES = new Set(['UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNABORTED']);
+const CONNECTION_CODES = new Set([
+  'UND_ERR_SOCKET',
+  'UND_ERR_CLOSED',
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ECONNABORTED',
+]);
 
 /** Classifies a thrown transport error by its code (and the DOMException name of an abort). */
 export function classifyTransportError(endpoint: string, thrown: unknown, callerSignal: AbortSignal | undefined): RetryableError {
@@ -146,8 +162,10 @@ export function classifyTransportError(endpoint: string, thrown: unknown, caller
   const code = typeof error?.code === 'string' ? error.code : undefined;
   const name = typeof error?.name === 'string' ? error.name : undefined;
   const text = typeof error?.message === 'string' ? error.message : String(thrown);
-  if ((code && TIMEOUT_CODES.has(code)) || name === 'TimeoutError') return new RetryableError(`judge request to ${endpoint} timed out: ${text}`, { code: 'JUDGE_TIMEOUT', cause: thrown });
-  if (code && CONNECTION_CODES.has(code)) return new RetryableError(`judge endpoint ${endpoint} unreachable: ${text}`, { code: 'JUDGE_CONNECTION', cause: thrown });
+  if ((code && TIMEOUT_CODES.has(code)) || name === 'TimeoutError')
+    return new RetryableError(`judge request to ${endpoint} timed out: ${text}`, { code: 'JUDGE_TIMEOUT', cause: thrown });
+  if (code && CONNECTION_CODES.has(code))
+    return new RetryableError(`judge endpoint ${endpoint} unreachable: ${text}`, { code: 'JUDGE_CONNECTION', cause: thrown });
   // An unknown transport failure: the request did not complete, and trying again is safe.
   return new RetryableError(`judge request to ${endpoint} failed: ${text}`, { code: 'JUDGE_CONNECTION', cause: thrown });
 }
@@ -184,7 +202,9 @@ function requestBody(endpoint: JudgeEndpoint, rubric: CompiledRubric, messages: 
     temperature: 0,
     messages,
     ...(endpoint.config.maxOutputTokens ? { max_tokens: endpoint.config.maxOutputTokens } : {}),
-    ...(mode === 'json_schema' ? { response_format: { type: 'json_schema', json_schema: { name: `${rubric.id}_verdict`, schema: rubric.schema, strict: true } } } : {}),
+    ...(mode === 'json_schema'
+      ? { response_format: { type: 'json_schema', json_schema: { name: `${rubric.id}_verdict`, schema: rubric.schema, strict: true } } }
+      : {}),
   });
 }
 
@@ -274,7 +294,11 @@ export async function requestVerdict(endpoint: JudgeEndpoint, rubric: CompiledRu
     if (answer.status < 200 || answer.status >= 300) {
       const providerError = providerErrorOf(answer.body);
       const formatRelated = mode === 'json_schema' && (answer.status === 400 || answer.status === 422);
-      if (formatRelated && (providerError?.param === 'response_format' || (!providerError?.param && providerError?.code !== 'context_length_exceeded' && !probingPlain && contentAttempts === 0))) {
+      if (
+        formatRelated &&
+        (providerError?.param === 'response_format' ||
+          (!providerError?.param && providerError?.code !== 'context_length_exceeded' && !probingPlain && contentAttempts === 0))
+      ) {
         emit('response_format_rejected', answer.status);
         ctx.events?.emit('judge:retry', { endpoint: endpoint.name, dimension: rubric.id, class: 'response_format_fallback' });
         if (providerError?.param === 'response_format') endpoint.responseFormat = 'plain';

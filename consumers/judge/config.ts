@@ -89,12 +89,28 @@ const fileSchema = {
           limiter: {
             type: 'object',
             additionalProperties: false,
-            properties: { initialLimit: positiveInt, minLimit: positiveInt, increase: positive, decreaseFactor: { type: 'number', exclusiveMinimum: 0, exclusiveMaximum: 1 }, defaultRetryAfterMs: positiveInt, maxRetryAfterMs: positiveInt, maxQueueWaitMs: positiveInt },
+            properties: {
+              initialLimit: positiveInt,
+              minLimit: positiveInt,
+              increase: positive,
+              decreaseFactor: { type: 'number', exclusiveMinimum: 0, exclusiveMaximum: 1 },
+              defaultRetryAfterMs: positiveInt,
+              maxRetryAfterMs: positiveInt,
+              maxQueueWaitMs: positiveInt,
+            },
           },
           breaker: {
             type: 'object',
             additionalProperties: false,
-            properties: { windowSize: positiveInt, windowMs: positiveInt, minCalls: positiveInt, failureRate: { type: 'number', exclusiveMinimum: 0, maximum: 1 }, coolDownMs: positiveInt, maxCoolDownMs: positiveInt, probeRetryMs: positiveInt },
+            properties: {
+              windowSize: positiveInt,
+              windowMs: positiveInt,
+              minCalls: positiveInt,
+              failureRate: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
+              coolDownMs: positiveInt,
+              maxCoolDownMs: positiveInt,
+              probeRetryMs: positiveInt,
+            },
           },
         },
       },
@@ -110,7 +126,12 @@ const fileSchema = {
     },
     prices: {
       type: 'object',
-      additionalProperties: { type: 'object', additionalProperties: false, required: ['inputPerMTok', 'outputPerMTok'], properties: { inputPerMTok: { type: 'number', minimum: 0 }, outputPerMTok: { type: 'number', minimum: 0 } } },
+      additionalProperties: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['inputPerMTok', 'outputPerMTok'],
+        properties: { inputPerMTok: { type: 'number', minimum: 0 }, outputPerMTok: { type: 'number', minimum: 0 } },
+      },
     },
     rubrics: {
       type: 'array',
@@ -129,7 +150,12 @@ const fileSchema = {
           labels: {
             type: 'array',
             minItems: 2,
-            items: { type: 'object', additionalProperties: false, required: ['label', 'value'], properties: { label: { type: 'string', minLength: 1 }, value: { type: 'number', minimum: 0, maximum: 1 } } },
+            items: {
+              type: 'object',
+              additionalProperties: false,
+              required: ['label', 'value'],
+              properties: { label: { type: 'string', minLength: 1 }, value: { type: 'number', minimum: 0, maximum: 1 } },
+            },
           },
           version: { type: 'string', minLength: 1 },
           samplingRate: { type: 'number', minimum: 0, maximum: 1 },
@@ -226,7 +252,9 @@ export function loadJudgeConfig(env: Env = process.env, readFile: (path: string)
     }
     const validate = createAjv().compile(fileSchema);
     if (!validate(parsed)) {
-      const detail = toFieldErrors(validate.errors).map((e) => `${e.pointer} ${e.detail}`).join('; ');
+      const detail = toFieldErrors(validate.errors)
+        .map((e) => `${e.pointer} ${e.detail}`)
+        .join('; ');
       throw new ConfigError(`EVALBOX_JUDGE_CONFIG ${path} is invalid: ${detail}`);
     }
     file = parsed as JudgeFile;
@@ -236,7 +264,8 @@ export function loadJudgeConfig(env: Env = process.env, readFile: (path: string)
   const envConcurrency = intFromEnv(env, 'EVALBOX_JUDGE_CONCURRENCY', DEFAULT_CONCURRENCY);
   let rawEndpoints: FileEndpoint[] = file.endpoints ?? [];
   if (rawEndpoints.length === 0 && env.EVALBOX_JUDGE_BASE_URL) {
-    if (!/^https?:\/\//.test(env.EVALBOX_JUDGE_BASE_URL)) throw new ConfigError(`EVALBOX_JUDGE_BASE_URL must be an http(s) URL, got "${env.EVALBOX_JUDGE_BASE_URL}"`);
+    if (!/^https?:\/\//.test(env.EVALBOX_JUDGE_BASE_URL))
+      throw new ConfigError(`EVALBOX_JUDGE_BASE_URL must be an http(s) URL, got "${env.EVALBOX_JUDGE_BASE_URL}"`);
     if (!env.EVALBOX_JUDGE_MODEL) throw new ConfigError('EVALBOX_JUDGE_MODEL is required with EVALBOX_JUDGE_BASE_URL');
     rawEndpoints = [{ name: 'default', baseUrl: env.EVALBOX_JUDGE_BASE_URL, model: env.EVALBOX_JUDGE_MODEL }];
   }
@@ -281,7 +310,9 @@ export function loadJudgeConfig(env: Env = process.env, readFile: (path: string)
 
 /** The judge dimensions this configuration enables, for the dimensions registry. */
 export function judgeDimensionDefinitions(config: JudgeConfig): JudgeDimensionDefinition[] {
-  return config.rubrics.filter((r) => config.dimensions[r.id]?.enabled !== false).map((r) => toDimensionDefinition(r, config.dimensions[r.id]?.samplingRate ?? r.samplingRate ?? 1));
+  return config.rubrics
+    .filter((r) => config.dimensions[r.id]?.enabled !== false)
+    .map((r) => toDimensionDefinition(r, config.dimensions[r.id]?.samplingRate ?? r.samplingRate ?? 1));
 }
 
 /** USD for a call, or null when the model has no price. */

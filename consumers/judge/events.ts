@@ -34,7 +34,19 @@ export type RetryClass =
 
 export interface JudgeEvents {
   /** One HTTP request to an endpoint (a re-ask or a fallback is a request of its own). */
-  'judge:request': [{ endpoint: string; model: string; dimension: string; outcome: RequestOutcome; status: number | null; durationMs: number; inputTokens: number; outputTokens: number; costUsd: number | null }];
+  'judge:request': [
+    {
+      endpoint: string;
+      model: string;
+      dimension: string;
+      outcome: RequestOutcome;
+      status: number | null;
+      durationMs: number;
+      inputTokens: number;
+      outputTokens: number;
+      costUsd: number | null;
+    },
+  ];
   /** A cache lookup: `hit` for a stored result, `shared` when another in-process caller's result was reused. */
   'judge:cache': [{ dimension: string; result: 'hit' | 'miss' | 'shared' }];
   /** The cache could not store or release (the database is down); the verdict itself stands. */

@@ -66,7 +66,12 @@ export function isProviderPressure(error: unknown): boolean {
   return error instanceof EvalboxError && PROVIDER_PRESSURE_CODES.has(error.code);
 }
 
-const ADMISSION_RETRY_CLASS: Record<string, RetryClass> = { JUDGE_CIRCUIT_OPEN: 'circuit_open', JUDGE_THROTTLED: 'throttled', JUDGE_QUEUE_TIMEOUT: 'queue_timeout', JUDGE_ABORTED: 'aborted' };
+const ADMISSION_RETRY_CLASS: Record<string, RetryClass> = {
+  JUDGE_CIRCUIT_OPEN: 'circuit_open',
+  JUDGE_THROTTLED: 'throttled',
+  JUDGE_QUEUE_TIMEOUT: 'queue_timeout',
+  JUDGE_ABORTED: 'aborted',
+};
 
 export function createJudge(ctx: JudgeContext): Judge {
   const { config } = ctx;
@@ -126,7 +131,13 @@ export function createJudge(ctx: JudgeContext): Judge {
       }
       const inputs = normalised.inputs;
       return {
-        key: { dimension: rubric.id, scorerVersion: rubric.version, judgeModel: endpoint.model, promptHash: rubric.promptHash, inputsHash: inputsHash(rubric, inputs) },
+        key: {
+          dimension: rubric.id,
+          scorerVersion: rubric.version,
+          judgeModel: endpoint.model,
+          promptHash: rubric.promptHash,
+          inputsHash: inputsHash(rubric, inputs),
+        },
         endpoint: endpoint.name,
         // The claim is taken before admission: it must outlive the wait for a slot plus at most
         // three requests (format fallback, answer, re-ask), each bounded by the timeout.
@@ -156,7 +167,9 @@ export function createJudge(ctx: JudgeContext): Judge {
     },
   };
 
-  const cacheContext: JudgeCacheContext | undefined = ctx.db ? { db: ctx.db, runner, claimantId: instanceId, events, inflight, pendingWrites, options: config.cache } : undefined;
+  const cacheContext: JudgeCacheContext | undefined = ctx.db
+    ? { db: ctx.db, runner, claimantId: instanceId, events, inflight, pendingWrites, options: config.cache }
+    : undefined;
 
   async function score(dimension: string, inputs: JudgeInputs, options: { signal?: AbortSignal } = {}): Promise<JudgeOutcome> {
     const request: JudgeRequest = { dimension, inputs, ...(options.signal ? { signal: options.signal } : {}) };

@@ -83,7 +83,12 @@ export class AimdLimiter {
 
   state(): LimiterState {
     const now = this.clock.now();
-    return { limit: Math.floor(this.limit), inFlight: this.inFlight, queued: this.queue.length, throttledUntil: this.throttledUntil > now ? this.throttledUntil : 0 };
+    return {
+      limit: Math.floor(this.limit),
+      inFlight: this.inFlight,
+      queued: this.queue.length,
+      throttledUntil: this.throttledUntil > now ? this.throttledUntil : 0,
+    };
   }
 
   /** A slot now, or undefined (held, full, or others already waiting). */

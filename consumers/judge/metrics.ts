@@ -15,10 +15,30 @@ export function registerJudgeMetrics(registry: Registry, events: JudgeEventEmitt
     buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60],
     registers,
   });
-  const tokens = new Counter({ name: 'evalbox_judge_tokens_total', help: 'Tokens billed by the judge, by model and kind (input/output).', labelNames: ['model', 'kind'], registers });
-  const cost = new Counter({ name: 'evalbox_judge_cost_usd_total', help: 'Judge spend in USD by model (models without a price are not counted).', labelNames: ['model'], registers });
-  const cache = new Counter({ name: 'evalbox_judge_cache_lookups_total', help: 'Judge cache lookups by dimension and result (hit, miss, shared in-process).', labelNames: ['dimension', 'result'], registers });
-  const cacheHits = new Counter({ name: 'evalbox_judge_cache_hits_total', help: 'Judge calls avoided: stored verdicts and shared in-process results.', labelNames: ['dimension'], registers });
+  const tokens = new Counter({
+    name: 'evalbox_judge_tokens_total',
+    help: 'Tokens billed by the judge, by model and kind (input/output).',
+    labelNames: ['model', 'kind'],
+    registers,
+  });
+  const cost = new Counter({
+    name: 'evalbox_judge_cost_usd_total',
+    help: 'Judge spend in USD by model (models without a price are not counted).',
+    labelNames: ['model'],
+    registers,
+  });
+  const cache = new Counter({
+    name: 'evalbox_judge_cache_lookups_total',
+    help: 'Judge cache lookups by dimension and result (hit, miss, shared in-process).',
+    labelNames: ['dimension', 'result'],
+    registers,
+  });
+  const cacheHits = new Counter({
+    name: 'evalbox_judge_cache_hits_total',
+    help: 'Judge calls avoided: stored verdicts and shared in-process results.',
+    labelNames: ['dimension'],
+    registers,
+  });
   const cacheErrors = new Counter({ name: 'evalbox_judge_cache_errors_total', help: 'Judge cache writes that failed (the verdict stood).', registers });
   const retries = new Counter({
     name: 'evalbox_judge_retries_total',
@@ -26,9 +46,24 @@ export function registerJudgeMetrics(registry: Registry, events: JudgeEventEmitt
     labelNames: ['endpoint', 'class'],
     registers,
   });
-  const circuit = new Gauge({ name: 'evalbox_judge_circuit_state', help: 'Circuit state per endpoint: 0 closed, 1 half-open, 2 open.', labelNames: ['endpoint'], registers });
-  const limit = new Gauge({ name: 'evalbox_judge_concurrency_limit', help: 'Current adaptive (AIMD) concurrency limit per endpoint.', labelNames: ['endpoint'], registers });
-  const throttled = new Gauge({ name: 'evalbox_judge_throttled', help: '1 while the endpoint is held after a 429 (Retry-After).', labelNames: ['endpoint'], registers });
+  const circuit = new Gauge({
+    name: 'evalbox_judge_circuit_state',
+    help: 'Circuit state per endpoint: 0 closed, 1 half-open, 2 open.',
+    labelNames: ['endpoint'],
+    registers,
+  });
+  const limit = new Gauge({
+    name: 'evalbox_judge_concurrency_limit',
+    help: 'Current adaptive (AIMD) concurrency limit per endpoint.',
+    labelNames: ['endpoint'],
+    registers,
+  });
+  const throttled = new Gauge({
+    name: 'evalbox_judge_throttled',
+    help: '1 while the endpoint is held after a 429 (Retry-After).',
+    labelNames: ['endpoint'],
+    registers,
+  });
 
   events.on('judge:request', (e) => {
     duration.observe({ endpoint: e.endpoint, outcome: e.outcome }, e.durationMs / 1000);

@@ -130,7 +130,13 @@ function verdictSchema(scale: VerdictScale): Record<string, unknown> {
   // the reasoning instead of being rationalised after the fact.
   const verdict =
     scale.kind === 'likert'
-      ? { score: { type: 'integer', enum: Array.from({ length: scale.max - scale.min + 1 }, (_, i) => scale.min + i), description: `${scale.min} (worst) to ${scale.max} (best)` } }
+      ? {
+          score: {
+            type: 'integer',
+            enum: Array.from({ length: scale.max - scale.min + 1 }, (_, i) => scale.min + i),
+            description: `${scale.min} (worst) to ${scale.max} (best)`,
+          },
+        }
       : { label: { type: 'string', enum: scale.labels.map((l) => l.label) } };
   const verdictKey = scale.kind === 'likert' ? 'score' : 'label';
   return {
@@ -256,7 +262,9 @@ export function normaliseInputs(rubric: RubricDefinition, inputs: JudgeInputs): 
   for (const name of rubric.inputs) {
     const raw = inputs[name];
     if (name === 'context') {
-      const parts = (raw === null || raw === undefined ? [] : Array.isArray(raw) ? raw : [raw]).map((p) => normaliseText(String(p))).filter((p) => p.length > 0);
+      const parts = (raw === null || raw === undefined ? [] : Array.isArray(raw) ? raw : [raw])
+        .map((p) => normaliseText(String(p)))
+        .filter((p) => p.length > 0);
       if (parts.length === 0) missing.push(name);
       else out.context = parts;
     } else {

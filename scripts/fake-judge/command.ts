@@ -71,7 +71,8 @@ Options:
       process.stdout.write(`${this.help}\n`);
       return 0;
     }
-    if (values.mode !== undefined && !FAKE_JUDGE_MODES.includes(values.mode as FakeJudgeMode)) throw new UsageError(`--mode must be one of ${FAKE_JUDGE_MODES.join(', ')}, got "${values.mode}"`);
+    if (values.mode !== undefined && !FAKE_JUDGE_MODES.includes(values.mode as FakeJudgeMode))
+      throw new UsageError(`--mode must be one of ${FAKE_JUDGE_MODES.join(', ')}, got "${values.mode}"`);
     let latencyMs: FakeJudgeOptions['latencyMs'];
     try {
       latencyMs = values['latency-ms'] === undefined ? undefined : parseLatency(values['latency-ms']);

@@ -44,7 +44,8 @@ export interface FakeJudgeOptions extends Partial<FakeJudgeBehaviour> {
   apiKey?: string;
 }
 
-export type FakeJudgeOutcome = 'ok' | 'rate_limited' | 'server_error' | 'hang' | 'malformed' | 'response_format_rejected' | 'bad_request' | 'unauthorized' | 'invalid';
+export type FakeJudgeOutcome =
+  'ok' | 'rate_limited' | 'server_error' | 'hang' | 'malformed' | 'response_format_rejected' | 'bad_request' | 'unauthorized' | 'invalid';
 
 export interface FakeJudgeStats {
   total: number;
@@ -149,7 +150,9 @@ function verdictFor(request: ChatRequest, seed: number): Record<string, unknown>
   const digest = sha256(`${seed}\u0000${request.model ?? ''}\u0000${textOf(user?.content)}`);
   const n = parseInt(digest.slice(0, 8), 16);
   const schema = wantedSchema(request);
-  const verdict: Record<string, unknown> = { reasoning: `Deterministic fake verdict for content ${digest.slice(0, 12)}: the response was read against the criterion.` };
+  const verdict: Record<string, unknown> = {
+    reasoning: `Deterministic fake verdict for content ${digest.slice(0, 12)}: the response was read against the criterion.`,
+  };
   const props = schema?.properties ?? {};
   let placed = false;
   for (const [name, prop] of Object.entries(props)) {
@@ -168,7 +171,12 @@ function verdictFor(request: ChatRequest, seed: number): Record<string, unknown>
   return verdict;
 }
 
-function openAiError(c: Context, status: number, error: { message: string; type: string; param?: string | null; code?: string | null }, headers: Record<string, string> = {}) {
+function openAiError(
+  c: Context,
+  status: number,
+  error: { message: string; type: string; param?: string | null; code?: string | null },
+  headers: Record<string, string> = {},
+) {
   for (const [k, v] of Object.entries(headers)) c.header(k, v);
   return c.json({ error: { param: null, code: null, ...error } }, status as 429);
 }
@@ -183,7 +191,17 @@ export async function startFakeJudge(options: FakeJudgeOptions = {}): Promise<Fa
   setMaxListeners(0, closing.signal);
   let stats: FakeJudgeStats;
   const resetStats = () => {
-    stats = { total: 0, inFlight: stats?.inFlight ?? 0, maxInFlight: 0, byMode: {}, byOutcome: {}, byContentHash: {}, distinctContent: 0, duplicates: 0, byResponseFormat: { json_schema: 0, plain: 0 } };
+    stats = {
+      total: 0,
+      inFlight: stats?.inFlight ?? 0,
+      maxInFlight: 0,
+      byMode: {},
+      byOutcome: {},
+      byContentHash: {},
+      distinctContent: 0,
+      duplicates: 0,
+      byResponseFormat: { json_schema: 0, plain: 0 },
+    };
   };
   resetStats();
 
@@ -209,7 +227,8 @@ export async function startFakeJudge(options: FakeJudgeOptions = {}): Promise<Fa
   };
 
   function control(patch: Partial<FakeJudgeBehaviour>): FakeJudgeBehaviour {
-    if (patch.mode !== undefined && !FAKE_JUDGE_MODES.includes(patch.mode)) throw new RangeError(`unknown mode "${patch.mode}" (one of ${FAKE_JUDGE_MODES.join(', ')})`);
+    if (patch.mode !== undefined && !FAKE_JUDGE_MODES.includes(patch.mode))
+      throw new RangeError(`unknown mode "${patch.mode}" (one of ${FAKE_JUDGE_MODES.join(', ')})`);
     if (patch.fraction !== undefined && !(patch.fraction >= 0 && patch.fraction <= 1)) throw new RangeError('fraction must be within 0..1');
     if (patch.requests !== undefined && !(Number.isInteger(patch.requests) && patch.requests > 0)) throw new RangeError('requests must be a positive integer');
     const { durationMs, ...rest } = patch;
@@ -283,7 +302,12 @@ export async function startFakeJudge(options: FakeJudgeOptions = {}): Promise<Fa
     if (mode === 'no-response-format' && request.response_format !== undefined) {
       await wait(latency());
       count('response_format_rejected');
-      return openAiError(c, 400, { message: "Invalid parameter: 'response_format' of type 'json_schema' is not supported with this model.", type: 'invalid_request_error', param: 'response_format', code: 'unsupported_parameter' });
+      return openAiError(c, 400, {
+        message: "Invalid parameter: 'response_format' of type 'json_schema' is not supported with this model.",
+        type: 'invalid_request_error',
+        param: 'response_format',
+        code: 'unsupported_parameter',
+      });
     }
     const fault = mode !== 'ok' && mode !== 'no-response-format' && random() < behaviour.fraction;
     if (fault && behaviour.requests !== undefined) {
@@ -307,16 +331,28 @@ export async function startFakeJudge(options: FakeJudgeOptions = {}): Promise<Fa
     }
     if (fault && mode === 'error-burst') {
       count('server_error');
-      return openAiError(c, behaviour.errorStatus, { message: 'The server had an error while processing your request.', type: 'server_error' }, behaviour.errorStatus === 503 ? retryAfter() : {});
+      return openAiError(
+        c,
+        behaviour.errorStatus,
+        { message: 'The server had an error while processing your request.', type: 'server_error' },
+        behaviour.errorStatus === 503 ? retryAfter() : {},
+      );
     }
     if (fault && mode === 'bad-request') {
       count('bad_request');
-      return openAiError(c, 400, { message: "This model's maximum context length is 8192 tokens.", type: 'invalid_request_error', param: 'messages', code: 'context_length_exceeded' });
+      return openAiError(c, 400, {
+        message: "This model's maximum context length is 8192 tokens.",
+        type: 'invalid_request_error',
+        param: 'messages',
+        code: 'context_length_exceeded',
+      });
     }
 
     const malformed = fault && mode === 'malformed';
     const verdict = verdictFor(request, behaviour.seed);
-    const content = malformed ? `Sure! Here is my verdict: score ${String(verdict.score ?? verdict.label ?? 3)} — {"reasoning": "unterminated` : JSON.stringify(verdict);
+    const content = malformed
+      ? `Sure! Here is my verdict: score ${String(verdict.score ?? verdict.label ?? 3)} — {"reasoning": "unterminated`
+      : JSON.stringify(verdict);
     count(malformed ? 'malformed' : 'ok');
     const promptChars = request.messages.reduce((sum, m) => sum + textOf(m.content).length, 0);
     const promptTokens = tokens(promptChars);

@@ -84,7 +84,9 @@ export function createApiApp(ctx: ApiContext): Hono<Env> {
     // input that slipped past validation: still the client's error, never a 5xx.
     if (sqlstate && (sqlstate.startsWith('22') || sqlstate === '54001')) {
       logger.warn({ err: loggable(error), route }, 'the database refused a value that passed validation');
-      return new ProblemError(400, 'the request holds a value that cannot be stored', { errors: [{ pointer: '/', detail: `refused by the database (SQLSTATE ${sqlstate})` }] });
+      return new ProblemError(400, 'the request holds a value that cannot be stored', {
+        errors: [{ pointer: '/', detail: `refused by the database (SQLSTATE ${sqlstate})` }],
+      });
     }
     logger.error({ err: loggable(error), route }, 'request failed');
     return new ProblemError(500, 'internal error');
@@ -163,7 +165,8 @@ export function createApiApp(ctx: ApiContext): Hono<Env> {
       eventsTopic: config.topics.events,
       now: clock(),
     });
-    if (logger.isLevelEnabled('debug')) logger.debug({ evaluationId: result.evaluationId, applicationId: c.get('applicationId'), replayed: result.replayed }, 'evaluation accepted');
+    if (logger.isLevelEnabled('debug'))
+      logger.debug({ evaluationId: result.evaluationId, applicationId: c.get('applicationId'), replayed: result.replayed }, 'evaluation accepted');
     return result;
   }
 
@@ -188,7 +191,9 @@ export function createApiApp(ctx: ApiContext): Hono<Env> {
   app.post('/v1/evaluations:batch', async (c) => {
     const body = assertValid<{ items: unknown[] }>(validateBatch, await readJson(c), 'the batch');
     if (body.items.length > config.api.batchLimit) {
-      throw new ProblemError(400, `a batch holds at most ${config.api.batchLimit} items`, { errors: [{ pointer: '/items', detail: `more than ${config.api.batchLimit} items` }] });
+      throw new ProblemError(400, `a batch holds at most ${config.api.batchLimit} items`, {
+        errors: [{ pointer: '/items', detail: `more than ${config.api.batchLimit} items` }],
+      });
     }
     // Each item is its own atomic write: one bad item does not reject the others, and a failed
     // item is reported in its own result so the client knows exactly which ones were committed.
@@ -248,7 +253,8 @@ export function createApiApp(ctx: ApiContext): Hono<Env> {
     // A key sees only its own application; naming another one finds nothing.
     if (query.applicationId !== undefined && query.applicationId !== applicationId) throw new ProblemError(404, 'no such application');
     const status = query.status;
-    if (status !== undefined && !STATUSES.includes(status as EvaluationStatus)) errors.push({ pointer: 'query:status', detail: `one of ${STATUSES.join(', ')}` });
+    if (status !== undefined && !STATUSES.includes(status as EvaluationStatus))
+      errors.push({ pointer: 'query:status', detail: `one of ${STATUSES.join(', ')}` });
     const since = query.since === undefined ? undefined : new Date(query.since);
     if (since && Number.isNaN(since.getTime())) errors.push({ pointer: 'query:since', detail: 'an RFC 3339 date-time' });
     const limit = query.limit === undefined ? 50 : Number(query.limit);
@@ -314,7 +320,15 @@ function loggable(error: unknown): Record<string, unknown> {
   let current: unknown = error;
   for (let depth = 0; typeof current === 'object' && current !== null && 'message' in current && depth < 5; depth++) {
     const e = current as Error & { code?: unknown; constraint?: unknown; table?: unknown; column?: unknown };
-    chain.push({ type: e.name, message: e.message, code: e.code, constraint: e.constraint, table: e.table, column: e.column, stack: depth === 0 ? e.stack : undefined });
+    chain.push({
+      type: e.name,
+      message: e.message,
+      code: e.code,
+      constraint: e.constraint,
+      table: e.table,
+      column: e.column,
+      stack: depth === 0 ? e.stack : undefined,
+    });
     current = e.cause;
   }
   return { ...chain[0], causes: chain.slice(1) };

@@ -78,10 +78,23 @@ export async function ingestEvaluation(db: Db, pool: Queryable | undefined, inpu
   };
   const payload = encodeEventPayload(event);
   const values = [
-    evaluationId, applicationId, data.modelId, data.prompt, data.response,
-    data.context === null ? null : JSON.stringify(data.context), data.reference, JSON.stringify(data.metadata),
-    input.dimensions, input.idempotencyKey ?? null, input.now,
-    uuidv7(input.now.getTime()), event.topic, event.type, event.source, JSON.stringify(event.headers), payload,
+    evaluationId,
+    applicationId,
+    data.modelId,
+    data.prompt,
+    data.response,
+    data.context === null ? null : JSON.stringify(data.context),
+    data.reference,
+    JSON.stringify(data.metadata),
+    input.dimensions,
+    input.idempotencyKey ?? null,
+    input.now,
+    uuidv7(input.now.getTime()),
+    event.topic,
+    event.type,
+    event.source,
+    JSON.stringify(event.headers),
+    payload,
   ];
   // With the pool at hand, a named statement: Postgres parses and plans it once per connection
   // (like pgbench -M prepared), which kysely cannot express. Without it, the same SQL unnamed.
@@ -107,14 +120,47 @@ export async function findEvaluation(db: Db, applicationId: string, id: string) 
   if (!UUID.test(id)) return undefined;
   const evaluation = await db
     .selectFrom('evaluations')
-    .select(['id', 'application_id', 'model_id', 'prompt', 'response', 'context', 'reference', 'metadata', 'dimensions', 'status', 'idempotency_key', 'created_at', 'scored_at'])
+    .select([
+      'id',
+      'application_id',
+      'model_id',
+      'prompt',
+      'response',
+      'context',
+      'reference',
+      'metadata',
+      'dimensions',
+      'status',
+      'idempotency_key',
+      'created_at',
+      'scored_at',
+    ])
     .where('id', '=', id)
     .where('application_id', '=', applicationId)
     .executeTakeFirst();
   if (!evaluation) return undefined;
   const scores = await db
     .selectFrom('scores')
-    .select(['dimension', 'status', 'value', 'label', 'direction', 'reasoning', 'source', 'scorer_name', 'scorer_version', 'judge_model', 'error_code', 'attempts', 'input_tokens', 'output_tokens', 'latency_ms', 'cost_usd', 'cache_hit', 'updated_at'])
+    .select([
+      'dimension',
+      'status',
+      'value',
+      'label',
+      'direction',
+      'reasoning',
+      'source',
+      'scorer_name',
+      'scorer_version',
+      'judge_model',
+      'error_code',
+      'attempts',
+      'input_tokens',
+      'output_tokens',
+      'latency_ms',
+      'cost_usd',
+      'cache_hit',
+      'updated_at',
+    ])
     .where('evaluation_id', '=', id)
     .orderBy('dimension')
     .execute();
@@ -143,7 +189,11 @@ export async function listEvaluationsPage(db: Db, query: PageQuery) {
   if (query.status) q = q.where('status', '=', query.status);
   if (query.since) q = q.where('created_at', '>=', query.since);
   if (query.after) q = q.where(sql<boolean>`(xid, id) > (${query.after.xid}::xid8, ${query.after.id}::uuid)`);
-  const rows = await q.orderBy('xid').orderBy('id').limit(query.limit + 1).execute();
+  const rows = await q
+    .orderBy('xid')
+    .orderBy('id')
+    .limit(query.limit + 1)
+    .execute();
   const page = rows.slice(0, query.limit);
   const last = page[page.length - 1];
   return {

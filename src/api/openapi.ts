@@ -14,12 +14,19 @@ const json = (ref: string) => ({ 'application/json': { schema: { $ref: `#/compon
 export function buildOpenApiDocument(version: string) {
   return {
     openapi: '3.1.0',
-    info: { title: 'evalbox ingest API', version, description: 'Submit LLM interactions for scoring. 202 means the evaluation and its event are durably committed.' },
+    info: {
+      title: 'evalbox ingest API',
+      version,
+      description: 'Submit LLM interactions for scoring. 202 means the evaluation and its event are durably committed.',
+    },
     components: {
       securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: 'An evalbox API key (evalbox keys create --app APP).' } },
       schemas: {
         EvaluationRequest: component(evaluationRequestSchema),
-        EvaluationBatchRequest: { ...component(batchRequestSchema), properties: { items: { type: 'array', minItems: 1, items: { $ref: '#/components/schemas/EvaluationRequest' } } } },
+        EvaluationBatchRequest: {
+          ...component(batchRequestSchema),
+          properties: { items: { type: 'array', minItems: 1, items: { $ref: '#/components/schemas/EvaluationRequest' } } },
+        },
         EvaluationAccepted: acceptedSchema,
         Problem: problemSchema,
         EvaluationCreatedEvent: component(evaluationCreatedSchema),
@@ -51,7 +58,11 @@ export function buildOpenApiDocument(version: string) {
             { name: 'cursor', in: 'query', schema: { type: 'string' } },
             { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 500, default: 50 } },
           ],
-          responses: { '200': { description: 'A page; keep nextCursor to continue (an empty page means caught up).' }, '400': problem('Bad query parameter.'), '401': problem('Missing or invalid API key.') },
+          responses: {
+            '200': { description: 'A page; keep nextCursor to continue (an empty page means caught up).' },
+            '400': problem('Bad query parameter.'),
+            '401': problem('Missing or invalid API key.'),
+          },
         },
       },
       '/v1/evaluations:batch': {

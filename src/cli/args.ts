@@ -55,7 +55,11 @@ export function printTable(rows: Record<string, unknown>[], columns?: string[]):
   };
   const cells = rows.map((row) => headers.map((h) => cell(row[h])));
   const widths = headers.map((h, i) => Math.max(h.length, ...cells.map((r) => (r[i] ?? '').length)));
-  const line = (values: string[]) => values.map((v, i) => v.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
+  const line = (values: string[]) =>
+    values
+      .map((v, i) => v.padEnd(widths[i] ?? 0))
+      .join('  ')
+      .trimEnd();
   process.stdout.write(`${line(headers)}\n${line(widths.map((w) => '-'.repeat(w)))}\n`);
   for (const r of cells) process.stdout.write(`${line(r)}\n`);
 }

@@ -26,7 +26,11 @@ export const dltCommand: Command = {
 Options: --topic-dlt T (env EVALBOX_TOPIC_DLT, default llm-evaluation-events.DLT)
 ${CONNECTION_HELP}`,
   async run(argv) {
-    const { values, positionals } = parse(argv, { ...CONNECTION_OPTIONS, id: { type: 'string', multiple: true }, all: { type: 'boolean' }, 'topic-dlt': { type: 'string' } }, true);
+    const { values, positionals } = parse(
+      argv,
+      { ...CONNECTION_OPTIONS, id: { type: 'string', multiple: true }, all: { type: 'boolean' }, 'topic-dlt': { type: 'string' } },
+      true,
+    );
     if (values.help) {
       process.stdout.write(`${this.help}\n`);
       return 0;

@@ -24,7 +24,11 @@ export const commands: Command[] = [
   lazy('outbox', 'inspect the outbox: backlog, oldest, throughput, key, parked, redrive', async () => (await import('./outbox.js')).outboxCommand),
   lazy('scorer', 'run the scoring consumer group', async () => (await import('../../consumers/command.js')).scorerCommand),
   lazy('dlt', 'list, show and redrive dead letters', async () => (await import('./dlt.js')).dltCommand),
-  lazy('fake-judge', 'run a scripted OpenAI-compatible judge server (tests, demo, benchmarks)', async () => (await import('../../scripts/fake-judge/command.js')).fakeJudgeCommand),
+  lazy(
+    'fake-judge',
+    'run a scripted OpenAI-compatible judge server (tests, demo, benchmarks)',
+    async () => (await import('../../scripts/fake-judge/command.js')).fakeJudgeCommand,
+  ),
 ];
 
 function usage(): string {

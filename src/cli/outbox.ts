@@ -40,7 +40,11 @@ export const outboxCommand: Command = {
 The SQL behind each lives in db/inspect/*.sql.
 ${CONNECTION_HELP}`,
   async run(argv) {
-    const { values, positionals } = parse(argv, { ...CONNECTION_OPTIONS, limit: { type: 'string' }, minutes: { type: 'string' }, all: { type: 'boolean' } }, true);
+    const { values, positionals } = parse(
+      argv,
+      { ...CONNECTION_OPTIONS, limit: { type: 'string' }, minutes: { type: 'string' }, all: { type: 'boolean' } },
+      true,
+    );
     if (values.help) {
       process.stdout.write(`${this.help}\n`);
       return 0;

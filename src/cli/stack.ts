@@ -29,7 +29,12 @@ Environment:
     const config = loadConfig();
     switch (positionals[0]) {
       case 'up': {
-        const endpoints = await stackUp({ cacheDir: config.cacheDir, databaseUrl: config.databaseUrl || undefined, kafkaBrokers: config.kafkaBrokers || undefined, log });
+        const endpoints = await stackUp({
+          cacheDir: config.cacheDir,
+          databaseUrl: config.databaseUrl || undefined,
+          kafkaBrokers: config.kafkaBrokers || undefined,
+          log,
+        });
         if (values.json) printJson(endpoints);
         else process.stdout.write(`DATABASE_URL=${endpoints.databaseUrl}\nKAFKA_BROKERS=${endpoints.kafkaBrokers}\nexport DATABASE_URL KAFKA_BROKERS\n`);
         return 0;

@@ -34,7 +34,12 @@ export interface ScoreResult {
 }
 
 /** A stored score row as it appears in events and API responses. */
-export function toScoreResult(row: Pick<Selectable<ScoresTable>, 'dimension' | 'status' | 'value' | 'label' | 'direction' | 'reasoning' | 'source' | 'scorer_name' | 'scorer_version' | 'error_code'>): ScoreResult {
+export function toScoreResult(
+  row: Pick<
+    Selectable<ScoresTable>,
+    'dimension' | 'status' | 'value' | 'label' | 'direction' | 'reasoning' | 'source' | 'scorer_name' | 'scorer_version' | 'error_code'
+  >,
+): ScoreResult {
   return {
     dimension: row.dimension,
     status: row.status as ScoreResult['status'],

@@ -40,17 +40,21 @@ function writeStackState(cacheDir: string, state: StackState): void {
 async function withStackLock<T>(cacheDir: string, work: () => Promise<T>): Promise<T> {
   const lock = path.join(cacheDir, 'stack', 'lock');
   fs.mkdirSync(path.dirname(lock), { recursive: true });
-  await waitUntil(async () => {
-    try {
-      fs.mkdirSync(lock);
-      fs.writeFileSync(path.join(lock, 'pid'), String(process.pid));
-      return true;
-    } catch {
-      const holder = Number(fs.readFileSync(path.join(lock, 'pid'), 'utf8').trim() || 0);
-      if (holder && !pidAlive(holder)) fs.rmSync(lock, { recursive: true, force: true });
-      return false;
-    }
-  }, 300_000, 'the stack lock');
+  await waitUntil(
+    async () => {
+      try {
+        fs.mkdirSync(lock);
+        fs.writeFileSync(path.join(lock, 'pid'), String(process.pid));
+        return true;
+      } catch {
+        const holder = Number(fs.readFileSync(path.join(lock, 'pid'), 'utf8').trim() || 0);
+        if (holder && !pidAlive(holder)) fs.rmSync(lock, { recursive: true, force: true });
+        return false;
+      }
+    },
+    300_000,
+    'the stack lock',
+  );
   try {
     return await work();
   } finally {
@@ -58,7 +62,12 @@ async function withStackLock<T>(cacheDir: string, work: () => Promise<T>): Promi
   }
 }
 
-export async function stackUp(options: { cacheDir: string; databaseUrl?: string; kafkaBrokers?: string; log: (line: string) => void }): Promise<StackEndpoints> {
+export async function stackUp(options: {
+  cacheDir: string;
+  databaseUrl?: string;
+  kafkaBrokers?: string;
+  log: (line: string) => void;
+}): Promise<StackEndpoints> {
   const { cacheDir, log } = options;
   return withStackLock(cacheDir, async () => {
     const state = readStackState(cacheDir);

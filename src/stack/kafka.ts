@@ -77,13 +77,25 @@ function serverProperties(dir: string, port: number, controllerPort: number): st
   ].join('\n');
 }
 
-const javaArgs = (libs: string) => ['-Xms256m', '-Xmx512m', '-XX:+UseG1GC', `-Dlog4j2.configurationFile=${path.join(scriptsDir, 'log4j2.properties')}`, '-cp', `${libs}/*`];
+const javaArgs = (libs: string) => [
+  '-Xms256m',
+  '-Xmx512m',
+  '-XX:+UseG1GC',
+  `-Dlog4j2.configurationFile=${path.join(scriptsDir, 'log4j2.properties')}`,
+  '-cp',
+  `${libs}/*`,
+];
 
 /**
  * Starts a broker whose data lives under `cacheDir`. `jarsCacheDir` (default: the same) lets a
  * second, private broker (used by tests that stop a broker mid-run) share the resolved jars.
  */
-export async function startKafka(cacheDir: string, previous: KafkaState | undefined, log: (line: string) => void, jarsCacheDir: string = cacheDir): Promise<KafkaState> {
+export async function startKafka(
+  cacheDir: string,
+  previous: KafkaState | undefined,
+  log: (line: string) => void,
+  jarsCacheDir: string = cacheDir,
+): Promise<KafkaState> {
   ensureJava(log);
   const libs = ensureKafkaJars(jarsCacheDir, log);
   const dir = path.join(cacheDir, 'kafka', 'broker');
@@ -102,10 +114,14 @@ export async function startKafka(cacheDir: string, previous: KafkaState | undefi
   log(`starting Kafka ${KAFKA_VERSION} on 127.0.0.1:${port} (log: ${logFile})`);
   const pid = spawnDetached('java', [...javaArgs(libs), 'kafka.Kafka', config], { cwd: dir, logFd });
   fs.closeSync(logFd);
-  await waitUntil(async () => {
-    if (!pidAlive(pid)) throw new ConfigError(`the Kafka broker exited during start-up; see ${logFile}`);
-    return canConnect('127.0.0.1', port);
-  }, 90_000, 'Kafka');
+  await waitUntil(
+    async () => {
+      if (!pidAlive(pid)) throw new ConfigError(`the Kafka broker exited during start-up; see ${logFile}`);
+      return canConnect('127.0.0.1', port);
+    },
+    90_000,
+    'Kafka',
+  );
   return { port, controllerPort, dir, logFile, pid, brokers: `127.0.0.1:${port}` };
 }
 
