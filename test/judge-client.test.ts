@@ -126,14 +126,12 @@ describe('judge client', () => {
           res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { message: 'unsupported', type: 'invalid_request_error' } }));
           return;
         }
-        res
-          .writeHead(200, { 'content-type': 'application/json' })
-          .end(
-            JSON.stringify({
-              choices: [{ message: { role: 'assistant', content: '{"reasoning":"fine","score":4}' } }],
-              usage: { prompt_tokens: 10, completion_tokens: 5 },
-            }),
-          );
+        res.writeHead(200, { 'content-type': 'application/json' }).end(
+          JSON.stringify({
+            choices: [{ message: { role: 'assistant', content: '{"reasoning":"fine","score":4}' } }],
+            usage: { prompt_tokens: 10, completion_tokens: 5 },
+          }),
+        );
       });
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

@@ -179,7 +179,8 @@ describe('LLM judge in the scoring consumer', () => {
       wrapStore: (store) => ({
         load: store.load,
         async commit(item) {
-          if (failures-- > 0) throw new Error('connection lost before the scores were written');
+          // What node-postgres throws when the server goes away mid-query.
+          if (failures-- > 0) throw new Error('Connection terminated unexpectedly');
           return store.commit(item);
         },
       }),

@@ -219,7 +219,7 @@ export async function judgeWithCache(ctx: JudgeCacheContext, request: JudgeReque
   work.catch(() => undefined);
   ctx.inflight?.set(id, work);
   try {
-    const outcome = await work;
+    const outcome = await abandonOnAbort(work, request.signal, prepared.endpoint);
     if (stored) void stored.finally(() => ctx.inflight?.delete(id));
     else ctx.inflight?.delete(id);
     return outcome;
@@ -227,6 +227,17 @@ export async function judgeWithCache(ctx: JudgeCacheContext, request: JudgeReque
     ctx.inflight?.delete(id);
     throw error;
   }
+}
+
+/** `work`, or a RetryableError(JUDGE_ABORTED) as soon as `signal` fires; the work goes on. */
+function abandonOnAbort<T>(work: Promise<T>, signal: AbortSignal | undefined, endpoint: string): Promise<T> {
+  if (!signal) return work;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new RetryableError(`judge call on ${endpoint} abandoned by its caller`, { code: 'JUDGE_ABORTED' }));
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }
 
 async function resolveThroughCache(
@@ -263,7 +274,7 @@ async function resolveThroughCache(
       await releaseQuietly(ctx, key, claimant);
       throw error;
     }
-    return executeClaimed(ctx, call, admission, claimant, signal, onWrite);
+    return executeClaimed(ctx, call, admission, claimant, onWrite);
   };
 
   let waitingSince: number | undefined;
@@ -304,12 +315,14 @@ async function executeClaimed(
   call: PreparedCall,
   admission: Admission,
   claimant: string,
-  signal: AbortSignal | undefined,
   onWrite: (write: Promise<void>) => void,
 ): Promise<JudgeOutcome> {
   let outcome: JudgeOutcome;
   try {
-    outcome = await call.execute(admission, signal);
+    // Once the provider is answering, the call is paid for: the caller's abort (a revoked
+    // partition, a shutdown) does not cancel it. It finishes into the cache, bounded by the
+    // endpoint's timeout (and by judge.close()), so whoever scores this content next gets a hit.
+    outcome = await call.execute(admission);
   } catch (error) {
     await releaseQuietly(ctx, call.key, claimant);
     throw error;
