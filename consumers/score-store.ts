@@ -56,12 +56,16 @@ export interface CommitItem {
   rows: { row: ScoreRowValues; attempts: number }[];
   /** A DLT redrive may re-decide a terminal evaluation's status. */
   redriven: boolean;
+  /** The redrive's id: applied at most once, recorded in the same transaction. */
+  redriveId?: string;
 }
 
 export interface ScoreStore {
   load(evaluationId: string): Promise<LoadedEvaluation | undefined>;
   /** Resolves with the new terminal status once committed, or undefined when nothing changed. */
   commit(item: CommitItem): Promise<EvaluationStatus | undefined>;
+  /** Whether the redrive `redriveId` was applied already. */
+  redriveApplied(redriveId: string): Promise<boolean>;
 }
 
 interface Waiter<I, O> {
@@ -159,7 +163,10 @@ export function createScoreStore(db: Db, topics: Topics, options: { maxBatch?: n
   const commitBatch = (items: CommitItem[]) => db.transaction().execute((trx) => writeBatch(trx, topics, items));
   const commit = batcher<CommitItem, EvaluationStatus | undefined>((items) => withItemFallback(items, commitBatch), { max, concurrency });
 
-  return { load, commit };
+  const redriveApplied = async (redriveId: string) =>
+    (await sql`SELECT 1 FROM evaluation_redrives WHERE redrive_id = ${redriveId}`.execute(db)).rows.length > 0;
+
+  return { load, commit, redriveApplied };
 }
 
 /**
@@ -186,10 +193,24 @@ async function writeBatch(trx: Transaction<Database>, topics: Topics, items: Com
   // delivery of its event (a redelivery, or the other member of a rebalance that scored it at the
   // same time). Its rows, status and published event agree; this item changes none of them.
   // Only a redrive may re-decide a terminal evaluation.
-  const writable = items.filter((i) => {
+  let writable = items.filter((i) => {
     const e = byId.get(i.evaluationId);
     return e !== undefined && (e.status === 'PENDING' || i.redriven);
   });
+  // A redrive is applied once: a second delivery of it (or a concurrent one) writes nothing.
+  const redriveIds = writable.flatMap((i) => (i.redriveId ? [i.redriveId] : []));
+  if (redriveIds.length > 0) {
+    const { rows: fresh } = await sql<{ redrive_id: string }>`
+      INSERT INTO evaluation_redrives (redrive_id, evaluation_id)
+      SELECT * FROM unnest(${redriveIds}::text[], ${writable.filter((i) => i.redriveId).map((i) => i.evaluationId)}::uuid[])
+      ON CONFLICT (redrive_id) DO NOTHING
+      RETURNING redrive_id`.execute(trx);
+    const applied = new Set(fresh.map((r) => r.redrive_id));
+    writable = writable.filter((i) => !i.redriveId || applied.has(i.redriveId));
+  }
+  // What a redriven (terminal) evaluation looked like before: unchanged means nothing to announce.
+  const redrivenIds = writable.filter((i) => byId.get(i.evaluationId)?.status !== 'PENDING').map((i) => i.evaluationId);
+  const before = redrivenIds.length > 0 ? await scoresOf(trx, redrivenIds) : [];
 
   // One row per (evaluation, dimension): the last item of the batch wins.
   const rows = new Map<string, ScoreRecord>();
@@ -223,8 +244,9 @@ async function writeBatch(trx: Transaction<Database>, topics: Topics, items: Com
             cache_hit: eb.ref('excluded.cache_hit'),
             updated_at: sql<Date>`now()`,
           }))
-          // A result that is COMPLETED with the same scorer version never changes.
-          .where(sql<boolean>`NOT (scores.status = 'COMPLETED' AND scores.scorer_version = excluded.scorer_version)`),
+          // A result that is COMPLETED with the same scorer version never changes, and a
+          // COMPLETED result is never replaced by an ERROR.
+          .where(sql<boolean>`NOT (scores.status = 'COMPLETED' AND (scores.scorer_version = excluded.scorer_version OR excluded.status = 'ERROR'))`),
       )
       .execute();
   }
@@ -242,6 +264,15 @@ async function writeBatch(trx: Transaction<Database>, topics: Topics, items: Com
       if (own.length < evaluation.dimensions.length || own.some((s) => s.status === 'PENDING')) continue;
       const errors = own.filter((s) => s.status === 'ERROR').length;
       const status: EvaluationStatus = errors === 0 ? 'SCORED' : errors === own.length ? 'SCORING_FAILED' : 'PARTIALLY_SCORED';
+      if (
+        evaluation.status !== 'PENDING' &&
+        evaluation.status === status &&
+        sameResults(
+          before.filter((s) => s.evaluation_id === id && evaluation.dimensions.includes(s.dimension)),
+          own,
+        )
+      )
+        continue;
       results.set(id, status);
       const applicationId = (finalising.find((i) => i.evaluationId === id) as CommitItem).applicationId;
       const scores: ScoreResult[] = own.map(toScoreResult);
@@ -271,4 +302,11 @@ async function writeBatch(trx: Transaction<Database>, topics: Topics, items: Com
     reported.add(i.evaluationId);
     return status;
   });
+}
+
+/** Whether two sets of score rows of one evaluation say the same thing. */
+function sameResults(a: Selectable<ScoresTable>[], b: Selectable<ScoresTable>[]): boolean {
+  const fingerprint = (rows: Selectable<ScoresTable>[]) =>
+    JSON.stringify(rows.map((r) => [r.dimension, r.status, r.value, r.label, r.error_code, r.scorer_version]).sort());
+  return fingerprint(a) === fingerprint(b);
 }

@@ -36,7 +36,7 @@ export interface Scorer {
   dimension: string;
   name: string;
   version: string;
-  score(inputs: ScoringInputs, options: { signal: AbortSignal; evaluationId: string }): Promise<ScoreRow>;
+  score(inputs: ScoringInputs, options: { signal: AbortSignal; evaluationId: string; applicationId: string }): Promise<ScoreRow>;
 }
 
 export interface ScorerEvents {
@@ -129,10 +129,14 @@ async function scoreMessage(ctx: ScorerContext, message: ConsumedMessage, signal
     return;
   }
   const { evaluation, scores: existing } = loaded;
-  // A redrive from the DLT asks for the ERROR dimensions to be tried again; any other delivery
-  // of a terminal evaluation is a redelivery and changes nothing.
-  const redriven = message.headers.dlt_redriven_from !== undefined && [...existing.values()].some((row) => row.status === 'ERROR');
-  if (!redriven && evaluation.status !== 'PENDING' && evaluation.dimensions.every((d) => existing.get(d)?.status && existing.get(d)?.status !== 'PENDING')) {
+  // A redrive from the DLT asks for the ERROR dimensions to be tried again, once per redrive (its
+  // id is the DLT record it came from); any other delivery of a terminal evaluation, and a
+  // redrive already applied, is a redelivery and changes nothing.
+  const redriveId = message.headers.dlt_redriven_from?.toString();
+  const redriven =
+    redriveId !== undefined && [...existing.values()].some((row) => row.status === 'ERROR') && !(await withDb(() => ctx.store.redriveApplied(redriveId)));
+  const terminal = evaluation.status !== 'PENDING' && evaluation.dimensions.every((d) => existing.get(d)?.status && existing.get(d)?.status !== 'PENDING');
+  if (!redriven && terminal) {
     ctx.events.emit('scorer:redelivery', { evaluationId: evaluation.id });
     return; // already terminal: a redelivery changes nothing and publishes nothing
   }
@@ -149,7 +153,10 @@ async function scoreMessage(ctx: ScorerContext, message: ConsumedMessage, signal
     evaluation.dimensions.map(async (dimension): Promise<{ row: ScoreRow; attempts: number } | undefined> => {
       const scorer = ctx.scorers.get(dimension);
       const previous = existing.get(dimension);
-      if (previous && (previous.status === 'COMPLETED' || previous.status === 'SKIPPED') && scorer && previous.scorer_version === scorer.version) {
+      const done = previous?.status === 'COMPLETED' || previous?.status === 'SKIPPED';
+      // A redrive retries only the ERROR dimensions: a result of an older scorer version stays as
+      // it is (re-scoring it is the next event's business, not a redrive's).
+      if (done && ((scorer && previous?.scorer_version === scorer.version) || (redriven && terminal))) {
         ctx.events.emit('scorer:dimensionScored', { dimension, status: previous.status, seconds: 0, reused: true });
         return undefined; // already done with this version: never scored (or paid for) twice
       }
@@ -179,7 +186,7 @@ async function scoreMessage(ctx: ScorerContext, message: ConsumedMessage, signal
         };
       }
       const dimensionStarted = Date.now();
-      const outcome = await scoreWithRetry(ctx, scorer, inputs, evaluation.id, signal);
+      const outcome = await scoreWithRetry(ctx, scorer, inputs, { evaluationId: evaluation.id, applicationId: evaluation.application_id }, signal);
       if ('error' in outcome) {
         failures.push({ dimension, error: outcome.error, attempts: outcome.attempts });
         ctx.events.emit('scorer:dimensionScored', { dimension, status: 'ERROR', seconds: (Date.now() - dimensionStarted) / 1000, reused: false });
@@ -200,9 +207,24 @@ async function scoreMessage(ctx: ScorerContext, message: ConsumedMessage, signal
 
   // The DLT record is acknowledged before anything commits: a crash in between redelivers the
   // event and at worst writes a second DLT record, never loses one.
-  if (failures.length > 0) await deadLetter(ctx, message, failures);
+  // A redrive that fails exactly as before (same code, same scorer version) adds no DLT record:
+  // the one it came from still describes the failure.
+  const newFailures = redriven
+    ? failures.filter((f) => {
+        const before = f.dimension ? existing.get(f.dimension) : undefined;
+        const now = rows.find((r) => r?.row.dimension === f.dimension)?.row;
+        return !(before?.status === 'ERROR' && before.error_code === f.error.code && before.scorer_version === now?.scorer_version);
+      })
+    : failures;
+  if (newFailures.length > 0) await deadLetter(ctx, message, newFailures);
   const written = rows.filter((r): r is { row: ScoreRow; attempts: number } => r !== undefined);
-  const item = { evaluationId: evaluation.id, applicationId: evaluation.application_id, rows: written, redriven };
+  const item = {
+    evaluationId: evaluation.id,
+    applicationId: evaluation.application_id,
+    rows: written,
+    redriven,
+    ...(redriven && redriveId ? { redriveId } : {}),
+  };
   let status: EvaluationStatus | undefined;
   try {
     status = await ctx.store.commit(item);
@@ -238,7 +260,7 @@ async function scoreWithRetry(
   ctx: ScorerContext,
   scorer: Scorer,
   inputs: ScoringInputs,
-  evaluationId: string,
+  { evaluationId, applicationId }: { evaluationId: string; applicationId: string },
   signal: AbortSignal,
 ): Promise<{ row: ScoreRow; attempts: number } | { error: EvalboxError; attempts: number }> {
   const firstTry = Date.now();
@@ -251,7 +273,7 @@ async function scoreWithRetry(
     attempts++;
     const attemptStarted = Date.now();
     try {
-      return { row: await scorer.score(inputs, { signal, evaluationId }), attempts };
+      return { row: await scorer.score(inputs, { signal, evaluationId, applicationId }), attempts };
     } catch (thrown) {
       // A shutdown (or a revoked partition) aborts the work; it is redelivered, never terminal.
       if (signal.aborted) throw new RetryableError('stopping', { code: 'SHUTDOWN', cause: thrown });
@@ -316,6 +338,15 @@ async function deadLetter(ctx: ScorerContext, message: ConsumedMessage, failures
     },
     'dead-lettered',
   );
+}
+
+/** Database work whose errors come out classified by SQLSTATE. */
+async function withDb<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (thrown) {
+    throw classifyPgError(thrown);
+  }
 }
 
 /** The failure headers and the CloudEvents id and type: what a DLT record without its value keeps. */

@@ -178,6 +178,7 @@ describe('LLM judge in the scoring consumer', () => {
     const topics = await start({
       wrapStore: (store) => ({
         load: store.load,
+        redriveApplied: store.redriveApplied,
         async commit(item) {
           // What node-postgres throws when the server goes away mid-query.
           if (failures-- > 0) throw new Error('Connection terminated unexpectedly');
