@@ -23,8 +23,11 @@ export function createDb(databaseUrl: string, options: { max?: number; applicati
     application_name: options.applicationName ?? 'evalbox',
     connectionTimeoutMillis: 10_000,
   });
-  // An idle client that loses its connection must not crash the process; the pool replaces it.
+  // A client that loses its connection must not crash the process: idle in the pool, the pool
+  // replaces it; checked out (between two queries of a transaction, say), its next query fails
+  // and the caller's error handling decides. Without a listener, pg's 'error' event is fatal.
   pool.on('error', () => {});
+  pool.on('connect', (client) => client.on('error', () => {}));
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   return {
     db,
