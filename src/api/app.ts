@@ -9,7 +9,7 @@ import type { Db } from '../db/index.js';
 import type { DimensionRegistry } from '../dimensions.js';
 import type { Logger } from '../logging.js';
 import { batchRequestSchema, evaluationRequestSchema } from '../schemas/evaluation-request.js';
-import { createAjv } from '../schemas/validator.js';
+import { createBoundedValidator } from '../schemas/validator.js';
 import { bearerToken, createKeyResolver, type KeyResolver } from './auth.js';
 import { problemResponse, toProblem } from './error-mapping.js';
 import type { Queryable } from './evaluations.js';
@@ -35,7 +35,6 @@ export interface ApiContext {
 export function createApiApp(ctx: ApiContext): Hono<ApiEnv> {
   const { db, config, logger } = ctx;
   const keys = ctx.keys ?? createKeyResolver(db, { ttlMs: config.api.keyCacheTtlMs });
-  const ajv = createAjv();
   const duration = new Histogram({
     name: 'http_request_duration_seconds',
     help: 'HTTP request duration by route pattern, method and status.',
@@ -76,8 +75,8 @@ export function createApiApp(ctx: ApiContext): Hono<ApiEnv> {
     logger,
     dimensions: ctx.dimensions,
     clock: ctx.clock ?? (() => new Date()),
-    validateRequest: ajv.compile(evaluationRequestSchema),
-    validateBatch: ajv.compile(batchRequestSchema),
+    validateRequest: createBoundedValidator(evaluationRequestSchema),
+    validateBatch: createBoundedValidator(batchRequestSchema),
     openapi: buildOpenApiDocument('1'),
     routeLabel,
   });
