@@ -39,6 +39,15 @@ export interface Config {
     keepAliveTimeoutMs: number;
     /** A connection on which nothing arrives (a body that stops) for this long is closed. */
     bodyIdleTimeoutMs: number;
+    /** Postgres cancels an API statement that runs (or waits on a lock) longer than this. */
+    statementTimeoutMs: number;
+    /** Per application: sustained evaluations (or reads) per second, and the burst above it. */
+    ratePerSecond: number;
+    rateBurst: number;
+    /** Per application: requests in flight at once. */
+    concurrencyPerApp: number;
+    /** Per application: database connections held at once (its fair share of the pool). */
+    poolSharePerApp: number;
   };
   relay: {
     batchSize: number;
@@ -123,6 +132,11 @@ export function loadConfig(env: Env = process.env, flags: Flags = {}): Config {
       requestTimeoutMs: read.int('request-timeout-ms', 'EVALBOX_API_REQUEST_TIMEOUT_MS', 30_000, 1),
       keepAliveTimeoutMs: read.int('keep-alive-timeout-ms', 'EVALBOX_API_KEEP_ALIVE_TIMEOUT_MS', 5_000, 1),
       bodyIdleTimeoutMs: read.int('body-idle-timeout-ms', 'EVALBOX_API_BODY_IDLE_TIMEOUT_MS', 10_000, 1),
+      statementTimeoutMs: read.int('statement-timeout-ms', 'EVALBOX_API_STATEMENT_TIMEOUT_MS', 5_000, 0),
+      ratePerSecond: read.int('rate-per-second', 'EVALBOX_API_RATE_PER_SECOND', 500, 1),
+      rateBurst: read.int('rate-burst', 'EVALBOX_API_RATE_BURST', 1_000, 1),
+      concurrencyPerApp: read.int('concurrency-per-app', 'EVALBOX_API_CONCURRENCY_PER_APP', 32, 1),
+      poolSharePerApp: read.int('pool-share-per-app', 'EVALBOX_API_POOL_SHARE_PER_APP', 0, 0),
     },
     relay: {
       batchSize: read.int('batch-size', 'EVALBOX_RELAY_BATCH_SIZE', 2000, 1),

@@ -40,6 +40,15 @@ Options (flags override the environment):
                       EVALBOX_API_KEEP_ALIVE_TIMEOUT_MS, default 5000)
   --body-idle-timeout-ms MS    a connection on which nothing arrives for this long is closed
                       (env EVALBOX_API_BODY_IDLE_TIMEOUT_MS, default 10000)
+  --statement-timeout-ms MS    Postgres cancels an API statement running (or waiting on a
+                      lock) longer than this (env EVALBOX_API_STATEMENT_TIMEOUT_MS, default 5000)
+  Quotas, per application (all its keys together); over them: 429 with Retry-After:
+  --rate-per-second N  sustained evaluations or reads per second (env EVALBOX_API_RATE_PER_SECOND,
+                      default 500; a batch item counts as one)
+  --rate-burst N      what may be spent at once above the rate (env EVALBOX_API_RATE_BURST, default 1000)
+  --concurrency-per-app N  requests in flight at once (env EVALBOX_API_CONCURRENCY_PER_APP, default 32)
+  --pool-share-per-app N   database connections one application may hold at once (env
+                      EVALBOX_API_POOL_SHARE_PER_APP; default a quarter of --pool-size)
   --shutdown-grace-ms MS  on SIGTERM, time in-flight requests get before their connections
                       are cut (env EVALBOX_SHUTDOWN_GRACE_MS, default 10000)
 
@@ -56,6 +65,11 @@ ${CONNECTION_HELP}`,
       'request-timeout-ms': { type: 'string' },
       'keep-alive-timeout-ms': { type: 'string' },
       'body-idle-timeout-ms': { type: 'string' },
+      'statement-timeout-ms': { type: 'string' },
+      'rate-per-second': { type: 'string' },
+      'rate-burst': { type: 'string' },
+      'concurrency-per-app': { type: 'string' },
+      'pool-share-per-app': { type: 'string' },
       'body-limit': { type: 'string' },
       'batch-limit': { type: 'string' },
       'topic-events': { type: 'string' },
@@ -70,7 +84,11 @@ ${CONNECTION_HELP}`,
     const stopped = stopSignal();
     const config = loadConfig(process.env, values);
     const logger = createLogger({ level: config.logLevel, name: 'evalbox-api' });
-    const handle = createDb(requireSetting(config.databaseUrl, 'DATABASE_URL'), { max: config.api.poolSize, applicationName: 'evalbox-api' });
+    const handle = createDb(requireSetting(config.databaseUrl, 'DATABASE_URL'), {
+      max: config.api.poolSize,
+      applicationName: 'evalbox-api',
+      statementTimeoutMs: config.api.statementTimeoutMs,
+    });
     const registry = createRegistry('api');
     const keys = createKeyResolver(handle.db, { ttlMs: config.api.keyCacheTtlMs });
     // Built-in dimensions plus the judge rubrics the scorers published.

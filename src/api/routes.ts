@@ -12,6 +12,7 @@ import { MAX_FIELD_ERRORS, type BoundedValidator } from '../schemas/validator.js
 import { decodeCursor } from './cursor.js';
 import { databaseUnavailable, toProblem } from './error-mapping.js';
 import { ingestEvaluation, type IngestResult, type Queryable } from './evaluations.js';
+import { tooManyRequests, type Limits } from './limits.js';
 import { header, readBodyText } from './node-request.js';
 import { ProblemError } from './problem.js';
 import { findEvaluation, listEvaluationsPage } from './queries.js';
@@ -31,6 +32,7 @@ export interface RouteDeps {
   validateBatch: BoundedValidator;
   openapi: unknown;
   routeLabel: (c: Context) => string;
+  limits: Limits;
 }
 
 /** Field errors reported for a whole batch at most. */
@@ -93,15 +95,18 @@ export function registerRoutes(app: Hono<ApiEnv>, deps: RouteDeps): void {
   async function ingest(c: Context<ApiEnv>, body: unknown, idempotencyKey: string | undefined): Promise<IngestResult> {
     const { request, dimensions: requested } = toRequest(body);
     const traceparent = header(c, 'traceparent');
-    const result = await ingestEvaluation(db, deps.pool, {
-      applicationId: c.get('applicationId'),
-      request,
-      dimensions: requested,
-      idempotencyKey: idempotencyKey ?? request.externalId,
-      traceparent: traceparent && TRACEPARENT.test(traceparent) ? traceparent : undefined,
-      eventsTopic: config.topics.events,
-      now: deps.clock(),
-    });
+    const applicationId = c.get('applicationId');
+    const result = await deps.limits.withConnection(applicationId, () =>
+      ingestEvaluation(db, deps.pool, {
+        applicationId,
+        request,
+        dimensions: requested,
+        idempotencyKey: idempotencyKey ?? request.externalId,
+        traceparent: traceparent && TRACEPARENT.test(traceparent) ? traceparent : undefined,
+        eventsTopic: config.topics.events,
+        now: deps.clock(),
+      }),
+    );
     if (logger.isLevelEnabled('debug'))
       logger.debug({ evaluationId: result.evaluationId, applicationId: c.get('applicationId'), replayed: result.replayed }, 'evaluation accepted');
     return result;
@@ -128,6 +133,10 @@ export function registerRoutes(app: Hono<ApiEnv>, deps: RouteDeps): void {
         errors: [{ pointer: '/items', detail: `more than ${config.api.batchLimit} items` }],
       });
     }
+    // One unit of the application's rate per item (the request itself paid for one).
+    const decision = deps.limits.take(c.get('applicationId'), body.items.length - 1);
+    if (!decision.allowed)
+      throw tooManyRequests(`a batch of ${body.items.length} items is over this application's rate`, decision.retryAfterSeconds, decision.headers);
     // Each item is its own atomic write: one bad item does not reject the others, and a failed
     // item is reported in its own result so the client knows exactly which ones were committed.
     // The field errors of all items together are bounded, like those of one request.
@@ -153,7 +162,8 @@ export function registerRoutes(app: Hono<ApiEnv>, deps: RouteDeps): void {
   });
 
   app.get('/v1/evaluations/:id', async (c) => {
-    const found = await findEvaluation(db, c.get('applicationId'), c.req.param('id'));
+    const applicationId = c.get('applicationId');
+    const found = await deps.limits.withConnection(applicationId, () => findEvaluation(db, applicationId, c.req.param('id')));
     if (!found) throw new ProblemError(404, 'no such evaluation');
     return c.json(evaluationBody(found));
   });
@@ -174,7 +184,9 @@ export function registerRoutes(app: Hono<ApiEnv>, deps: RouteDeps): void {
     const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor);
     if (query.cursor !== undefined && !after) errors.push({ pointer: 'query:cursor', detail: 'a nextCursor returned by this endpoint' });
     if (errors.length > 0) throw new ProblemError(400, 'invalid query parameters', { errors });
-    const page = await listEvaluationsPage(db, { applicationId, status: status as EvaluationStatus | undefined, since: since ?? undefined, after, limit });
+    const page = await deps.limits.withConnection(applicationId, () =>
+      listEvaluationsPage(db, { applicationId, status: status as EvaluationStatus | undefined, since: since ?? undefined, after, limit }),
+    );
     return c.json(pageBody(page));
   });
 
