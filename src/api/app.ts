@@ -9,10 +9,11 @@ import type { Db } from '../db/index.js';
 import type { DimensionRegistry } from '../dimensions.js';
 import type { Logger } from '../logging.js';
 import { batchRequestSchema, evaluationRequestSchema } from '../schemas/evaluation-request.js';
-import { createAjv } from '../schemas/validator.js';
+import { createBoundedValidator } from '../schemas/validator.js';
 import { bearerToken, createKeyResolver, type KeyResolver } from './auth.js';
 import { problemResponse, toProblem } from './error-mapping.js';
 import type { Queryable } from './evaluations.js';
+import { createLimits, tooManyRequests, type Limits } from './limits.js';
 import { header } from './node-request.js';
 import { buildOpenApiDocument } from './openapi.js';
 import { ProblemError } from './problem.js';
@@ -30,12 +31,14 @@ export interface ApiContext {
   pool?: Queryable;
   /** API-key lookup; defaults to a cached resolver over `db` (see auth.ts). */
   keys?: KeyResolver;
+  /** Per-application quotas; defaults to the configured ones (see limits.ts). */
+  limits?: Limits;
 }
 
 export function createApiApp(ctx: ApiContext): Hono<ApiEnv> {
   const { db, config, logger } = ctx;
   const keys = ctx.keys ?? createKeyResolver(db, { ttlMs: config.api.keyCacheTtlMs });
-  const ajv = createAjv();
+  const limits = ctx.limits ?? createLimits(config.api);
   const duration = new Histogram({
     name: 'http_request_duration_seconds',
     help: 'HTTP request duration by route pattern, method and status.',
@@ -66,7 +69,16 @@ export function createApiApp(ctx: ApiContext): Hono<ApiEnv> {
     const applicationId = await keys.resolve(token);
     if (!applicationId) throw new ProblemError(401, 'the API key is unknown or revoked', { headers: { 'www-authenticate': 'Bearer' } });
     c.set('applicationId', applicationId);
-    await next();
+    const release = limits.enter(applicationId);
+    if (!release) throw tooManyRequests(`more than ${config.api.concurrencyPerApp} requests of this application are in flight`, 1);
+    try {
+      const decision = limits.take(applicationId, 1);
+      if (!decision.allowed) throw tooManyRequests('this application is over its request rate', decision.retryAfterSeconds, decision.headers);
+      await next();
+      for (const [name, value] of Object.entries(decision.headers)) if (!c.res.headers.has(name)) c.res.headers.set(name, value);
+    } finally {
+      release();
+    }
   });
 
   registerRoutes(app, {
@@ -76,10 +88,11 @@ export function createApiApp(ctx: ApiContext): Hono<ApiEnv> {
     logger,
     dimensions: ctx.dimensions,
     clock: ctx.clock ?? (() => new Date()),
-    validateRequest: ajv.compile(evaluationRequestSchema),
-    validateBatch: ajv.compile(batchRequestSchema),
+    validateRequest: createBoundedValidator(evaluationRequestSchema),
+    validateBatch: createBoundedValidator(batchRequestSchema),
     openapi: buildOpenApiDocument('1'),
     routeLabel,
+    limits,
   });
   return app;
 }

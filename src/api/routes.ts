@@ -8,11 +8,11 @@ import type { DimensionRegistry } from '../dimensions.js';
 import { ValidationError, type FieldError } from '../errors.js';
 import type { Logger } from '../logging.js';
 import type { EvaluationRequest } from '../schemas/evaluation-request.js';
-import { assertValid } from '../schemas/validator.js';
-import type { ValidateFunction } from 'ajv';
+import { MAX_FIELD_ERRORS, type BoundedValidator } from '../schemas/validator.js';
 import { decodeCursor } from './cursor.js';
 import { databaseUnavailable, toProblem } from './error-mapping.js';
 import { ingestEvaluation, type IngestResult, type Queryable } from './evaluations.js';
+import { tooManyRequests, type Limits } from './limits.js';
 import { header, readBodyText } from './node-request.js';
 import { ProblemError } from './problem.js';
 import { findEvaluation, listEvaluationsPage } from './queries.js';
@@ -28,11 +28,15 @@ export interface RouteDeps {
   logger: Logger;
   dimensions: DimensionRegistry;
   clock: () => Date;
-  validateRequest: ValidateFunction;
-  validateBatch: ValidateFunction;
+  validateRequest: BoundedValidator;
+  validateBatch: BoundedValidator;
   openapi: unknown;
   routeLabel: (c: Context) => string;
+  limits: Limits;
 }
+
+/** Field errors reported for a whole batch at most. */
+const BATCH_ERROR_BUDGET = 5 * MAX_FIELD_ERRORS;
 
 const STATUSES: EvaluationStatus[] = ['PENDING', 'SCORED', 'PARTIALLY_SCORED', 'SCORING_FAILED'];
 const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
@@ -45,6 +49,15 @@ export const ALLOWED_METHODS: [string, string][] = [
   ['/v1/dimensions', 'GET, HEAD'],
   ['/openapi.json', 'GET, HEAD'],
 ];
+
+const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
+
+/** An RFC 3339 date-time (with its offset), or null: Date alone accepts "2024", "1" and RFC 2822. */
+export function parseRfc3339(text: string): Date | null {
+  if (!RFC3339.test(text)) return null;
+  const date = new Date(text);
+  return Number.isNaN(date.getTime()) ? null : date;
+}
 
 export function registerRoutes(app: Hono<ApiEnv>, deps: RouteDeps): void {
   const { db, config, logger, dimensions } = deps;
@@ -67,7 +80,7 @@ export function registerRoutes(app: Hono<ApiEnv>, deps: RouteDeps): void {
 
   /** Validates one item against the schema, what Postgres can store, and the dimensions registry. */
   function toRequest(body: unknown): { request: EvaluationRequest; dimensions: string[] } {
-    const request = assertValid<EvaluationRequest>(deps.validateRequest, body, 'the evaluation');
+    const request = deps.validateRequest.assert<EvaluationRequest>(body, 'the evaluation');
     const unstorable = unstorableFields(request);
     if (unstorable.length > 0) throw new ValidationError('the evaluation holds values that cannot be stored', unstorable);
     const requested = request.dimensions ?? dimensions.defaults;
@@ -82,15 +95,18 @@ export function registerRoutes(app: Hono<ApiEnv>, deps: RouteDeps): void {
   async function ingest(c: Context<ApiEnv>, body: unknown, idempotencyKey: string | undefined): Promise<IngestResult> {
     const { request, dimensions: requested } = toRequest(body);
     const traceparent = header(c, 'traceparent');
-    const result = await ingestEvaluation(db, deps.pool, {
-      applicationId: c.get('applicationId'),
-      request,
-      dimensions: requested,
-      idempotencyKey: idempotencyKey ?? request.externalId,
-      traceparent: traceparent && TRACEPARENT.test(traceparent) ? traceparent : undefined,
-      eventsTopic: config.topics.events,
-      now: deps.clock(),
-    });
+    const applicationId = c.get('applicationId');
+    const result = await deps.limits.withConnection(applicationId, () =>
+      ingestEvaluation(db, deps.pool, {
+        applicationId,
+        request,
+        dimensions: requested,
+        idempotencyKey: idempotencyKey ?? request.externalId,
+        traceparent: traceparent && TRACEPARENT.test(traceparent) ? traceparent : undefined,
+        eventsTopic: config.topics.events,
+        now: deps.clock(),
+      }),
+    );
     if (logger.isLevelEnabled('debug'))
       logger.debug({ evaluationId: result.evaluationId, applicationId: c.get('applicationId'), replayed: result.replayed }, 'evaluation accepted');
     return result;
@@ -111,14 +127,20 @@ export function registerRoutes(app: Hono<ApiEnv>, deps: RouteDeps): void {
   });
 
   app.post('/v1/evaluations:batch', async (c) => {
-    const body = assertValid<{ items: unknown[] }>(deps.validateBatch, await readJson(c), 'the batch');
+    const body = deps.validateBatch.assert<{ items: unknown[] }>(await readJson(c), 'the batch');
     if (body.items.length > config.api.batchLimit) {
       throw new ProblemError(400, `a batch holds at most ${config.api.batchLimit} items`, {
         errors: [{ pointer: '/items', detail: `more than ${config.api.batchLimit} items` }],
       });
     }
+    // One unit of the application's rate per item (the request itself paid for one).
+    const decision = deps.limits.take(c.get('applicationId'), body.items.length - 1);
+    if (!decision.allowed)
+      throw tooManyRequests(`a batch of ${body.items.length} items is over this application's rate`, decision.retryAfterSeconds, decision.headers);
     // Each item is its own atomic write: one bad item does not reject the others, and a failed
     // item is reported in its own result so the client knows exactly which ones were committed.
+    // The field errors of all items together are bounded, like those of one request.
+    let errorBudget = BATCH_ERROR_BUDGET;
     const results = await Promise.all(
       body.items.map(async (item, index) => {
         try {
@@ -126,8 +148,11 @@ export function registerRoutes(app: Hono<ApiEnv>, deps: RouteDeps): void {
           return { index, status: 202, ...(result.replayed ? { replayed: true } : {}), body: acceptedBody(result) };
         } catch (error) {
           const { problem } = toProblem(error, deps.routeLabel(c), logger);
-          const errors = problem.errors?.map((e) => ({ pointer: `/items/${index}${e.pointer === '/' ? '' : e.pointer}`, detail: e.detail }));
-          return { index, status: problem.status, body: { ...problem, ...(errors ? { errors } : {}) } };
+          const kept = problem.errors?.slice(0, Math.max(0, errorBudget));
+          errorBudget -= kept?.length ?? 0;
+          const errors = kept?.map((e) => ({ pointer: `/items/${index}${e.pointer === '/' ? '' : e.pointer}`, detail: e.detail }));
+          const truncated = problem.errorsTruncated || (kept?.length ?? 0) < (problem.errors?.length ?? 0);
+          return { index, status: problem.status, body: { ...problem, ...(errors ? { errors } : {}), ...(truncated ? { errorsTruncated: true } : {}) } };
         }
       }),
     );
@@ -137,7 +162,8 @@ export function registerRoutes(app: Hono<ApiEnv>, deps: RouteDeps): void {
   });
 
   app.get('/v1/evaluations/:id', async (c) => {
-    const found = await findEvaluation(db, c.get('applicationId'), c.req.param('id'));
+    const applicationId = c.get('applicationId');
+    const found = await deps.limits.withConnection(applicationId, () => findEvaluation(db, applicationId, c.req.param('id')));
     if (!found) throw new ProblemError(404, 'no such evaluation');
     return c.json(evaluationBody(found));
   });
@@ -151,14 +177,16 @@ export function registerRoutes(app: Hono<ApiEnv>, deps: RouteDeps): void {
     const status = query.status;
     if (status !== undefined && !STATUSES.includes(status as EvaluationStatus))
       errors.push({ pointer: 'query:status', detail: `one of ${STATUSES.join(', ')}` });
-    const since = query.since === undefined ? undefined : new Date(query.since);
-    if (since && Number.isNaN(since.getTime())) errors.push({ pointer: 'query:since', detail: 'an RFC 3339 date-time' });
-    const limit = query.limit === undefined ? 50 : Number(query.limit);
-    if (!Number.isInteger(limit) || limit < 1 || limit > 500) errors.push({ pointer: 'query:limit', detail: 'an integer from 1 to 500' });
+    const since = query.since === undefined ? undefined : parseRfc3339(query.since);
+    if (since === null) errors.push({ pointer: 'query:since', detail: 'an RFC 3339 date-time, e.g. 2024-05-01T12:00:00Z' });
+    const limit = query.limit === undefined ? 50 : /^\d{1,3}$/.test(query.limit) ? Number(query.limit) : NaN;
+    if (!(limit >= 1 && limit <= 500)) errors.push({ pointer: 'query:limit', detail: 'an integer from 1 to 500, in digits' });
     const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor);
     if (query.cursor !== undefined && !after) errors.push({ pointer: 'query:cursor', detail: 'a nextCursor returned by this endpoint' });
     if (errors.length > 0) throw new ProblemError(400, 'invalid query parameters', { errors });
-    const page = await listEvaluationsPage(db, { applicationId, status: status as EvaluationStatus | undefined, since, after, limit });
+    const page = await deps.limits.withConnection(applicationId, () =>
+      listEvaluationsPage(db, { applicationId, status: status as EvaluationStatus | undefined, since: since ?? undefined, after, limit }),
+    );
     return c.json(pageBody(page));
   });
 
