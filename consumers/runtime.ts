@@ -317,7 +317,13 @@ export function createKeyParallelConsumer(options: KeyParallelConsumerOptions): 
     release() {
       if (!held) return;
       held = false;
-      const ready = assigned().filter((tp) => !partitions.get(partitionKey(tp.topic, tp.partition))?.paused);
+      // A partition paused for its in-flight bound whose work drained during the hold had its
+      // resume skipped (maybeResume waits while held): resume it now, or it stays paused for good.
+      const ready = assigned().filter((tp) => {
+        const progress = partitions.get(partitionKey(tp.topic, tp.partition));
+        if (progress?.paused && progress.inFlight() <= options.maxInFlightPerPartition / 2) progress.paused = false;
+        return progress !== undefined && !progress.paused;
+      });
       if (ready.length > 0) consumer.resume(ready);
       for (const tp of ready) events.emit('consumer:resumed', tp);
     },
