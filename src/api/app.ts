@@ -57,7 +57,7 @@ export function createApiApp(ctx: ApiContext): Hono<Env> {
 
   const app = new Hono<Env>();
 
-  app.use('*', async (c, next) => {
+  app.use('*', async (c: Context<Env>, next) => {
     const started = process.hrtime.bigint();
     try {
       await next();
@@ -114,7 +114,7 @@ export function createApiApp(ctx: ApiContext): Hono<Env> {
     }),
   );
 
-  app.use('/v1/evaluations*', async (c, next) => {
+  app.use('/v1/evaluations*', async (c: Context<Env>, next) => {
     const token = bearerToken(header(c, 'authorization'));
     if (!token) throw new ProblemError(401, 'send an API key as Authorization: Bearer <key>', { headers: { 'www-authenticate': 'Bearer' } });
     const applicationId = await keys.resolve(token);
