@@ -14,7 +14,18 @@ import { batchRequestSchema, evaluationRequestSchema, type EvaluationRequest } f
 import { toScoreResult } from '../schemas/events.js';
 import { assertValid, createAjv } from '../schemas/validator.js';
 import { bearerToken, createKeyResolver, type KeyResolver } from './auth.js';
-import { decodeCursor, encodeCursor, findEvaluation, ingestEvaluation, listEvaluationsPage, type IngestResult, type Queryable } from './evaluations.js';
+import { createOutboxNudger, type OutboxNudger } from '../outbox-wakeup.js';
+import {
+  createIngestWriter,
+  decodeCursor,
+  encodeCursor,
+  findEvaluation,
+  listEvaluationsPage,
+  prepareEvaluation,
+  type IngestResult,
+  type PreparedEvaluation,
+  type Queryable,
+} from './evaluations.js';
 import { header, readBodyText } from './node-request.js';
 import { buildOpenApiDocument } from './openapi.js';
 import { PROBLEM_CONTENT_TYPE, ProblemError } from './problem.js';
@@ -32,6 +43,8 @@ export interface ApiContext {
   pool?: Queryable;
   /** API-key lookup; defaults to a cached resolver over `db` (see auth.ts). */
   keys?: KeyResolver;
+  /** Wakes the relay after each commit; defaults to one over `db`. */
+  nudger?: OutboxNudger;
 }
 
 type Env = { Variables: { applicationId: string } };
@@ -47,6 +60,13 @@ export function createApiApp(ctx: ApiContext): Hono<Env> {
   const validateRequest = ajv.compile(evaluationRequestSchema);
   const validateBatch = ajv.compile(batchRequestSchema);
   const openapi = buildOpenApiDocument('1');
+  const writer = createIngestWriter({
+    db,
+    pool: ctx.pool,
+    nudger: ctx.nudger ?? createOutboxNudger(db, { onError: (error) => logger.warn({ err: loggable(error) }, 'relay nudge failed') }),
+    groupCommit: config.api.groupCommit,
+    idempotencyTtlMs: config.api.idempotencyTtlHours * 3_600_000,
+  });
   const duration = new Histogram({
     name: 'http_request_duration_seconds',
     help: 'HTTP request duration by route pattern, method and status.',
@@ -153,21 +173,27 @@ export function createApiApp(ctx: ApiContext): Hono<Env> {
     return { request, dimensions: requested };
   }
 
-  async function ingest(c: Context<Env>, body: unknown, idempotencyKey: string | undefined): Promise<IngestResult> {
+  /** Validates one item and builds the rows it will write (throws for the client's errors). */
+  function prepare(c: Context<Env>, body: unknown, idempotencyKey: string | undefined): PreparedEvaluation {
     const { request, dimensions: requested } = toRequest(body);
     const traceparent = header(c, 'traceparent');
-    const result = await ingestEvaluation(db, ctx.pool, {
+    return prepareEvaluation({
       applicationId: c.get('applicationId'),
       request,
       dimensions: requested,
-      idempotencyKey: idempotencyKey ?? request.externalId,
+      idempotencyKey,
       traceparent: traceparent && TRACEPARENT.test(traceparent) ? traceparent : undefined,
       eventsTopic: config.topics.events,
       now: clock(),
     });
-    if (logger.isLevelEnabled('debug'))
-      logger.debug({ evaluationId: result.evaluationId, applicationId: c.get('applicationId'), replayed: result.replayed }, 'evaluation accepted');
-    return result;
+  }
+
+  function idempotencyKeyOf(c: Context<Env>): string | undefined {
+    const key = header(c, 'idempotency-key');
+    if (key !== undefined && (key.length === 0 || key.length > 200)) {
+      throw new ProblemError(400, 'Idempotency-Key must be 1 to 200 characters', { errors: [{ pointer: 'header:Idempotency-Key', detail: 'length 1..200' }] });
+    }
+    return key;
   }
 
   const accepted = (result: IngestResult) => ({
@@ -178,37 +204,51 @@ export function createApiApp(ctx: ApiContext): Hono<Env> {
   });
 
   app.post('/v1/evaluations', async (c) => {
-    const idempotencyKey = header(c, 'idempotency-key');
-    if (idempotencyKey !== undefined && (idempotencyKey.length === 0 || idempotencyKey.length > 200)) {
-      throw new ProblemError(400, 'Idempotency-Key must be 1 to 200 characters', { errors: [{ pointer: 'header:Idempotency-Key', detail: 'length 1..200' }] });
-    }
-    const result = await ingest(c, await readJson(c), idempotencyKey);
+    const idempotencyKey = idempotencyKeyOf(c);
+    const [outcome] = await writer.write([prepare(c, await readJson(c), idempotencyKey)]);
+    if (!outcome?.ok) throw outcome?.error;
+    const { result } = outcome;
+    if (logger.isLevelEnabled('debug'))
+      logger.debug({ evaluationId: result.evaluationId, applicationId: c.get('applicationId'), replayed: result.replayed }, 'evaluation accepted');
     if (result.replayed) c.header('idempotent-replayed', 'true');
     c.header('location', `/v1/evaluations/${result.evaluationId}`);
     return c.json(accepted(result), 202);
   });
 
   app.post('/v1/evaluations:batch', async (c) => {
+    const batchKey = idempotencyKeyOf(c);
     const body = assertValid<{ items: unknown[] }>(validateBatch, await readJson(c), 'the batch');
     if (body.items.length > config.api.batchLimit) {
       throw new ProblemError(400, `a batch holds at most ${config.api.batchLimit} items`, {
         errors: [{ pointer: '/items', detail: `more than ${config.api.batchLimit} items` }],
       });
     }
-    // Each item is its own atomic write: one bad item does not reject the others, and a failed
-    // item is reported in its own result so the client knows exactly which ones were committed.
-    const results = await Promise.all(
-      body.items.map(async (item, index) => {
-        try {
-          const result = await ingest(c, item, undefined);
-          return { index, status: 202, ...(result.replayed ? { replayed: true } : {}), body: accepted(result) };
-        } catch (error) {
-          const { problem } = toProblem(error, routeLabel(c));
-          const errors = problem.errors?.map((e) => ({ pointer: `/items/${index}${e.pointer === '/' ? '' : e.pointer}`, detail: e.detail }));
-          return { index, status: problem.status, body: { ...problem, ...(errors ? { errors } : {}) } };
-        }
-      }),
-    );
+    // The valid items are written in request order by one statement (their events reach Kafka in
+    // that order); an invalid item, or one the database refuses, gets its own result and does not
+    // reject the others, so the client knows exactly which ones were committed. With an
+    // Idempotency-Key, item i is idempotent under the key and its index (docs/api.md).
+    const failed = (index: number, error: unknown) => {
+      const { problem } = toProblem(error, routeLabel(c));
+      const errors = problem.errors?.map((e) => ({ pointer: `/items/${index}${e.pointer === '/' ? '' : e.pointer}`, detail: e.detail }));
+      return { index, status: problem.status, body: { ...problem, ...(errors ? { errors } : {}) } };
+    };
+    const prepared = body.items.map((item, index) => {
+      try {
+        return prepare(c, item, batchKey === undefined ? undefined : batchItemKey(batchKey, index));
+      } catch (error) {
+        return failed(index, error);
+      }
+    });
+    const valid = prepared.filter((p): p is PreparedEvaluation => 'evaluationId' in p);
+    const outcomes = valid.length > 0 ? await writer.write(valid) : [];
+    let next = 0;
+    const results = prepared.map((p, index) => {
+      if (!('evaluationId' in p)) return p;
+      const outcome = outcomes[next++];
+      if (!outcome?.ok) return failed(index, outcome?.error);
+      const { result } = outcome;
+      return { index, status: 202, ...(result.replayed ? { replayed: true } : {}), body: accepted(result) };
+    });
     // Nothing committed and the database is down: the whole batch may simply be retried.
     if (results.every((r) => r.status === 503)) throw new ProblemError(503, 'the database is unavailable; retry later', { headers: { 'retry-after': '1' } });
     return c.json({ results }, 207);
@@ -229,7 +269,7 @@ export function createApiApp(ctx: ApiContext): Hono<Env> {
       reference: e.reference,
       metadata: e.metadata,
       dimensions: e.dimensions,
-      externalId: e.idempotency_key,
+      externalId: e.external_id,
       createdAt: e.created_at,
       scoredAt: e.scored_at,
       scores: scores.map((s) => ({
@@ -269,7 +309,7 @@ export function createApiApp(ctx: ApiContext): Hono<Env> {
         status: e.status,
         modelId: e.model_id,
         dimensions: e.dimensions,
-        externalId: e.idempotency_key,
+        externalId: e.external_id,
         createdAt: e.created_at,
         scoredAt: e.scored_at,
       })),
@@ -294,6 +334,14 @@ export function createApiApp(ctx: ApiContext): Hono<Env> {
   }
 
   return app;
+}
+
+/**
+ * A batch item's idempotency key: the batch's key and the item's index. The newline cannot occur
+ * in a header value, so it never equals a key sent with a single POST.
+ */
+function batchItemKey(key: string, index: number): string {
+  return `${key}\n${index}`;
 }
 
 /** The route pattern a request matched (low-cardinality metric label); middleware patterns end in '*'. */
