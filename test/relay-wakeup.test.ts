@@ -18,6 +18,15 @@ describe('relay wake-up', () => {
   afterAll(async () => database.drop());
 
   const event = (n: number) => ({ topic, key: 'app-w', type: 'test.event', source: '/test', data: { n } });
+  // The relay reads only below the snapshot horizon, which any open transaction on the shared
+  // cluster holds back: nudge once the rows are readable, so only the nudge is under test.
+  const belowHorizon = () =>
+    waitFor(
+      async () =>
+        (await database.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM outbox WHERE xid >= pg_snapshot_xmin(pg_current_snapshot())`)).rows[0]?.n ===
+        0,
+      { timeoutMs: 60_000, what: 'the rows to fall below the snapshot horizon' },
+    );
 
   it('a transaction that writes outbox rows sends no notification of its own', async () => {
     const listener = new pg.Client({ connectionString: database.url });
@@ -51,13 +60,17 @@ describe('relay wake-up', () => {
     await relay.start();
     const nudger = createOutboxNudger(database.db);
     try {
-      await waitFor(async () => relay.ownedShards().length === 1, { timeoutMs: 10_000 });
+      await waitFor(async () => relay.ownedShards().length === 1, { timeoutMs: 10_000, what: 'the relay to lead the shard' });
       // Let the first empty read happen, so the worker is waiting on its one-minute poll.
       await new Promise((r) => setTimeout(r, 500));
       const publishedBefore = published.reduce((a, b) => a + b, 0);
       await database.db.transaction().execute((trx) => insertOutboxEvents(trx, [event(3)]));
+      await belowHorizon();
       nudger.nudge([0]);
-      await waitFor(async () => published.reduce((a, b) => a + b, 0) === publishedBefore + 1, { timeoutMs: 20_000 });
+      await waitFor(async () => published.reduce((a, b) => a + b, 0) === publishedBefore + 1, {
+        timeoutMs: 20_000,
+        what: 'the first nudged row to be published',
+      });
 
       // Kill the listener's backend: the relay reconnects and is woken again by the next nudge.
       const admin = new pg.Client({ connectionString: database.url });
@@ -72,13 +85,17 @@ describe('relay wake-up', () => {
               `SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'evalbox-relay-listen' AND datname = current_database()`,
             )
           ).rows[0]?.n === 1,
-        { timeoutMs: 20_000 },
+        { timeoutMs: 20_000, what: 'the listener to reconnect' },
       );
       await admin.end();
       await new Promise((r) => setTimeout(r, 300));
       await database.db.transaction().execute((trx) => insertOutboxEvents(trx, [event(4)]));
+      await belowHorizon();
       nudger.nudge([0]);
-      await waitFor(async () => published.reduce((a, b) => a + b, 0) === publishedBefore + 2, { timeoutMs: 20_000 });
+      await waitFor(async () => published.reduce((a, b) => a + b, 0) === publishedBefore + 2, {
+        timeoutMs: 20_000,
+        what: 'the row nudged after the reconnect to be published',
+      });
     } finally {
       await nudger.idle();
       await relay.stop();

@@ -1,8 +1,7 @@
-// The API's database work: the ingest of evaluations (evaluation rows and their outbox events in
-// one statement, for one request or a whole group of them), reads, and stable keyset pagination
-// below the snapshot horizon.
+// The API's write: the ingest of evaluations, their rows and their outbox events in one statement,
+// for one request or a whole group of them (group commit). Reads are in queries.ts.
 import { createHash } from 'node:crypto';
-import { CompiledQuery, sql } from 'kysely';
+import { CompiledQuery } from 'kysely';
 import type { QueryConfig, QueryResult, QueryResultRow } from 'pg';
 import type { Db } from '../db/index.js';
 import type { EvaluationStatus } from '../db/types.js';
@@ -287,109 +286,4 @@ export function canonicalJson(value: unknown): string {
     return `{${entries.join(',')}}`;
   }
   return JSON.stringify(value) ?? 'null';
-}
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-export async function findEvaluation(db: Db, applicationId: string, id: string) {
-  if (!UUID.test(id)) return undefined;
-  const evaluation = await db
-    .selectFrom('evaluations')
-    .select([
-      'id',
-      'application_id',
-      'model_id',
-      'prompt',
-      'response',
-      'context',
-      'reference',
-      'metadata',
-      'dimensions',
-      'status',
-      'external_id',
-      'created_at',
-      'scored_at',
-    ])
-    .where('id', '=', id)
-    .where('application_id', '=', applicationId)
-    .executeTakeFirst();
-  if (!evaluation) return undefined;
-  const scores = await db
-    .selectFrom('scores')
-    .select([
-      'dimension',
-      'status',
-      'value',
-      'label',
-      'direction',
-      'reasoning',
-      'source',
-      'scorer_name',
-      'scorer_version',
-      'judge_model',
-      'error_code',
-      'attempts',
-      'input_tokens',
-      'output_tokens',
-      'latency_ms',
-      'cost_usd',
-      'cache_hit',
-      'updated_at',
-    ])
-    .where('evaluation_id', '=', id)
-    .orderBy('dimension')
-    .execute();
-  return { evaluation, scores };
-}
-
-export interface PageQuery {
-  applicationId: string;
-  status?: EvaluationStatus;
-  since?: Date;
-  after?: { xid: string; id: string };
-  limit: number;
-}
-
-/**
- * One page in (xid, id) order, only below the snapshot horizon: every transaction that could
- * still commit a row has an xid >= pg_snapshot_xmin, so a row can never appear behind a page a
- * client already read. Rows of transactions still in flight show up on a later page.
- */
-export async function listEvaluationsPage(db: Db, query: PageQuery) {
-  let q = db
-    .selectFrom('evaluations')
-    .select(['id', 'model_id', 'dimensions', 'status', 'external_id', 'created_at', 'scored_at', sql<string>`xid::text`.as('xid_text')])
-    .where('application_id', '=', query.applicationId)
-    .where(sql<boolean>`xid < pg_snapshot_xmin(pg_current_snapshot())`);
-  if (query.status) q = q.where('status', '=', query.status);
-  if (query.since) q = q.where('created_at', '>=', query.since);
-  if (query.after) q = q.where(sql<boolean>`(xid, id) > (${query.after.xid}::xid8, ${query.after.id}::uuid)`);
-  const rows = await q
-    .orderBy('xid')
-    .orderBy('id')
-    .limit(query.limit + 1)
-    .execute();
-  const page = rows.slice(0, query.limit);
-  const last = page[page.length - 1];
-  return {
-    items: page.map(({ xid_text: _xid, ...row }) => row),
-    // Offered whenever the page has rows, even the last one: a client keeps it to read rows
-    // committed later (an empty page means it is caught up).
-    next: last ? { xid: last.xid_text, id: last.id } : query.after,
-    hasMore: rows.length > query.limit,
-  };
-}
-
-export function encodeCursor(position: { xid: string; id: string }): string {
-  return Buffer.from(JSON.stringify([position.xid, position.id])).toString('base64url');
-}
-
-export function decodeCursor(cursor: string): { xid: string; id: string } | undefined {
-  try {
-    const [xid, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown[];
-    if (typeof xid === 'string' && /^\d{1,20}$/.test(xid) && typeof id === 'string' && UUID.test(id)) return { xid, id };
-  } catch {
-    // fall through: not a cursor we issued
-  }
-  return undefined;
 }

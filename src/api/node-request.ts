@@ -10,6 +10,14 @@ function nodeIncoming(c: Context): IncomingMessage | undefined {
   return (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
 }
 
+/** The client went away before its body was read: its fault (or its network's), never the database's. */
+export class ClientAbortedError extends Error {
+  constructor(cause?: unknown) {
+    super('the client closed the connection before the body was read', { cause });
+    this.name = 'ClientAbortedError';
+  }
+}
+
 /** A request header by its lower-case name. */
 export function header(c: Context, name: string): string | undefined {
   const incoming = nodeIncoming(c);
@@ -40,6 +48,7 @@ function readNode(incoming: IncomingMessage, limit: number, tooLarge: () => Erro
       incoming.off('data', onData);
       incoming.off('end', onEnd);
       incoming.off('error', onError);
+      incoming.off('close', onClose);
     };
     const onData = (chunk: Buffer) => {
       size += chunk.length;
@@ -54,13 +63,19 @@ function readNode(incoming: IncomingMessage, limit: number, tooLarge: () => Erro
       stop();
       resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
     };
+    // A reset or a close before 'end' is the client going away mid-upload.
     const onError = (error: Error) => {
       stop();
-      reject(error);
+      reject(new ClientAbortedError(error));
+    };
+    const onClose = () => {
+      stop();
+      reject(new ClientAbortedError());
     };
     incoming.on('data', onData);
     incoming.on('end', onEnd);
     incoming.on('error', onError);
+    incoming.on('close', onClose);
   });
 }
 
@@ -70,7 +85,9 @@ async function readWeb(body: ReadableStream<Uint8Array> | null, limit: number, t
   const chunks: Uint8Array[] = [];
   let size = 0;
   for (;;) {
-    const { done, value } = await reader.read();
+    const { done, value } = await reader.read().catch((error: unknown) => {
+      throw new ClientAbortedError(error);
+    });
     if (done) return Buffer.concat(chunks, size);
     size += value.byteLength;
     if (size > limit) {
