@@ -3,7 +3,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
 import { sql } from 'kysely';
 import { insertOutboxEvents } from '../src/events.js';
-import { advanceCursor, claimLease, renewLease } from '../outbox-relay/lease.js';
+import { advanceCursor, claimLease, renewLease } from '../outbox-relay/sql.js';
 import type { Relay } from '../outbox-relay/relay.js';
 import { createTestDatabase, waitFor, type TestDatabase } from './helpers.js';
 import { collectTopic, createTopic, startTestRelay } from './relay-helpers.js';
