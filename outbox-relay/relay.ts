@@ -35,6 +35,8 @@ export interface RelayEvents {
   'relay:leaseAcquired': [{ shard: number; epoch: string }];
   'relay:leaseLost': [{ shard: number; epoch: string; reason: LeaseLossReason }];
   'relay:leaseReleased': [{ shard: number; epoch: string }];
+  /** A batch was read and is about to be sent (again, after a failed attempt). */
+  'relay:batchSending': [{ shard: number; rows: number; attempt: number }];
   'relay:batchPublished': [{ shard: number; rows: number; parked: number; publishLatencies: number[] }];
   'relay:rowParked': [{ shard: number; seq: string; id: string; topic: string; code: string; message: string }];
   'relay:produceError': [{ shard: number; code: string; retryable: boolean; message: string }];

@@ -112,6 +112,7 @@ export function startShardWorker(ctx: ShardWorkerContext, lease: Lease, claimSen
       const active = producer;
       let inTransaction = false;
       const skipped = new Set(parked.map((p) => p.seq));
+      events.emit('relay:batchSending', { shard, rows: rows.length - skipped.size, attempt });
       const outcomes = await publishRows(
         async (messages) => {
           await active.begin();

@@ -34,6 +34,14 @@ describe('relay under broker connection faults', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
+  /** True once `relay` is sending a batch of at least `rows` rows (or the proxy saw that many bytes go up). */
+  function batchInFlight(sender: Relay, rows: number): () => boolean {
+    const bytesBefore = proxy.bytesUp();
+    let sending = false;
+    sender.events.on('relay:batchSending', (e) => (sending ||= e.rows >= rows));
+    return () => sending || proxy.bytesUp() > bytesBefore + rows * 30;
+  }
+
   it('finding 1: acknowledgements held past the message timeout mid-batch neither reorder nor repeat any key for read_committed consumers', async () => {
     const brokers = `127.0.0.1:${proxy.port}`;
     const topic = await createTopic(brokers, 3);
@@ -50,9 +58,9 @@ describe('relay under broker connection faults', () => {
     // From now on the broker's answers are held back: requests still arrive (an idempotent producer's
     // batch is written), but no acknowledgement arrives before the message timeout.
     proxy.holdResponses();
-    const sentBefore = proxy.bytesUp();
+    const inFlight = batchInFlight(relay, 120);
     await writeCounted(database, topic, keys, 120); // one transaction, 120 events over 6 keys
-    await waitFor(() => proxy.bytesUp() > sentBefore, { what: 'the relay to start sending the batch' });
+    await waitFor(inFlight, { what: 'the relay to start sending the batch' });
     await new Promise((r) => setTimeout(r, 3000)); // twice the message timeout
     proxy.release();
     for (let i = 0; i < 10; i++) await writeCounted(database, topic, keys, 6);
@@ -91,9 +99,9 @@ describe('relay under broker connection faults', () => {
 
       // A slow broker: the batch in flight cannot be acknowledged while the first relay stops.
       proxy.holdResponses();
-      const sentBefore = proxy.bytesUp();
+      const inFlight = batchInFlight(draining, 60);
       await writeCounted(database, topic, keys, 60);
-      await waitFor(() => proxy.bytesUp() > sentBefore, { what: 'the relay to start sending the batch' });
+      await waitFor(inFlight, { what: 'the relay to start sending the batch' });
       const stopped = draining.stop();
       await new Promise((r) => setTimeout(r, 3 * leaseTtlMs));
       proxy.release();

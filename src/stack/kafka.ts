@@ -119,7 +119,7 @@ export async function startKafka(
   fs.writeFileSync(config, serverProperties(dir, port, controllerPort, internalPort, listenerOptions));
   if (!fs.existsSync(path.join(dir, 'data', 'meta.properties'))) {
     log(`formatting the KRaft log directory ${path.join(dir, 'data')}`);
-    run('java', [...javaArgs(libs), 'kafka.tools.StorageTool', 'format', '-t', clusterId(), '-c', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+    run('java', [...javaArgs(libs), 'kafka.tools.StorageTool', 'format', `--cluster-id=${clusterId()}`, '-c', config], { stdio: ['ignore', 'pipe', 'pipe'] });
   }
   const logFile = path.join(dir, 'server.log');
   const logFd = fs.openSync(logFile, 'a');
@@ -137,7 +137,7 @@ export async function startKafka(
   return { port, controllerPort, dir, logFile, pid, brokers: `127.0.0.1:${port}` };
 }
 
-/** A Kafka cluster id: 16 random bytes, URL-safe base64 without padding. */
+/** A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (it may start with '-': pass it as --cluster-id=ID). */
 function clusterId(): string {
   return Buffer.from(randomUUID().replace(/-/g, ''), 'hex').toString('base64url');
 }
