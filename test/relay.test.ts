@@ -181,7 +181,15 @@ describe('outbox relay', () => {
     // Key a keeps its order around the parked row; key b is not held up by it.
     expect(received.filter((m) => m.key === 'a').map((m) => (JSON.parse(m.value) as { n: unknown }).n)).toEqual([1, 2]);
     expect(received.filter((m) => m.key === 'b').map((m) => (JSON.parse(m.value) as { n: unknown }).n)).toEqual([3]);
-    const parked = await database.db.selectFrom('outbox_parked').select(['id', 'error_code']).orderBy('seq').execute();
+    // The cursor and the parked rows are written after the Kafka transaction commits, so a
+    // read_committed consumer can see the messages a moment before the parked rows exist.
+    const parked = await waitFor(
+      async () => {
+        const rows = await database.db.selectFrom('outbox_parked').select(['id', 'error_code']).orderBy('seq').execute();
+        return rows.length >= 2 && rows;
+      },
+      { what: 'the two parked rows' },
+    );
     expect(parked).toEqual([
       { id: '00000000-0000-7000-8000-0000000000b1', error_code: 'ERR_MSG_SIZE_TOO_LARGE' },
       { id: '00000000-0000-7000-8000-0000000000b2', error_code: 'INVALID_TOPIC' },
