@@ -11,6 +11,7 @@ import type { Database, Db } from '../src/db/index.js';
 import type { EvaluationStatus, ScoresTable } from '../src/db/types.js';
 import { classifyPgError } from '../src/errors.js';
 import { EVENT_TYPES, insertOutboxEvents } from '../src/events.js';
+import { createOutboxNudger, type OutboxNudger } from '../src/outbox-wakeup.js';
 import { toScoreRecord, type ScoreRecord } from './score-rows.js';
 import { EVENT_SCHEMA_VERSION, toScoreResult, type EvaluationScoredData, type ScoreResult } from '../src/schemas/events.js';
 
@@ -141,8 +142,10 @@ export async function withItemFallback<I, O>(items: I[], work: (items: I[]) => P
   return results;
 }
 
-export function createScoreStore(db: Db, topics: Topics, options: { maxBatch?: number; concurrency?: number } = {}): ScoreStore {
+export function createScoreStore(db: Db, topics: Topics, options: { maxBatch?: number; concurrency?: number; nudger?: OutboxNudger } = {}): ScoreStore {
   const max = options.maxBatch ?? 100;
+  // Wakes the relay once a batch's evaluation.scored events are committed (never inside the transaction).
+  const nudger = options.nudger ?? createOutboxNudger(db);
   const concurrency = options.concurrency ?? 2;
 
   const loadBatch = async (ids: string[]): Promise<(LoadedEvaluation | undefined)[]> => {
@@ -160,7 +163,13 @@ export function createScoreStore(db: Db, topics: Topics, options: { maxBatch?: n
   };
   const load = batcher<string, LoadedEvaluation | undefined>((ids) => withItemFallback(ids, loadBatch), { max, concurrency });
 
-  const commitBatch = (items: CommitItem[]) => db.transaction().execute((trx) => writeBatch(trx, topics, items));
+  const commitBatch = async (items: CommitItem[]) => {
+    try {
+      return await db.transaction().execute((trx) => writeBatch(trx, topics, items));
+    } finally {
+      nudger.nudge();
+    }
+  };
   const commit = batcher<CommitItem, EvaluationStatus | undefined>((items) => withItemFallback(items, commitBatch), { max, concurrency });
 
   const redriveApplied = async (redriveId: string) =>
@@ -280,7 +289,7 @@ async function writeBatch(trx: Transaction<Database>, topics: Topics, items: Com
         schemaVersion: EVENT_SCHEMA_VERSION,
         evaluationId: id,
         applicationId,
-        status: status as EvaluationScoredData['status'],
+        status,
         scores,
         scoredAt: scoredAt.toISOString(),
       };

@@ -10,7 +10,7 @@ import { parseRetryAfter } from '../consumers/judge/client.js';
 import { loadJudgeConfig, type JudgeConfig } from '../consumers/judge/config.js';
 import { createJudge, type Judge } from '../consumers/judge/judge.js';
 import { BUILTIN_RUBRICS, compileRubric } from '../consumers/judge/rubrics.js';
-import { startFakeJudge, type FakeJudge } from '../scripts/fake-judge/server.js';
+import { startFakeJudge, type FakeJudge } from '../src/fake-judge/server.js';
 
 const sample = {
   prompt: 'What is the refund window for EU orders?',

@@ -10,7 +10,7 @@ import type { Producer } from '../src/kafka.js';
 import { createJudge, judgeDimensionDefinitions, loadJudgeConfig, type Judge } from '../consumers/judge/index.js';
 import type { Scorer, ScoreRow } from '../consumers/scorer.js';
 import { judgePressureClassifier, judgeScorer } from '../consumers/scorers.js';
-import { startFakeJudge, type FakeJudge } from '../scripts/fake-judge/server.js';
+import { startFakeJudge, type FakeJudge } from '../src/fake-judge/server.js';
 import { createTestDatabase, kafkaBrokers, waitFor, type TestDatabase } from './helpers.js';
 import { createEvaluation, createTopics, produceEvent, startScorer, testProducer, type Harness } from './scorer-helpers.js';
 

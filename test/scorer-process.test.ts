@@ -5,7 +5,7 @@ import { sql } from 'kysely';
 import type { Topics } from '../src/config.js';
 import type { Producer } from '../src/kafka.js';
 import { createTestDatabase, kafkaBrokers, uniqueName, waitFor, type TestDatabase } from './helpers.js';
-import { startFakeJudge } from '../scripts/fake-judge/server.js';
+import { startFakeJudge } from '../src/fake-judge/server.js';
 import { createEvaluation, createTopics, produceEvent, testProducer } from './scorer-helpers.js';
 
 const exitOf = (child: ChildProcess) =>

@@ -48,7 +48,7 @@ describe('redrive', () => {
       env: { ...process.env, EVALBOX_TOPIC_DLT: topics.dlt },
     });
     expect(result.status).toBe(0);
-    return JSON.parse(result.stdout).redriven as string[];
+    return (JSON.parse(result.stdout) as { redriven: string[] }).redriven;
   };
   const scoredEvents = async (id: string) =>
     Number(

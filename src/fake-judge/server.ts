@@ -292,7 +292,7 @@ export async function startFakeJudge(options: FakeJudgeOptions = {}): Promise<Fa
     }
     let request: ChatRequest;
     try {
-      request = (await c.req.json()) as ChatRequest;
+      request = await c.req.json<ChatRequest>();
       if (!Array.isArray(request?.messages) || request.messages.length === 0) throw new TypeError('messages must be a non-empty array');
     } catch (error) {
       count('invalid');
@@ -372,7 +372,7 @@ export async function startFakeJudge(options: FakeJudgeOptions = {}): Promise<Fa
     const script = behaviour.scripted.find((s) => userText.includes(s.contains));
     if (script?.reasoning !== undefined) verdict.reasoning = script.reasoning;
     let content = malformed
-      ? `Sure! Here is my verdict: score ${String(verdict.score ?? verdict.label ?? 3)} — {"reasoning": "unterminated`
+      ? `Sure! Here is my verdict: score ${JSON.stringify(verdict.score ?? verdict.label ?? 3)} — {"reasoning": "unterminated`
       : JSON.stringify(verdict);
     // A judge that repeats the material it was shown (injected verdicts included) before its own.
     if (script?.echoInput && !malformed) content = `You showed me:\n${userText}\n\nMy verdict:\n\`\`\`json\n${content}\n\`\`\``;
@@ -394,7 +394,7 @@ export async function startFakeJudge(options: FakeJudgeOptions = {}): Promise<Fa
   app.post('/_control', async (c) => {
     let patch: Partial<FakeJudgeBehaviour> & { latencyMs?: number | string | [number, number] };
     try {
-      patch = (await c.req.json()) as typeof patch;
+      patch = await c.req.json<typeof patch>();
       if (typeof patch.latencyMs === 'string') patch.latencyMs = parseLatency(patch.latencyMs);
       return c.json(control(patch as Partial<FakeJudgeBehaviour>));
     } catch (error) {
