@@ -9,7 +9,7 @@
 // contains keeps its partition from moving.
 import { EventEmitter, setMaxListeners } from 'node:events';
 import kafkaJs from '@confluentinc/kafka-javascript';
-import { LIBRDKAFKA_LOG_LEVEL, classifyKafkaError, routeLibrdkafkaLogs } from '../src/kafka.js';
+import { LIBRDKAFKA_LOG_LEVEL, READ_COMMITTED, classifyKafkaError, routeLibrdkafkaLogs } from '../src/kafka.js';
 import type { Logger } from '../src/logging.js';
 import { isRetryable } from '../src/errors.js';
 import { fullJitterDelay, sleep } from '../src/retry.js';
@@ -129,6 +129,8 @@ export function createKeyParallelConsumer(options: KeyParallelConsumerOptions): 
       'session.timeout.ms': 10_000,
       'heartbeat.interval.ms': 1_000,
       'max.poll.interval.ms': 300_000,
+      // The relay writes the events topic in Kafka transactions: an aborted one must stay invisible.
+      ...READ_COMMITTED,
       log_level: LIBRDKAFKA_LOG_LEVEL,
       rebalance_cb: onRebalance,
       ...options.extraConfig,
