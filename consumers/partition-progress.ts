@@ -2,6 +2,8 @@
 // committed (past every completed offset at the head), the offset the broker acknowledged, and
 // the abort signal of its work (fired when the partition is revoked, so a member that lost a
 // partition stops working on it instead of racing the new owner).
+import { setMaxListeners } from 'node:events';
+
 export class PartitionProgress {
   private readonly queue: number[] = [];
   private head = 0;
@@ -16,6 +18,11 @@ export class PartitionProgress {
   revoked = false;
   paused = false;
   private readonly controller = new AbortController();
+
+  constructor() {
+    // Every in-flight handler of the partition listens to it (through AbortSignal.any).
+    setMaxListeners(0, this.controller.signal);
+  }
 
   /** Fired when the partition is revoked: its in-flight work stops and is left to the new owner. */
   get signal(): AbortSignal {
