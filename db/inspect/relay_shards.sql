@@ -1,11 +1,11 @@
 -- Relay shards: per shard, the relay that leads it (while its lease is live), the lease epoch that
 -- fences a former leader, the cursor (xid, seq) the relay has published up to, and when it last
--- published. A shard without a lease row has never been led.
+-- published. A shard without a lease row has never been led; a released lease expires at -infinity.
 -- Served by relay_leases (one row per shard).
 SELECT s.shard,
        CASE WHEN l.expires_at > now() THEN l.owner END AS leader,
        l.epoch,
-       extract(epoch FROM l.expires_at - now())::double precision AS lease_expires_in_seconds,
+       CASE WHEN isfinite(l.expires_at) THEN extract(epoch FROM l.expires_at - now())::double precision END AS lease_expires_in_seconds,
        l.cursor_xid::text AS cursor_xid,
        l.cursor_seq,
        l.published_at,

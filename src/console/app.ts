@@ -7,6 +7,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Hono, type Context } from 'hono';
+import { sql } from 'kysely';
 import { getCookie, setCookie, deleteCookie } from 'hono/cookie';
 import { csrf } from 'hono/csrf';
 import { redriveParked } from '../cli/outbox.js';
@@ -168,6 +169,14 @@ export function createConsoleApp(ctx: ConsoleContext): ConsoleApp {
     return c.body(asset.body, 200, { 'content-type': asset.type, 'cache-control': 'public, max-age=300' });
   });
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
+  app.get('/readyz', async (c) => {
+    try {
+      await sql`SELECT 1`.execute(db);
+      return c.json({ status: 'ready' });
+    } catch (error) {
+      return c.json({ status: 'not ready', reason: (error as Error).message }, 503);
+    }
+  });
 
   // Forms post only from the console's own pages.
   app.use('*', csrf());
