@@ -173,6 +173,8 @@ export interface QualityQuery {
 
 export interface QualityData {
   dimensions: string[];
+  /** The window (epoch seconds), for the charts' time axes. */
+  range: [number, number];
   /** dimension -> ten counts of COMPLETED values in [0,0.1), [0.1,0.2) ... [0.9,1]. */
   distribution: Map<string, number[]>;
   /** Bucket start times (epoch seconds), and per dimension the failure rate per bucket (null = no scores). */
@@ -232,8 +234,10 @@ export async function qualityData(db: Db, query: QualityQuery): Promise<QualityD
       t.n += Number(row.value_n);
     }
   }
+  const bucketSeconds = query.bucket === 'hour' ? 3600 : 86400;
   return {
     dimensions,
+    range: [Math.floor(query.since.getTime() / 1000 / bucketSeconds) * bucketSeconds, Math.ceil(Date.now() / 1000 / bucketSeconds) * bucketSeconds],
     distribution,
     times,
     failureRate,

@@ -207,6 +207,8 @@ export interface ChartSpec {
   series: { label: string; values: (number | null)[] }[];
   y?: 'percent' | 'usd' | 'count';
   height?: number;
+  /** The x-axis extent (the whole time window), so a lone point does not stretch the axis. */
+  range?: [number, number];
 }
 
 export const chart = (spec: ChartSpec, caption: string): Html =>

@@ -187,7 +187,7 @@ function stagesSection(d: PipelineData): Html {
         )}
         ${dltCard}
       </div>
-      ${rows.length === 0 ? emptyState('Nothing moved in this window.', 'Send an evaluation to the API and it appears here within seconds.') : chart({ kind: 'lines', x, series, y: 'count', height: 180 }, 'Per minute: accepted, published, scored, results published')}`,
+      ${rows.length === 0 ? emptyState('Nothing moved in this window.', 'Send an evaluation to the API and it appears here within seconds.') : chart({ kind: 'lines', x, series, y: 'count', height: 180, range: [x[0] ?? now, now] }, 'Per minute: accepted, published, scored, results published')}`,
     { source: 'stages' },
   );
 }
@@ -418,7 +418,7 @@ export function evaluationsPage(options: {
               (e) =>
                 html`<tr data-evaluation="${e.id}">
                   <td class="nowrap">${timeTag(e.created_at)}</td>
-                  <td><a class="mono" href="/evaluations/${e.id}">${e.id.slice(0, 8)}…${e.id.slice(-4)}</a></td>
+                  <td class="nowrap"><a class="mono" href="/evaluations/${e.id}">${e.id.slice(0, 8)}…${e.id.slice(-4)}</a></td>
                   ${viewer.kind === 'operator' ? html`<td>${e.application_id}</td>` : ''}
                   <td>${e.model_id ?? html`<span class="muted">—</span>`}</td>
                   <td>${statusBadge(e.status)}</td>
@@ -716,7 +716,14 @@ export function qualityPage(options: {
     ${section(
       'Failure rate over time',
       chart(
-        { kind: 'lines', x: d.times, series: d.dimensions.map((dim) => ({ label: dim, values: d.failureRate.get(dim) ?? [] })), y: 'percent', height: 220 },
+        {
+          kind: 'lines',
+          x: d.times,
+          series: d.dimensions.map((dim) => ({ label: dim, values: d.failureRate.get(dim) ?? [] })),
+          y: 'percent',
+          height: 220,
+          range: d.range,
+        },
         'Share of scores that ended in ERROR, per dimension',
       ),
     )}
@@ -854,11 +861,8 @@ export function deadLetterRecords(topic: string, outcome: Outcome<DeadLetterView
       <table data-table="dlt">
         <thead>
           <tr>
-            <th>Ref</th>
-            <th>Failed</th>
+            <th>Record</th>
             <th>Reason</th>
-            <th>Dimension</th>
-            <th class="n">Attempts</th>
             <th>From</th>
             <th>Evaluation</th>
             <th></th>
@@ -868,16 +872,15 @@ export function deadLetterRecords(topic: string, outcome: Outcome<DeadLetterView
           ${records.map(({ record: r, evaluationId, evaluation }) => {
             const h = r.headers;
             return html`<tr data-ref="${r.ref}">
-              <td class="mono">${r.ref}</td>
-              <td class="nowrap">${timeTag(h.dlt_failed_at ?? null)}</td>
-              <td>
+              <td class="nowrap"><span class="mono">${r.ref}</span><br /><span class="small muted">${timeTag(h.dlt_failed_at ?? null)}</span></td>
+              <td class="reason-cell">
                 <code>${h.dlt_error_code ?? '?'}</code>
                 <span class="reason">${h.dlt_error_message ?? ''}</span
-                >${h.dlt_redriven_from ? html` <span class="muted">(failed again after a redrive)</span>` : ''}
+                >${h.dlt_redriven_from ? html` <span class="muted">(failed again after a redrive)</span>` : ''} <br /><span class="small muted"
+                  >${h.dlt_dimension ? `dimension ${h.dlt_dimension.split(',').join(', ')}` : 'no dimension'} · ${h.dlt_attempts ?? '?'} attempt(s)</span
+                >
               </td>
-              <td>${h.dlt_dimension || html`<span class="muted">—</span>`}</td>
-              <td class="n">${h.dlt_attempts ?? '—'}</td>
-              <td class="mono small">
+              <td class="mono small wrap">
                 ${h.dlt_original_topic ?? '?'}:${h.dlt_original_partition ?? '?'}:${h.dlt_original_offset ?? '?'}<br /><span class="muted"
                   >group ${h.dlt_consumer_group ?? '?'}</span
                 >

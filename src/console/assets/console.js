@@ -74,7 +74,14 @@
       height: spec.height || 200,
       series: series,
       scales: {
-        x: { time: time },
+        x: spec.range
+          ? {
+              time: time,
+              range: function () {
+                return spec.range;
+              },
+            }
+          : { time: time },
         y: {
           range: function (u, min, max) {
             return [0, spec.y === 'percent' ? Math.max(0.05, max || 0) : Math.max(1e-9, max || 1) * 1.1];
@@ -86,7 +93,8 @@
         {
           stroke: '#667085',
           grid: { stroke: '#eef0f4' },
-          size: 56,
+          size: 64,
+          incrs: spec.y === 'count' ? [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000, 1000000] : undefined,
           values: function (u, splits) {
             return splits.map(function (v) {
               return formatValue(spec.y, v);
