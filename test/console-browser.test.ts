@@ -246,6 +246,8 @@ describe('web console in a real browser', () => {
       },
       { what: 'every timeline step done (the result event published)' },
     );
+    // Where the relay put the event on Kafka, looked up by its ce_id.
+    await expect(operator.locator('[data-kafka-position]').textContent({ timeout: 20_000 })).resolves.toMatch(/^partition [0-2], offset \d+$/);
     await shoot(operator, 'evaluation-detail');
   });
 

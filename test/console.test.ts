@@ -96,6 +96,7 @@ describe('console access and actions', () => {
       body: 'all=1',
     });
     expect(response.status).toBe(403);
+    expect(await database.db.selectFrom('outbox_parked').select('id').where('redriven_at', 'is not', null).execute()).toEqual([]);
   });
 
   it('a parked row is redriven back into the outbox with the same event id', async () => {
@@ -115,6 +116,7 @@ describe('console access and actions', () => {
         payload: JSON.stringify({ evaluationId: evaluationOfA }),
         error_code: 'ERR_MSG_SIZE_TOO_LARGE',
         error_message: 'Broker: Message size too large',
+        created_at: new Date(),
       })
       .execute();
     const confirm = await get(`/parked/redrive?id=${id}`, TOKEN);

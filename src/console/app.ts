@@ -10,6 +10,7 @@ import { Hono, type Context } from 'hono';
 import { sql } from 'kysely';
 import { getCookie, setCookie, deleteCookie } from 'hono/cookie';
 import { csrf } from 'hono/csrf';
+import { HTTPException } from 'hono/http-exception';
 import { redriveParked } from '../cli/outbox.js';
 import type { Config } from '../config.js';
 import type { Db } from '../db/index.js';
@@ -33,7 +34,7 @@ import {
   stageCounts,
   STATUSES,
 } from './data.js';
-import { html, query, SOURCES, type Html } from './html.js';
+import { html, query, SOURCES, timeTag, type Html } from './html.js';
 import { createKafkaState, isUnknownTopic, type KafkaState } from './kafka-state.js';
 import {
   confirmPage,
@@ -158,6 +159,8 @@ export function createConsoleApp(ctx: ConsoleContext): ConsoleApp {
   });
 
   app.onError((error, c) => {
+    // Refusals thrown by middleware (the CSRF check's 403) keep their status: they are the client's doing.
+    if (error instanceof HTTPException) return c.html(messagePage(c.get('viewer'), 'Refused', error.message || 'The request was refused.'), error.status);
     logger.error({ err: error, path: c.req.path }, 'console request failed');
     return c.html(messagePage(c.get('viewer'), 'Something went wrong', `The console could not build this page: ${error.message}`), 500);
   });
@@ -207,7 +210,7 @@ export function createConsoleApp(ctx: ConsoleContext): ConsoleApp {
     const viewer = await resolveViewer(db, policy, credential);
     if (!viewer) {
       if (credential) deleteCookie(c, SESSION_COOKIE, { path: '/' });
-      if (c.req.method === 'GET' && !c.req.path.endsWith('/live') && !c.req.path.endsWith('/records')) {
+      if (c.req.method === 'GET' && !c.req.path.endsWith('/live') && !c.req.path.endsWith('/records') && !c.req.path.endsWith('/kafka')) {
         return c.redirect(`/login${query({ next: c.req.path + (new URL(c.req.url).search || '') })}`, 303);
       }
       return c.html(messagePage(undefined, 'Sign in again', html`Your session ended. <a href="/login">Sign in</a>.`), 401);
@@ -320,6 +323,24 @@ export function createConsoleApp(ctx: ConsoleContext): ConsoleApp {
     // Another application's evaluation is "not found", never "forbidden" (as the REST API answers).
     if (!detail) return c.html(messagePage(viewer, 'Evaluation not found', 'No evaluation with this id is visible to you.'), 404);
     return c.html(evaluationDetailPage(viewer, detail));
+  });
+
+  app.get('/evaluations/:id/kafka', async (c) => {
+    const detail = await findEvaluationDetail(db, c.req.param('id'), scopeOf(c.get('viewer'), undefined));
+    const created = detail?.events.find((e) => e.type === 'evaluation.created');
+    if (!detail || !created || created.state !== 'published') return c.html(html``, detail ? 200 : 404);
+    try {
+      // The record's timestamp is its produce time, after the row was written.
+      const position = await kafkaState().findEvent(created.topic, created.id, created.created_at.getTime() - 1_000);
+      return c.html(
+        position
+          ? html` at <b data-kafka-position>partition ${position.partition}, offset ${position.offset}</b> (record time
+              ${timeTag(new Date(position.timestamp))})`
+          : html` <span class="muted">(not found among the records written after it; it may have been removed by retention)</span>`,
+      );
+    } catch (error) {
+      return c.html(html` <span class="error-text">(could not ask Kafka: ${(error as Error).message})</span>`);
+    }
   });
 
   // ------------------------------------------------------------ quality

@@ -1,6 +1,7 @@
 // What the console asks Kafka: consumer lag per partition (the group's committed offsets against
 // the high watermarks, from the admin API) and how many dead letters arrived in a time window
 // (offsets by timestamp). One admin client, connected on first use and reused.
+import kafkaJs from '@confluentinc/kafka-javascript';
 import { createKafka, kafkaCodes, type Admin } from '../kafka.js';
 import type { Logger } from '../logging.js';
 
@@ -18,8 +19,19 @@ export interface KafkaState {
   consumerLag(groupId: string, topic: string): Promise<PartitionLag[]>;
   /** Records on `topic` with a timestamp at or after `sinceMs`, and in total. */
   recordsSince(topic: string, sinceMs: number): Promise<{ inWindow: number; total: number }>;
+  /** Where the event with CloudEvents id `eventId` sits on `topic`, searched from `sinceMs` on. */
+  findEvent(topic: string, eventId: string, sinceMs: number): Promise<EventPosition | undefined>;
   close(): Promise<void>;
 }
+
+export interface EventPosition {
+  partition: number;
+  offset: number;
+  timestamp: number;
+}
+
+/** At most this many records are read to find one event (it is normally among the first). */
+const FIND_BUDGET = { records: 5_000, ms: 5_000 };
 
 const TIMEOUT_MS = 5_000;
 
@@ -110,10 +122,57 @@ export function createKafkaState(brokers: string, logger?: Logger): KafkaState {
         }),
         { inWindow: 0, total: 0 },
       ),
+    async findEvent(topic, eventId, sinceMs) {
+      const starts = (
+        await orEmpty(
+          call((a) => a.fetchTopicOffsetsByTimestamp(topic, sinceMs, { timeout: TIMEOUT_MS } as never)),
+          [],
+        )
+      ).filter((p) => Number(p.offset) >= 0);
+      if (starts.length === 0) return undefined;
+      return findByHeader(
+        brokers,
+        topic,
+        starts.map((p) => ({ partition: p.partition, offset: Number(p.offset) })),
+        eventId,
+      );
+    },
     async close() {
       const pending = connecting;
       connecting = undefined;
       if (pending) await (await pending.catch(() => undefined))?.disconnect().catch(() => {});
     },
   };
+}
+
+/** Reads from the given positions until a record's ce_id header is `eventId` or the budget is spent. */
+async function findByHeader(
+  brokers: string,
+  topic: string,
+  from: { partition: number; offset: number }[],
+  eventId: string,
+): Promise<EventPosition | undefined> {
+  const consumer = new kafkaJs.KafkaConsumer(
+    { 'bootstrap.servers': brokers, 'group.id': `evalbox-console-find-${process.pid}`, 'enable.auto.commit': false, log_level: 3 } as never,
+    {},
+  );
+  await new Promise<void>((resolve, reject) => consumer.connect({ timeout: TIMEOUT_MS } as never, (error) => (error ? reject(error) : resolve())));
+  try {
+    consumer.assign(from.map((p) => ({ topic, partition: p.partition, offset: p.offset })));
+    const deadline = Date.now() + FIND_BUDGET.ms;
+    let read = 0;
+    while (Date.now() < deadline && read < FIND_BUDGET.records) {
+      const batch = await new Promise<kafkaJs.Message[]>((resolve, reject) =>
+        consumer.consume(500, (error, messages) => (error ? reject(error) : resolve(messages))),
+      );
+      read += batch.length;
+      for (const m of batch) {
+        const header = (m.headers ?? []).find((h) => 'ce_id' in h)?.ce_id;
+        if (header !== undefined && String(header) === eventId) return { partition: m.partition, offset: m.offset, timestamp: m.timestamp ?? 0 };
+      }
+    }
+    return undefined;
+  } finally {
+    await new Promise<void>((resolve) => consumer.disconnect(() => resolve()));
+  }
 }

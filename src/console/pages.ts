@@ -481,7 +481,7 @@ export function evaluationDetailPage(viewer: Viewer, detail: EvaluationDetail): 
       label: 'On Kafka',
       done: created?.state === 'published',
       time: html`—`,
-      detail: eventState(created),
+      detail: html`${eventState(created)}${created?.state === 'published' ? html`<span data-load="/evaluations/${e.id}/kafka"><span class="muted"> · finding its offset…</span></span>` : ''}`,
     },
     {
       label: 'Scored',
