@@ -402,7 +402,7 @@ export function evaluationsPage(options: {
   else {
     const { items, next } = options.result.value;
     body = html`<div class="table-wrap">
-        <table class="evaluations" data-table="evaluations">
+        <table class="evaluations cards" data-table="evaluations">
           <thead>
             <tr>
               <th>Created</th>
@@ -741,6 +741,7 @@ export function qualityPage(options: {
                 })),
                 y: 'usd',
                 height: 200,
+                range: [Math.floor(d.range[0] / 86400) * 86400 - 43200, Math.floor(d.range[1] / 86400) * 86400 + 43200],
               },
               'USD per day, per judge model',
             )}
@@ -795,7 +796,7 @@ export function deadLettersPage(viewer: Viewer, options: { parked: Outcome<Parke
         ? emptyState('No parked rows.', 'The relay parks a row only when Kafka refuses it for good (too large, illegal topic).')
         : html`${waiting.length > 1 ? html`<p><a class="button danger" href="/parked/redrive?all=1">Redrive all ${waiting.length} parked rows…</a></p>` : ''}
             <div class="table-wrap">
-              <table data-table="parked">
+              <table class="cards" data-table="parked">
                 <thead>
                   <tr>
                     <th>Parked</th>
@@ -858,7 +859,7 @@ export function deadLetterRecords(topic: string, outcome: Outcome<DeadLetterView
       <a class="button danger" href="/dead-letters/redrive?all=1">Redrive all…</a>
     </p>
     <div class="table-wrap">
-      <table data-table="dlt">
+      <table class="cards" data-table="dlt">
         <thead>
           <tr>
             <th>Record</th>
