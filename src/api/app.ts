@@ -12,7 +12,8 @@ import { batchRequestSchema, evaluationRequestSchema } from '../schemas/evaluati
 import { createBoundedValidator } from '../schemas/validator.js';
 import { bearerToken, createKeyResolver, type KeyResolver } from './auth.js';
 import { problemResponse, toProblem } from './error-mapping.js';
-import type { Queryable } from './evaluations.js';
+import { createOutboxNudger, type OutboxNudger } from '../outbox-wakeup.js';
+import { createIngestWriter, type Queryable } from './evaluations.js';
 import { createLimits, tooManyRequests, type Limits } from './limits.js';
 import { drainUnreadBody, header } from './node-request.js';
 import { buildOpenApiDocument } from './openapi.js';
@@ -33,6 +34,8 @@ export interface ApiContext {
   keys?: KeyResolver;
   /** Per-application quotas; defaults to the configured ones (see limits.ts). */
   limits?: Limits;
+  /** Wakes the relay after each commit; defaults to one over `db`. */
+  nudger?: OutboxNudger;
 }
 
 export function createApiApp(ctx: ApiContext): Hono<ApiEnv> {
@@ -94,6 +97,13 @@ export function createApiApp(ctx: ApiContext): Hono<ApiEnv> {
     openapi: buildOpenApiDocument('1'),
     routeLabel,
     limits,
+    writer: createIngestWriter({
+      db,
+      pool: ctx.pool,
+      nudger: ctx.nudger ?? createOutboxNudger(db, { onError: (error) => logger.warn({ err: error }, 'relay nudge failed') }),
+      groupCommit: config.api.groupCommit,
+      idempotencyTtlMs: config.api.idempotencyTtlHours * 3_600_000,
+    }),
   });
   return app;
 }
