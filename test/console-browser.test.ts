@@ -16,7 +16,7 @@ import { closeServer, createRegistry, listen, serveAdmin, type AdminServer } fro
 import type { Relay } from '../outbox-relay/relay.js';
 import { createJudge, initJudgeGauges, judgeDimensionDefinitions, loadJudgeConfig, registerJudgeMetrics, type Judge } from '../consumers/judge/index.js';
 import { judgePressureClassifier, judgeScorer } from '../consumers/scorers.js';
-import { startFakeJudge, type FakeJudge } from '../scripts/fake-judge/server.js';
+import { startFakeJudge, type FakeJudge } from '../src/fake-judge/server.js';
 import { launchBrowser, screenshotPath, type TestBrowser } from './browser.js';
 import { createTestDatabase, kafkaBrokers, uniqueName, waitFor, type TestDatabase } from './helpers.js';
 import { startTestRelay } from './relay-helpers.js';

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Hono, type Context } from 'hono';
 import { sql } from 'kysely';
-import { getCookie, setCookie, deleteCookie } from 'hono/cookie';
+import { parse as parseCookies, serialize as serializeCookie } from 'hono/utils/cookie';
 import { csrf } from 'hono/csrf';
 import { HTTPException } from 'hono/http-exception';
 import { redriveParked } from '../cli/outbox.js';
@@ -148,6 +148,7 @@ export function createConsoleApp(ctx: ConsoleContext): ConsoleApp {
   };
 
   const app = new Hono<Env>();
+  const clearedCookie = serializeCookie(SESSION_COOKIE, '', { httpOnly: true, sameSite: 'Strict', path: '/', maxAge: 0 });
 
   app.use('*', async (c, next) => {
     await next();
@@ -195,21 +196,24 @@ export function createConsoleApp(ctx: ConsoleContext): ConsoleApp {
         loginPage({ next, error: 'That token or API key is not valid (or the key was revoked).', tokenRequired: policy.operatorToken !== undefined }),
         401,
       );
-    setCookie(c, SESSION_COOKIE, token, { httpOnly: true, sameSite: 'Strict', path: '/', secure: ctx.secureCookie ?? false, maxAge: 12 * 3600 });
+    c.header(
+      'set-cookie',
+      serializeCookie(SESSION_COOKIE, token, { httpOnly: true, sameSite: 'Strict', path: '/', secure: ctx.secureCookie ?? false, maxAge: 12 * 3600 }),
+    );
     return c.redirect(next === '/' ? (viewer.kind === 'operator' ? '/pipeline' : '/evaluations') : next, 303);
   });
   app.post('/logout', (c) => {
-    deleteCookie(c, SESSION_COOKIE, { path: '/' });
+    c.header('set-cookie', clearedCookie);
     return c.redirect('/login', 303);
   });
 
   // Everything below needs a viewer: the cookie, a Bearer header, or an open loopback console.
   app.use('*', async (c, next) => {
     const bearer = /^Bearer\s+(\S+)\s*$/i.exec(c.req.header('authorization') ?? '')?.[1];
-    const credential = bearer ?? getCookie(c, SESSION_COOKIE);
+    const credential = bearer ?? parseCookies(c.req.header('cookie') ?? '', SESSION_COOKIE)[SESSION_COOKIE];
     const viewer = await resolveViewer(db, policy, credential);
     if (!viewer) {
-      if (credential) deleteCookie(c, SESSION_COOKIE, { path: '/' });
+      if (credential) c.header('set-cookie', clearedCookie);
       if (c.req.method === 'GET' && !c.req.path.endsWith('/live') && !c.req.path.endsWith('/records') && !c.req.path.endsWith('/kafka')) {
         return c.redirect(`/login${query({ next: c.req.path + (new URL(c.req.url).search || '') })}`, 303);
       }
@@ -230,7 +234,7 @@ export function createConsoleApp(ctx: ConsoleContext): ConsoleApp {
     const denied = operatorOnly(c);
     if (denied) return denied;
     const source = SOURCES[c.req.param('name')];
-    return c.html(sourcePage(c.get('viewer') as Viewer, c.req.param('name'), source?.sql ? inspectionSql(source.sql) : undefined), source ? 200 : 404);
+    return c.html(sourcePage(c.get('viewer'), c.req.param('name'), source?.sql ? inspectionSql(source.sql) : undefined), source ? 200 : 404);
   });
 
   // ------------------------------------------------------------ pipeline
@@ -371,7 +375,10 @@ export function createConsoleApp(ctx: ConsoleContext): ConsoleApp {
       db,
       ids.filter((id): id is string => id !== undefined),
     );
-    return records.map((record, i) => ({ record, evaluationId: ids[i], evaluation: ids[i] ? statuses.get(ids[i] as string) : undefined }));
+    return records.map((record, i) => {
+      const evaluationId = ids[i];
+      return { record, evaluationId, evaluation: evaluationId ? statuses.get(evaluationId) : undefined };
+    });
   }
 
   app.get('/dead-letters', async (c) => {

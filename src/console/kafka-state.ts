@@ -2,7 +2,7 @@
 // the high watermarks, from the admin API) and how many dead letters arrived in a time window
 // (offsets by timestamp). One admin client, connected on first use and reused.
 import kafkaJs from '@confluentinc/kafka-javascript';
-import { createKafka, kafkaCodes, type Admin } from '../kafka.js';
+import { classifyKafkaError, createKafka, kafkaCodes, type Admin } from '../kafka.js';
 import type { Logger } from '../logging.js';
 
 export interface PartitionLag {
@@ -153,17 +153,17 @@ async function findByHeader(
   eventId: string,
 ): Promise<EventPosition | undefined> {
   const consumer = new kafkaJs.KafkaConsumer(
-    { 'bootstrap.servers': brokers, 'group.id': `evalbox-console-find-${process.pid}`, 'enable.auto.commit': false, log_level: 3 } as never,
+    { 'bootstrap.servers': brokers, 'group.id': `evalbox-console-find-${process.pid}`, 'enable.auto.commit': false, log_level: 3 },
     {},
   );
-  await new Promise<void>((resolve, reject) => consumer.connect({ timeout: TIMEOUT_MS } as never, (error) => (error ? reject(error) : resolve())));
+  await new Promise<void>((resolve, reject) => consumer.connect({ timeout: TIMEOUT_MS }, (error) => (error ? reject(classifyKafkaError(error)) : resolve())));
   try {
     consumer.assign(from.map((p) => ({ topic, partition: p.partition, offset: p.offset })));
     const deadline = Date.now() + FIND_BUDGET.ms;
     let read = 0;
     while (Date.now() < deadline && read < FIND_BUDGET.records) {
       const batch = await new Promise<kafkaJs.Message[]>((resolve, reject) =>
-        consumer.consume(500, (error, messages) => (error ? reject(error) : resolve(messages))),
+        consumer.consume(500, (error, messages) => (error ? reject(classifyKafkaError(error)) : resolve(messages))),
       );
       read += batch.length;
       for (const m of batch) {

@@ -2,6 +2,7 @@
 // attribute (uPlot, served by the console), refreshes the live pipeline, and loads slow sections
 // (the dead-letter topic) after the page. The server escapes every fragment it sends, so swapping
 // a fragment in with innerHTML inserts no markup that came from untrusted text.
+/* global window, document, fetch, setTimeout, clearTimeout, setInterval */
 (function () {
   'use strict';
 
