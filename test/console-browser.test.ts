@@ -189,7 +189,8 @@ describe('web console in a real browser', () => {
     await relay.stop();
     await operator.goto(`${consoleUrl}/pipeline`);
     const pending = operator.locator(`[data-table=backlog] tr[data-topic="${topics.events}"] [data-pending]`);
-    const pendingCount = async () => ((await pending.count()) === 0 ? 0 : Number((await pending.textContent())?.replace(/,/g, '')));
+    // allTextContents does not wait: the row is absent once nothing is pending (and the live part is swapped every second).
+    const pendingCount = async () => Number((await pending.allTextContents())[0]?.replace(/,/g, '') ?? 0);
 
     for (let i = 0; i < 3; i++) await post(evaluation({ response: `Paris, answer ${i}.` }));
     // The page refreshes itself: no reload here.
