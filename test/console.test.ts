@@ -3,6 +3,7 @@
 // `evalbox console` command's refusal to listen beyond loopback without a token.
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import pg from 'pg';
 import { loadConfig } from '../src/config.js';
 import { createConsoleApp, type ConsoleApp } from '../src/console/app.js';
 import { createApiKey } from '../src/keys.js';
@@ -28,6 +29,7 @@ describe('console access and actions', () => {
       operatorToken: TOKEN,
       scorerGroup: 'evalbox-scorer',
       scorerMetricsUrls: [],
+      horizonWarnSeconds: 1,
     });
     keyA = (await createApiKey(database.db, 'app-a')).key;
     keyB = (await createApiKey(database.db, 'app-b')).key;
@@ -87,6 +89,27 @@ describe('console access and actions', () => {
     expect(csp).toContain("script-src 'self'");
     expect(csp).not.toContain('unsafe-inline');
     expect(response.headers.get('x-frame-options')).toBe('DENY');
+  });
+
+  it('the pipeline names a backend that holds the snapshot horizon back', async () => {
+    const holder = new pg.Client({ connectionString: database.url, application_name: 'console-test-horizon-holder' });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT pg_current_xact_id()');
+      // The banner shows once a transaction has held an xid for horizonWarnSeconds (1 s here).
+      const page = await waitFor(
+        async () => {
+          const text = await (await get('/pipeline/live', TOKEN)).text();
+          return text.includes('data-horizon-blocker') ? text : undefined;
+        },
+        { what: 'the horizon banner', timeoutMs: 15_000, intervalMs: 250 },
+      );
+      expect(page).toContain('The snapshot horizon is held back');
+    } finally {
+      await holder.query('ROLLBACK');
+      await holder.end();
+    }
   });
 
   it('a redrive posted from another origin is refused', async () => {
