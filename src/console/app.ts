@@ -434,7 +434,7 @@ export function createConsoleApp(ctx: ConsoleContext): ConsoleApp {
               <dt>Reason</dt>
               <dd><code>${one.record.headers.dlt_error_code ?? '?'}</code> ${one.record.headers.dlt_error_message ?? ''}</dd>
               <dt>Dimension</dt>
-              <dd>${one.record.headers.dlt_dimension || '—'}</dd>
+              <dd>${(one.record.headers.dlt_dimension || '—').split(',').join(', ')}</dd>
               <dt>Evaluation</dt>
               <dd class="mono">${one.evaluationId ?? '—'}</dd>
             </dl>`,
