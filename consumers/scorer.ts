@@ -9,7 +9,7 @@ import { EventEmitter } from 'node:events';
 import type { Topics } from '../src/config.js';
 import type { EvaluationStatus } from '../src/db/types.js';
 import type { DimensionRegistry } from '../src/dimensions.js';
-import { coerceError, EvalboxError, isRetryable, PermanentError, RetryableError } from '../src/errors.js';
+import { coerceError, EvalboxError, isRetryable, parsePermanentCode, PermanentError, RetryableError } from '../src/errors.js';
 import { EVENT_TYPES } from '../src/events.js';
 import type { Producer } from '../src/kafka.js';
 import type { Logger } from '../src/logging.js';
@@ -157,7 +157,7 @@ export async function handleEvaluationMessage(ctx: ScorerContext, message: Consu
       if (outcome.row.status === 'ERROR')
         failures.push({
           dimension,
-          error: new PermanentError(outcome.row.reasoning ?? 'scorer error', { code: outcome.row.error_code ?? 'SCORER_ERROR' }),
+          error: new PermanentError(outcome.row.reasoning ?? 'scorer error', { code: parsePermanentCode(outcome.row.error_code) ?? 'SCORER_ERROR' }),
           attempts: outcome.attempts,
         });
       return { row: outcome.row, attempts: outcome.attempts };

@@ -206,7 +206,8 @@ const PERMANENT_MESSAGE_CODES = new Set(
 export function classifyKafkaError(thrown: unknown): EvalboxError {
   const error = coerceError(thrown);
   const code = (thrown as { code?: unknown })?.code;
-  const name = typeof code === 'number' ? (Object.keys(kafkaCodes).find((k) => kafkaCodes[k] === code) ?? `KAFKA_${code}`) : 'KAFKA_UNKNOWN';
+  const isName = (k: string): k is `ERR_${string}` => k.startsWith('ERR_') && kafkaCodes[k] === code;
+  const name = typeof code === 'number' ? (Object.keys(kafkaCodes).find(isName) ?? (`KAFKA_${code}` as const)) : 'KAFKA_UNKNOWN';
   if (typeof code === 'number' && PERMANENT_MESSAGE_CODES.has(code)) {
     return new PermanentError(error.message, { code: name, cause: error });
   }
