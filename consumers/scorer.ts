@@ -9,11 +9,11 @@ import { EventEmitter } from 'node:events';
 import type { Topics } from '../src/config.js';
 import type { EvaluationStatus } from '../src/db/types.js';
 import type { DimensionRegistry } from '../src/dimensions.js';
-import { coerceError, EvalboxError, isRetryable, parsePermanentCode, PermanentError, RetryableError } from '../src/errors.js';
+import { coerceError, EvalboxError, parsePermanentCode, PermanentError, RetryableError } from '../src/errors.js';
 import { EVENT_TYPES } from '../src/events.js';
 import type { Producer } from '../src/kafka.js';
 import type { Logger } from '../src/logging.js';
-import { nextDelay, sleep, type BackoffPolicy } from '../src/retry.js';
+import { withRetry, type BackoffPolicy } from '../src/retry.js';
 import { evaluationCreatedSchema, type EvaluationCreatedData } from '../src/schemas/events.js';
 import { createAjv } from '../src/schemas/validator.js';
 import type { ConsumedMessage } from './runtime.js';
@@ -183,23 +183,34 @@ async function scoreWithRetry(
   evaluationId: string,
   signal: AbortSignal,
 ): Promise<{ row: ScoreRow; attempts: number } | { error: EvalboxError; attempts: number }> {
-  const firstTry = Date.now();
-  let attempts = 0;
-  for (;;) {
-    if (signal.aborted) throw new RetryableError('stopping', { code: 'SHUTDOWN' });
-    attempts++;
-    try {
-      return { row: await scorer.score(inputs, { signal, evaluationId }), attempts };
-    } catch (thrown) {
-      const error = thrown instanceof EvalboxError ? thrown : new PermanentError(coerceError(thrown).message, { code: 'SCORER_FAILED', cause: thrown });
-      const pressure = ctx.isPressure?.(error) ?? false;
-      if (pressure) attempts--; // provider back-pressure does not use up this evaluation's budget
-      const exhausted = attempts >= ctx.retry.maxAttempts || Date.now() - firstTry >= ctx.retry.maxAgeMs;
-      if (!isRetryable(error) || (exhausted && !pressure)) return { error, attempts: Math.max(attempts, 1) };
-      const delayMs = nextDelay(ctx.retry, Math.max(attempts, 1), error);
-      ctx.events.emit('scorer:retry', { dimension: scorer.dimension, code: error.code, attempt: attempts, delayMs, pressure });
-      await sleep(delayMs, signal);
-    }
+  const stopping = () => new RetryableError('stopping', { code: 'SHUTDOWN' });
+  if (signal.aborted) throw stopping();
+  const isPressure = (error: unknown) => ctx.isPressure?.(error) ?? false;
+  let attempts = 1;
+  try {
+    const row = await withRetry(
+      async (attempt) => {
+        attempts = attempt;
+        try {
+          return await scorer.score(inputs, { signal, evaluationId });
+        } catch (thrown) {
+          throw thrown instanceof EvalboxError ? thrown : new PermanentError(coerceError(thrown).message, { code: 'SCORER_FAILED', cause: thrown });
+        }
+      },
+      ctx.retry,
+      {
+        signal,
+        // provider back-pressure does not use up this evaluation's budget
+        uncounted: isPressure,
+        onRetry: (error, attempt, delayMs) =>
+          ctx.events.emit('scorer:retry', { dimension: scorer.dimension, code: (error as EvalboxError).code, attempt, delayMs, pressure: isPressure(error) }),
+      },
+    );
+    return { row, attempts };
+  } catch (error) {
+    // Stopping is not a failure of the evaluation: the message stays uncommitted and is redelivered.
+    if (signal.aborted) throw stopping();
+    return { error: error as EvalboxError, attempts };
   }
 }
 
