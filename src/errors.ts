@@ -44,12 +44,15 @@ export const ERROR_CODES = {
   VALIDATION_FAILED: { retryable: false },
   EVENT_TOO_LARGE: { retryable: false },
   INVALID_TOPIC: { retryable: false },
+  // the ingest API: two requests with one idempotency key at once
+  IDEMPOTENCY_CONFLICT: { retryable: true },
   // scoring consumers
   INVALID_EVENT: { retryable: false },
   UNKNOWN_EVALUATION: { retryable: false },
   NO_SCORER: { retryable: false },
   SCORER_ERROR: { retryable: false },
   SCORER_FAILED: { retryable: false },
+  HANDLER_FAILED: { retryable: false },
   MISSING_INPUT: { retryable: false },
   SHUTDOWN: { retryable: true },
   // the judge: HTTP outcomes
@@ -176,10 +179,13 @@ export interface FieldError {
 /** Input that fails its schema; `errors` names each failing field. */
 export class ValidationError extends PermanentError {
   readonly errors: FieldError[];
+  /** True when more errors were found (or could exist) than `errors` reports. */
+  readonly truncated: boolean;
 
-  constructor(message: string, errors: FieldError[]) {
+  constructor(message: string, errors: FieldError[], options: { truncated?: boolean } = {}) {
     super(message, { code: 'VALIDATION_FAILED' });
     this.errors = errors;
+    this.truncated = options.truncated ?? false;
   }
 }
 
@@ -202,6 +208,7 @@ export function isRetryable(thrown: unknown): boolean {
 // SQLSTATE classes and codes that describe a passing condition of the server or the connection.
 const RETRYABLE_SQLSTATE_CLASSES = new Set(['08', '53', '57', '58']);
 const RETRYABLE_SQLSTATES = new Set(['40001', '40P01', '55P03']);
+const PERMANENT_SQLSTATES = new Set(['08P01']);
 const RETRYABLE_SOCKET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN', 'ENOTFOUND']);
 
 function errorCodeOf(thrown: unknown): string | undefined {
@@ -217,7 +224,13 @@ export function classifyPgError(thrown: unknown): EvalboxError {
   if (thrown instanceof EvalboxError) return thrown;
   const error = coerceError(thrown);
   const code = errorCodeOf(thrown);
-  if (code && (RETRYABLE_SOCKET_CODES.has(code) || RETRYABLE_SQLSTATES.has(code) || RETRYABLE_SQLSTATE_CLASSES.has(code.slice(0, 2)))) {
+  // 08P01 (protocol violation) is what a NUL in a text parameter gets: the message, not the
+  // connection, is at fault, and sending it again fails again.
+  if (
+    code &&
+    !PERMANENT_SQLSTATES.has(code) &&
+    (RETRYABLE_SOCKET_CODES.has(code) || RETRYABLE_SQLSTATES.has(code) || RETRYABLE_SQLSTATE_CLASSES.has(code.slice(0, 2)))
+  ) {
     return new RetryableError(`database unavailable: ${error.message}`, { code: `PG_${code}`, cause: error });
   }
   // node-postgres reports a dropped connection without a code.
