@@ -130,7 +130,7 @@ describe('redrive', () => {
       name: 'test-toxicity',
       version: '2',
       async score() {
-        throw new PermanentError('v2 is broken', { code: 'SCORER_BROKEN' });
+        throw new PermanentError('v2 is broken', { code: 'SCORER_FAILED' });
       },
     };
     harness = await startScorer(database, topics, {

@@ -52,7 +52,7 @@ export function createApiApp(ctx: ApiContext): Hono<ApiEnv> {
 
   const app = new Hono<ApiEnv>();
 
-  app.use('*', async (c, next) => {
+  app.use('*', async (c: Context<ApiEnv>, next) => {
     const started = process.hrtime.bigint();
     try {
       await next();
@@ -61,13 +61,14 @@ export function createApiApp(ctx: ApiContext): Hono<ApiEnv> {
       // another realm, as Node's socket errors are under a test VM) is answered here instead.
       c.res = problemResponse(c, toProblem(thrown, routeLabel(c), logger));
     }
-    if (c.res.status >= 400) await drainUnreadBody(c, 4 * config.api.bodyLimitBytes, 5_000);
+    // Any answer sent before the body was read (an error, a GET or HEAD with a body): drain it.
+    await drainUnreadBody(c, 4 * config.api.bodyLimitBytes, 5_000);
     duration.observe({ route: routeLabel(c), method: c.req.method, status: String(c.res.status) }, Number(process.hrtime.bigint() - started) / 1e9);
   });
   app.onError((error, c) => problemResponse(c, toProblem(error, routeLabel(c), logger)));
   app.notFound((c) => problemResponse(c, new ProblemError(404, `no route for ${c.req.method} ${c.req.path}`)));
 
-  app.use('/v1/evaluations*', async (c, next) => {
+  app.use('/v1/evaluations*', async (c: Context<ApiEnv>, next) => {
     const token = bearerToken(header(c, 'authorization'));
     if (!token) throw new ProblemError(401, 'send an API key as Authorization: Bearer <key>', { headers: { 'www-authenticate': 'Bearer' } });
     const applicationId = await keys.resolve(token);
