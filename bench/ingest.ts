@@ -45,6 +45,12 @@ const body = {
 };
 
 const url = await freshDatabase('evalbox_bench_ingest');
+const UNLIMITED = {
+  EVALBOX_API_RATE_PER_SECOND: '1000000',
+  EVALBOX_API_RATE_BURST: '1000000',
+  EVALBOX_API_CONCURRENCY_PER_APP: '100000',
+  EVALBOX_API_POOL_SHARE_PER_APP: values['pool-size'] as string,
+};
 const keyFor = (app: string) =>
   spawnSync('node', ['bin/evalbox.js', 'keys', 'create', '--app', app, '--database-url', url], { encoding: 'utf8' }).stdout.trim();
 interface ApiUnderTest {
@@ -59,7 +65,12 @@ async function startApi(label: string, app: string, groupCommit: 'on' | 'off'): 
   const adminPort = await freePort();
   const child = evalbox(
     ['api', '--port', String(port), '--admin-port', String(adminPort), '--database-url', url, '--pool-size', values['pool-size'] as string],
-    { EVALBOX_API_GROUP_COMMIT: groupCommit, EVALBOX_API_GROUP_COMMIT_WINDOW_MS: values['window-ms'] as string },
+    {
+      EVALBOX_API_GROUP_COMMIT: groupCommit,
+      EVALBOX_API_GROUP_COMMIT_WINDOW_MS: values['window-ms'] as string,
+      // One application is the whole load here: its quotas must not be what is measured.
+      ...UNLIMITED,
+    },
   );
   await waitForHttp(`http://127.0.0.1:${adminPort}/readyz`);
   return { label, app, key: keyFor(app), port, process: child };
