@@ -16,7 +16,7 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { findPostgresBinDir } from '../src/stack/postgres.js';
 import { freePort } from '../src/stack/process.js';
-import { evalbox, freshDatabase, machine, percentile, waitForHttp } from './lib.js';
+import { evalbox, freshDatabase, INGEST_BODY, machine, percentile, waitForHttp } from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -33,16 +33,7 @@ const rounds = Number(values.rounds);
 const clientCounts = (values.clients as string).split(',').map(Number);
 const groupRows = Number(values['group-rows']);
 
-const body = {
-  prompt: 'Summarise the refund policy for orders shipped to the EU in two sentences. '.repeat(3),
-  response:
-    'Orders shipped to the EU can be returned within 30 days for a full refund. Refunds are issued to the original payment method within 14 days of receipt. '.repeat(
-      2,
-    ),
-  context: ['Refund policy: EU customers may return any order within 30 days of delivery. Refunds go to the original payment method within 14 days.'],
-  modelId: 'gpt-4o-mini',
-  metadata: { team: 'support', release: '2026.11' },
-};
+const body = INGEST_BODY;
 
 const url = await freshDatabase('evalbox_bench_ingest');
 const UNLIMITED = {
