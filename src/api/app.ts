@@ -15,7 +15,7 @@ import { problemResponse, toProblem } from './error-mapping.js';
 import { createOutboxNudger, type OutboxNudger } from '../outbox-wakeup.js';
 import { createIngestWriter, type Queryable } from './evaluations.js';
 import { createLimits, tooManyRequests, type Limits } from './limits.js';
-import { header } from './node-request.js';
+import { drainUnreadBody, header } from './node-request.js';
 import { buildOpenApiDocument } from './openapi.js';
 import { ProblemError } from './problem.js';
 import { registerRoutes, type ApiEnv } from './routes.js';
@@ -61,6 +61,7 @@ export function createApiApp(ctx: ApiContext): Hono<ApiEnv> {
       // another realm, as Node's socket errors are under a test VM) is answered here instead.
       c.res = problemResponse(c, toProblem(thrown, routeLabel(c), logger));
     }
+    if (c.res.status >= 400) await drainUnreadBody(c, 4 * config.api.bodyLimitBytes, 5_000);
     duration.observe({ route: routeLabel(c), method: c.req.method, status: String(c.res.status) }, Number(process.hrtime.bigint() - started) / 1e9);
   });
   app.onError((error, c) => problemResponse(c, toProblem(error, routeLabel(c), logger)));
