@@ -30,7 +30,7 @@ const { values } = parseArgs({
 });
 const seconds = Number(values.seconds);
 const rounds = Number(values.rounds);
-const clientCounts = (values.clients as string).split(',').map(Number);
+const clientCounts = values.clients.split(',').map(Number);
 const groupRows = Number(values['group-rows']);
 
 const body = INGEST_BODY;
@@ -40,7 +40,7 @@ const UNLIMITED = {
   EVALBOX_API_RATE_PER_SECOND: '1000000',
   EVALBOX_API_RATE_BURST: '1000000',
   EVALBOX_API_CONCURRENCY_PER_APP: '100000',
-  EVALBOX_API_POOL_SHARE_PER_APP: values['pool-size'] as string,
+  EVALBOX_API_POOL_SHARE_PER_APP: values['pool-size'],
 };
 const keyFor = (app: string) =>
   spawnSync('node', ['bin/evalbox.js', 'keys', 'create', '--app', app, '--database-url', url], { encoding: 'utf8' }).stdout.trim();
@@ -54,15 +54,12 @@ interface ApiUnderTest {
 async function startApi(label: string, app: string, groupCommit: 'on' | 'off'): Promise<ApiUnderTest> {
   const port = await freePort();
   const adminPort = await freePort();
-  const child = evalbox(
-    ['api', '--port', String(port), '--admin-port', String(adminPort), '--database-url', url, '--pool-size', values['pool-size'] as string],
-    {
-      EVALBOX_API_GROUP_COMMIT: groupCommit,
-      EVALBOX_API_GROUP_COMMIT_WINDOW_MS: values['window-ms'] as string,
-      // One application is the whole load here: its quotas must not be what is measured.
-      ...UNLIMITED,
-    },
-  );
+  const child = evalbox(['api', '--port', String(port), '--admin-port', String(adminPort), '--database-url', url, '--pool-size', values['pool-size']], {
+    EVALBOX_API_GROUP_COMMIT: groupCommit,
+    EVALBOX_API_GROUP_COMMIT_WINDOW_MS: values['window-ms'],
+    // One application is the whole load here: its quotas must not be what is measured.
+    ...UNLIMITED,
+  });
   await waitForHttp(`http://127.0.0.1:${adminPort}/readyz`);
   return { label, app, key: keyFor(app), port, process: child };
 }

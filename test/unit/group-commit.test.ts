@@ -1,7 +1,7 @@
 // The group committer alone (no database): which requests share a group, in what order, and that
 // every member learns the fate of its own rows only once the group's write has settled.
 import { describe, expect, it } from '@jest/globals';
-import { createGroupCommitter } from '../src/api/group-commit.js';
+import { createGroupCommitter } from '../../src/api/group-commit.js';
 
 function recorder() {
   const groups: string[][] = [];
