@@ -16,6 +16,7 @@ import type { Logger } from '../src/logging.js';
 import { withRetry, type BackoffPolicy } from '../src/retry.js';
 import { evaluationCreatedSchema, type EvaluationCreatedData } from '../src/schemas/events.js';
 import { createAjv } from '../src/schemas/validator.js';
+import { paidUsageOf } from './judge/client.js';
 import type { ConsumedMessage } from './runtime.js';
 import { baseRow, errorRow } from './score-rows.js';
 import type { LoadedEvaluation, ScoreRowValues, ScoreStore } from './score-store.js';
@@ -190,7 +191,10 @@ async function scoreMessage(ctx: ScorerContext, message: ConsumedMessage, signal
       if ('error' in outcome) {
         failures.push({ dimension, error: outcome.error, attempts: outcome.attempts });
         ctx.events.emit('scorer:dimensionScored', { dimension, status: 'ERROR', seconds: (Date.now() - dimensionStarted) / 1000, reused: false });
-        return { row: errorRow(dimension, definition.scorerKind, scorer.name, scorer.version, outcome.error), attempts: outcome.attempts };
+        const failed = errorRow(dimension, definition.scorerKind, scorer.name, scorer.version, outcome.error);
+        const { inputTokens, outputTokens, costUsd } = outcome.paid;
+        const row = inputTokens + outputTokens > 0 ? { ...failed, input_tokens: inputTokens, output_tokens: outputTokens, cost_usd: costUsd } : failed;
+        return { row, attempts: outcome.attempts };
       }
       ctx.events.emit('scorer:dimensionScored', { dimension, status: outcome.row.status, seconds: (Date.now() - dimensionStarted) / 1000, reused: false });
       // A scorer may itself conclude ERROR (e.g. a judge answer unparseable twice): that too is a
@@ -262,25 +266,44 @@ async function scoreWithRetry(
   inputs: ScoringInputs,
   { evaluationId, applicationId }: { evaluationId: string; applicationId: string },
   signal: AbortSignal,
-): Promise<{ row: ScoreRow; attempts: number } | { error: EvalboxError; attempts: number }> {
+): Promise<
+  { row: ScoreRow; attempts: number } | { error: EvalboxError; attempts: number; paid: { inputTokens: number; outputTokens: number; costUsd: number | null } }
+> {
   const stopping = (cause?: unknown) => new RetryableError('stopping', { code: 'SHUTDOWN', cause });
   if (signal.aborted) throw stopping();
   const isPressure = (error: unknown) => ctx.isPressure?.(error) ?? false;
+  // Every paid call is recorded: tokens and cost of failed attempts join the final row.
+  const paid = { inputTokens: 0, outputTokens: 0, costUsd: 0 as number | null };
+  const withPaid = (row: ScoreRow): ScoreRow =>
+    paid.inputTokens + paid.outputTokens === 0
+      ? row
+      : {
+          ...row,
+          input_tokens: (row.input_tokens ?? 0) + paid.inputTokens,
+          output_tokens: (row.output_tokens ?? 0) + paid.outputTokens,
+          cost_usd: paid.costUsd === null || (row.cost_usd === null && row.source === 'LLM_JUDGE') ? null : Number(row.cost_usd ?? 0) + paid.costUsd,
+        };
   let attempts = 1;
   try {
     const row = await withRetry(
       async (attempt) => {
         attempts = attempt;
         try {
-          return await scorer.score(inputs, { signal, evaluationId, applicationId });
+          return withPaid(await scorer.score(inputs, { signal, evaluationId, applicationId }));
         } catch (thrown) {
+          const usage = paidUsageOf(thrown);
+          if (usage) {
+            paid.inputTokens += usage.inputTokens;
+            paid.outputTokens += usage.outputTokens;
+            paid.costUsd = paid.costUsd === null || usage.costUsd === null ? null : paid.costUsd + usage.costUsd;
+          }
           throw thrown instanceof EvalboxError ? thrown : new PermanentError(coerceError(thrown).message, { code: 'SCORER_FAILED', cause: thrown });
         }
       },
       ctx.retry,
       {
         signal,
-        // provider back-pressure does not use up this evaluation's budget
+        // provider back-pressure does not use up this evaluation's budget, nor its retry age
         uncounted: isPressure,
         onRetry: (error, attempt, delayMs) =>
           ctx.events.emit('scorer:retry', { dimension: scorer.dimension, code: (error as EvalboxError).code, attempt, delayMs, pressure: isPressure(error) }),
@@ -290,7 +313,7 @@ async function scoreWithRetry(
   } catch (error) {
     // A shutdown (or a revoked partition) aborts the work; it is redelivered, never terminal.
     if (signal.aborted) throw stopping(error);
-    return { error: error as EvalboxError, attempts };
+    return { error: error as EvalboxError, attempts, paid: { ...paid } };
   }
 }
 

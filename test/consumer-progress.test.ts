@@ -6,7 +6,7 @@ import { PartitionProgress } from '../consumers/partition-progress.js';
 import { assignPartitions, revokePartitions } from '../consumers/rebalance.js';
 
 /** Records commits; answers each asynchronous commit with the next scripted error (or success). */
-function recordingTransport(asyncErrors: unknown[] = [], syncErrors: unknown[] = []) {
+function recordingTransport(asyncErrors: unknown[] = [], syncErrors: Error[] = []) {
   const sent: { mode: 'async' | 'sync'; offsets: TopicPartitionOffset[] }[] = [];
   const transport: CommitTransport = {
     commitAsync(offsets, done) {

@@ -216,6 +216,24 @@ async function post(endpoint: JudgeEndpoint, body: string, signal: AbortSignal |
   }
 }
 
+/** Tokens and cost of answers already received (and paid for) when a later request of the same verdict failed. */
+export interface PaidUsage {
+  inputTokens: number;
+  outputTokens: number;
+  costUsd: number | null;
+}
+
+/** `error` carrying the usage paid before it happened (nothing is attached when nothing was paid). */
+function withPaidUsage(error: unknown, usage: PaidUsage): unknown {
+  if (usage.inputTokens + usage.outputTokens > 0 && error instanceof EvalboxError) Object.assign(error, { paidUsage: usage });
+  return error;
+}
+
+/** The usage a failed judge call had already paid for, if any. */
+export function paidUsageOf(error: unknown): PaidUsage | undefined {
+  return (error as { paidUsage?: PaidUsage } | undefined)?.paidUsage;
+}
+
 /**
  * Asks `endpoint` for a verdict on `inputs`. Returns COMPLETED, or ERROR (unparseable twice, or a
  * refusal); throws RetryableError / PermanentError for transport and HTTP failures. Does not
@@ -254,6 +272,8 @@ export async function requestVerdict(endpoint: JudgeEndpoint, rubric: CompiledRu
     responseFormat: mode,
   });
 
+  const paid = (): PaidUsage => ({ inputTokens, outputTokens, costUsd: cost });
+
   for (;;) {
     const requestStarted = performance.now();
     const emit = (result: RequestOutcome, status: number | null, tokensIn = 0, tokensOut = 0) =>
@@ -274,7 +294,7 @@ export async function requestVerdict(endpoint: JudgeEndpoint, rubric: CompiledRu
       answer = await post(endpoint, requestBody(endpoint, rubric, messages, mode), ctx.signal);
     } catch (error) {
       emit(judgeCallOf(error)?.outcome ?? 'connection_error', null);
-      throw error;
+      throw withPaidUsage(error, paid());
     }
 
     if (answer.status < 200 || answer.status >= 300) {
@@ -295,13 +315,16 @@ export async function requestVerdict(endpoint: JudgeEndpoint, rubric: CompiledRu
       }
       const error = errorForStatus(endpoint.name, answer.status, providerError, parseRetryAfter(answer.headers, ctx.clock.now()));
       emit(judgeCallOf(error)?.outcome ?? 'client_error', answer.status);
-      throw error;
+      throw withPaidUsage(error, paid());
     }
 
     const completion = readCompletion(answer.body);
     if (!completion) {
       emit('bad_response', answer.status);
-      throw new RetryableError(`judge endpoint ${endpoint.name}: HTTP ${answer.status} without a chat completion in the body`, { code: 'JUDGE_BAD_RESPONSE' });
+      throw withPaidUsage(
+        new RetryableError(`judge endpoint ${endpoint.name}: HTTP ${answer.status} without a chat completion in the body`, { code: 'JUDGE_BAD_RESPONSE' }),
+        paid(),
+      );
     }
     inputTokens += completion.inputTokens;
     outputTokens += completion.outputTokens;
