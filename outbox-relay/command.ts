@@ -30,6 +30,7 @@ Options (flags override the environment):
   --heartbeat-ms N      lease renewal period (env EVALBOX_RELAY_HEARTBEAT_MS, default 1000)
   --shards N            set the number of shards (only while nothing is pending)
   --max-shards N        most shards this relay leads (env EVALBOX_RELAY_MAX_SHARDS, default all)
+  --drain-timeout-ms N  on SIGTERM, time the producer gets to deliver what it holds (env EVALBOX_RELAY_DRAIN_TIMEOUT_MS, default 10000)
   --retention-hours N   keep outbox partitions this long (env EVALBOX_OUTBOX_RETENTION_HOURS, default 72)
   --topic-events T, --topic-scores T   topics to create at start (env EVALBOX_TOPIC_EVENTS, EVALBOX_TOPIC_SCORES)
   --topic-partitions N  partitions of topics it creates (env EVALBOX_TOPIC_PARTITIONS, default 6)
@@ -49,6 +50,7 @@ ${CONNECTION_HELP}`,
       'max-shards': { type: 'string' },
       'retention-hours': { type: 'string' },
       'partitions-ahead': { type: 'string' },
+      'drain-timeout-ms': { type: 'string' },
       'topic-events': { type: 'string' },
       'topic-scores': { type: 'string' },
       'topic-partitions': { type: 'string' },

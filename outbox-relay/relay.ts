@@ -32,6 +32,8 @@ export interface RelaySettings {
   /** Horizon-blocked time after which the blocker is reported. */
   horizonReportAfterMs: number;
   partitionMaintenanceMs: number;
+  /** On stop, how long the producer may take to deliver what it holds (default 10 s). */
+  drainTimeoutMs?: number;
 }
 
 export interface RelayEvents {
@@ -332,7 +334,7 @@ export function createRelay(ctx: RelayContext): Relay {
       // Each worker finishes its in-flight batch: the cursor only moves past acknowledged rows.
       await Promise.all(running.map((w) => w.done));
       if (producer) {
-        await producer.flush(10_000).catch(() => {});
+        await producer.flush(settings.drainTimeoutMs ?? 10_000).catch(() => {});
         await producer.disconnect().catch(() => {});
       }
       for (const w of running) {

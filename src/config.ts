@@ -41,6 +41,8 @@ export interface Config {
     heartbeatMs: number;
     retentionHours: number;
     partitionsAhead: number;
+    /** On SIGTERM, how long the producer may take to deliver what it holds. */
+    drainTimeoutMs: number;
   };
 }
 
@@ -120,6 +122,7 @@ export function loadConfig(env: Env = process.env, flags: Flags = {}): Config {
       heartbeatMs: read.int('heartbeat-ms', 'EVALBOX_RELAY_HEARTBEAT_MS', 1000, 50),
       retentionHours: read.int('retention-hours', 'EVALBOX_OUTBOX_RETENTION_HOURS', 72, 1),
       partitionsAhead: read.int('partitions-ahead', 'EVALBOX_OUTBOX_PARTITIONS_AHEAD', 3, 1),
+      drainTimeoutMs: read.int('drain-timeout-ms', 'EVALBOX_RELAY_DRAIN_TIMEOUT_MS', 10_000, 0),
     },
   };
 }
