@@ -51,10 +51,13 @@ export interface FieldError {
 /** Input that fails its schema; `errors` names each failing field. */
 export class ValidationError extends PermanentError {
   readonly errors: FieldError[];
+  /** True when more errors were found (or could exist) than `errors` reports. */
+  readonly truncated: boolean;
 
-  constructor(message: string, errors: FieldError[]) {
+  constructor(message: string, errors: FieldError[], options: { truncated?: boolean } = {}) {
     super(message, { code: 'VALIDATION_FAILED' });
     this.errors = errors;
+    this.truncated = options.truncated ?? false;
   }
 }
 

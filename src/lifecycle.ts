@@ -28,6 +28,16 @@ export class Releasers {
   }
 }
 
+/** A dependency a readiness check found unavailable; /readyz names it. */
+export class DependencyUnavailable extends Error {
+  constructor(
+    readonly dependency: string,
+    cause: unknown,
+  ) {
+    super(`${dependency} unavailable`, { cause });
+  }
+}
+
 /** Serves /healthz, /readyz (the database answers) and /metrics when an admin port is configured. */
 export async function serveAdminPort(options: {
   config: Config;
@@ -39,7 +49,17 @@ export async function serveAdminPort(options: {
 }): Promise<void> {
   const { config } = options;
   if (!config.adminPort && !options.requested) return;
-  const admin = await serveAdmin(options.registry, async () => void (await sql`SELECT 1`.execute(options.db)), config.adminPort, config.host);
+  // Readiness names the dependency that failed; the raw error (hosts, ports, credentials in a
+  // message) goes to the log only.
+  const ready = async () => {
+    try {
+      await sql`SELECT 1`.execute(options.db);
+    } catch (error) {
+      options.logger.warn({ err: { type: (error as Error).name, code: (error as { code?: unknown }).code } }, 'readiness: the database does not answer');
+      throw new DependencyUnavailable('database', error);
+    }
+  };
+  const admin = await serveAdmin(options.registry, ready, config.adminPort, config.adminHost);
   options.releasers.add(() => admin.close());
   options.logger.info({ adminPort: admin.port }, 'admin port listening');
 }

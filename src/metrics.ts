@@ -25,7 +25,9 @@ export function createAdminApp(registry: Registry, ready: () => Promise<void>): 
       await ready();
       return c.json({ status: 'ready' });
     } catch (error) {
-      return c.json({ status: 'not ready', reason: (error as Error).message }, 503);
+      // Which dependency failed, never the raw error text (it can name hosts, ports, users).
+      const dependency = (error as { dependency?: unknown } | null)?.dependency;
+      return c.json({ status: 'not ready', failed: [typeof dependency === 'string' ? dependency : 'unknown'] }, 503);
     }
   });
   app.get('/metrics', async (c) => c.body(await registry.metrics(), 200, { 'content-type': registry.contentType }));

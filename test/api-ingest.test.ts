@@ -173,18 +173,19 @@ describe('ingest API', () => {
   it('key lookups are cached briefly and boundedly: a revoked key is refused once its entry expires', async () => {
     const { key, id } = await createApiKey(f.database.db, 'app-revoked');
     let now = 0;
-    const keys = createKeyResolver(f.database.db, { ttlMs: 1000, maxEntries: 2, now: () => now });
+    const keys = createKeyResolver(f.database.db, { ttlMs: 1000, now: () => now });
     expect(await keys.resolve(key)).toBe('app-revoked');
     await revokeApiKey(f.database.db, id);
     expect(await keys.resolve(key)).toBe('app-revoked'); // cached for the TTL
     now = 1001;
     expect(await keys.resolve(key)).toBeUndefined();
-    // Bounded: filling the cache evicts the oldest entry, which is then looked up again.
+    // Bounded: filling the cache of known keys evicts the oldest entry, which is then looked up again.
     now = 0;
-    const fresh = createKeyResolver(f.database.db, { ttlMs: 60_000, maxEntries: 2, now: () => now });
+    const keyC = (await createApiKey(f.database.db, 'app-c')).key;
+    const fresh = createKeyResolver(f.database.db, { ttlMs: 60_000, maxBytes: 600, now: () => now }); // two known entries
     expect(await fresh.resolve(f.keyA)).toBe('app-a');
     expect(await fresh.resolve(f.keyB)).toBe('app-b');
-    expect(await fresh.resolve('ebx_unknown')).toBeUndefined(); // evicts keyA's entry
+    expect(await fresh.resolve(keyC)).toBe('app-c'); // evicts keyA's entry
     const aKey = await f.database.db.selectFrom('api_keys').select('id').where('application_id', '=', 'app-a').executeTakeFirstOrThrow();
     await f.database.db.updateTable('api_keys').set({ revoked_at: new Date() }).where('id', '=', aKey.id).execute();
     try {
