@@ -43,7 +43,7 @@ const url = await freshDatabase('evalbox_bench_ingest');
 const key = spawnSync('node', ['bin/evalbox.js', 'keys', 'create', '--app', 'bench', '--database-url', url], { encoding: 'utf8' }).stdout.trim();
 const port = await freePort();
 const adminPort = await freePort();
-const api = evalbox(['api', '--port', String(port), '--admin-port', String(adminPort), '--database-url', url, '--pool-size', values['pool-size'] as string]);
+const api = evalbox(['api', '--port', String(port), '--admin-port', String(adminPort), '--database-url', url, '--pool-size', values['pool-size']]);
 await waitForHttp(`http://127.0.0.1:${adminPort}/readyz`);
 
 // Where the CPU goes: the machine's busy share (/proc/stat), the API process's CPU

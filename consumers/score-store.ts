@@ -222,7 +222,7 @@ async function writeBatch(trx: Transaction<Database>, topics: Topics, items: Com
         schemaVersion: EVENT_SCHEMA_VERSION,
         evaluationId: id,
         applicationId,
-        status: status as EvaluationScoredData['status'],
+        status,
         scores,
         scoredAt: scoredAt.toISOString(),
       };

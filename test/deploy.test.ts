@@ -11,7 +11,7 @@ import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { commands } from '../src/cli/main.js';
 import { loadConfig } from '../src/config.js';
 import { freePort } from '../src/stack/process.js';
-import { startFakeJudge, type FakeJudge } from '../scripts/fake-judge/server.js';
+import { startFakeJudge, type FakeJudge } from '../src/fake-judge/server.js';
 import { createTestDatabase, kafkaBrokers, uniqueName, waitFor, type TestDatabase } from './helpers.js';
 import { exposedSeriesNames, metricNamesIn } from './promql.js';
 
@@ -19,10 +19,29 @@ const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..')
 const k8sDir = path.join(root, 'deploy/k8s/base');
 const alertsFile = path.join(root, 'deploy/prometheus/alerts.yml');
 
-type Manifest = { apiVersion: string; kind: string; metadata?: { name?: string }; spec?: any; [key: string]: unknown };
+interface Trigger {
+  type: string;
+  metadata: { query: string };
+}
+interface ManifestSpec {
+  replicas?: unknown;
+  selector?: unknown;
+  template?: { spec: { terminationGracePeriodSeconds?: number } };
+  scaleTargetRef?: { name: string };
+  triggers?: Trigger[];
+  maxReplicaCount?: number;
+}
+interface Manifest {
+  apiVersion: string;
+  kind: string;
+  metadata?: { name?: string };
+  spec?: ManifestSpec;
+  data?: Record<string, string>;
+  stringData?: Record<string, string>;
+}
 
 function kustomization(): { resources: string[] } {
-  return parseYaml(fs.readFileSync(path.join(k8sDir, 'kustomization.yaml'), 'utf8'));
+  return parseYaml(fs.readFileSync(path.join(k8sDir, 'kustomization.yaml'), 'utf8')) as { resources: string[] };
 }
 
 /** Every document of every file the kustomization references. */
@@ -43,8 +62,8 @@ async function modelFor(apiVersion: string, kind: string): Promise<new (data: un
   const packages: Record<string, string> = { 'keda.sh': '@kubernetes-models/keda' };
   const group = apiVersion.includes('/') ? (apiVersion.split('/')[0] as string) : '';
   const pkg = packages[group] ?? 'kubernetes-models';
-  const module = await import(`${pkg}/${apiVersion}/${kind}`);
-  const model = module[kind] ?? module.default;
+  const module = (await import(`${pkg}/${apiVersion}/${kind}`)) as Record<string, unknown>;
+  const model = (module[kind] ?? module.default) as (new (data: unknown) => { validate(): void }) | undefined;
   if (!model) throw new Error(`no model for ${apiVersion} ${kind}`);
   return model;
 }
@@ -109,10 +128,10 @@ describe('Kubernetes manifests', () => {
   it('a manifest with a field of the wrong type, or without a required one, fails validation (the check can fail)', async () => {
     const relay = manifests().find((m) => m.manifest.kind === 'Deployment' && m.manifest.metadata?.name === 'evalbox-relay')!.manifest;
     const broken = structuredClone(relay);
-    broken.spec.replicas = 'two';
+    broken.spec!.replicas = 'two';
     await expect(validateManifest(broken)).rejects.toThrow(/replicas/);
     const unselected = structuredClone(relay);
-    delete unselected.spec.selector;
+    delete unselected.spec!.selector;
     await expect(validateManifest(unselected)).rejects.toThrow(/selector/);
     // Kubernetes' published schemas do not close objects, so a misspelt field name passes here;
     // the API server's strict field validation (kubectl's default) is what rejects it.
@@ -120,7 +139,7 @@ describe('Kubernetes manifests', () => {
 
   it("the relay Deployment's termination grace period covers the relay's drain bound", () => {
     const relay = manifests().find((m) => m.manifest.kind === 'Deployment' && m.manifest.metadata?.name === 'evalbox-relay')!.manifest;
-    const graceSeconds: number = relay.spec.template.spec.terminationGracePeriodSeconds;
+    const graceSeconds = relay.spec!.template!.spec.terminationGracePeriodSeconds!;
     const { drainTimeoutMs } = loadConfig({}).relay;
     // The drain bound, plus the in-flight batch and the lease release, before Kubernetes kills it.
     expect(graceSeconds * 1000).toBeGreaterThanOrEqual(drainTimeoutMs + 5_000);
@@ -129,13 +148,13 @@ describe('Kubernetes manifests', () => {
   it('the scorer scales on consumer lag: a KEDA ScaledObject on the scorer Deployment queries the lag its replicas expose', () => {
     const all = manifests().map((m) => m.manifest);
     const scaled = all.find((m) => m.kind === 'ScaledObject');
-    expect(scaled?.spec.scaleTargetRef.name).toBe('evalbox-scorer');
+    expect(scaled?.spec?.scaleTargetRef?.name).toBe('evalbox-scorer');
     expect(all.some((m) => m.kind === 'Deployment' && m.metadata?.name === 'evalbox-scorer')).toBe(true);
-    const trigger = scaled?.spec.triggers[0];
-    expect(trigger.type).toBe('prometheus');
-    expect(metricNamesIn(trigger.metadata.query)).toEqual(['evalbox_consumer_lag_messages']);
+    const trigger = scaled?.spec?.triggers?.[0];
+    expect(trigger?.type).toBe('prometheus');
+    expect(metricNamesIn(trigger?.metadata.query ?? '')).toEqual(['evalbox_consumer_lag_messages']);
     // No more replicas than the events topic has partitions: the rest would get no work.
-    expect(scaled?.spec.maxReplicaCount).toBeLessThanOrEqual(6);
+    expect(scaled?.spec?.maxReplicaCount).toBeLessThanOrEqual(6);
   });
 });
 
@@ -148,12 +167,15 @@ describe('docker-compose.yml', () => {
   /** The environment variables the configuration reads, recorded by reading it. */
   function variablesTheConfigurationReads(): Set<string> {
     const read = new Set<string>();
-    const env = new Proxy({} as Record<string, string | undefined>, {
-      get: (_target, name) => {
-        if (typeof name === 'string') read.add(name);
-        return undefined;
+    const env = new Proxy<Record<string, string | undefined>>(
+      {},
+      {
+        get: (_target, name) => {
+          if (typeof name === 'string') read.add(name);
+          return undefined;
+        },
       },
-    });
+    );
     loadConfig(env, {});
     return read;
   }
@@ -174,7 +196,7 @@ describe('docker-compose.yml', () => {
         expect(`${name}: ${variable} ${known.has(variable) ? 'read' : 'NOT READ'}`).toBe(`${name}: ${variable} read`);
     }
     for (const { manifest } of manifests().filter((m) => m.manifest.kind === 'ConfigMap' || m.manifest.kind === 'Secret')) {
-      const data = { ...((manifest.data as object) ?? {}), ...((manifest.stringData as object) ?? {}) };
+      const data = { ...(manifest.data ?? {}), ...(manifest.stringData ?? {}) };
       for (const variable of Object.keys(data))
         expect(`${manifest.kind}: ${variable} ${known.has(variable) ? 'read' : 'NOT READ'}`).toBe(`${manifest.kind}: ${variable} read`);
     }
@@ -238,7 +260,7 @@ describe('queried metrics exist', () => {
     };
     for (const panel of dashboard.panels) for (const target of panel.targets ?? []) out.push({ where: `panel "${panel.title}"`, expr: target.expr });
     for (const { manifest } of manifests().filter((m) => m.manifest.kind === 'ScaledObject'))
-      for (const trigger of manifest.spec.triggers) out.push({ where: `ScaledObject ${manifest.metadata?.name}`, expr: trigger.metadata.query });
+      for (const trigger of manifest.spec?.triggers ?? []) out.push({ where: `ScaledObject ${manifest.metadata?.name}`, expr: trigger.metadata.query });
     return out;
   }
 

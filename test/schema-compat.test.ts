@@ -28,7 +28,17 @@ function schemasWithLastRelease(): { type: string; current: EventSchema; release
     });
 }
 
-const clone = (schema: EventSchema): any => structuredClone(schema);
+interface MutableSchema {
+  properties: Record<string, MutableSchema>;
+  required: string[];
+  items: MutableSchema;
+  additionalProperties?: boolean;
+  [keyword: string]: unknown;
+}
+
+const clone = (schema: EventSchema): MutableSchema => structuredClone(schema) as unknown as MutableSchema;
+/** A sub-schema by property names ('[]' steps into array items). */
+const at = (schema: MutableSchema, ...names: string[]): MutableSchema => names.reduce((s, n) => (n === '[]' ? s.items : s.properties[n]!), schema);
 
 describe('event schema governance', () => {
   it('every event schema is backward compatible with its last released version', () => {
@@ -45,8 +55,8 @@ describe('event schema governance', () => {
 
   it('adding an optional field passes', () => {
     const current = clone(evaluationScoredSchema);
-    current.properties.traceId = { type: 'string' };
-    current.properties.scores.items.properties.costUsd = { type: ['number', 'null'] };
+    current.properties.traceId = { type: 'string' } as unknown as MutableSchema;
+    at(current, 'scores', '[]').properties.costUsd = { type: ['number', 'null'] } as unknown as MutableSchema;
     expect(breakingChanges(evaluationScoredSchema, current)).toEqual([]);
   });
 
@@ -54,14 +64,14 @@ describe('event schema governance', () => {
     const current = clone(evaluationCreatedSchema);
     delete current.properties.reference;
     delete current.properties.applicationId;
-    current.required = current.required.filter((f: string) => f !== 'applicationId');
+    current.required = current.required.filter((f) => f !== 'applicationId');
     expect(breakingChanges(evaluationCreatedSchema, current)).toEqual(['/applicationId: field removed', '/reference: field removed']);
   });
 
   it('retyping a field fails, nested ones too', () => {
     const current = clone(evaluationScoredSchema);
-    current.properties.evaluationId.format = 'uri';
-    current.properties.scores.items.properties.value.type = 'string';
+    at(current, 'evaluationId').format = 'uri';
+    at(current, 'scores', '[]', 'value').type = 'string';
     expect(breakingChanges(evaluationScoredSchema, current)).toEqual([
       '/evaluationId: format changed from "uuid" to "uri"',
       '/scores[]/value: type changed from ["null","number"] to ["string"]',
@@ -70,9 +80,9 @@ describe('event schema governance', () => {
 
   it('a new required field, a field made optional, a removed enum value and a closed object fail', () => {
     const current = clone(evaluationScoredSchema);
-    current.properties.tenant = { type: 'string' };
-    current.required = [...current.required.filter((f: string) => f !== 'scoredAt'), 'tenant'];
-    current.properties.status.enum = ['SCORED', 'PARTIALLY_SCORED'];
+    current.properties.tenant = { type: 'string' } as unknown as MutableSchema;
+    current.required = [...current.required.filter((f) => f !== 'scoredAt'), 'tenant'];
+    at(current, 'status').enum = ['SCORED', 'PARTIALLY_SCORED'];
     current.additionalProperties = false;
     expect(breakingChanges(evaluationScoredSchema, current).sort()).toEqual(
       [

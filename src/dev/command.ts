@@ -298,7 +298,7 @@ async function runDev(options: DevOptions): Promise<number> {
 
 async function migrate(handle: DbHandle): Promise<{ rows: number }> {
   const { error, results } = await migrateToLatest(handle.db);
-  if (error) throw new Error(`migration failed: ${error instanceof Error ? error.message : String(error)}`);
+  if (error) throw new Error(`migration failed: ${error instanceof Error ? error.message : JSON.stringify(error)}`);
   return { rows: results.filter((r) => r.status === 'Success').length };
 }
 

@@ -12,7 +12,7 @@ const asSchema = (value: unknown): Schema | undefined => (value && typeof value 
 
 /** A comparable form of a constraint: `type` as a sorted list, the rest as canonical JSON. */
 function canonical(keyword: string, value: unknown): string {
-  if (keyword === 'type') return JSON.stringify((Array.isArray(value) ? [...value] : value === undefined ? [] : [value]).sort());
+  if (keyword === 'type') return JSON.stringify((Array.isArray(value) ? [...(value as unknown[])] : value === undefined ? [] : [value]).map(String).sort());
   return JSON.stringify(value ?? null);
 }
 
