@@ -13,7 +13,7 @@ import { createJudge, judgeDimensionDefinitions, loadJudgeConfig, registerJudgeM
 import { registerScorerMetrics } from './metrics.js';
 import { createKeyParallelConsumer, type ConsumedMessage } from './runtime.js';
 import { createScoreStore } from './score-store.js';
-import { createScorerEvents, handleEvaluationMessage } from './scorer.js';
+import { createScorerEvents, deadLetterMessage, handleEvaluationMessage, type ScorerContext } from './scorer.js';
 import { buildScorers, judgePressureClassifier, pauseOnJudgePressure } from './scorers.js';
 
 /** The ordering key: the evaluation id in the event (default) or the Kafka key. */
@@ -99,6 +99,23 @@ ${CONNECTION_HELP}`,
     await producer.connect();
     const scorerEvents = createScorerEvents();
     const store = createScoreStore(handle.db, config.topics);
+    const scorerContext: ScorerContext = {
+      store,
+      producer,
+      topics: config.topics,
+      groupId,
+      dimensions,
+      scorers,
+      logger,
+      events: scorerEvents,
+      isPressure: judge ? judgePressureClassifier(judge) : undefined,
+      retry: {
+        baseMs: scorer.retryBaseMs,
+        maxMs: 30_000,
+        maxAttempts: scorer.maxAttempts,
+        maxAgeMs: scorer.maxRetryAgeMs,
+      },
+    };
     const consumer = createKeyParallelConsumer({
       brokers,
       groupId,
@@ -107,28 +124,8 @@ ${CONNECTION_HELP}`,
       maxInFlightPerPartition: scorer.maxInFlight,
       commitIntervalMs: 500,
       logger,
-      handle: (message, signal) =>
-        handleEvaluationMessage(
-          {
-            store,
-            producer,
-            topics: config.topics,
-            groupId,
-            dimensions,
-            scorers,
-            logger,
-            events: scorerEvents,
-            isPressure: judge ? judgePressureClassifier(judge) : undefined,
-            retry: {
-              baseMs: scorer.retryBaseMs,
-              maxMs: 30_000,
-              maxAttempts: scorer.maxAttempts,
-              maxAgeMs: scorer.maxRetryAgeMs,
-            },
-          },
-          message,
-          signal,
-        ),
+      handle: (message, signal) => handleEvaluationMessage(scorerContext, message, signal),
+      deadLetter: (message, error) => deadLetterMessage(scorerContext, message, error),
     });
     consumer.events.on('consumer:assigned', (tps) => logger.info({ partitions: tps }, 'partitions assigned'));
     consumer.events.on('consumer:revoked', (tps) => logger.info({ partitions: tps }, 'partitions revoked'));

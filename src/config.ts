@@ -34,6 +34,10 @@ export interface Config {
     keyCacheTtlMs: number;
     /** On SIGTERM, how long in-flight requests may take before their connections are cut. */
     shutdownGraceMs: number;
+    /** Concurrent POSTs written by one statement in one transaction (see docs/api.md). */
+    groupCommit: { enabled: boolean; windowMs: number; maxRows: number };
+    /** How long an Idempotency-Key is honoured; after that the same key creates a new evaluation. */
+    idempotencyTtlHours: number;
     /** Node server timeouts against slow clients (see docs/api.md, "Limits"). */
     headersTimeoutMs: number;
     requestTimeoutMs: number;
@@ -59,8 +63,8 @@ export interface Config {
     heartbeatMs: number;
     retentionHours: number;
     partitionsAhead: number;
-    /** On SIGTERM, how long the producer may take to deliver what it holds. */
-    drainTimeoutMs: number;
+    /** Prefix of each shard producer's transactional.id; empty: derived from the database name. */
+    transactionalIdPrefix: string;
     /** Most shards one relay leads at once. */
     maxShards: number;
     /** Partitions of the topics the relay creates at start. */
@@ -129,6 +133,10 @@ const DESCRIPTIONS: Record<string, string> = {
   EVALBOX_API_POOL_SIZE: 'database connections',
   EVALBOX_API_KEY_CACHE_TTL_MS: 'how long a key lookup is cached (a revoked key works this much longer)',
   EVALBOX_SHUTDOWN_GRACE_MS: 'on SIGTERM, time in-flight requests get before their connections are cut',
+  EVALBOX_API_GROUP_COMMIT: 'write concurrent POSTs with one statement and one commit',
+  EVALBOX_API_GROUP_COMMIT_WINDOW_MS: 'longest a request waits for others to share its commit (0 = one event-loop turn)',
+  EVALBOX_API_GROUP_COMMIT_MAX_ROWS: 'a group is written once it holds this many rows',
+  EVALBOX_API_IDEMPOTENCY_TTL_HOURS: 'how long an Idempotency-Key is honoured',
   EVALBOX_API_HEADERS_TIMEOUT_MS: 'time a client has to send the request headers',
   EVALBOX_API_REQUEST_TIMEOUT_MS: 'time a client has to send the whole request',
   EVALBOX_API_KEEP_ALIVE_TIMEOUT_MS: 'idle keep-alive connection lifetime',
@@ -142,11 +150,11 @@ const DESCRIPTIONS: Record<string, string> = {
   EVALBOX_RELAY_WAKEUP: 'LISTEN nudges plus adaptive poll, or poll only',
   EVALBOX_RELAY_POLL_MIN_MS: 'poll interval after work',
   EVALBOX_RELAY_POLL_MAX_MS: 'poll interval ceiling when idle',
-  EVALBOX_RELAY_LEASE_TTL_MS: 'shard lease lifetime',
+  EVALBOX_RELAY_LEASE_TTL_MS: 'shard lease lifetime; on SIGTERM, the longest the in-flight batches may take',
   EVALBOX_RELAY_HEARTBEAT_MS: 'lease renewal period',
   EVALBOX_OUTBOX_RETENTION_HOURS: 'how long outbox partitions are kept',
   EVALBOX_OUTBOX_PARTITIONS_AHEAD: 'outbox partitions created ahead',
-  EVALBOX_RELAY_DRAIN_TIMEOUT_MS: 'on SIGTERM, time the producer gets to deliver what it holds',
+  EVALBOX_RELAY_TRANSACTIONAL_ID_PREFIX: "prefix of each shard producer's transactional.id (default: from the database name)",
   EVALBOX_RELAY_MAX_SHARDS: 'most shards this relay leads',
   EVALBOX_TOPIC_PARTITIONS: 'partitions of the topics the relay creates',
   EVALBOX_SCORER_GROUP: 'consumer group',
@@ -312,6 +320,12 @@ function buildConfig(env: Env, flags: Flags, record?: (setting: SettingRecord) =
       poolSize: read.int('pool-size', 'EVALBOX_API_POOL_SIZE', 20, 1),
       keyCacheTtlMs: read.int('key-cache-ttl-ms', 'EVALBOX_API_KEY_CACHE_TTL_MS', 10_000, 0),
       shutdownGraceMs: read.int('shutdown-grace-ms', 'EVALBOX_SHUTDOWN_GRACE_MS', 10_000, 0),
+      groupCommit: {
+        enabled: read.oneOf('group-commit', 'EVALBOX_API_GROUP_COMMIT', ['on', 'off'] as const, 'on') === 'on',
+        windowMs: read.int('group-commit-window-ms', 'EVALBOX_API_GROUP_COMMIT_WINDOW_MS', 1, 0),
+        maxRows: read.int('group-commit-max-rows', 'EVALBOX_API_GROUP_COMMIT_MAX_ROWS', 64, 1),
+      },
+      idempotencyTtlHours: read.int('idempotency-ttl-hours', 'EVALBOX_API_IDEMPOTENCY_TTL_HOURS', 24, 1),
       headersTimeoutMs: read.int('headers-timeout-ms', 'EVALBOX_API_HEADERS_TIMEOUT_MS', 10_000, 1),
       requestTimeoutMs: read.int('request-timeout-ms', 'EVALBOX_API_REQUEST_TIMEOUT_MS', 30_000, 1),
       keepAliveTimeoutMs: read.int('keep-alive-timeout-ms', 'EVALBOX_API_KEEP_ALIVE_TIMEOUT_MS', 5_000, 1),
@@ -331,7 +345,7 @@ function buildConfig(env: Env, flags: Flags, record?: (setting: SettingRecord) =
       heartbeatMs: read.int('heartbeat-ms', 'EVALBOX_RELAY_HEARTBEAT_MS', 1000, 50),
       retentionHours: read.int('retention-hours', 'EVALBOX_OUTBOX_RETENTION_HOURS', 72, 1),
       partitionsAhead: read.int('partitions-ahead', 'EVALBOX_OUTBOX_PARTITIONS_AHEAD', 3, 1),
-      drainTimeoutMs: read.int('drain-timeout-ms', 'EVALBOX_RELAY_DRAIN_TIMEOUT_MS', 10_000, 0),
+      transactionalIdPrefix: read.string('transactional-id-prefix', 'EVALBOX_RELAY_TRANSACTIONAL_ID_PREFIX', ''),
       maxShards: read.int('max-shards', 'EVALBOX_RELAY_MAX_SHARDS', Number.MAX_SAFE_INTEGER, 1),
       topicPartitions: read.int('topic-partitions', 'EVALBOX_TOPIC_PARTITIONS', 6, 1),
     },

@@ -49,7 +49,7 @@ describe('configuration', () => {
   });
 
   it('evalbox config prints the effective configuration with secrets masked', () => {
-    const file = configFile({ EVALBOX_RELAY_DRAIN_TIMEOUT_MS: 15000 });
+    const file = configFile({ EVALBOX_RELAY_LEASE_TTL_MS: 15000 });
     const result = evalbox(['config', '--json'], {
       DATABASE_URL: 'postgres://evalbox:hunter2@db:5432/evalbox',
       EVALBOX_JUDGE_API_KEY: 'sk-live-abcdef',
@@ -62,7 +62,7 @@ describe('configuration', () => {
     const row = (name: string) => rows.find((r) => r.variable === name);
     expect(row('DATABASE_URL')).toMatchObject({ value: 'postgres://evalbox:****@db:5432/evalbox', source: 'env' });
     expect(row('EVALBOX_JUDGE_API_KEY')).toMatchObject({ value: '****', source: 'env' });
-    expect(row('EVALBOX_RELAY_DRAIN_TIMEOUT_MS')).toMatchObject({ value: '15000', source: 'file' });
+    expect(row('EVALBOX_RELAY_LEASE_TTL_MS')).toMatchObject({ value: '15000', source: 'file' });
   });
 
   it('a wrong value stops a process at start with a message naming the variable (environment or file)', () => {

@@ -49,6 +49,10 @@ ${CONNECTION_HELP}`,
       'pool-size': { type: 'string' },
       'key-cache-ttl-ms': { type: 'string' },
       'shutdown-grace-ms': { type: 'string' },
+      'group-commit': { type: 'string' },
+      'group-commit-window-ms': { type: 'string' },
+      'group-commit-max-rows': { type: 'string' },
+      'idempotency-ttl-hours': { type: 'string' },
     });
     if (values.help) {
       process.stdout.write(`${this.help}\n`);
