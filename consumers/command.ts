@@ -13,7 +13,7 @@ import { createJudge, judgeDimensionDefinitions, loadJudgeConfig, registerJudgeM
 import { registerScorerMetrics } from './metrics.js';
 import { createKeyParallelConsumer, type ConsumedMessage } from './runtime.js';
 import { createScoreStore } from './score-store.js';
-import { createScorerEvents, handleEvaluationMessage } from './scorer.js';
+import { createScorerEvents, deadLetterMessage, handleEvaluationMessage, type ScorerContext } from './scorer.js';
 import { buildScorers, judgePressureClassifier, pauseOnJudgePressure } from './scorers.js';
 
 /** The ordering key: the evaluation id in the event (default) or the Kafka key. */
@@ -73,10 +73,11 @@ ${CONNECTION_HELP}`,
     const stopped = stopSignal();
     const config = loadConfig(process.env, values);
     const setting = (flag: string, env: string, fallback: number): number => {
-      const raw = (values as Record<string, unknown>)[flag] ?? process.env[env];
+      const flagValue = (values as Record<string, unknown>)[flag];
+      const raw = typeof flagValue === 'string' ? flagValue : process.env[env];
       if (raw === undefined || raw === '') return fallback;
       const n = Number(raw);
-      if (!Number.isInteger(n) || n < 1) throw new UsageError(`--${flag} / ${env} must be a positive integer, got "${String(raw)}"`);
+      if (!Number.isInteger(n) || n < 1) throw new UsageError(`--${flag} / ${env} must be a positive integer, got "${raw}"`);
       return n;
     };
     const orderingMode = String(values['ordering-key'] ?? process.env.EVALBOX_SCORER_ORDERING_KEY ?? 'evaluation');
@@ -97,7 +98,7 @@ ${CONNECTION_HELP}`,
     const judgeConfig = loadJudgeConfig();
     const judge = judgeConfig ? createJudge({ config: judgeConfig, db: handle.db, logger }) : undefined;
     if (judge) registerJudgeMetrics(registry, judge.events);
-    const judgeDimensions: DimensionDefinition[] = judgeConfig ? (judgeDimensionDefinitions(judgeConfig) as DimensionDefinition[]) : [];
+    const judgeDimensions: DimensionDefinition[] = judgeConfig ? judgeDimensionDefinitions(judgeConfig) : [];
     const dimensions = createDimensionRegistry(judgeDimensions);
     const scorers = buildScorers(dimensions.list(), judge);
     await publishDimensions(
@@ -113,6 +114,23 @@ ${CONNECTION_HELP}`,
     await producer.connect();
     const scorerEvents = createScorerEvents();
     const store = createScoreStore(handle.db, config.topics);
+    const scorerContext: ScorerContext = {
+      store,
+      producer,
+      topics: config.topics,
+      groupId,
+      dimensions,
+      scorers,
+      logger,
+      events: scorerEvents,
+      isPressure: judge ? judgePressureClassifier(judge) : undefined,
+      retry: {
+        baseMs: setting('retry-base-ms', 'EVALBOX_SCORER_RETRY_BASE_MS', 200),
+        maxMs: 30_000,
+        maxAttempts: setting('max-attempts', 'EVALBOX_SCORER_MAX_ATTEMPTS', 5),
+        maxAgeMs: setting('max-retry-age-ms', 'EVALBOX_SCORER_MAX_RETRY_AGE_MS', 300_000),
+      },
+    };
     const consumer = createKeyParallelConsumer({
       brokers,
       groupId,
@@ -121,28 +139,8 @@ ${CONNECTION_HELP}`,
       maxInFlightPerPartition: setting('max-in-flight', 'EVALBOX_SCORER_MAX_IN_FLIGHT', 500),
       commitIntervalMs: 500,
       logger,
-      handle: (message, signal) =>
-        handleEvaluationMessage(
-          {
-            store,
-            producer,
-            topics: config.topics,
-            groupId,
-            dimensions,
-            scorers,
-            logger,
-            events: scorerEvents,
-            isPressure: judge ? judgePressureClassifier(judge) : undefined,
-            retry: {
-              baseMs: setting('retry-base-ms', 'EVALBOX_SCORER_RETRY_BASE_MS', 200),
-              maxMs: 30_000,
-              maxAttempts: setting('max-attempts', 'EVALBOX_SCORER_MAX_ATTEMPTS', 5),
-              maxAgeMs: setting('max-retry-age-ms', 'EVALBOX_SCORER_MAX_RETRY_AGE_MS', 300_000),
-            },
-          },
-          message,
-          signal,
-        ),
+      handle: (message, signal) => handleEvaluationMessage(scorerContext, message, signal),
+      deadLetter: (message, error) => deadLetterMessage(scorerContext, message, error),
     });
     consumer.events.on('consumer:assigned', (tps) => logger.info({ partitions: tps }, 'partitions assigned'));
     consumer.events.on('consumer:revoked', (tps) => logger.info({ partitions: tps }, 'partitions revoked'));

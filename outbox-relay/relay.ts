@@ -122,7 +122,10 @@ export function createRelay(ctx: RelayContext): Relay {
         .map(([shard]) => shard)
         .sort((a, b) => a - b),
     async start() {
-      await wakeups?.start((shard) => workers.get(shard)?.wake(), reportError);
+      await wakeups?.start((shard) => {
+        if (shard === undefined) for (const worker of workers.values()) worker.wake();
+        else workers.get(shard)?.wake();
+      }, reportError);
       await beat();
       timers.push(
         setInterval(() => {

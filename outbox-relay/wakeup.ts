@@ -1,38 +1,66 @@
-// Wake-up sources for idle shard workers. A wake-up is only a nudge: the adaptive poll is the
-// safety net, so a source that misses or repeats nudges never loses or duplicates a row.
+// Wake-up sources for idle shard workers: a dedicated connection LISTENs for the nudges writers
+// send after they commit (src/outbox-wakeup.ts). A nudge only shortens the wait before the next
+// read; the adaptive poll in the shard loop is the safety net, so a source that misses or repeats
+// nudges (or loses its connection until it reconnects) costs latency, never an event.
 import pg from 'pg';
+import { OUTBOX_CHANNEL } from '../src/outbox-wakeup.js';
 
 export interface WakeupSource {
-  /** Starts calling `wake(shard)` when rows of `shard` may be waiting. */
-  start(wake: (shard: number) => void, onError: (where: string, error: unknown) => void): Promise<void>;
+  /** Starts calling `wake(shard)` when rows of `shard` may be waiting (undefined: any shard). */
+  start(wake: (shard: number | undefined) => void, onError: (where: string, error: unknown) => void): Promise<void>;
   stop(): Promise<void>;
 }
 
-/** LISTEN evalbox_outbox on a dedicated connection; the payload is the shard number. */
-export function listenWakeups(databaseUrl: string): WakeupSource {
-  let listener: pg.Client | undefined;
+/** LISTEN on the outbox channel; after a connection error, reconnects in the background until stopped. */
+export function listenWakeups(databaseUrl: string, reconnectMs = 1000): WakeupSource {
+  let client: pg.Client | undefined;
+  let reconnect: NodeJS.Timeout | undefined;
   let stopped = false;
-  async function listen(wake: (shard: number) => void, onError: (where: string, error: unknown) => void): Promise<void> {
-    const client = new pg.Client({ connectionString: databaseUrl, application_name: 'evalbox-relay-listen' });
-    client.on('error', (error) => {
+
+  async function connect(wake: (shard: number | undefined) => void, onError: (where: string, error: unknown) => void): Promise<void> {
+    const next = new pg.Client({ connectionString: databaseUrl, application_name: 'evalbox-relay-listen' });
+    next.on('error', (error) => {
       onError('listen connection', error);
-      // Polling keeps working; reconnect the nudge channel in the background.
-      if (listener === client) {
-        listener = undefined;
-        setTimeout(() => void (stopped ? undefined : listen(wake, onError).catch((e) => onError('listen', e))), 1000);
-      }
+      if (client !== next) return;
+      client = undefined;
+      next.end().catch(() => {});
+      scheduleReconnect(wake, onError);
     });
-    client.on('notification', (message) => wake(Number(message.payload)));
-    await client.connect();
-    await client.query('LISTEN evalbox_outbox');
-    listener = client;
+    next.on('notification', (message) => {
+      const payload = message.payload ?? '';
+      wake(/^\d+$/.test(payload) ? Number(payload) : undefined);
+    });
+    try {
+      await next.connect();
+      await next.query(`LISTEN ${OUTBOX_CHANNEL}`);
+    } catch (error) {
+      await next.end().catch(() => {});
+      throw error;
+    }
+    client = next;
+    // Rows committed while the listener was away are found by the poll; one nudge to every
+    // shard after a (re)connect makes that immediate.
+    wake(undefined);
   }
+
+  function scheduleReconnect(wake: (shard: number | undefined) => void, onError: (where: string, error: unknown) => void): void {
+    if (stopped) return;
+    reconnect = setTimeout(() => {
+      connect(wake, onError).catch((error: unknown) => {
+        onError('listen', error);
+        scheduleReconnect(wake, onError);
+      });
+    }, reconnectMs);
+  }
+
   return {
-    start: (wake, onError) => listen(wake, onError),
+    start: (wake, onError) => connect(wake, onError),
     async stop() {
       stopped = true;
-      await listener?.end().catch(() => {});
-      listener = undefined;
+      clearTimeout(reconnect);
+      const current = client;
+      client = undefined;
+      await current?.end().catch(() => {});
     },
   };
 }

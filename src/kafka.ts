@@ -1,8 +1,9 @@
 // Kafka clients for every process, on @confluentinc/kafka-javascript (librdkafka), and the
 // classification of librdkafka errors by code into the shared error hierarchy.
-import kafkaJs from '@confluentinc/kafka-javascript';
+import kafkaJs, { type KafkaJS as KafkaJSTypes, type ProducerGlobalConfig, type ProducerTopicConfig } from '@confluentinc/kafka-javascript';
 import { PermanentError, RetryableError, type EvalboxError, coerceError } from './errors.js';
 import type { Logger } from './logging.js';
+import { withRetry, type BackoffPolicy } from './retry.js';
 
 const { KafkaJS } = kafkaJs;
 export const kafkaCodes = kafkaJs.CODES.ERRORS as Record<string, number>;
@@ -13,23 +14,31 @@ export type Consumer = ReturnType<Kafka['consumer']>;
 export type Admin = ReturnType<Kafka['admin']>;
 
 /** Routes librdkafka's log lines into pino (or drops them without a logger) instead of the console. */
-function kafkaLogger(logger: Logger | undefined) {
-  const write = (level: 'debug' | 'info' | 'warn' | 'error') => (message: string, extra?: Record<string, unknown>) =>
-    logger?.[level]({ kafka: extra }, String(message));
-  const adapter = { info: write('info'), warn: write('warn'), error: write('error'), debug: write('debug'), setLogLevel: () => {}, namespace: () => adapter };
+function kafkaLogger(logger: Logger | undefined): KafkaJSTypes.Logger {
+  const write = (level: 'debug' | 'info' | 'warn' | 'error') => (message: string, extra?: object) => logger?.[level]({ kafka: extra }, String(message));
+  const adapter: KafkaJSTypes.Logger = {
+    info: write('info'),
+    warn: write('warn'),
+    error: write('error'),
+    debug: write('debug'),
+    setLogLevel: () => {},
+    namespace: () => adapter,
+  };
   return adapter;
 }
 
 export function createKafka(brokers: string, clientId = 'evalbox', logger?: Logger): Kafka {
   return new KafkaJS.Kafka({
-    kafkaJS: { brokers: brokers.split(',').map((b) => b.trim()), clientId, logLevel: KafkaJS.logLevel.WARN, logger: kafkaLogger(logger) as never },
+    kafkaJS: { brokers: brokers.split(',').map((b) => b.trim()), clientId, logLevel: KafkaJS.logLevel.WARN, logger: kafkaLogger(logger) },
   });
 }
+
+export type ProducerSettings = ProducerGlobalConfig & ProducerTopicConfig;
 
 // acks=all and idempotence: librdkafka's own retries neither repeat nor reorder a message. A message
 // that fails for good (message.timeout.ms) can still be followed by later ones that are written, so
 // only a transaction that aborts whole keeps a redo from repeating or reordering a key.
-const IDEMPOTENT_PRODUCER_CONFIG = {
+const IDEMPOTENT_PRODUCER_CONFIG: ProducerSettings = {
   'enable.idempotence': true,
   acks: -1,
   'linger.ms': 2,
@@ -56,8 +65,8 @@ export function routeLibrdkafkaLogs(client: EventSource, logger: Logger | undefi
 }
 
 /** The idempotent producer on the KafkaJS-compatible API, for occasional sends (DLT, CLI, tests). */
-export function createIdempotentProducer(kafka: Kafka, overrides: Record<string, unknown> = {}): Producer {
-  return kafka.producer({ ...IDEMPOTENT_PRODUCER_CONFIG, ...overrides } as never);
+export function createIdempotentProducer(kafka: Kafka, overrides: ProducerSettings = {}): Producer {
+  return kafka.producer({ ...IDEMPOTENT_PRODUCER_CONFIG, ...overrides });
 }
 
 export interface OutgoingMessage {
@@ -104,8 +113,8 @@ type NativeProducer = InstanceType<typeof kafkaJs.Producer>;
  * converts every message and creates a promise per message; here a batch is one promise and each
  * delivery report only decrements a counter, which doubles throughput (bench/relay.ts).
  */
-function nativeBatchProducer(config: Record<string, unknown>, options: { clientId?: string; logger?: Logger }) {
-  const producer = new kafkaJs.Producer({ ...config, dr_cb: true } as never);
+function nativeBatchProducer(config: ProducerSettings, options: { clientId?: string; logger?: Logger }) {
+  const producer = new kafkaJs.Producer({ ...config, dr_cb: true });
   routeLibrdkafkaLogs(producer, options.logger, options.clientId ?? 'evalbox');
   producer.on('delivery-report', (error, report) => {
     const { batch, index } = report.opaque as { batch: PendingBatch; index: number };
@@ -119,7 +128,7 @@ function nativeBatchProducer(config: Record<string, unknown>, options: { clientI
     call,
     connect: () =>
       call((done) =>
-        producer.connect({ timeout: 30_000 } as never, (error) => {
+        producer.connect({ timeout: 30_000 }, (error) => {
           // delivery reports are served by librdkafka's thread, not a JS timer
           if (!error) producer.setPollInBackground(true);
           done(error);
@@ -134,7 +143,7 @@ function nativeBatchProducer(config: Record<string, unknown>, options: { clientI
           const headers = Object.entries(message.headers).map(([name, value]) => ({ [name]: value }));
           try {
             batch.remaining++;
-            producer.produce(message.topic, -1, Buffer.from(message.value), message.key, 0, { batch, index }, headers as never);
+            producer.produce(message.topic, -1, Buffer.from(message.value), message.key, 0, { batch, index }, headers);
           } catch (thrown) {
             batch.remaining--;
             const error = classifyKafkaError(thrown);
@@ -251,10 +260,34 @@ export const READ_COMMITTED = { 'isolation.level': 'read_committed' } as const;
 export interface TopicSpec {
   topic: string;
   numPartitions?: number;
+  /** Replicas per partition; -1 (the default) takes the cluster's default.replication.factor. */
+  replicationFactor?: number;
 }
 
-/** Creates the topics that do not exist yet; existing ones are left as they are. */
-export async function ensureTopics(kafka: Kafka, topics: TopicSpec[]): Promise<void> {
+/** How long a process starting next to a broker that is not up yet waits for it. */
+export const TOPIC_SETUP_BACKOFF: BackoffPolicy = { baseMs: 250, maxMs: 5_000, maxAttempts: Number.MAX_SAFE_INTEGER, maxAgeMs: 120_000 };
+
+/**
+ * Creates the topics that do not exist yet; existing ones are left as they are. A broker that
+ * does not answer yet (a process started during a broker restart) is waited for, with backoff,
+ * up to the policy's age, instead of failing the start.
+ */
+export async function ensureTopics(
+  kafka: Kafka,
+  topics: TopicSpec[],
+  options: { policy?: BackoffPolicy; signal?: AbortSignal; onRetry?: (error: unknown, attempt: number, delayMs: number) => void } = {},
+): Promise<void> {
+  await withRetry(
+    () =>
+      createMissingTopics(kafka, topics).catch((error: unknown) => {
+        throw classifyKafkaError(error);
+      }),
+    options.policy ?? TOPIC_SETUP_BACKOFF,
+    { signal: options.signal, onRetry: options.onRetry },
+  );
+}
+
+async function createMissingTopics(kafka: Kafka, topics: TopicSpec[]): Promise<void> {
   const admin = kafka.admin();
   await admin.connect();
   try {
@@ -262,7 +295,9 @@ export async function ensureTopics(kafka: Kafka, topics: TopicSpec[]): Promise<v
     const missing = topics.filter((t) => !existing.has(t.topic));
     if (missing.length === 0) return;
     try {
-      await admin.createTopics({ topics: missing.map((t) => ({ topic: t.topic, numPartitions: t.numPartitions ?? 3, replicationFactor: 1 })) });
+      await admin.createTopics({
+        topics: missing.map((t) => ({ topic: t.topic, numPartitions: t.numPartitions ?? 3, replicationFactor: t.replicationFactor ?? -1 })),
+      });
     } catch (error) {
       // another process created it first
       if ((error as { code?: number }).code !== kafkaCodes.ERR_TOPIC_ALREADY_EXISTS) throw error;
@@ -305,7 +340,7 @@ export async function isKafkaReady(brokers: string): Promise<boolean> {
   const admin = createKafka(brokers, 'evalbox-probe').admin();
   try {
     await admin.connect();
-    await admin.listTopics({ timeout: 3000 } as never);
+    await admin.listTopics({ timeout: 3000 });
     return true;
   } catch {
     return false;

@@ -19,11 +19,12 @@ describe('API quotas and fairness', () => {
   afterAll(async () => f.database.drop());
 
   /** Holds a row lock on (application, idempotency key): an API insert with that key waits on it. */
+  // Holds the key both as an Idempotency-Key and as an externalId, so requests using either wait.
   async function holdIdempotencyKey(applicationId: string, key: string) {
     const client = await f.database.pool.connect();
     await client.query('BEGIN');
     await client.query(
-      `INSERT INTO evaluations (id, application_id, prompt, response, dimensions, idempotency_key) VALUES (gen_random_uuid(), $1, 'p', 'r', '{toxicity}', $2)`,
+      `INSERT INTO evaluations (id, application_id, prompt, response, dimensions, idempotency_key, external_id) VALUES (gen_random_uuid(), $1, 'p', 'r', '{toxicity}', $2, $2)`,
       [applicationId, key],
     );
     return async () => {

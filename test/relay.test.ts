@@ -58,7 +58,7 @@ describe('outbox relay', () => {
       late.release();
     }
     await waitFor(() => received.length >= 6, { what: 'six messages' });
-    expect(received.map((m) => JSON.parse(m.value).n)).toEqual(['late', 0, 1, 2, 3, 4]);
+    expect(received.map((m) => (JSON.parse(m.value) as { n: unknown }).n)).toEqual(['late', 0, 1, 2, 3, 4]);
     expect(received[0]?.ceId).toBe('00000000-0000-7000-8000-00000000000a');
   });
 
@@ -76,7 +76,7 @@ describe('outbox relay', () => {
     relay = startTestRelay(database, { batchSize: 4 });
     await relay.start();
     await waitFor(() => received.length >= 10, { what: 'ten messages' });
-    expect(received.map((m) => JSON.parse(m.value).n)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(received.map((m) => (JSON.parse(m.value) as { n: unknown }).n)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
   });
 
   it('publishes CloudEvents binary-mode messages: key, JSON value, ce_* headers, traceparent', async () => {
@@ -156,9 +156,17 @@ describe('outbox relay', () => {
     await relay.start();
     await waitFor(() => received.length >= 3, { what: 'the three publishable messages' });
     // Key a keeps its order around the parked row; key b is not held up by it.
-    expect(received.filter((m) => m.key === 'a').map((m) => JSON.parse(m.value).n)).toEqual([1, 2]);
-    expect(received.filter((m) => m.key === 'b').map((m) => JSON.parse(m.value).n)).toEqual([3]);
-    const parked = await database.db.selectFrom('outbox_parked').select(['id', 'error_code']).orderBy('seq').execute();
+    expect(received.filter((m) => m.key === 'a').map((m) => (JSON.parse(m.value) as { n: unknown }).n)).toEqual([1, 2]);
+    expect(received.filter((m) => m.key === 'b').map((m) => (JSON.parse(m.value) as { n: unknown }).n)).toEqual([3]);
+    // The cursor and the parked rows are written after the Kafka transaction commits, so a
+    // read_committed consumer can see the messages a moment before the parked rows exist.
+    const parked = await waitFor(
+      async () => {
+        const rows = await database.db.selectFrom('outbox_parked').select(['id', 'error_code']).orderBy('seq').execute();
+        return rows.length >= 2 && rows;
+      },
+      { what: 'the two parked rows' },
+    );
     expect(parked).toEqual([
       { id: '00000000-0000-7000-8000-0000000000b1', error_code: 'ERR_MSG_SIZE_TOO_LARGE' },
       { id: '00000000-0000-7000-8000-0000000000b2', error_code: 'INVALID_TOPIC' },
@@ -215,7 +223,7 @@ describe('outbox relay', () => {
     expect(Math.max(...batches)).toBeLessThanOrEqual(25);
     expect(batches.reduce((a, b) => a + b, 0)).toBe(300);
     for (const key of keys) {
-      const ns = received.filter((m) => m.key === key).map((m) => JSON.parse(m.value).n as number);
+      const ns = received.filter((m) => m.key === key).map((m) => (JSON.parse(m.value) as { n: number }).n);
       expect(ns).toEqual(Array.from({ length: 100 }, (_, j) => keys.indexOf(key) + 3 * j));
     }
   });

@@ -12,7 +12,8 @@ import { batchRequestSchema, evaluationRequestSchema } from '../schemas/evaluati
 import { createBoundedValidator } from '../schemas/validator.js';
 import { bearerToken, createKeyResolver, type KeyResolver } from './auth.js';
 import { problemResponse, toProblem } from './error-mapping.js';
-import type { Queryable } from './evaluations.js';
+import { createOutboxNudger, type OutboxNudger } from '../outbox-wakeup.js';
+import { createIngestWriter, type Queryable } from './evaluations.js';
 import { createLimits, tooManyRequests, type Limits } from './limits.js';
 import { drainUnreadBody, header } from './node-request.js';
 import { buildOpenApiDocument } from './openapi.js';
@@ -33,6 +34,8 @@ export interface ApiContext {
   keys?: KeyResolver;
   /** Per-application quotas; defaults to the configured ones (see limits.ts). */
   limits?: Limits;
+  /** Wakes the relay after each commit; defaults to one over `db`. */
+  nudger?: OutboxNudger;
 }
 
 export function createApiApp(ctx: ApiContext): Hono<ApiEnv> {
@@ -58,7 +61,8 @@ export function createApiApp(ctx: ApiContext): Hono<ApiEnv> {
       // another realm, as Node's socket errors are under a test VM) is answered here instead.
       c.res = problemResponse(c, toProblem(thrown, routeLabel(c), logger));
     }
-    if (c.res.status >= 400) await drainUnreadBody(c, 4 * config.api.bodyLimitBytes, 5_000);
+    // Any answer sent before the body was read (an error, a GET or HEAD with a body): drain it.
+    await drainUnreadBody(c, 4 * config.api.bodyLimitBytes, 5_000);
     duration.observe({ route: routeLabel(c), method: c.req.method, status: String(c.res.status) }, Number(process.hrtime.bigint() - started) / 1e9);
   });
   app.onError((error, c) => problemResponse(c, toProblem(error, routeLabel(c), logger)));
@@ -94,6 +98,13 @@ export function createApiApp(ctx: ApiContext): Hono<ApiEnv> {
     openapi: buildOpenApiDocument('1'),
     routeLabel,
     limits,
+    writer: createIngestWriter({
+      db,
+      pool: ctx.pool,
+      nudger: ctx.nudger ?? createOutboxNudger(db, { onError: (error) => logger.warn({ err: error }, 'relay nudge failed') }),
+      groupCommit: config.api.groupCommit,
+      idempotencyTtlMs: config.api.idempotencyTtlHours * 3_600_000,
+    }),
   });
   return app;
 }

@@ -28,7 +28,7 @@ export const commands: Command[] = [
   lazy(
     'fake-judge',
     'run a scripted OpenAI-compatible judge server (tests, demo, benchmarks)',
-    async () => (await import('../../scripts/fake-judge/command.js')).fakeJudgeCommand,
+    async () => (await import('../fake-judge/command.js')).fakeJudgeCommand,
   ),
 ];
 

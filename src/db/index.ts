@@ -47,8 +47,8 @@ export interface MigrateOutcome {
   results: MigrationResult[];
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the migrator works on any schema
 /** Applies pending migrations in one transaction under Kysely's advisory lock. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the migrator works on any schema
 export async function migrateToLatest(db: Kysely<any>): Promise<MigrateOutcome> {
   const migrator = new Migrator({ db, provider: { getMigrations: async () => migrations } });
   const { error, results } = await migrator.migrateToLatest();

@@ -18,6 +18,8 @@ export class EvalboxProcess {
   private exitWaiters: ((record: ExitRecord) => void)[] = [];
   expectExit = false;
   starts = 0;
+  /** Restart after an exit nobody asked for (cleared when the run stops its processes). */
+  supervised = true;
 
   constructor(
     readonly name: string,
@@ -42,6 +44,8 @@ export class EvalboxProcess {
       const record = { name: this.name, code, signal, expected: this.expectExit, at: Date.now() };
       this.exits.push(record);
       for (const waiter of this.exitWaiters.splice(0)) waiter(record);
+      // Like a Kubernetes restart policy: a process that died on its own is started again.
+      if (!record.expected && this.supervised) setTimeout(() => this.supervised && !this.pid && this.start(), 2000);
     });
   }
 
@@ -62,13 +66,15 @@ export class EvalboxProcess {
     });
   }
 
-  async kill9(): Promise<void> {
+  async kill9(final = false): Promise<void> {
+    if (final) this.supervised = false;
     this.expectExit = true;
     this.signal('SIGKILL');
     await this.waitExit(10_000);
   }
 
-  async stop(timeoutMs = 30_000): Promise<ExitRecord | undefined> {
+  async stop(timeoutMs = 30_000, final = false): Promise<ExitRecord | undefined> {
+    if (final) this.supervised = false;
     if (!this.pid) return undefined;
     this.expectExit = true;
     this.signal('SIGCONT');

@@ -96,7 +96,7 @@ async function main(): Promise<number> {
     const judgeEnv = { EVALBOX_JUDGE_BASE_URL: `http://127.0.0.1:${judgePort}`, EVALBOX_JUDGE_MODEL: 'fake-judge-1' };
     const scorers = [await make('scorer-0', ['scorer'], judgeEnv), await make('scorer-1', ['scorer'], judgeEnv)];
     const relays = [await make('relay-0', ['relay']), await make('relay-1', ['relay'])];
-    const api = await make('api', ['api', '--port', String(apiPort)]);
+    await make('api', ['api', '--port', String(apiPort)]);
     for (const p of processes) p.start();
     const baseUrl = `http://127.0.0.1:${apiPort}`;
     await waitHttp(`${baseUrl}/v1/dimensions`, (body) => body.includes('judge_relevance'), 90_000);
@@ -174,7 +174,7 @@ async function main(): Promise<number> {
     const paidDuplicates = Math.max(0, (judgeStats.byOutcome.ok ?? 0) - judgeStats.distinctContent);
 
     const signals = faultContext.results;
-    for (const p of processes) await p.stop(30_000);
+    for (const p of processes) await p.stop(30_000, true);
     const unexpected = exits.filter((e) => !e.expected);
     signals.push({
       name: 'processes that exited without being told to',
@@ -202,7 +202,7 @@ async function main(): Promise<number> {
     exitCode = invariants.every((i) => i.ok) ? 0 : 1;
     if (exitCode !== 0) process.stdout.write(`logs: ${logDir}\n`);
   } finally {
-    for (const p of processes) if (p.pid) await p.kill9();
+    for (const p of processes) await p.kill9(true);
     await stack.stop().catch((error: Error) => say(`stack stop: ${error.message}`));
     if (!values.keep && exitCode === 0) fs.rmSync(dir, { recursive: true, force: true });
   }
