@@ -57,7 +57,9 @@ export function settleBatch(rows: OutboxRow[], outcomes: (RowOutcome | undefined
     return outcome !== undefined && !outcome.ok && outcome.sent && !outcome.error.retryable;
   });
   if (!retryable && refusedWhenSent && sentCount > 1) {
-    const notSent = parked.filter((p) => considered.some((row, i) => row.seq === p.seq && outcomes[i] !== undefined && !(outcomes[i] as { sent?: boolean }).sent));
+    const notSent = parked.filter((p) =>
+      considered.some((row, i) => row.seq === p.seq && outcomes[i] !== undefined && !(outcomes[i] as { sent?: boolean }).sent),
+    );
     return { kind: 'redo', parked: [...alreadyParked, ...notSent], backoff: false, replaceProducer: fatal, error: sendFailed as EvalboxError, isolate: true };
   }
   const last = considered[considered.length - 1];

@@ -89,15 +89,15 @@ export type DeliveryOutcome = number | EvalboxError | NotProduced;
 
 /** A producer for high-volume batches that need one delivery outcome per message (the relay). */
 export interface BatchProducer {
-  connect(): Promise<void>;
+  connect: () => Promise<void>;
   /**
    * Produces the messages in order and resolves when librdkafka has reported on every one. After
    * a retryable refusal at enqueue time (a full local queue) the rest are not produced and carry
    * the same error, so no later message of a key overtakes an earlier one.
    */
-  produceBatch(messages: OutgoingMessage[]): Promise<DeliveryOutcome[]>;
-  flush(timeoutMs: number): Promise<void>;
-  disconnect(): Promise<void>;
+  produceBatch: (messages: OutgoingMessage[]) => Promise<DeliveryOutcome[]>;
+  flush: (timeoutMs: number) => Promise<void>;
+  disconnect: () => Promise<void>;
 }
 
 interface PendingBatch {
@@ -105,8 +105,6 @@ interface PendingBatch {
   remaining: number;
   resolve: () => void;
 }
-
-type NativeProducer = InstanceType<typeof kafkaJs.Producer>;
 
 /**
  * librdkafka's own Producer with the relay's batch produce: the KafkaJS-compatible wrapper
@@ -134,7 +132,7 @@ function nativeBatchProducer(config: ProducerSettings, options: { clientId?: str
           done(error);
         }),
       ),
-    produceBatch(messages: OutgoingMessage[]): Promise<DeliveryOutcome[]> {
+    produceBatch: (messages: OutgoingMessage[]): Promise<DeliveryOutcome[]> => {
       const outcomes: DeliveryOutcome[] = new Array<DeliveryOutcome>(messages.length);
       return new Promise((resolve) => {
         const batch: PendingBatch = { outcomes, remaining: 1, resolve: () => resolve(outcomes) };
@@ -190,13 +188,13 @@ export function createBatchProducer(brokers: string, options: { clientId?: strin
  */
 export interface TransactionalProducer {
   /** Connects and initialises transactions, fencing older producers with the same transactional.id. */
-  connect(): Promise<void>;
-  begin(): Promise<void>;
+  connect: () => Promise<void>;
+  begin: () => Promise<void>;
   /** As BatchProducer.produceBatch, inside the open transaction. */
-  produceBatch(messages: OutgoingMessage[]): Promise<DeliveryOutcome[]>;
-  commit(timeoutMs: number): Promise<void>;
-  abort(timeoutMs: number): Promise<void>;
-  disconnect(): Promise<void>;
+  produceBatch: (messages: OutgoingMessage[]) => Promise<DeliveryOutcome[]>;
+  commit: (timeoutMs: number) => Promise<void>;
+  abort: (timeoutMs: number) => Promise<void>;
+  disconnect: () => Promise<void>;
 }
 
 export function createTransactionalProducer(
@@ -217,8 +215,7 @@ export function createTransactionalProducer(
     },
     options,
   );
-  const { producer, call } = native;
-  const p = producer as NativeProducer;
+  const { producer: p, call } = native;
   return {
     async connect() {
       await native.connect();

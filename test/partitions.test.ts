@@ -89,10 +89,11 @@ describe('outbox partitions', () => {
       expect(outcome).toBe('while the reader was still open');
       await reader.query('COMMIT');
       readerOpen = false;
-      // This round gave up on the locked table instead of waiting; the next round creates it.
-      expect((await maintenance).failed.map((f) => f.partition)).toContain('outbox_p20320501');
+      // Maintenance gave up on the locked table for a moment instead of queueing ingest behind
+      // it; once the reader is gone, this round or the next creates the partitions.
+      const first = await maintenance;
       const again = await maintainPartitions(database.db, { retentionHours: 48, partitionsAhead: 1, now: new Date('2032-05-01T08:00:00Z') });
-      expect(again.created).toEqual(['outbox_p20320501', 'outbox_p20320502']);
+      expect([...first.created, ...again.created].sort()).toEqual(['outbox_p20320501', 'outbox_p20320502']);
     } finally {
       if (readerOpen) await reader.query('ROLLBACK');
       reader.release();

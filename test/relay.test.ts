@@ -96,25 +96,28 @@ describe('outbox relay', () => {
     expect(new Date(m?.headers.time ?? '').getTime()).toBeGreaterThan(0);
   });
 
-  it.each([1, 4])('guarantee 2: per-key order (by a per-key counter written with each row) holds across 1,200 events from 12 concurrent writers with %i shard(s)', async (shards) => {
-    await sql`UPDATE outbox_settings SET shards = ${shards}`.execute(database.db);
-    await createCountedKeyTable(database);
-    await sql`TRUNCATE test_key_counter`.execute(database.db);
-    const topic = await createTopic();
-    const received = await collect(topic);
-    relay = startTestRelay(database);
-    await relay.start();
-    await waitFor(() => relay?.ownedShards().length === shards, { what: `the relay to lead ${shards} shards` });
+  it.each([1, 4])(
+    'guarantee 2: per-key order (by a per-key counter written with each row) holds across 1,200 events from 12 concurrent writers with %i shard(s)',
+    async (shards) => {
+      await sql`UPDATE outbox_settings SET shards = ${shards}`.execute(database.db);
+      await createCountedKeyTable(database);
+      await sql`TRUNCATE test_key_counter`.execute(database.db);
+      const topic = await createTopic();
+      const received = await collect(topic);
+      relay = startTestRelay(database);
+      await relay.start();
+      await waitFor(() => relay?.ownedShards().length === shards, { what: `the relay to lead ${shards} shards` });
 
-    // 12 writers on 6 keys: two writers race on every key; the counter records the commit order.
-    const writers = Array.from({ length: 12 }, async (_, writer) => {
-      for (let n = 0; n < 100; n++) await writeCounted(database, topic, [`key-${writer % 6}`], 1);
-    });
-    await Promise.all(writers);
-    await waitFor(() => new Set(received.map((m) => m.ceId)).size >= 1200, { what: '1,200 distinct events', timeoutMs: 60_000 });
-    await new Promise((r) => setTimeout(r, 500));
-    await expectEveryKeyExactlyInCounterOrder(database, received);
-  });
+      // 12 writers on 6 keys: two writers race on every key; the counter records the commit order.
+      const writers = Array.from({ length: 12 }, async (_, writer) => {
+        for (let n = 0; n < 100; n++) await writeCounted(database, topic, [`key-${writer % 6}`], 1);
+      });
+      await Promise.all(writers);
+      await waitFor(() => new Set(received.map((m) => m.ceId)).size >= 1200, { what: '1,200 distinct events', timeoutMs: 60_000 });
+      await new Promise((r) => setTimeout(r, 500));
+      await expectEveryKeyExactlyInCounterOrder(database, received);
+    },
+  );
 
   it('a zombie leader is fenced by the epoch: after a takeover, even by the same owner name, its cursor update and renewal change nothing', async () => {
     const zombie = await claimLease(database.db, 0, 'relay-x', 200);
@@ -196,7 +199,7 @@ describe('outbox relay', () => {
     await relay.start();
     await waitFor(() => received.length >= 3, { what: 'the three publishable messages' });
     await waitFor(async () => (await database.db.selectFrom('outbox_parked').select('id').execute()).length === 1, { what: 'the parked row' });
-    expect(received.map((m) => JSON.parse(m.value).n)).toEqual([1, 3, 4]);
+    expect(received.map((m) => (JSON.parse(m.value) as { n: number }).n)).toEqual([1, 3, 4]);
     const parked = await database.db.selectFrom('outbox_parked').select(['id', 'error_code']).execute();
     expect(parked).toEqual([{ id: '00000000-0000-7000-8000-0000000000c1', error_code: 'ERR_MSG_SIZE_TOO_LARGE' }]);
   });
