@@ -177,7 +177,12 @@ export function createBatchProducer(brokers: string, options: { clientId?: strin
     },
     options,
   );
-  return { connect: native.connect, produceBatch: native.produceBatch, flush: native.flush, disconnect: native.disconnect };
+  return {
+    connect: () => native.connect(),
+    produceBatch: (messages) => native.produceBatch(messages),
+    flush: (ms) => native.flush(ms),
+    disconnect: () => native.disconnect(),
+  };
 }
 
 /**
@@ -222,7 +227,7 @@ export function createTransactionalProducer(
       await call((done) => p.initTransactions(30_000, done));
     },
     begin: () => call((done) => p.beginTransaction(done)),
-    produceBatch: native.produceBatch,
+    produceBatch: (messages) => native.produceBatch(messages),
     commit: (timeoutMs) => call((done) => p.commitTransaction(timeoutMs, done)),
     abort: (timeoutMs) => call((done) => p.abortTransaction(timeoutMs, done)),
     disconnect: native.disconnect,
@@ -325,7 +330,8 @@ const PERMANENT_MESSAGE_CODES = new Set(
 export function classifyKafkaError(thrown: unknown): EvalboxError {
   const error = coerceError(thrown);
   const code = (thrown as { code?: unknown })?.code;
-  const name = typeof code === 'number' ? (Object.keys(kafkaCodes).find((k) => kafkaCodes[k] === code) ?? `KAFKA_${code}`) : 'KAFKA_UNKNOWN';
+  const isName = (k: string): k is `ERR_${string}` => k.startsWith('ERR_') && kafkaCodes[k] === code;
+  const name = typeof code === 'number' ? (Object.keys(kafkaCodes).find(isName) ?? (`KAFKA_${code}` as const)) : 'KAFKA_UNKNOWN';
   if (typeof code === 'number' && PERMANENT_MESSAGE_CODES.has(code)) {
     return new PermanentError(error.message, { code: name, cause: error });
   }
