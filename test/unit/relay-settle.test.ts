@@ -1,10 +1,10 @@
 // settleBatch, the rules that decide a batch's fate from its rows' outcomes, without a broker.
 import { describe, expect, it } from '@jest/globals';
-import { PermanentError, RetryableError } from '../src/errors.js';
-import { kafkaCodes } from '../src/kafka.js';
-import type { RowOutcome } from '../outbox-relay/publisher.js';
-import { settleBatch } from '../outbox-relay/settle.js';
-import type { OutboxRow } from '../outbox-relay/sql.js';
+import { PermanentError, RetryableError } from '../../src/errors.js';
+import { kafkaCodes } from '../../src/kafka.js';
+import type { RowOutcome } from '../../outbox-relay/publisher.js';
+import { settleBatch } from '../../outbox-relay/settle.js';
+import type { OutboxRow } from '../../outbox-relay/sql.js';
 
 const created = new Date('2026-01-01T00:00:00Z');
 const rows: OutboxRow[] = [1, 2, 3, 4, 5].map((n) => ({
@@ -76,7 +76,7 @@ describe('settleBatch', () => {
 
 describe('producer error classes', () => {
   it('finding 3: a delivery report that carries only the code ERR__FATAL is recognised as fatal', async () => {
-    const { classifyKafkaError, isFatalKafkaError } = await import('../src/kafka.js');
+    const { classifyKafkaError, isFatalKafkaError } = await import('../../src/kafka.js');
     // Delivery reports come as a bare code and message, without librdkafka's isFatal flag.
     const report = Object.assign(new Error('Local: Fatal error'), { code: kafkaCodes.ERR__FATAL });
     expect(isFatalKafkaError(classifyKafkaError(report))).toBe(true);
