@@ -30,6 +30,12 @@ export const keyHistory = (db: Db, key: string, limit: number): Promise<Row[]> =
 /** Rows the relay parked, newest first (db/inspect/parked.sql). */
 export const parkedRows = (db: Db, limit: number): Promise<Row[]> => runInspection(db, 'parked', [limit]);
 
+/** Relay shards: leader, epoch, cursor, last publish (db/inspect/relay_shards.sql; the lease table's primary key). */
+export const relayShards = (db: Db): Promise<Row[]> => runInspection(db, 'relay_shards');
+
+/** Counts per pipeline stage and minute over the last `minutes` (db/inspect/stage_counts.sql). */
+export const stageCounts = (db: Db, minutes: number): Promise<Row[]> => runInspection(db, 'stage_counts', [minutes]);
+
 /**
  * Re-inserts parked rows into the outbox as new rows with the same event id (a stable ce_id),
  * marking them redriven in the same transaction, so a second redrive finds nothing to do.

@@ -3,7 +3,17 @@
 import { loadConfig, requireSetting } from '../config.js';
 import { createDb } from '../db/index.js';
 import { CONNECTION_HELP, CONNECTION_OPTIONS, parse, printJson, printTable, UsageError, type Command } from './args.js';
-import { backlog, horizonBlocker, keyHistory, oldestPending, parkedRows, publishThroughput, redriveParked } from './outbox-queries.js';
+import {
+  backlog,
+  horizonBlocker,
+  keyHistory,
+  oldestPending,
+  parkedRows,
+  publishThroughput,
+  redriveParked,
+  relayShards,
+  stageCounts,
+} from './outbox-queries.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -66,10 +76,10 @@ ${CONNECTION_HELP}`,
           rows = await parkedRows(handle.db, limit);
           break;
         case 'shards':
-          rows = await runInspection(handle.db, 'relay_shards');
+          rows = await relayShards(handle.db);
           break;
         case 'stages':
-          rows = await runInspection(handle.db, 'stage_counts', [minutes]);
+          rows = await stageCounts(handle.db, minutes);
           break;
         default: {
           const ids = await redriveParked(handle.db, values.all ? { all: true } : { id: argument });
