@@ -15,6 +15,7 @@ import { createKeyParallelConsumer, type ConsumedMessage } from './runtime.js';
 import { createScoreStore } from './score-store.js';
 import { createScorerEvents, handleEvaluationMessage } from './scorer.js';
 import { buildScorers, judgePressureClassifier, pauseOnJudgePressure } from './scorers.js';
+import { applyScoringModes, createCascadeEvents, loadCascadeConfig, registerCascadeMetrics } from './cascade.js';
 
 /** The ordering key: the evaluation id in the event (default) or the Kafka key. */
 export function orderingKeyFor(mode: 'evaluation' | 'kafka-key') {
@@ -48,6 +49,11 @@ Options (flags override the environment):
   --grace-ms N             drain time on SIGTERM (env EVALBOX_SCORER_GRACE_MS, default 20000)
   --topic-events T, --topic-scores T, --topic-dlt T   (env EVALBOX_TOPIC_EVENTS, _SCORES, _DLT)
 Judge: EVALBOX_JUDGE_BASE_URL, EVALBOX_JUDGE_MODEL, EVALBOX_JUDGE_API_KEY or EVALBOX_JUDGE_CONFIG.
+Who scores groundedness, answer_relevance and toxicity when a judge is configured:
+  EVALBOX_SCORING_MODES      heuristic (default), judge, cascade, or per dimension,
+                             e.g. groundedness=cascade,toxicity=judge
+  EVALBOX_CASCADE_CONFIDENCE offline verdicts at or above it stand (default 0.8)
+  EVALBOX_CASCADE_AUDIT_RATE share of confident verdicts also sent to the judge (default 0)
 ${CONNECTION_HELP}`,
   async run(argv) {
     const { values } = parse(argv, {
@@ -100,6 +106,10 @@ ${CONNECTION_HELP}`,
     const judgeDimensions: DimensionDefinition[] = judgeConfig ? (judgeDimensionDefinitions(judgeConfig) as DimensionDefinition[]) : [];
     const dimensions = createDimensionRegistry(judgeDimensions);
     const scorers = buildScorers(dimensions.list(), judge);
+    const cascadeEvents = createCascadeEvents();
+    const cascade = loadCascadeConfig(process.env, judge);
+    applyScoringModes(scorers, dimensions.list(), judge ? { judge, config: cascade, events: cascadeEvents } : undefined);
+    registerCascadeMetrics(registry, cascadeEvents);
     await publishDimensions(
       handle.db,
       dimensions.list().filter((d) => scorers.has(d.id)),
@@ -162,7 +172,7 @@ ${CONNECTION_HELP}`,
 
     await consumer.start();
     releasers.add(() => consumer.stop(graceMs));
-    logger.info({ groupId, topic: config.topics.events, dimensions: [...scorers.keys()], judge: Boolean(judge) }, 'scorer started');
+    logger.info({ groupId, topic: config.topics.events, dimensions: [...scorers.keys()], judge: Boolean(judge), modes: cascade.modes }, 'scorer started');
     const signal = await stopped;
     logger.info({ signal }, 'shutting down');
     await releasers.releaseAll();
