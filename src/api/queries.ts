@@ -1,0 +1,108 @@
+// The API's reads, one question per function, each with the index that serves it. The ingest
+// write (one statement: evaluation row + outbox row) lives in evaluations.ts.
+import { sql } from 'kysely';
+import type { Db } from '../db/index.js';
+import type { EvaluationStatus } from '../db/types.js';
+
+export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** One evaluation of an application. Index: evaluations_pkey (id); application_id is a filter. */
+export async function selectEvaluation(db: Db, applicationId: string, id: string) {
+  return db
+    .selectFrom('evaluations')
+    .select([
+      'id',
+      'application_id',
+      'model_id',
+      'prompt',
+      'response',
+      'context',
+      'reference',
+      'metadata',
+      'dimensions',
+      'status',
+      'idempotency_key',
+      'created_at',
+      'scored_at',
+    ])
+    .where('id', '=', id)
+    .where('application_id', '=', applicationId)
+    .executeTakeFirst();
+}
+
+/** The score rows of one evaluation, by dimension. Index: scores_pkey (evaluation_id, dimension). */
+export async function selectScores(db: Db, evaluationId: string) {
+  return db
+    .selectFrom('scores')
+    .select([
+      'dimension',
+      'status',
+      'value',
+      'label',
+      'direction',
+      'reasoning',
+      'source',
+      'scorer_name',
+      'scorer_version',
+      'judge_model',
+      'error_code',
+      'attempts',
+      'input_tokens',
+      'output_tokens',
+      'latency_ms',
+      'cost_usd',
+      'cache_hit',
+      'updated_at',
+    ])
+    .where('evaluation_id', '=', evaluationId)
+    .orderBy('dimension')
+    .execute();
+}
+
+/** An evaluation with its scores, or undefined when the id is malformed, unknown or another application's. */
+export async function findEvaluation(db: Db, applicationId: string, id: string) {
+  if (!UUID.test(id)) return undefined;
+  const evaluation = await selectEvaluation(db, applicationId, id);
+  if (!evaluation) return undefined;
+  return { evaluation, scores: await selectScores(db, id) };
+}
+
+export interface PageQuery {
+  applicationId: string;
+  status?: EvaluationStatus;
+  since?: Date;
+  after?: { xid: string; id: string };
+  limit: number;
+}
+
+/**
+ * One page in (xid, id) order, only below the snapshot horizon: every transaction that could
+ * still commit a row has an xid >= pg_snapshot_xmin, so a row can never appear behind a page a
+ * client already read. Rows of transactions still in flight show up on a later page.
+ * Index: evaluations_application_xid_idx (application_id, xid, id), or with status=
+ * evaluations_application_status_xid_idx (application_id, status, xid, id).
+ */
+export async function listEvaluationsPage(db: Db, query: PageQuery) {
+  let q = db
+    .selectFrom('evaluations')
+    .select(['id', 'model_id', 'dimensions', 'status', 'idempotency_key', 'created_at', 'scored_at', sql<string>`xid::text`.as('xid_text')])
+    .where('application_id', '=', query.applicationId)
+    .where(sql<boolean>`xid < pg_snapshot_xmin(pg_current_snapshot())`);
+  if (query.status) q = q.where('status', '=', query.status);
+  if (query.since) q = q.where('created_at', '>=', query.since);
+  if (query.after) q = q.where(sql<boolean>`(xid, id) > (${query.after.xid}::xid8, ${query.after.id}::uuid)`);
+  const rows = await q
+    .orderBy('xid')
+    .orderBy('id')
+    .limit(query.limit + 1)
+    .execute();
+  const page = rows.slice(0, query.limit);
+  const last = page[page.length - 1];
+  return {
+    items: page.map(({ xid_text: _xid, ...row }) => row),
+    // Offered whenever the page has rows, even the last one: a client keeps it to read rows
+    // committed later (an empty page means it is caught up).
+    next: last ? { xid: last.xid_text, id: last.id } : query.after,
+    hasMore: rows.length > query.limit,
+  };
+}

@@ -1,0 +1,83 @@
+// Response mapping: database rows and results to the JSON bodies the OpenAPI document describes.
+import type { DimensionRegistry } from '../dimensions.js';
+import { toScoreResult } from '../schemas/events.js';
+import { encodeCursor } from './cursor.js';
+import type { IngestResult } from './evaluations.js';
+import type { findEvaluation, listEvaluationsPage } from './queries.js';
+
+type Found = NonNullable<Awaited<ReturnType<typeof findEvaluation>>>;
+type Page = Awaited<ReturnType<typeof listEvaluationsPage>>;
+
+export const evaluationLink = (id: string) => `/v1/evaluations/${id}`;
+
+export function acceptedBody(result: IngestResult) {
+  return {
+    evaluationId: result.evaluationId,
+    status: result.status,
+    dimensions: result.dimensions,
+    links: { self: evaluationLink(result.evaluationId) },
+  };
+}
+
+export function evaluationBody({ evaluation: e, scores }: Found) {
+  return {
+    evaluationId: e.id,
+    applicationId: e.application_id,
+    status: e.status,
+    modelId: e.model_id,
+    prompt: e.prompt,
+    response: e.response,
+    context: e.context,
+    reference: e.reference,
+    metadata: e.metadata,
+    dimensions: e.dimensions,
+    externalId: e.idempotency_key,
+    createdAt: e.created_at,
+    scoredAt: e.scored_at,
+    scores: scores.map((s) => ({
+      ...toScoreResult(s),
+      judgeModel: s.judge_model,
+      attempts: s.attempts,
+      inputTokens: s.input_tokens,
+      outputTokens: s.output_tokens,
+      latencyMs: s.latency_ms,
+      costUsd: s.cost_usd === null ? null : Number(s.cost_usd),
+      cacheHit: s.cache_hit,
+      updatedAt: s.updated_at,
+    })),
+  };
+}
+
+export function pageBody(page: Page) {
+  return {
+    items: page.items.map((e) => ({
+      evaluationId: e.id,
+      status: e.status,
+      modelId: e.model_id,
+      dimensions: e.dimensions,
+      externalId: e.idempotency_key,
+      createdAt: e.created_at,
+      scoredAt: e.scored_at,
+    })),
+    nextCursor: page.next ? encodeCursor(page.next) : null,
+    hasMore: page.hasMore,
+  };
+}
+
+export function dimensionsBody(dimensions: DimensionRegistry) {
+  return {
+    defaults: dimensions.defaults,
+    items: dimensions.list().map((d) => ({
+      id: d.id,
+      name: d.name,
+      description: d.description,
+      scale: d.scale,
+      direction: d.direction,
+      requiredInputs: d.requiredInputs,
+      scorerKind: d.scorerKind,
+      scorerName: d.scorerName,
+      scorerVersion: d.scorerVersion,
+      samplingRate: d.samplingRate,
+    })),
+  };
+}

@@ -1,0 +1,172 @@
+// The API's routes: each handler reads and checks its input, calls one database function, and
+// maps the result with responses.ts. Errors are thrown and mapped in one place (error-mapping.ts).
+import type { Context, Hono } from 'hono';
+import type { Config } from '../config.js';
+import type { Db } from '../db/index.js';
+import type { EvaluationStatus } from '../db/types.js';
+import type { DimensionRegistry } from '../dimensions.js';
+import { ValidationError, type FieldError } from '../errors.js';
+import type { Logger } from '../logging.js';
+import type { EvaluationRequest } from '../schemas/evaluation-request.js';
+import { assertValid } from '../schemas/validator.js';
+import type { ValidateFunction } from 'ajv';
+import { decodeCursor } from './cursor.js';
+import { databaseUnavailable, toProblem } from './error-mapping.js';
+import { ingestEvaluation, type IngestResult, type Queryable } from './evaluations.js';
+import { header, readBodyText } from './node-request.js';
+import { ProblemError } from './problem.js';
+import { findEvaluation, listEvaluationsPage } from './queries.js';
+import { acceptedBody, dimensionsBody, evaluationBody, evaluationLink, pageBody } from './responses.js';
+import { unstorableFields } from './storable.js';
+
+export type ApiEnv = { Variables: { applicationId: string } };
+
+export interface RouteDeps {
+  db: Db;
+  pool: Queryable | undefined;
+  config: Config;
+  logger: Logger;
+  dimensions: DimensionRegistry;
+  clock: () => Date;
+  validateRequest: ValidateFunction;
+  validateBatch: ValidateFunction;
+  openapi: unknown;
+  routeLabel: (c: Context) => string;
+}
+
+const STATUSES: EvaluationStatus[] = ['PENDING', 'SCORED', 'PARTIALLY_SCORED', 'SCORING_FAILED'];
+const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
+
+/** The paths the API serves and the methods each allows (405 with Allow for the others). */
+export const ALLOWED_METHODS: [string, string][] = [
+  ['/v1/evaluations', 'GET, HEAD, POST'],
+  ['/v1/evaluations:batch', 'POST'],
+  ['/v1/evaluations/:id', 'GET, HEAD'],
+  ['/v1/dimensions', 'GET, HEAD'],
+  ['/openapi.json', 'GET, HEAD'],
+];
+
+export function registerRoutes(app: Hono<ApiEnv>, deps: RouteDeps): void {
+  const { db, config, logger, dimensions } = deps;
+
+  // The connection is closed after a 413 rather than reading the rest of an oversized body.
+  const tooLarge = () => new ProblemError(413, `the body exceeds ${config.api.bodyLimitBytes} bytes`, { headers: { connection: 'close' } });
+
+  async function readJson(c: Context<ApiEnv>): Promise<unknown> {
+    const type = (header(c, 'content-type') ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
+    if (type !== 'application/json' && !/^application\/[\w.+-]+\+json$/.test(type)) {
+      throw new ProblemError(415, 'send the body as application/json');
+    }
+    const text = await readBodyText(c, config.api.bodyLimitBytes, tooLarge);
+    try {
+      return JSON.parse(text);
+    } catch (error) {
+      throw new ProblemError(400, `the body is not valid JSON: ${(error as Error).message}`, { errors: [{ pointer: '/', detail: 'not valid JSON' }] });
+    }
+  }
+
+  /** Validates one item against the schema, what Postgres can store, and the dimensions registry. */
+  function toRequest(body: unknown): { request: EvaluationRequest; dimensions: string[] } {
+    const request = assertValid<EvaluationRequest>(deps.validateRequest, body, 'the evaluation');
+    const unstorable = unstorableFields(request);
+    if (unstorable.length > 0) throw new ValidationError('the evaluation holds values that cannot be stored', unstorable);
+    const requested = request.dimensions ?? dimensions.defaults;
+    const unknown: FieldError[] = requested
+      .map((id, index) => ({ id, index }))
+      .filter(({ id }) => !dimensions.get(id))
+      .map(({ id, index }) => ({ pointer: `/dimensions/${index}`, detail: `unknown dimension "${id}" (see GET /v1/dimensions)` }));
+    if (unknown.length > 0) throw new ValidationError('the evaluation names unknown dimensions', unknown);
+    return { request, dimensions: requested };
+  }
+
+  async function ingest(c: Context<ApiEnv>, body: unknown, idempotencyKey: string | undefined): Promise<IngestResult> {
+    const { request, dimensions: requested } = toRequest(body);
+    const traceparent = header(c, 'traceparent');
+    const result = await ingestEvaluation(db, deps.pool, {
+      applicationId: c.get('applicationId'),
+      request,
+      dimensions: requested,
+      idempotencyKey: idempotencyKey ?? request.externalId,
+      traceparent: traceparent && TRACEPARENT.test(traceparent) ? traceparent : undefined,
+      eventsTopic: config.topics.events,
+      now: deps.clock(),
+    });
+    if (logger.isLevelEnabled('debug'))
+      logger.debug({ evaluationId: result.evaluationId, applicationId: c.get('applicationId'), replayed: result.replayed }, 'evaluation accepted');
+    return result;
+  }
+
+  app.get('/openapi.json', (c) => c.json(deps.openapi));
+  app.get('/v1/dimensions', (c) => c.json(dimensionsBody(dimensions)));
+
+  app.post('/v1/evaluations', async (c) => {
+    const idempotencyKey = header(c, 'idempotency-key');
+    if (idempotencyKey !== undefined && (idempotencyKey.length === 0 || idempotencyKey.length > 200)) {
+      throw new ProblemError(400, 'Idempotency-Key must be 1 to 200 characters', { errors: [{ pointer: 'header:Idempotency-Key', detail: 'length 1..200' }] });
+    }
+    const result = await ingest(c, await readJson(c), idempotencyKey);
+    if (result.replayed) c.header('idempotent-replayed', 'true');
+    c.header('location', evaluationLink(result.evaluationId));
+    return c.json(acceptedBody(result), 202);
+  });
+
+  app.post('/v1/evaluations:batch', async (c) => {
+    const body = assertValid<{ items: unknown[] }>(deps.validateBatch, await readJson(c), 'the batch');
+    if (body.items.length > config.api.batchLimit) {
+      throw new ProblemError(400, `a batch holds at most ${config.api.batchLimit} items`, {
+        errors: [{ pointer: '/items', detail: `more than ${config.api.batchLimit} items` }],
+      });
+    }
+    // Each item is its own atomic write: one bad item does not reject the others, and a failed
+    // item is reported in its own result so the client knows exactly which ones were committed.
+    const results = await Promise.all(
+      body.items.map(async (item, index) => {
+        try {
+          const result = await ingest(c, item, undefined);
+          return { index, status: 202, ...(result.replayed ? { replayed: true } : {}), body: acceptedBody(result) };
+        } catch (error) {
+          const { problem } = toProblem(error, deps.routeLabel(c), logger);
+          const errors = problem.errors?.map((e) => ({ pointer: `/items/${index}${e.pointer === '/' ? '' : e.pointer}`, detail: e.detail }));
+          return { index, status: problem.status, body: { ...problem, ...(errors ? { errors } : {}) } };
+        }
+      }),
+    );
+    // Nothing committed and the database is down: the whole batch may simply be retried.
+    if (results.every((r) => r.status === 503)) throw databaseUnavailable();
+    return c.json({ results }, 207);
+  });
+
+  app.get('/v1/evaluations/:id', async (c) => {
+    const found = await findEvaluation(db, c.get('applicationId'), c.req.param('id'));
+    if (!found) throw new ProblemError(404, 'no such evaluation');
+    return c.json(evaluationBody(found));
+  });
+
+  app.get('/v1/evaluations', async (c) => {
+    const applicationId = c.get('applicationId');
+    const errors: FieldError[] = [];
+    const query = c.req.query();
+    // A key sees only its own application; naming another one finds nothing.
+    if (query.applicationId !== undefined && query.applicationId !== applicationId) throw new ProblemError(404, 'no such application');
+    const status = query.status;
+    if (status !== undefined && !STATUSES.includes(status as EvaluationStatus))
+      errors.push({ pointer: 'query:status', detail: `one of ${STATUSES.join(', ')}` });
+    const since = query.since === undefined ? undefined : new Date(query.since);
+    if (since && Number.isNaN(since.getTime())) errors.push({ pointer: 'query:since', detail: 'an RFC 3339 date-time' });
+    const limit = query.limit === undefined ? 50 : Number(query.limit);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 500) errors.push({ pointer: 'query:limit', detail: 'an integer from 1 to 500' });
+    const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor);
+    if (query.cursor !== undefined && !after) errors.push({ pointer: 'query:cursor', detail: 'a nextCursor returned by this endpoint' });
+    if (errors.length > 0) throw new ProblemError(400, 'invalid query parameters', { errors });
+    const page = await listEvaluationsPage(db, { applicationId, status: status as EvaluationStatus | undefined, since, after, limit });
+    return c.json(pageBody(page));
+  });
+
+  // A known path with a method it does not serve: 405 with Allow (registered last, so the
+  // routes above answer first). HEAD is served by hono through the GET routes.
+  for (const [path, allow] of ALLOWED_METHODS) {
+    app.all(path, (c) => {
+      throw new ProblemError(405, `${c.req.method} is not allowed on ${path}; use ${allow}`, { headers: { allow } });
+    });
+  }
+}
