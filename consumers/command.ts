@@ -4,7 +4,7 @@
 import { CONNECTION_HELP, CONNECTION_OPTIONS, parse, UsageError, type Command } from '../src/cli/args.js';
 import { loadConfig, requireSetting } from '../src/config.js';
 import { createDb } from '../src/db/index.js';
-import { createDimensionRegistry, publishDimensions, type DimensionDefinition } from '../src/dimensions.js';
+import { createDimensionRegistry, publishDimensions, PUBLISH_INTERVAL_MS, type DimensionDefinition } from '../src/dimensions.js';
 import { createIdempotentProducer, createKafka, ensureTopics } from '../src/kafka.js';
 import { createLogger } from '../src/logging.js';
 import { Releasers, serveAdminPort, stopSignal } from '../src/lifecycle.js';
@@ -110,9 +110,12 @@ ${CONNECTION_HELP}`,
     const cascade = loadCascadeConfig(process.env, judge);
     applyScoringModes(scorers, dimensions.list(), judge ? { judge, config: cascade, events: cascadeEvents } : undefined);
     registerCascadeMetrics(registry, cascadeEvents);
-    await publishDimensions(
-      handle.db,
-      dimensions.list().filter((d) => scorers.has(d.id)),
+    const offered = dimensions.list().filter((d) => scorers.has(d.id));
+    await publishDimensions(handle.db, offered);
+    // The heartbeat: the API stops accepting a dimension whose scorers stopped re-publishing it.
+    const heartbeat = setInterval(
+      () => void publishDimensions(handle.db, offered).catch((error) => logger.warn({ err: error }, 'publishing dimensions failed')),
+      PUBLISH_INTERVAL_MS,
     );
 
     await ensureTopics(kafka, [
@@ -164,6 +167,7 @@ ${CONNECTION_HELP}`,
 
     const releasers = new Releasers();
     releasers.add(() => handle.close());
+    releasers.add(() => clearInterval(heartbeat));
     releasers.add(() => judge?.close());
     releasers.add(() => producer.disconnect());
     await serveAdminPort({ config, requested: values['admin-port'] !== undefined, registry, db: handle.db, logger, releasers });

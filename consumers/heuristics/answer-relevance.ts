@@ -57,7 +57,8 @@ const normalise = (text: string) =>
     .replace(/[^\p{L}\p{N}]+/gu, ' ')
     .trim();
 
-const contentTokens = (tokens: Token[]) => tokens.filter((t) => t.type !== 'punctuation' && !t.stop && /[\p{L}\p{N}]/u.test(t.text));
+// Numbers count even when the stop list has them ("Eight." answers "how many legs?").
+const contentTokens = (tokens: Token[]) => tokens.filter((t) => t.type !== 'punctuation' && (!t.stop || t.pos === 'NUM') && /[\p{L}\p{N}]/u.test(t.text));
 const contentKeys = (tokens: Token[]) => contentTokens(tokens).map((t) => t.key);
 
 interface Verdict {
@@ -103,7 +104,8 @@ function verdict(input: ScoringInput): Verdict {
   const echoed = normalise(question).split(' ').length >= 3 && normalise(response).includes(normalise(question));
   if (echoed && (type === 'task' || type === 'open' || !answered[type]))
     return { relevant: false, confidence: 0.8, label: 'echo', why: 'the response repeats the question without answering it' };
-  if (DRIFT.test(response)) return { relevant: false, confidence: 0.7, label: 'topic_drift', why: 'the response changes the subject' };
+  // Unsure: a digression after a real answer is still relevant; the judge can tell them apart.
+  if (DRIFT.test(response)) return { relevant: false, confidence: 0.55, label: 'topic_drift', why: 'the response changes the subject' };
 
   const shared = contentKeys(answer.tokens).filter((k) => promptKeys.has(k)).length;
   const short = contentKeys(answer.tokens).length <= 6;

@@ -66,21 +66,18 @@ export function registerRoutes(app: Hono<ApiEnv>, deps: RouteDeps): void {
   }
 
   /** Validates one item against the schema, what Postgres can store, and the dimensions registry. */
-  function toRequest(body: unknown): { request: EvaluationRequest; dimensions: string[] } {
+  async function toRequest(body: unknown): Promise<{ request: EvaluationRequest; dimensions: string[] }> {
     const request = assertValid<EvaluationRequest>(deps.validateRequest, body, 'the evaluation');
     const unstorable = unstorableFields(request);
     if (unstorable.length > 0) throw new ValidationError('the evaluation holds values that cannot be stored', unstorable);
     const requested = request.dimensions ?? dimensions.defaults;
-    const unknown: FieldError[] = requested
-      .map((id, index) => ({ id, index }))
-      .filter(({ id }) => !dimensions.get(id))
-      .map(({ id, index }) => ({ pointer: `/dimensions/${index}`, detail: `unknown dimension "${id}" (see GET /v1/dimensions)` }));
+    const unknown: FieldError[] = (await dimensions.missing(requested)).map(({ index, detail }) => ({ pointer: `/dimensions/${index}`, detail }));
     if (unknown.length > 0) throw new ValidationError('the evaluation names unknown dimensions', unknown);
     return { request, dimensions: requested };
   }
 
   async function ingest(c: Context<ApiEnv>, body: unknown, idempotencyKey: string | undefined): Promise<IngestResult> {
-    const { request, dimensions: requested } = toRequest(body);
+    const { request, dimensions: requested } = await toRequest(body);
     const traceparent = header(c, 'traceparent');
     const result = await ingestEvaluation(db, deps.pool, {
       applicationId: c.get('applicationId'),
