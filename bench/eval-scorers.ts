@@ -17,7 +17,7 @@ import {
 import { HEURISTIC_SCORERS, type HeuristicScorer } from '../consumers/heuristics/index.js';
 import { createJudge, loadJudgeConfig } from '../consumers/judge/index.js';
 import { HEURISTIC_DIMENSIONS } from '../src/dimensions.js';
-import { startFakeJudge } from '../scripts/fake-judge/server.js';
+import { startFakeJudge } from '../src/fake-judge/server.js';
 import { CLASSES, formatReport, loadCases, report, SPLITS, type LabelledCase, type Split } from './scorer-cases.js';
 
 const { values } = parseArgs({

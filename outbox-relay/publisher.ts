@@ -1,16 +1,14 @@
-// Publishes a batch of outbox rows with the idempotent producer and reports each row's outcome.
-// librdkafka batches them on the wire, and each row gets its own delivery report, so one poison
-// row does not fail its neighbours.
+// Turns outbox rows into Kafka messages and reports each row's outcome. librdkafka batches them on
+// the wire and each row gets its own delivery report; rows Kafka would refuse on their own are
+// refused here without a send.
 import { cloudEventHeaders } from '../src/cloudevents.js';
-import { PermanentError, type EvalboxError } from '../src/errors.js';
-import type { BatchProducer, DeliveryOutcome, OutgoingMessage } from '../src/kafka.js';
-import type { OutboxRow } from './reader.js';
+import type { EvalboxError } from '../src/errors.js';
+import { kafkaRecordBytes, unpublishableReason } from '../src/events.js';
+import type { DeliveryOutcome, OutgoingMessage } from '../src/kafka.js';
+import type { OutboxRow } from './sql.js';
 
-/** librdkafka's default message.max.bytes; larger rows are parked without a send. */
-export const MAX_MESSAGE_BYTES = 1_000_000;
-const LEGAL_TOPIC = /^[a-zA-Z0-9._-]{1,249}$/;
-
-export type RowOutcome = { ok: true; ackedAt: number } | { ok: false; error: EvalboxError };
+/** A row's fate in one attempt: acknowledged, or failed before (sent: false) or after it was sent. */
+export type RowOutcome = { ok: true; ackedAt: number } | { ok: false; sent: boolean; error: EvalboxError };
 
 export function toKafkaMessage(row: OutboxRow): OutgoingMessage {
   return {
@@ -21,25 +19,32 @@ export function toKafkaMessage(row: OutboxRow): OutgoingMessage {
   };
 }
 
-/** Checks what Kafka would refuse for this row alone, before sending it. */
-function precheck(row: OutboxRow): EvalboxError | undefined {
-  if (!LEGAL_TOPIC.test(row.topic)) return new PermanentError(`illegal topic name "${row.topic}"`, { code: 'INVALID_TOPIC' });
-  const bytes = Buffer.byteLength(row.payload) + Buffer.byteLength(row.key) + JSON.stringify(row.headers).length + 256;
-  if (bytes > MAX_MESSAGE_BYTES) return new PermanentError(`message of about ${bytes} bytes exceeds ${MAX_MESSAGE_BYTES}`, { code: 'ERR_MSG_SIZE_TOO_LARGE' });
-  return undefined;
+/** Checks what Kafka would refuse for this row alone, before sending it (the insert-time rule). */
+export function precheck(row: OutboxRow, message: OutgoingMessage = toKafkaMessage(row)): EvalboxError | undefined {
+  return unpublishableReason(row.topic, kafkaRecordBytes(row.key, Buffer.byteLength(row.payload), message.headers), 'ERR_MSG_SIZE_TOO_LARGE');
 }
 
-export async function publishRows(producer: BatchProducer, rows: OutboxRow[]): Promise<RowOutcome[]> {
-  const outcomes: (RowOutcome | undefined)[] = rows.map((row) => {
-    const rejected = precheck(row);
-    return rejected ? { ok: false, error: rejected } : undefined;
+/** Produces the rows that are not `skip`ped and returns one outcome per row (skipped rows: undefined). */
+export async function publishRows(
+  produceBatch: (messages: OutgoingMessage[]) => Promise<DeliveryOutcome[]>,
+  rows: OutboxRow[],
+  skip: (row: OutboxRow) => boolean,
+): Promise<(RowOutcome | undefined)[]> {
+  const messages = rows.map((row) => (skip(row) ? undefined : toKafkaMessage(row)));
+  const outcomes: (RowOutcome | undefined)[] = rows.map((row, i) => {
+    const message = messages[i];
+    if (!message) return undefined;
+    const rejected = precheck(row, message);
+    return rejected ? { ok: false, sent: false, error: rejected } : undefined;
   });
-  const sendable = rows.filter((_, i) => outcomes[i] === undefined);
-  const delivered = await producer.produceBatch(sendable.map(toKafkaMessage));
+  const sendable = messages.filter((message, i): message is OutgoingMessage => message !== undefined && outcomes[i] === undefined);
+  const delivered = sendable.length ? await produceBatch(sendable) : [];
   let next = 0;
-  return outcomes.map((outcome) => {
-    if (outcome) return outcome;
+  return rows.map((row, i) => {
+    const outcome = outcomes[i];
+    if (outcome || skip(row)) return outcome;
     const delivery = delivered[next++] as DeliveryOutcome;
-    return typeof delivery === 'number' ? { ok: true, ackedAt: delivery } : { ok: false, error: delivery };
+    if (typeof delivery === 'number') return { ok: true, ackedAt: delivery };
+    return 'notProduced' in delivery ? { ok: false, sent: false, error: delivery.notProduced } : { ok: false, sent: true, error: delivery };
   });
 }

@@ -20,6 +20,8 @@ export interface Config {
   /** 0 means "do not serve the admin endpoints". */
   adminPort: number;
   host: string;
+  /** Interface of the admin port: loopback unless set (Kubernetes sets 0.0.0.0 for probes and scraping). */
+  adminHost: string;
   api: {
     port: number;
     bodyLimitBytes: number;
@@ -31,6 +33,25 @@ export interface Config {
     keyCacheTtlMs: number;
     /** On SIGTERM, how long in-flight requests may take before their connections are cut. */
     shutdownGraceMs: number;
+    /** Concurrent POSTs written by one statement in one transaction (see docs/api.md). */
+    groupCommit: { enabled: boolean; windowMs: number; maxRows: number };
+    /** How long an Idempotency-Key is honoured; after that the same key creates a new evaluation. */
+    idempotencyTtlHours: number;
+    /** Node server timeouts against slow clients (see docs/api.md, "Limits"). */
+    headersTimeoutMs: number;
+    requestTimeoutMs: number;
+    keepAliveTimeoutMs: number;
+    /** A connection on which nothing arrives (a body that stops) for this long is closed. */
+    bodyIdleTimeoutMs: number;
+    /** Postgres cancels an API statement that runs (or waits on a lock) longer than this. */
+    statementTimeoutMs: number;
+    /** Per application: sustained evaluations (or reads) per second, and the burst above it. */
+    ratePerSecond: number;
+    rateBurst: number;
+    /** Per application: requests in flight at once. */
+    concurrencyPerApp: number;
+    /** Per application: database connections held at once (its fair share of the pool). */
+    poolSharePerApp: number;
   };
   relay: {
     batchSize: number;
@@ -41,6 +62,8 @@ export interface Config {
     heartbeatMs: number;
     retentionHours: number;
     partitionsAhead: number;
+    /** Prefix of each shard producer's transactional.id; empty: derived from the database name. */
+    transactionalIdPrefix: string;
   };
 }
 
@@ -103,6 +126,7 @@ export function loadConfig(env: Env = process.env, flags: Flags = {}): Config {
     logLevel: read.string('log-level', 'EVALBOX_LOG_LEVEL', 'info'),
     adminPort: read.int('admin-port', 'EVALBOX_ADMIN_PORT', 0),
     host: read.string('host', 'EVALBOX_HOST', '127.0.0.1'),
+    adminHost: read.string('admin-host', 'EVALBOX_ADMIN_HOST', '127.0.0.1'),
     api: {
       port: read.int('port', 'EVALBOX_API_PORT', 8080),
       bodyLimitBytes: read.int('body-limit', 'EVALBOX_API_BODY_LIMIT', 1024 * 1024, 1),
@@ -110,6 +134,21 @@ export function loadConfig(env: Env = process.env, flags: Flags = {}): Config {
       poolSize: read.int('pool-size', 'EVALBOX_API_POOL_SIZE', 20, 1),
       keyCacheTtlMs: read.int('key-cache-ttl-ms', 'EVALBOX_API_KEY_CACHE_TTL_MS', 10_000, 0),
       shutdownGraceMs: read.int('shutdown-grace-ms', 'EVALBOX_SHUTDOWN_GRACE_MS', 10_000, 0),
+      groupCommit: {
+        enabled: read.oneOf('group-commit', 'EVALBOX_API_GROUP_COMMIT', ['on', 'off'] as const, 'on') === 'on',
+        windowMs: read.int('group-commit-window-ms', 'EVALBOX_API_GROUP_COMMIT_WINDOW_MS', 1, 0),
+        maxRows: read.int('group-commit-max-rows', 'EVALBOX_API_GROUP_COMMIT_MAX_ROWS', 64, 1),
+      },
+      idempotencyTtlHours: read.int('idempotency-ttl-hours', 'EVALBOX_API_IDEMPOTENCY_TTL_HOURS', 24, 1),
+      headersTimeoutMs: read.int('headers-timeout-ms', 'EVALBOX_API_HEADERS_TIMEOUT_MS', 10_000, 1),
+      requestTimeoutMs: read.int('request-timeout-ms', 'EVALBOX_API_REQUEST_TIMEOUT_MS', 30_000, 1),
+      keepAliveTimeoutMs: read.int('keep-alive-timeout-ms', 'EVALBOX_API_KEEP_ALIVE_TIMEOUT_MS', 5_000, 1),
+      bodyIdleTimeoutMs: read.int('body-idle-timeout-ms', 'EVALBOX_API_BODY_IDLE_TIMEOUT_MS', 10_000, 1),
+      statementTimeoutMs: read.int('statement-timeout-ms', 'EVALBOX_API_STATEMENT_TIMEOUT_MS', 5_000, 0),
+      ratePerSecond: read.int('rate-per-second', 'EVALBOX_API_RATE_PER_SECOND', 500, 1),
+      rateBurst: read.int('rate-burst', 'EVALBOX_API_RATE_BURST', 1_000, 1),
+      concurrencyPerApp: read.int('concurrency-per-app', 'EVALBOX_API_CONCURRENCY_PER_APP', 32, 1),
+      poolSharePerApp: read.int('pool-share-per-app', 'EVALBOX_API_POOL_SHARE_PER_APP', 0, 0),
     },
     relay: {
       batchSize: read.int('batch-size', 'EVALBOX_RELAY_BATCH_SIZE', 2000, 1),
@@ -120,6 +159,7 @@ export function loadConfig(env: Env = process.env, flags: Flags = {}): Config {
       heartbeatMs: read.int('heartbeat-ms', 'EVALBOX_RELAY_HEARTBEAT_MS', 1000, 50),
       retentionHours: read.int('retention-hours', 'EVALBOX_OUTBOX_RETENTION_HOURS', 72, 1),
       partitionsAhead: read.int('partitions-ahead', 'EVALBOX_OUTBOX_PARTITIONS_AHEAD', 3, 1),
+      transactionalIdPrefix: read.string('transactional-id-prefix', 'EVALBOX_RELAY_TRANSACTIONAL_ID_PREFIX', ''),
     },
   };
 }

@@ -105,8 +105,16 @@ export interface DimensionRegistry {
   list(): DimensionDefinition[];
   get(id: string): DimensionDefinition | undefined;
   defaults: string[];
-  /** The requested ids no running scorer can score, each with why (may look again first). */
-  missing(ids: string[]): Promise<MissingDimension[]>;
+  /** The requested ids no running scorer can score, each with why. */
+  missing(ids: string[]): MissingDimension[];
+  /** Looks again for ids it does not know (a scorer may have just published them). */
+  lookFor(ids: string[]): Promise<void>;
+}
+
+/** The dimension ids a request body names, before it is validated. */
+export function dimensionIdsIn(body: unknown): string[] {
+  const named = body !== null && typeof body === 'object' ? (body as { dimensions?: unknown }).dimensions : undefined;
+  return Array.isArray(named) ? named.filter((d): d is string => typeof d === 'string').slice(0, 100) : [];
 }
 
 const unknownDetail = (id: string) => `unknown dimension "${id}" (see GET /v1/dimensions; judge dimensions appear once a scorer with a judge configured runs)`;
@@ -119,7 +127,8 @@ export function createDimensionRegistry(extra: DimensionDefinition[] = [], defau
     list: () => [...byId.values()],
     get: (id) => byId.get(id),
     defaults: [...defaults],
-    missing: async (ids) => ids.flatMap((id, index) => (byId.has(id) ? [] : [{ id, index, detail: unknownDetail(id) }])),
+    missing: (ids) => ids.flatMap((id, index) => (byId.has(id) ? [] : [{ id, index, detail: unknownDetail(id) }])),
+    lookFor: async () => {},
   };
 }
 
@@ -188,10 +197,12 @@ export async function createPublishedDimensionRegistry(
     get defaults() {
       return current.defaults;
     },
-    async missing(ids) {
+    async lookFor(ids) {
       // Bounded: ids that stay unknown (typos, probes) cost at most four queries a second.
       if (ids.some((id) => !current.get(id)) && (inFlight || Date.now() - lastStarted >= MISS_REFRESH_MS))
         await refresh().catch((error) => options.onError?.(error));
+    },
+    missing(ids) {
       return ids.flatMap((id, index) => {
         if (current.get(id)) return [];
         const lastSeen = stale.get(id);

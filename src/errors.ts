@@ -51,10 +51,13 @@ export interface FieldError {
 /** Input that fails its schema; `errors` names each failing field. */
 export class ValidationError extends PermanentError {
   readonly errors: FieldError[];
+  /** True when more errors were found (or could exist) than `errors` reports. */
+  readonly truncated: boolean;
 
-  constructor(message: string, errors: FieldError[]) {
+  constructor(message: string, errors: FieldError[], options: { truncated?: boolean } = {}) {
     super(message, { code: 'VALIDATION_FAILED' });
     this.errors = errors;
+    this.truncated = options.truncated ?? false;
   }
 }
 
@@ -81,7 +84,7 @@ const RETRYABLE_SOCKET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', '
 
 function errorCodeOf(thrown: unknown): string | undefined {
   if (thrown && typeof thrown === 'object' && 'code' in thrown) {
-    const { code } = thrown as { code: unknown };
+    const { code } = thrown;
     return typeof code === 'string' ? code : undefined;
   }
   return undefined;

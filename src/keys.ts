@@ -4,6 +4,11 @@ import { uuidv7 } from './ids.js';
 import type { Db } from './db/index.js';
 
 const KEY_PREFIX = 'ebx_';
+/** What createApiKey makes: the prefix and 24 random bytes in base64url (32 characters). */
+const KEY_FORMAT = /^ebx_[A-Za-z0-9_-]{32}$/;
+
+/** Whether a token has the shape of an evalbox key; anything else is refused without a lookup. */
+export const isWellFormedApiKey = (token: string): boolean => token.length === 36 && KEY_FORMAT.test(token);
 
 export const hashApiKey = (key: string): Buffer => createHash('sha256').update(key).digest();
 
@@ -45,12 +50,12 @@ export async function revokeApiKey(db: Db, idOrPrefix: string): Promise<number> 
 
 /** The application a live key belongs to, or undefined. */
 export async function applicationForKey(db: Db, key: string): Promise<string | undefined> {
-  if (!key.startsWith(KEY_PREFIX)) return undefined;
-  const row = await db
-    .selectFrom('api_keys')
-    .select('application_id')
-    .where('key_hash', '=', hashApiKey(key))
-    .where('revoked_at', 'is', null)
-    .executeTakeFirst();
+  if (!isWellFormedApiKey(key)) return undefined;
+  return applicationForKeyHash(db, hashApiKey(key));
+}
+
+/** The application of the live key with this sha256. Index: the unique index on api_keys (key_hash). */
+export async function applicationForKeyHash(db: Db, keyHash: Buffer): Promise<string | undefined> {
+  const row = await db.selectFrom('api_keys').select('application_id').where('key_hash', '=', keyHash).where('revoked_at', 'is', null).executeTakeFirst();
   return row?.application_id;
 }

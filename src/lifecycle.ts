@@ -23,8 +23,32 @@ export class Releasers {
     this.steps.push(step);
   }
 
-  async releaseAll(): Promise<void> {
-    for (const step of this.steps.splice(0).reverse()) await step();
+  /**
+   * Runs every step, last registered first. A step that throws does not keep the later ones from
+   * running (the pool must still close when the producer's flush fails); once all have run, the
+   * first error is rethrown. `onError` sees every failure, e.g. to log the ones after the first.
+   */
+  async releaseAll(onError?: (error: unknown) => void): Promise<void> {
+    const failures: unknown[] = [];
+    for (const step of this.steps.splice(0).reverse()) {
+      try {
+        await step();
+      } catch (error) {
+        failures.push(error);
+        onError?.(error);
+      }
+    }
+    if (failures.length > 0) throw failures[0];
+  }
+}
+
+/** A dependency a readiness check found unavailable; /readyz names it. */
+export class DependencyUnavailable extends Error {
+  constructor(
+    readonly dependency: string,
+    cause: unknown,
+  ) {
+    super(`${dependency} unavailable`, { cause });
   }
 }
 
@@ -39,7 +63,17 @@ export async function serveAdminPort(options: {
 }): Promise<void> {
   const { config } = options;
   if (!config.adminPort && !options.requested) return;
-  const admin = await serveAdmin(options.registry, async () => void (await sql`SELECT 1`.execute(options.db)), config.adminPort, config.host);
+  // Readiness names the dependency that failed; the raw error (hosts, ports, credentials in a
+  // message) goes to the log only.
+  const ready = async () => {
+    try {
+      await sql`SELECT 1`.execute(options.db);
+    } catch (error) {
+      options.logger.warn({ err: { type: (error as Error).name, code: (error as { code?: unknown }).code } }, 'readiness: the database does not answer');
+      throw new DependencyUnavailable('database', error);
+    }
+  };
+  const admin = await serveAdmin(options.registry, ready, config.adminPort, config.adminHost);
   options.releasers.add(() => admin.close());
   options.logger.info({ adminPort: admin.port }, 'admin port listening');
 }

@@ -82,7 +82,7 @@ describe('ingest API', () => {
       expect(res.status).toBe(500);
       expect(res.headers.get('content-type')).toBe('application/problem+json');
       expect(await countRows('evaluations')).toBe(before);
-      expect(await countRows('evaluations', sql`idempotency_key = 'doomed'`)).toBe(0);
+      expect(await countRows('evaluations', sql`external_id = 'doomed'`)).toBe(0);
     } finally {
       await sql`DROP TRIGGER fail_outbox ON outbox; DROP FUNCTION fail_outbox();`.execute(f.database.db);
     }
@@ -100,7 +100,7 @@ describe('ingest API', () => {
     expect(await countRows('outbox', sql`payload->>'evaluationId' = ${a.evaluationId}`)).toBe(1);
   });
 
-  it('externalId is the idempotency key when no header is sent, and is scoped per application', async () => {
+  it('a repeated externalId with the same body is a replay, and externalId is scoped per application', async () => {
     const a1 = (await (await f.post('/v1/evaluations', validEvaluation({ externalId: 'ext-1' }))).json()) as { evaluationId: string };
     const a2 = (await (await f.post('/v1/evaluations', validEvaluation({ externalId: 'ext-1' }))).json()) as { evaluationId: string };
     const b1 = (await (await f.post('/v1/evaluations', validEvaluation({ externalId: 'ext-1' }), f.keyB)).json()) as { evaluationId: string };
@@ -173,18 +173,19 @@ describe('ingest API', () => {
   it('key lookups are cached briefly and boundedly: a revoked key is refused once its entry expires', async () => {
     const { key, id } = await createApiKey(f.database.db, 'app-revoked');
     let now = 0;
-    const keys = createKeyResolver(f.database.db, { ttlMs: 1000, maxEntries: 2, now: () => now });
+    const keys = createKeyResolver(f.database.db, { ttlMs: 1000, now: () => now });
     expect(await keys.resolve(key)).toBe('app-revoked');
     await revokeApiKey(f.database.db, id);
     expect(await keys.resolve(key)).toBe('app-revoked'); // cached for the TTL
     now = 1001;
     expect(await keys.resolve(key)).toBeUndefined();
-    // Bounded: filling the cache evicts the oldest entry, which is then looked up again.
+    // Bounded: filling the cache of known keys evicts the oldest entry, which is then looked up again.
     now = 0;
-    const fresh = createKeyResolver(f.database.db, { ttlMs: 60_000, maxEntries: 2, now: () => now });
+    const keyC = (await createApiKey(f.database.db, 'app-c')).key;
+    const fresh = createKeyResolver(f.database.db, { ttlMs: 60_000, maxBytes: 600, now: () => now }); // two known entries
     expect(await fresh.resolve(f.keyA)).toBe('app-a');
     expect(await fresh.resolve(f.keyB)).toBe('app-b');
-    expect(await fresh.resolve('ebx_unknown')).toBeUndefined(); // evicts keyA's entry
+    expect(await fresh.resolve(keyC)).toBe('app-c'); // evicts keyA's entry
     const aKey = await f.database.db.selectFrom('api_keys').select('id').where('application_id', '=', 'app-a').executeTakeFirstOrThrow();
     await f.database.db.updateTable('api_keys').set({ revoked_at: new Date() }).where('id', '=', aKey.id).execute();
     try {

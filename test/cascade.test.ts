@@ -10,7 +10,7 @@ import { applyScoringModes, createCascadeEvents, loadCascadeConfig, registerCasc
 import { createJudge, judgeDimensionDefinitions, loadJudgeConfig, type Judge } from '../consumers/judge/index.js';
 import { buildScorers, judgePressureClassifier } from '../consumers/scorers.js';
 import { createDimensionRegistry } from '../src/dimensions.js';
-import { startFakeJudge, type FakeJudge } from '../scripts/fake-judge/server.js';
+import { startFakeJudge, type FakeJudge } from '../src/fake-judge/server.js';
 import { createTestDatabase, waitFor, type TestDatabase } from './helpers.js';
 import { createEvaluation, createTopics, produceEvent, startScorer, testProducer, type Harness } from './scorer-helpers.js';
 

@@ -68,17 +68,20 @@ export function analyse(text: string): Analysis {
 function parse(text: string): Analysis {
   const doc = instance().readDoc(text);
   const i = its();
-  const values = doc.tokens().out(i.value) as string[];
+  // wink's `its` members are selector functions (compared by identity), not methods using `this`.
+  /* eslint-disable @typescript-eslint/unbound-method */
+  const values: string[] = doc.tokens().out(i.value);
   const lemmas = doc.tokens().out(i.lemma as never) as unknown as string[];
-  const tags = doc.tokens().out(i.pos) as string[];
-  const types = doc.tokens().out(i.type) as string[];
+  const tags: string[] = doc.tokens().out(i.pos);
+  const types: string[] = doc.tokens().out(i.type);
   const stops = doc.tokens().out(i.stopWordFlag) as unknown as boolean[];
+  const spans = doc.sentences().out(i.span) as unknown as [number, number][];
+  /* eslint-enable @typescript-eslint/unbound-method */
   const tokens: Token[] = values.map((value, n) => {
     const lemma = (lemmas[n] ?? value).toLowerCase();
     return { text: value, lemma, key: fold(lemma), pos: tags[n] ?? 'X', type: types[n] ?? 'word', stop: Boolean(stops[n]) };
   });
-  const spans = doc.sentences().out(i.span) as unknown as [number, number][];
-  const sentenceTexts = doc.sentences().out() as string[];
+  const sentenceTexts: string[] = doc.sentences().out();
   const sentences = spans.map(([start, end], n) => ({ text: sentenceTexts[n] ?? '', tokens: tokens.slice(start, end + 1) }));
   return { sentences, tokens };
 }

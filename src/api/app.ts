@@ -9,11 +9,13 @@ import type { Db } from '../db/index.js';
 import type { DimensionRegistry } from '../dimensions.js';
 import type { Logger } from '../logging.js';
 import { batchRequestSchema, evaluationRequestSchema } from '../schemas/evaluation-request.js';
-import { createAjv } from '../schemas/validator.js';
+import { createBoundedValidator } from '../schemas/validator.js';
 import { bearerToken, createKeyResolver, type KeyResolver } from './auth.js';
 import { problemResponse, toProblem } from './error-mapping.js';
-import type { Queryable } from './evaluations.js';
-import { header } from './node-request.js';
+import { createOutboxNudger, type OutboxNudger } from '../outbox-wakeup.js';
+import { createIngestWriter, type Queryable } from './evaluations.js';
+import { createLimits, tooManyRequests, type Limits } from './limits.js';
+import { drainUnreadBody, header } from './node-request.js';
 import { buildOpenApiDocument } from './openapi.js';
 import { ProblemError } from './problem.js';
 import { registerRoutes, type ApiEnv } from './routes.js';
@@ -30,12 +32,16 @@ export interface ApiContext {
   pool?: Queryable;
   /** API-key lookup; defaults to a cached resolver over `db` (see auth.ts). */
   keys?: KeyResolver;
+  /** Per-application quotas; defaults to the configured ones (see limits.ts). */
+  limits?: Limits;
+  /** Wakes the relay after each commit; defaults to one over `db`. */
+  nudger?: OutboxNudger;
 }
 
 export function createApiApp(ctx: ApiContext): Hono<ApiEnv> {
   const { db, config, logger } = ctx;
   const keys = ctx.keys ?? createKeyResolver(db, { ttlMs: config.api.keyCacheTtlMs });
-  const ajv = createAjv();
+  const limits = ctx.limits ?? createLimits(config.api);
   const duration = new Histogram({
     name: 'http_request_duration_seconds',
     help: 'HTTP request duration by route pattern, method and status.',
@@ -55,6 +61,7 @@ export function createApiApp(ctx: ApiContext): Hono<ApiEnv> {
       // another realm, as Node's socket errors are under a test VM) is answered here instead.
       c.res = problemResponse(c, toProblem(thrown, routeLabel(c), logger));
     }
+    if (c.res.status >= 400) await drainUnreadBody(c, 4 * config.api.bodyLimitBytes, 5_000);
     duration.observe({ route: routeLabel(c), method: c.req.method, status: String(c.res.status) }, Number(process.hrtime.bigint() - started) / 1e9);
   });
   app.onError((error, c) => problemResponse(c, toProblem(error, routeLabel(c), logger)));
@@ -66,7 +73,16 @@ export function createApiApp(ctx: ApiContext): Hono<ApiEnv> {
     const applicationId = await keys.resolve(token);
     if (!applicationId) throw new ProblemError(401, 'the API key is unknown or revoked', { headers: { 'www-authenticate': 'Bearer' } });
     c.set('applicationId', applicationId);
-    await next();
+    const release = limits.enter(applicationId);
+    if (!release) throw tooManyRequests(`more than ${config.api.concurrencyPerApp} requests of this application are in flight`, 1);
+    try {
+      const decision = limits.take(applicationId, 1);
+      if (!decision.allowed) throw tooManyRequests('this application is over its request rate', decision.retryAfterSeconds, decision.headers);
+      await next();
+      for (const [name, value] of Object.entries(decision.headers)) if (!c.res.headers.has(name)) c.res.headers.set(name, value);
+    } finally {
+      release();
+    }
   });
 
   registerRoutes(app, {
@@ -76,10 +92,18 @@ export function createApiApp(ctx: ApiContext): Hono<ApiEnv> {
     logger,
     dimensions: ctx.dimensions,
     clock: ctx.clock ?? (() => new Date()),
-    validateRequest: ajv.compile(evaluationRequestSchema),
-    validateBatch: ajv.compile(batchRequestSchema),
+    validateRequest: createBoundedValidator(evaluationRequestSchema),
+    validateBatch: createBoundedValidator(batchRequestSchema),
     openapi: buildOpenApiDocument('1'),
     routeLabel,
+    limits,
+    writer: createIngestWriter({
+      db,
+      pool: ctx.pool,
+      nudger: ctx.nudger ?? createOutboxNudger(db, { onError: (error) => logger.warn({ err: error }, 'relay nudge failed') }),
+      groupCommit: config.api.groupCommit,
+      idempotencyTtlMs: config.api.idempotencyTtlHours * 3_600_000,
+    }),
   });
   return app;
 }

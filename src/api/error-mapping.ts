@@ -4,6 +4,8 @@ import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import { classifyPgError, EvalboxError, ValidationError } from '../errors.js';
 import type { Logger } from '../logging.js';
+import { MAX_FIELD_ERRORS } from '../schemas/validator.js';
+import { ClientAbortedError } from './node-request.js';
 import { PROBLEM_CONTENT_TYPE, ProblemError } from './problem.js';
 
 export const databaseUnavailable = () => new ProblemError(503, 'the database is unavailable; retry later', { headers: { 'retry-after': '1' } });
@@ -11,7 +13,15 @@ export const databaseUnavailable = () => new ProblemError(503, 'the database is 
 /** Maps anything thrown to a problem; logs what is not the client's fault (ids, never content). */
 export function toProblem(error: unknown, route: string, logger: Logger): ProblemError {
   if (error instanceof HTTPException) return ProblemError.from(error);
-  if (error instanceof ValidationError) return new ProblemError(400, error.message, { errors: error.errors });
+  if (error instanceof ValidationError) {
+    const errors = error.errors.slice(0, MAX_FIELD_ERRORS);
+    return new ProblemError(400, error.message, { errors, errorsTruncated: error.truncated || errors.length < error.errors.length });
+  }
+  // Nobody reads this answer; 499 (as nginx counts it) keeps it out of the 5xx rate and alerts.
+  if (error instanceof ClientAbortedError) {
+    logger.debug({ route }, 'client closed the connection mid-request');
+    return new ProblemError(499, error.message);
+  }
   if (error instanceof EvalboxError && error.code === 'EVENT_TOO_LARGE') return new ProblemError(413, error.message);
   const classified = classifyPgError(error);
   if (classified.retryable) {

@@ -10,6 +10,14 @@ function nodeIncoming(c: Context): IncomingMessage | undefined {
   return (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
 }
 
+/** The client went away before its body was read: its fault (or its network's), never the database's. */
+export class ClientAbortedError extends Error {
+  constructor(cause?: unknown) {
+    super('the client closed the connection before the body was read', { cause });
+    this.name = 'ClientAbortedError';
+  }
+}
+
 /** A request header by its lower-case name. */
 export function header(c: Context, name: string): string | undefined {
   const incoming = nodeIncoming(c);
@@ -40,6 +48,7 @@ function readNode(incoming: IncomingMessage, limit: number, tooLarge: () => Erro
       incoming.off('data', onData);
       incoming.off('end', onEnd);
       incoming.off('error', onError);
+      incoming.off('close', onClose);
     };
     const onData = (chunk: Buffer) => {
       size += chunk.length;
@@ -54,13 +63,19 @@ function readNode(incoming: IncomingMessage, limit: number, tooLarge: () => Erro
       stop();
       resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
     };
+    // A reset or a close before 'end' is the client going away mid-upload.
     const onError = (error: Error) => {
       stop();
-      reject(error);
+      reject(new ClientAbortedError(error));
+    };
+    const onClose = () => {
+      stop();
+      reject(new ClientAbortedError());
     };
     incoming.on('data', onData);
     incoming.on('end', onEnd);
     incoming.on('error', onError);
+    incoming.on('close', onClose);
   });
 }
 
@@ -70,7 +85,9 @@ async function readWeb(body: ReadableStream<Uint8Array> | null, limit: number, t
   const chunks: Uint8Array[] = [];
   let size = 0;
   for (;;) {
-    const { done, value } = await reader.read();
+    const { done, value } = await reader.read().catch((error: unknown) => {
+      throw new ClientAbortedError(error);
+    });
     if (done) return Buffer.concat(chunks, size);
     size += value.byteLength;
     if (size > limit) {
@@ -79,4 +96,36 @@ async function readWeb(body: ReadableStream<Uint8Array> | null, limit: number, t
     }
     chunks.push(value);
   }
+}
+
+/**
+ * Reads and discards what is left of a request body that an error answer did not need (a 401,
+ * 404 or 413 decided from the headers), up to `maxBytes` or `maxMs`. Closing the connection
+ * with the upload still arriving makes the kernel answer it with a reset, which can destroy the
+ * error response before the client reads it (the reason web servers "linger" on close).
+ */
+export function drainUnreadBody(c: Context, maxBytes: number, maxMs: number): Promise<void> {
+  const incoming = nodeIncoming(c);
+  if (!incoming || incoming.complete || incoming.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    let size = 0;
+    const done = () => {
+      clearTimeout(timer);
+      incoming.off('data', onData);
+      incoming.off('end', done);
+      incoming.off('close', done);
+      incoming.off('error', done);
+      resolve();
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > maxBytes) done();
+    };
+    const timer = setTimeout(done, maxMs);
+    incoming.on('data', onData);
+    incoming.once('end', done);
+    incoming.once('close', done);
+    incoming.once('error', done);
+    incoming.resume();
+  });
 }

@@ -11,6 +11,8 @@ export interface Problem {
   detail?: string;
   instance?: string;
   errors?: FieldError[];
+  /** Present (true) when more fields failed than `errors` lists. */
+  errorsTruncated?: boolean;
 }
 
 const TITLES: Record<number, string> = {
@@ -18,8 +20,12 @@ const TITLES: Record<number, string> = {
   401: 'Unauthorized',
   404: 'Not Found',
   405: 'Method Not Allowed',
+  409: 'Conflict',
   413: 'Content Too Large',
   415: 'Unsupported Media Type',
+  422: 'Unprocessable Content',
+  429: 'Too Many Requests',
+  499: 'Client Closed Request',
   500: 'Internal Server Error',
   503: 'Service Unavailable',
 };
@@ -28,7 +34,11 @@ export class ProblemError extends HTTPException {
   readonly problem: Problem;
   readonly headers: Record<string, string>;
 
-  constructor(status: number, detail: string, extra: { errors?: FieldError[]; type?: string; headers?: Record<string, string>; cause?: unknown } = {}) {
+  constructor(
+    status: number,
+    detail: string,
+    extra: { errors?: FieldError[]; errorsTruncated?: boolean; type?: string; headers?: Record<string, string>; cause?: unknown } = {},
+  ) {
     super(status as ContentfulStatusCode, { message: detail, cause: extra.cause });
     this.problem = {
       type: extra.type ?? 'about:blank',
@@ -36,6 +46,7 @@ export class ProblemError extends HTTPException {
       status,
       detail,
       ...(extra.errors ? { errors: extra.errors } : {}),
+      ...(extra.errorsTruncated ? { errorsTruncated: true } : {}),
     };
     this.headers = extra.headers ?? {};
   }

@@ -4,15 +4,15 @@ import type { Context, Hono } from 'hono';
 import type { Config } from '../config.js';
 import type { Db } from '../db/index.js';
 import type { EvaluationStatus } from '../db/types.js';
-import type { DimensionRegistry } from '../dimensions.js';
+import { dimensionIdsIn, type DimensionRegistry } from '../dimensions.js';
 import { ValidationError, type FieldError } from '../errors.js';
 import type { Logger } from '../logging.js';
 import type { EvaluationRequest } from '../schemas/evaluation-request.js';
-import { assertValid } from '../schemas/validator.js';
-import type { ValidateFunction } from 'ajv';
+import { MAX_FIELD_ERRORS, type BoundedValidator } from '../schemas/validator.js';
 import { decodeCursor } from './cursor.js';
 import { databaseUnavailable, toProblem } from './error-mapping.js';
-import { ingestEvaluation, type IngestResult, type Queryable } from './evaluations.js';
+import { prepareEvaluation, type IngestOutcome, type IngestWriter, type PreparedEvaluation, type Queryable } from './evaluations.js';
+import { tooManyRequests, type Limits } from './limits.js';
 import { header, readBodyText } from './node-request.js';
 import { ProblemError } from './problem.js';
 import { findEvaluation, listEvaluationsPage } from './queries.js';
@@ -28,11 +28,17 @@ export interface RouteDeps {
   logger: Logger;
   dimensions: DimensionRegistry;
   clock: () => Date;
-  validateRequest: ValidateFunction;
-  validateBatch: ValidateFunction;
+  validateRequest: BoundedValidator;
+  validateBatch: BoundedValidator;
   openapi: unknown;
   routeLabel: (c: Context) => string;
+  limits: Limits;
+  /** Writes evaluations, grouping concurrent requests into one statement when configured. */
+  writer: IngestWriter;
 }
+
+/** Field errors reported for a whole batch at most. */
+const BATCH_ERROR_BUDGET = 5 * MAX_FIELD_ERRORS;
 
 const STATUSES: EvaluationStatus[] = ['PENDING', 'SCORED', 'PARTIALLY_SCORED', 'SCORING_FAILED'];
 const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
@@ -45,6 +51,15 @@ export const ALLOWED_METHODS: [string, string][] = [
   ['/v1/dimensions', 'GET, HEAD'],
   ['/openapi.json', 'GET, HEAD'],
 ];
+
+const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
+
+/** An RFC 3339 date-time (with its offset), or null: Date alone accepts "2024", "1" and RFC 2822. */
+export function parseRfc3339(text: string): Date | null {
+  if (!RFC3339.test(text)) return null;
+  const date = new Date(text);
+  return Number.isNaN(date.getTime()) ? null : date;
+}
 
 export function registerRoutes(app: Hono<ApiEnv>, deps: RouteDeps): void {
   const { db, config, logger, dimensions } = deps;
@@ -66,75 +81,118 @@ export function registerRoutes(app: Hono<ApiEnv>, deps: RouteDeps): void {
   }
 
   /** Validates one item against the schema, what Postgres can store, and the dimensions registry. */
-  async function toRequest(body: unknown): Promise<{ request: EvaluationRequest; dimensions: string[] }> {
-    const request = assertValid<EvaluationRequest>(deps.validateRequest, body, 'the evaluation');
+  function toRequest(body: unknown): { request: EvaluationRequest; dimensions: string[] } {
+    const request = deps.validateRequest.assert<EvaluationRequest>(body, 'the evaluation');
     const unstorable = unstorableFields(request);
     if (unstorable.length > 0) throw new ValidationError('the evaluation holds values that cannot be stored', unstorable);
     const requested = request.dimensions ?? dimensions.defaults;
-    const unknown: FieldError[] = (await dimensions.missing(requested)).map(({ index, detail }) => ({ pointer: `/dimensions/${index}`, detail }));
+    const unknown: FieldError[] = dimensions.missing(requested).map(({ index, detail }) => ({ pointer: `/dimensions/${index}`, detail }));
     if (unknown.length > 0) throw new ValidationError('the evaluation names unknown dimensions', unknown);
     return { request, dimensions: requested };
   }
 
-  async function ingest(c: Context<ApiEnv>, body: unknown, idempotencyKey: string | undefined): Promise<IngestResult> {
-    const { request, dimensions: requested } = await toRequest(body);
+  /** Validates one item and builds the rows it will write (throws for the client's errors). */
+  function prepare(c: Context<ApiEnv>, body: unknown, idempotencyKey: string | undefined): PreparedEvaluation {
+    const { request, dimensions: requested } = toRequest(body);
     const traceparent = header(c, 'traceparent');
-    const result = await ingestEvaluation(db, deps.pool, {
+    return prepareEvaluation({
       applicationId: c.get('applicationId'),
       request,
       dimensions: requested,
-      idempotencyKey: idempotencyKey ?? request.externalId,
+      idempotencyKey,
       traceparent: traceparent && TRACEPARENT.test(traceparent) ? traceparent : undefined,
       eventsTopic: config.topics.events,
       now: deps.clock(),
     });
-    if (logger.isLevelEnabled('debug'))
-      logger.debug({ evaluationId: result.evaluationId, applicationId: c.get('applicationId'), replayed: result.replayed }, 'evaluation accepted');
-    return result;
+  }
+
+  /**
+   * Writes one request's evaluations. Without group commit each request holds a connection, so it
+   * takes one of its application's share of the pool; with it, a group holds one connection for
+   * the requests of every application that arrived together, in arrival order.
+   */
+  function write(c: Context<ApiEnv>, unit: PreparedEvaluation[]): Promise<IngestOutcome[]> {
+    if (config.api.groupCommit.enabled) return deps.writer.write(unit);
+    return deps.limits.withConnection(c.get('applicationId'), () => deps.writer.write(unit));
+  }
+
+  function idempotencyKeyOf(c: Context<ApiEnv>): string | undefined {
+    const key = header(c, 'idempotency-key');
+    if (key !== undefined && (key.length === 0 || key.length > 200)) {
+      throw new ProblemError(400, 'Idempotency-Key must be 1 to 200 characters', { errors: [{ pointer: 'header:Idempotency-Key', detail: 'length 1..200' }] });
+    }
+    return key;
   }
 
   app.get('/openapi.json', (c) => c.json(deps.openapi));
   app.get('/v1/dimensions', (c) => c.json(dimensionsBody(dimensions)));
 
   app.post('/v1/evaluations', async (c) => {
-    const idempotencyKey = header(c, 'idempotency-key');
-    if (idempotencyKey !== undefined && (idempotencyKey.length === 0 || idempotencyKey.length > 200)) {
-      throw new ProblemError(400, 'Idempotency-Key must be 1 to 200 characters', { errors: [{ pointer: 'header:Idempotency-Key', detail: 'length 1..200' }] });
-    }
-    const result = await ingest(c, await readJson(c), idempotencyKey);
+    const idempotencyKey = idempotencyKeyOf(c);
+    const json = await readJson(c);
+    await dimensions.lookFor(dimensionIdsIn(json)); // a scorer may have just published them
+    const [outcome] = await write(c, [prepare(c, json, idempotencyKey)]);
+    if (!outcome?.ok) throw outcome?.error;
+    const { result } = outcome;
+    if (logger.isLevelEnabled('debug'))
+      logger.debug({ evaluationId: result.evaluationId, applicationId: c.get('applicationId'), replayed: result.replayed }, 'evaluation accepted');
     if (result.replayed) c.header('idempotent-replayed', 'true');
     c.header('location', evaluationLink(result.evaluationId));
     return c.json(acceptedBody(result), 202);
   });
 
   app.post('/v1/evaluations:batch', async (c) => {
-    const body = assertValid<{ items: unknown[] }>(deps.validateBatch, await readJson(c), 'the batch');
+    const batchKey = idempotencyKeyOf(c);
+    const body = deps.validateBatch.assert<{ items: unknown[] }>(await readJson(c), 'the batch');
+    await dimensions.lookFor(body.items.slice(0, config.api.batchLimit).flatMap(dimensionIdsIn));
     if (body.items.length > config.api.batchLimit) {
       throw new ProblemError(400, `a batch holds at most ${config.api.batchLimit} items`, {
         errors: [{ pointer: '/items', detail: `more than ${config.api.batchLimit} items` }],
       });
     }
-    // Each item is its own atomic write: one bad item does not reject the others, and a failed
-    // item is reported in its own result so the client knows exactly which ones were committed.
-    const results = await Promise.all(
-      body.items.map(async (item, index) => {
-        try {
-          const result = await ingest(c, item, undefined);
-          return { index, status: 202, ...(result.replayed ? { replayed: true } : {}), body: acceptedBody(result) };
-        } catch (error) {
-          const { problem } = toProblem(error, deps.routeLabel(c), logger);
-          const errors = problem.errors?.map((e) => ({ pointer: `/items/${index}${e.pointer === '/' ? '' : e.pointer}`, detail: e.detail }));
-          return { index, status: problem.status, body: { ...problem, ...(errors ? { errors } : {}) } };
-        }
-      }),
-    );
+    // One unit of the application's rate per item (the request itself paid for one).
+    const decision = deps.limits.take(c.get('applicationId'), body.items.length - 1);
+    if (!decision.allowed)
+      throw tooManyRequests(`a batch of ${body.items.length} items is over this application's rate`, decision.retryAfterSeconds, decision.headers);
+    // The valid items are written in request order by one statement (their events reach Kafka in
+    // that order); an invalid item, or one the database refuses, gets its own result and does not
+    // reject the others, so the client knows exactly which ones were committed. With an
+    // Idempotency-Key, item i is idempotent under the key and its index (docs/api.md).
+    // The field errors of all items together are bounded, like those of one request.
+    let errorBudget = BATCH_ERROR_BUDGET;
+    const failed = (index: number, error: unknown) => {
+      const { problem } = toProblem(error, deps.routeLabel(c), logger);
+      const kept = problem.errors?.slice(0, Math.max(0, errorBudget));
+      errorBudget -= kept?.length ?? 0;
+      const errors = kept?.map((e) => ({ pointer: `/items/${index}${e.pointer === '/' ? '' : e.pointer}`, detail: e.detail }));
+      const truncated = problem.errorsTruncated || (kept?.length ?? 0) < (problem.errors?.length ?? 0);
+      return { index, status: problem.status, body: { ...problem, ...(errors ? { errors } : {}), ...(truncated ? { errorsTruncated: true } : {}) } };
+    };
+    const prepared = body.items.map((item, index) => {
+      try {
+        return prepare(c, item, batchKey === undefined ? undefined : batchItemKey(batchKey, index));
+      } catch (error) {
+        return failed(index, error);
+      }
+    });
+    const valid = prepared.filter((p): p is PreparedEvaluation => 'evaluationId' in p);
+    const outcomes = valid.length > 0 ? await write(c, valid) : [];
+    let next = 0;
+    const results = prepared.map((p, index) => {
+      if (!('evaluationId' in p)) return p;
+      const outcome = outcomes[next++];
+      if (!outcome?.ok) return failed(index, outcome?.error);
+      const { result } = outcome;
+      return { index, status: 202, ...(result.replayed ? { replayed: true } : {}), body: acceptedBody(result) };
+    });
     // Nothing committed and the database is down: the whole batch may simply be retried.
     if (results.every((r) => r.status === 503)) throw databaseUnavailable();
     return c.json({ results }, 207);
   });
 
   app.get('/v1/evaluations/:id', async (c) => {
-    const found = await findEvaluation(db, c.get('applicationId'), c.req.param('id'));
+    const applicationId = c.get('applicationId');
+    const found = await deps.limits.withConnection(applicationId, () => findEvaluation(db, applicationId, c.req.param('id')));
     if (!found) throw new ProblemError(404, 'no such evaluation');
     return c.json(evaluationBody(found));
   });
@@ -148,14 +206,16 @@ export function registerRoutes(app: Hono<ApiEnv>, deps: RouteDeps): void {
     const status = query.status;
     if (status !== undefined && !STATUSES.includes(status as EvaluationStatus))
       errors.push({ pointer: 'query:status', detail: `one of ${STATUSES.join(', ')}` });
-    const since = query.since === undefined ? undefined : new Date(query.since);
-    if (since && Number.isNaN(since.getTime())) errors.push({ pointer: 'query:since', detail: 'an RFC 3339 date-time' });
-    const limit = query.limit === undefined ? 50 : Number(query.limit);
-    if (!Number.isInteger(limit) || limit < 1 || limit > 500) errors.push({ pointer: 'query:limit', detail: 'an integer from 1 to 500' });
+    const since = query.since === undefined ? undefined : parseRfc3339(query.since);
+    if (since === null) errors.push({ pointer: 'query:since', detail: 'an RFC 3339 date-time, e.g. 2024-05-01T12:00:00Z' });
+    const limit = query.limit === undefined ? 50 : /^\d{1,3}$/.test(query.limit) ? Number(query.limit) : NaN;
+    if (!(limit >= 1 && limit <= 500)) errors.push({ pointer: 'query:limit', detail: 'an integer from 1 to 500, in digits' });
     const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor);
     if (query.cursor !== undefined && !after) errors.push({ pointer: 'query:cursor', detail: 'a nextCursor returned by this endpoint' });
     if (errors.length > 0) throw new ProblemError(400, 'invalid query parameters', { errors });
-    const page = await listEvaluationsPage(db, { applicationId, status: status as EvaluationStatus | undefined, since, after, limit });
+    const page = await deps.limits.withConnection(applicationId, () =>
+      listEvaluationsPage(db, { applicationId, status: status as EvaluationStatus | undefined, since: since ?? undefined, after, limit }),
+    );
     return c.json(pageBody(page));
   });
 
@@ -166,4 +226,12 @@ export function registerRoutes(app: Hono<ApiEnv>, deps: RouteDeps): void {
       throw new ProblemError(405, `${c.req.method} is not allowed on ${path}; use ${allow}`, { headers: { allow } });
     });
   }
+}
+
+/**
+ * A batch item's idempotency key: the batch's key and the item's index. The newline cannot occur
+ * in a header value, so it never equals a key sent with a single POST.
+ */
+function batchItemKey(key: string, index: number): string {
+  return `${key}\n${index}`;
 }

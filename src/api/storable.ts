@@ -1,6 +1,7 @@
 // What JSON Schema cannot say but Postgres insists on: text and jsonb refuse the NUL character,
 // jsonb refuses a lone UTF-16 surrogate (JSON.parse accepts both), and a deeply nested value
-// overflows JSON.stringify and Postgres' stack. Checked after ajv so such input is a 400 naming
+// overflows JSON.stringify and Postgres' stack; a number beyond the safe integer range was already
+// changed by JSON.parse. Checked after ajv so such input is a 400 naming
 // the field, never a 5xx from the database.
 import type { FieldError } from '../errors.js';
 
@@ -20,6 +21,7 @@ const escapePointer = (key: string) =>
   key
     .replace(/~/g, '~0')
     .replace(/\//g, '~1')
+    // eslint-disable-next-line no-control-regex -- NUL is exactly what Postgres cannot store
     .replace(/\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 
 /** Every field of a parsed JSON value that Postgres could not store, as JSON pointers. */
@@ -28,6 +30,11 @@ export function unstorableFields(value: unknown, pointer = '', depth = 0, found:
   if (typeof value === 'string') {
     const problem = badString(value);
     if (problem) found.push({ pointer: pointer || '/', detail: problem });
+  } else if (typeof value === 'number') {
+    // JSON.parse turns 9007199254740993 into ...992 and 1e400 into Infinity (stored as null):
+    // refused rather than stored changed. Send such values as strings.
+    if (!Number.isFinite(value) || Math.abs(value) > Number.MAX_SAFE_INTEGER)
+      found.push({ pointer: pointer || '/', detail: 'is a number beyond ±(2^53 - 1), which cannot be kept exactly; send it as a string' });
   } else if (value !== null && typeof value === 'object') {
     if (depth >= MAX_JSON_DEPTH) {
       found.push({ pointer: pointer || '/', detail: `nests deeper than ${MAX_JSON_DEPTH} levels` });
