@@ -109,7 +109,7 @@ const NARRATIVE =
   /\b(?:novel|story|stories|film|movie|character|villain|hero|protagonist|narrator|says|said|sneers|shouts|yells|writes|wrote|quote[sd]?|lyrics?|poem|book|play|scene|chapter|dialogue)\b/i;
 // Any of these means the text needs the full check; without them it is clean at once.
 const TRIGGER =
-  /[*#%@$0-9|!]|\b(?:\w\s){2,}\w\b|f+u+c*k|sh+i+t|b+i+t+c+h|c+u+n+t|tw+a+t|d+i+c+k|c+o+c+k|ass|retard|f+a+g|n+i+g+g|negro|wh+o+r+e|sl+u+t|p+i+s+s|bastard|wank|pussy|kike|chink|dyke|tranny|spastic|turd|bollocks|prick/i;
+  /\p{L}[*#%@$0-9|!]|[*#%@$0-9|!]\p{L}|\b(?:\w\s){2,}\w\b|f+u+c*k|sh+i+t|b+i+t+c+h|c+u+n+t|tw+a+t|d+i+c+k|c+o+c+k|ass|retard|f+a+g|n+i+g+g|negro|wh+o+r+e|sl+u+t|p+i+s+s|bastard|wank|pussy|kike|chink|dyke|tranny|spastic|turd|bollocks|prick/iu;
 
 interface Hit {
   kind: 'slur' | 'profanity' | 'insult' | 'threat' | 'dehumanising' | 'group_insult';
