@@ -98,7 +98,7 @@ async function cascadeFigures(cases: LabelledCase[]): Promise<string[]> {
       let ceiling = 0;
       for (const c of mine) {
         const inputs = { prompt: c.prompt, response: c.response, context: c.context ?? null, reference: null, metadata: {} };
-        const options = { signal: new AbortController().signal, evaluationId: c.id };
+        const options = { signal: new AbortController().signal, evaluationId: c.id, applicationId: 'eval' };
         let decision: CascadeDecision | undefined;
         const listener = (d: CascadeDecision) => (decision = d);
         events.once('cascade:decision', listener);

@@ -159,7 +159,7 @@ export function cascadeScorer(ctx: CascadeContext, heuristic: HeuristicScorer, d
     dimension: definition.id,
     name,
     version,
-    async score(inputs: ScoringInputs, { signal, evaluationId }) {
+    async score(inputs: ScoringInputs, { signal, evaluationId, applicationId }) {
       const started = performance.now();
       const offline = mode === 'cascade' ? heuristic.score(inputs) : undefined;
       const offlineLatency = performance.now() - started;
@@ -173,7 +173,7 @@ export function cascadeScorer(ctx: CascadeContext, heuristic: HeuristicScorer, d
         decide({ route: 'offline', reason: 'confident', offlineConfidence: offline.confidence, agreed: null, judgeCostUsd: 0, savedUsd: meanCost() });
         return heuristicRow(heuristic, definition, version, offline, offlineLatency);
       }
-      const outcome = await ctx.judge.score(rubric, inputs, { signal });
+      const outcome = await ctx.judge.score(rubric, inputs, { signal, applicationId });
       if (outcome.status === 'SKIPPED' && offline) return heuristicRow(heuristic, definition, version, offline, offlineLatency);
       const cost = outcome.costUsd ?? 0;
       if (!outcome.cacheHit && outcome.costUsd !== null) {

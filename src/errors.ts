@@ -80,6 +80,7 @@ export function isRetryable(thrown: unknown): boolean {
 // SQLSTATE classes and codes that describe a passing condition of the server or the connection.
 const RETRYABLE_SQLSTATE_CLASSES = new Set(['08', '53', '57', '58']);
 const RETRYABLE_SQLSTATES = new Set(['40001', '40P01', '55P03']);
+const PERMANENT_SQLSTATES = new Set(['08P01']);
 const RETRYABLE_SOCKET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN', 'ENOTFOUND']);
 
 function errorCodeOf(thrown: unknown): string | undefined {
@@ -95,7 +96,13 @@ export function classifyPgError(thrown: unknown): EvalboxError {
   if (thrown instanceof EvalboxError) return thrown;
   const error = coerceError(thrown);
   const code = errorCodeOf(thrown);
-  if (code && (RETRYABLE_SOCKET_CODES.has(code) || RETRYABLE_SQLSTATES.has(code) || RETRYABLE_SQLSTATE_CLASSES.has(code.slice(0, 2)))) {
+  // 08P01 (protocol violation) is what a NUL in a text parameter gets: the message, not the
+  // connection, is at fault, and sending it again fails again.
+  if (
+    code &&
+    !PERMANENT_SQLSTATES.has(code) &&
+    (RETRYABLE_SOCKET_CODES.has(code) || RETRYABLE_SQLSTATES.has(code) || RETRYABLE_SQLSTATE_CLASSES.has(code.slice(0, 2)))
+  ) {
     return new RetryableError(`database unavailable: ${error.message}`, { code: `PG_${code}`, cause: error });
   }
   // node-postgres reports a dropped connection without a code.

@@ -3,6 +3,7 @@
 import kafkaJs, { type KafkaJS as KafkaJSTypes, type ProducerGlobalConfig, type ProducerTopicConfig } from '@confluentinc/kafka-javascript';
 import { PermanentError, RetryableError, type EvalboxError, coerceError } from './errors.js';
 import type { Logger } from './logging.js';
+import { withRetry, type BackoffPolicy } from './retry.js';
 
 const { KafkaJS } = kafkaJs;
 export const kafkaCodes = kafkaJs.CODES.ERRORS as Record<string, number>;
@@ -259,10 +260,34 @@ export const READ_COMMITTED = { 'isolation.level': 'read_committed' } as const;
 export interface TopicSpec {
   topic: string;
   numPartitions?: number;
+  /** Replicas per partition; -1 (the default) takes the cluster's default.replication.factor. */
+  replicationFactor?: number;
 }
 
-/** Creates the topics that do not exist yet; existing ones are left as they are. */
-export async function ensureTopics(kafka: Kafka, topics: TopicSpec[]): Promise<void> {
+/** How long a process starting next to a broker that is not up yet waits for it. */
+export const TOPIC_SETUP_BACKOFF: BackoffPolicy = { baseMs: 250, maxMs: 5_000, maxAttempts: Number.MAX_SAFE_INTEGER, maxAgeMs: 120_000 };
+
+/**
+ * Creates the topics that do not exist yet; existing ones are left as they are. A broker that
+ * does not answer yet (a process started during a broker restart) is waited for, with backoff,
+ * up to the policy's age, instead of failing the start.
+ */
+export async function ensureTopics(
+  kafka: Kafka,
+  topics: TopicSpec[],
+  options: { policy?: BackoffPolicy; signal?: AbortSignal; onRetry?: (error: unknown, attempt: number, delayMs: number) => void } = {},
+): Promise<void> {
+  await withRetry(
+    () =>
+      createMissingTopics(kafka, topics).catch((error: unknown) => {
+        throw classifyKafkaError(error);
+      }),
+    options.policy ?? TOPIC_SETUP_BACKOFF,
+    { signal: options.signal, onRetry: options.onRetry },
+  );
+}
+
+async function createMissingTopics(kafka: Kafka, topics: TopicSpec[]): Promise<void> {
   const admin = kafka.admin();
   await admin.connect();
   try {
@@ -270,7 +295,9 @@ export async function ensureTopics(kafka: Kafka, topics: TopicSpec[]): Promise<v
     const missing = topics.filter((t) => !existing.has(t.topic));
     if (missing.length === 0) return;
     try {
-      await admin.createTopics({ topics: missing.map((t) => ({ topic: t.topic, numPartitions: t.numPartitions ?? 3, replicationFactor: 1 })) });
+      await admin.createTopics({
+        topics: missing.map((t) => ({ topic: t.topic, numPartitions: t.numPartitions ?? 3, replicationFactor: t.replicationFactor ?? -1 })),
+      });
     } catch (error) {
       // another process created it first
       if ((error as { code?: number }).code !== kafkaCodes.ERR_TOPIC_ALREADY_EXISTS) throw error;

@@ -6,6 +6,7 @@
 // codes, never by message text: 429 (with Retry-After), 408, 5xx, timeouts and connection errors
 // are retryable; other 4xx are permanent.
 import { EvalboxError, PermanentError, RetryableError } from '../../src/errors.js';
+import { storableText } from '../score-rows.js';
 import type { CallHealth } from './breaker.js';
 import type { Clock } from './clock.js';
 import { costOf, type ModelPrice } from './config.js';
@@ -253,6 +254,9 @@ export async function requestVerdict(endpoint: JudgeEndpoint, rubric: CompiledRu
   const outcome = (fields: Pick<JudgeOutcome, 'status' | 'value' | 'label' | 'rawValue' | 'reasoning' | 'errorCode'>): JudgeOutcome => ({
     dimension: rubric.id,
     ...fields,
+    // A NUL in the judge's text is not a reason to lose (or pay again for) its verdict.
+    reasoning: storableText(fields.reasoning),
+    label: storableText(fields.label),
     direction: rubric.direction,
     scorerName: rubric.scorerName,
     scorerVersion: rubric.version,

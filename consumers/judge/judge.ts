@@ -43,7 +43,8 @@ export interface Judge {
   /** For the dimensions registry (scorerKind LLM_JUDGE). */
   dimensions: JudgeDimensionDefinition[];
   events: JudgeEventEmitter;
-  score(dimension: string, inputs: JudgeInputs, options?: { signal?: AbortSignal }): Promise<JudgeOutcome>;
+  /** `applicationId`: the tenant asking; a verdict another tenant paid for is not shown to it as a cache hit. */
+  score(dimension: string, inputs: JudgeInputs, options?: { signal?: AbortSignal; applicationId?: string }): Promise<JudgeOutcome>;
   /** One scorer per judge dimension, for the consumer's Map<dimension, Scorer>. */
   scorers(): Map<string, JudgeScorer>;
   endpointOf(dimension: string): string;
@@ -83,7 +84,7 @@ export function createJudge(ctx: JudgeContext): Judge {
   const endpoints = new Map(config.endpoints.map((e) => [e.name, new JudgeEndpoint(e, clock, events)]));
   const dimensions = judgeDimensionDefinitions(config);
   const rubrics = new Map<string, CompiledRubric>(config.rubrics.filter((r) => dimensions.some((d) => d.id === r.id)).map((r) => [r.id, compileRubric(r)]));
-  const inflight = new Map<string, Promise<JudgeOutcome>>();
+  const inflight: JudgeCacheContext['inflight'] = new Map();
   const pendingWrites = new Set<Promise<void>>();
   const instanceId = ctx.instanceId ?? `judge-${randomBytes(4).toString('hex')}`;
 
@@ -135,6 +136,7 @@ export function createJudge(ctx: JudgeContext): Judge {
           dimension: rubric.id,
           scorerVersion: rubric.version,
           judgeModel: endpoint.model,
+          judgeEndpoint: `${endpoint.origin}${endpoint.path}`,
           promptHash: rubric.promptHash,
           inputsHash: inputsHash(rubric, inputs),
         },
@@ -171,8 +173,13 @@ export function createJudge(ctx: JudgeContext): Judge {
     ? { db: ctx.db, runner, claimantId: instanceId, events, inflight, pendingWrites, options: config.cache }
     : undefined;
 
-  async function score(dimension: string, inputs: JudgeInputs, options: { signal?: AbortSignal } = {}): Promise<JudgeOutcome> {
-    const request: JudgeRequest = { dimension, inputs, ...(options.signal ? { signal: options.signal } : {}) };
+  async function score(dimension: string, inputs: JudgeInputs, options: { signal?: AbortSignal; applicationId?: string } = {}): Promise<JudgeOutcome> {
+    const request: JudgeRequest = {
+      dimension,
+      inputs,
+      ...(options.signal ? { signal: options.signal } : {}),
+      ...(options.applicationId === undefined ? {} : { applicationId: options.applicationId }),
+    };
     if (cacheContext) return judgeWithCache(cacheContext, request);
     const prepared = runner.prepare(request);
     if ('outcome' in prepared) return prepared.outcome;
