@@ -57,7 +57,14 @@ function producerFor(mode: ProducerMode, prefix: string) {
     if (mode === 'transactional') return createTransactionalProducer(brokers, { transactionalId: `${prefix}.shard-${shard}` });
     const p = createBatchProducer(brokers);
     const none = () => Promise.resolve();
-    return { connect: p.connect, begin: none, produceBatch: p.produceBatch, commit: none, abort: none, disconnect: p.disconnect };
+    return {
+      connect: () => p.connect(),
+      begin: none,
+      produceBatch: (messages) => p.produceBatch(messages),
+      commit: none,
+      abort: none,
+      disconnect: () => p.disconnect(),
+    };
   };
 }
 

@@ -35,7 +35,7 @@ const { values } = parseArgs({
 });
 const seconds = Number(values.seconds);
 const rounds = Number(values.rounds);
-const clientCounts = (values.clients as string).split(',').map(Number);
+const clientCounts = values.clients.split(',').map(Number);
 const rate = Number(values.rate);
 const brokers = requireEnv('KAFKA_BROKERS');
 const load = () =>

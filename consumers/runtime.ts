@@ -348,9 +348,9 @@ export function createKeyParallelConsumer(options: KeyParallelConsumerOptions): 
       const result = [];
       for (const [key, progress] of partitions) {
         const { topic, partition } = parsePartitionKey(key);
-        const high = await new Promise<number>((resolve) =>
-          consumer.queryWatermarkOffsets(topic, partition, 2_000, (error, offsets) => resolve(error ? Number.NaN : offsets.highOffset)),
-        );
+        const high = await new Promise<number>((resolve) => {
+          consumer.queryWatermarkOffsets(topic, partition, 2_000, (error, offsets) => resolve(error ? Number.NaN : offsets.highOffset));
+        });
         result.push({
           topic,
           partition,

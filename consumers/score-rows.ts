@@ -12,6 +12,7 @@ export const COST_MAX = 999_999.99999999;
 
 export type ScoreRecord = ScoreRowValues & { evaluation_id: string; attempts: number };
 
+// eslint-disable-next-line no-control-regex -- NUL is exactly what Postgres cannot store in text
 const NUL = /\u0000/g;
 
 /** Text as Postgres can store it: NUL replaced by U+FFFD. */

@@ -9,11 +9,11 @@ import { EventEmitter } from 'node:events';
 import type { Topics } from '../src/config.js';
 import type { EvaluationStatus } from '../src/db/types.js';
 import type { DimensionRegistry } from '../src/dimensions.js';
-import { classifyPgError, coerceError, EvalboxError, isRetryable, PermanentError, RetryableError } from '../src/errors.js';
+import { classifyPgError, coerceError, EvalboxError, parsePermanentCode, PermanentError, RetryableError } from '../src/errors.js';
 import { EVENT_TYPES } from '../src/events.js';
 import { classifyKafkaError, type Producer } from '../src/kafka.js';
 import type { Logger } from '../src/logging.js';
-import { nextDelay, sleep, type BackoffPolicy } from '../src/retry.js';
+import { withRetry, type BackoffPolicy } from '../src/retry.js';
 import { evaluationCreatedSchema, type EvaluationCreatedData } from '../src/schemas/events.js';
 import { createAjv } from '../src/schemas/validator.js';
 import type { ConsumedMessage } from './runtime.js';
@@ -198,7 +198,7 @@ async function scoreMessage(ctx: ScorerContext, message: ConsumedMessage, signal
       if (outcome.row.status === 'ERROR')
         failures.push({
           dimension,
-          error: new PermanentError(outcome.row.reasoning ?? 'scorer error', { code: outcome.row.error_code ?? 'SCORER_ERROR' }),
+          error: new PermanentError(outcome.row.reasoning ?? 'scorer error', { code: parsePermanentCode(outcome.row.error_code) ?? 'SCORER_ERROR' }),
           attempts: outcome.attempts,
         });
       return { row: outcome.row, attempts: outcome.attempts };
@@ -263,34 +263,34 @@ async function scoreWithRetry(
   { evaluationId, applicationId }: { evaluationId: string; applicationId: string },
   signal: AbortSignal,
 ): Promise<{ row: ScoreRow; attempts: number } | { error: EvalboxError; attempts: number }> {
-  const firstTry = Date.now();
-  // Time spent waiting for a provider that pushes back (429, an open circuit) is not this
-  // evaluation's fault and does not count against its retry age.
-  let pausedMs = 0;
-  let attempts = 0;
-  for (;;) {
-    if (signal.aborted) throw new RetryableError('stopping', { code: 'SHUTDOWN' });
-    attempts++;
-    const attemptStarted = Date.now();
-    try {
-      return { row: await scorer.score(inputs, { signal, evaluationId, applicationId }), attempts };
-    } catch (thrown) {
-      // A shutdown (or a revoked partition) aborts the work; it is redelivered, never terminal.
-      if (signal.aborted) throw new RetryableError('stopping', { code: 'SHUTDOWN', cause: thrown });
-      const error = thrown instanceof EvalboxError ? thrown : new PermanentError(coerceError(thrown).message, { code: 'SCORER_FAILED', cause: thrown });
-      const pressure = ctx.isPressure?.(error) ?? false;
-      if (pressure) {
-        attempts--; // provider back-pressure does not use up this evaluation's budget
-        pausedMs += Date.now() - attemptStarted;
-      }
-      const exhausted = attempts >= ctx.retry.maxAttempts || Date.now() - firstTry - pausedMs >= ctx.retry.maxAgeMs;
-      if (!isRetryable(error) || (exhausted && !pressure)) return { error, attempts: Math.max(attempts, 1) };
-      const delayMs = nextDelay(ctx.retry, Math.max(attempts, 1), error);
-      ctx.events.emit('scorer:retry', { dimension: scorer.dimension, code: error.code, attempt: attempts, delayMs, pressure });
-      const sleepStarted = Date.now();
-      await sleep(delayMs, signal);
-      if (pressure) pausedMs += Date.now() - sleepStarted;
-    }
+  const stopping = (cause?: unknown) => new RetryableError('stopping', { code: 'SHUTDOWN', cause });
+  if (signal.aborted) throw stopping();
+  const isPressure = (error: unknown) => ctx.isPressure?.(error) ?? false;
+  let attempts = 1;
+  try {
+    const row = await withRetry(
+      async (attempt) => {
+        attempts = attempt;
+        try {
+          return await scorer.score(inputs, { signal, evaluationId, applicationId });
+        } catch (thrown) {
+          throw thrown instanceof EvalboxError ? thrown : new PermanentError(coerceError(thrown).message, { code: 'SCORER_FAILED', cause: thrown });
+        }
+      },
+      ctx.retry,
+      {
+        signal,
+        // provider back-pressure does not use up this evaluation's budget
+        uncounted: isPressure,
+        onRetry: (error, attempt, delayMs) =>
+          ctx.events.emit('scorer:retry', { dimension: scorer.dimension, code: (error as EvalboxError).code, attempt, delayMs, pressure: isPressure(error) }),
+      },
+    );
+    return { row, attempts };
+  } catch (error) {
+    // A shutdown (or a revoked partition) aborts the work; it is redelivered, never terminal.
+    if (signal.aborted) throw stopping(error);
+    return { error: error as EvalboxError, attempts };
   }
 }
 

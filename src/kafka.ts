@@ -106,8 +106,6 @@ interface PendingBatch {
   resolve: () => void;
 }
 
-type NativeProducer = InstanceType<typeof kafkaJs.Producer>;
-
 /**
  * librdkafka's own Producer with the relay's batch produce: the KafkaJS-compatible wrapper
  * converts every message and creates a promise per message; here a batch is one promise and each
@@ -179,7 +177,12 @@ export function createBatchProducer(brokers: string, options: { clientId?: strin
     },
     options,
   );
-  return { connect: native.connect, produceBatch: native.produceBatch, flush: native.flush, disconnect: native.disconnect };
+  return {
+    connect: () => native.connect(),
+    produceBatch: (messages) => native.produceBatch(messages),
+    flush: (ms) => native.flush(ms),
+    disconnect: () => native.disconnect(),
+  };
 }
 
 /**
@@ -217,15 +220,14 @@ export function createTransactionalProducer(
     },
     options,
   );
-  const { producer, call } = native;
-  const p = producer as NativeProducer;
+  const { producer: p, call } = native;
   return {
     async connect() {
       await native.connect();
       await call((done) => p.initTransactions(30_000, done));
     },
     begin: () => call((done) => p.beginTransaction(done)),
-    produceBatch: native.produceBatch,
+    produceBatch: (messages) => native.produceBatch(messages),
     commit: (timeoutMs) => call((done) => p.commitTransaction(timeoutMs, done)),
     abort: (timeoutMs) => call((done) => p.abortTransaction(timeoutMs, done)),
     disconnect: native.disconnect,
@@ -328,7 +330,8 @@ const PERMANENT_MESSAGE_CODES = new Set(
 export function classifyKafkaError(thrown: unknown): EvalboxError {
   const error = coerceError(thrown);
   const code = (thrown as { code?: unknown })?.code;
-  const name = typeof code === 'number' ? (Object.keys(kafkaCodes).find((k) => kafkaCodes[k] === code) ?? `KAFKA_${code}`) : 'KAFKA_UNKNOWN';
+  const isName = (k: string): k is `ERR_${string}` => k.startsWith('ERR_') && kafkaCodes[k] === code;
+  const name = typeof code === 'number' ? (Object.keys(kafkaCodes).find(isName) ?? (`KAFKA_${code}` as const)) : 'KAFKA_UNKNOWN';
   if (typeof code === 'number' && PERMANENT_MESSAGE_CODES.has(code)) {
     return new PermanentError(error.message, { code: name, cause: error });
   }

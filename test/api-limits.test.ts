@@ -43,7 +43,7 @@ describe('API quotas and fairness', () => {
       dimensions: createDimensionRegistry(),
       keys: createKeyResolver(f.database.db),
     });
-  const post = (app: ReturnType<typeof createApiApp>, key: string, body: unknown, headers: Record<string, string> = {}) =>
+  const post = async (app: ReturnType<typeof createApiApp>, key: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> =>
     app.request(body && typeof body === 'object' && 'items' in body ? '/v1/evaluations:batch' : '/v1/evaluations', {
       method: 'POST',
       headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...headers },
@@ -86,7 +86,7 @@ describe('API quotas and fairness', () => {
           const { rows } = await f.database.pool.query(
             `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
           );
-          return rows[0].n >= 1;
+          return (rows[0] as { n: number }).n >= 1;
         },
         { what: 'a request to wait on the row lock' },
       );
@@ -123,7 +123,7 @@ describe('API quotas and fairness', () => {
           const { rows } = await f.database.pool.query(
             `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
           );
-          return rows[0].n >= 1;
+          return (rows[0] as { n: number }).n >= 1;
         },
         { what: 'the flood to hold connections' },
       );

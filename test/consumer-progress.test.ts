@@ -17,7 +17,7 @@ function recordingTransport(asyncErrors: unknown[] = [], syncErrors: unknown[] =
     commitSync(offsets) {
       sent.push({ mode: 'sync', offsets });
       const error = syncErrors.shift();
-      if (error) throw error;
+      if (error) throw error as Error;
     },
   };
   return { transport, sent };

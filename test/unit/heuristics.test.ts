@@ -2,10 +2,10 @@
 // them is in the labelled set of bench/scorer-cases/): the probes that used to fool the first
 // scorers, their adversarial neighbours, and the contract (value, label, confidence, version).
 import { describe, expect, it } from '@jest/globals';
-import { HEURISTIC_DIMENSIONS } from '../src/dimensions.js';
-import { HEURISTIC_SCORERS, type HeuristicOutcome } from '../consumers/heuristics/index.js';
-import { cardIssuer, ibanValid, luhnValid } from '../consumers/heuristics/pii.js';
-import { CLASSES } from '../bench/scorer-cases.js';
+import { HEURISTIC_DIMENSIONS } from '../../src/dimensions.js';
+import { HEURISTIC_SCORERS, type HeuristicOutcome } from '../../consumers/heuristics/index.js';
+import { cardIssuer, ibanValid, luhnValid } from '../../consumers/heuristics/pii.js';
+import { CLASSES } from '../../bench/scorer-cases.js';
 
 const score = (dimension: string, input: { prompt?: string; response: string; context?: string | string[] | null }): HeuristicOutcome =>
   (HEURISTIC_SCORERS.get(dimension) as NonNullable<ReturnType<typeof HEURISTIC_SCORERS.get>>).score({
