@@ -2,9 +2,9 @@
 // heuristics, plus the LLM judge when one is configured), the key-parallel consumer and the DLT
 // producer; on SIGTERM stops fetching, drains in-flight work, commits, and exits 0.
 import { CONNECTION_HELP, CONNECTION_OPTIONS, parse, UsageError, type Command } from '../src/cli/args.js';
-import { loadConfig, requireSetting } from '../src/config.js';
+import { loadConfig, requireSetting, optionsHelp, settingFlags } from '../src/config.js';
 import { createDb, waitForDatabase } from '../src/db/index.js';
-import { createDimensionRegistry, publishDimensions, type DimensionDefinition } from '../src/dimensions.js';
+import { createDimensionRegistry, publishDimensions, PUBLISH_INTERVAL_MS, type DimensionDefinition } from '../src/dimensions.js';
 import { createIdempotentProducer, createKafka, ensureTopics } from '../src/kafka.js';
 import { createLogger } from '../src/logging.js';
 import { Releasers, serveAdminPort, stopSignal } from '../src/lifecycle.js';
@@ -15,6 +15,7 @@ import { createKeyParallelConsumer, type ConsumedMessage } from './runtime.js';
 import { createScoreStore } from './score-store.js';
 import { createScorerEvents, deadLetterMessage, handleEvaluationMessage, type ScorerContext } from './scorer.js';
 import { buildScorers, judgePressureClassifier, pauseOnJudgePressure } from './scorers.js';
+import { applyScoringModes, createCascadeEvents, loadCascadeConfig, registerCascadeMetrics } from './cascade.js';
 
 /** The ordering key: the evaluation id in the event (default) or the Kafka key. */
 export function orderingKeyFor(mode: 'evaluation' | 'kafka-key') {
@@ -36,21 +37,19 @@ scores, the terminal status and an evaluation.scored outbox event in one transac
 and exhausted work goes to the DLT. Runs as many replicas as you like (one consumer group).
 Without EVALBOX_JUDGE_* configuration only the offline heuristic dimensions are scored.
 
-Options (flags override the environment):
-  --admin-port Q           /healthz, /readyz, /metrics (env EVALBOX_ADMIN_PORT; 0 = none)
-  --group G                consumer group (env EVALBOX_SCORER_GROUP, default evalbox-scorer)
-  --ordering-key MODE      evaluation (default) or kafka-key (env EVALBOX_SCORER_ORDERING_KEY)
-  --max-in-flight N        per partition before pausing it (env EVALBOX_SCORER_MAX_IN_FLIGHT, default 500)
-  --max-attempts N         per dimension for retryable failures (env EVALBOX_SCORER_MAX_ATTEMPTS, default 5)
-  --max-retry-age-ms N     per dimension (env EVALBOX_SCORER_MAX_RETRY_AGE_MS, default 300000)
-  --retry-base-ms N        first backoff ceiling (env EVALBOX_SCORER_RETRY_BASE_MS, default 200)
-  --pool-size N            database connections (env EVALBOX_SCORER_POOL_SIZE, default 20)
-  --grace-ms N             drain time on SIGTERM (env EVALBOX_SCORER_GRACE_MS, default 20000)
-  --topic-events T, --topic-scores T, --topic-dlt T   (env EVALBOX_TOPIC_EVENTS, _SCORES, _DLT)
+Options (flags override the environment, which overrides the file EVALBOX_CONFIG_FILE):
+${optionsHelp('scorer')}
 Judge: EVALBOX_JUDGE_BASE_URL, EVALBOX_JUDGE_MODEL, EVALBOX_JUDGE_API_KEY or EVALBOX_JUDGE_CONFIG.
+Who scores groundedness, answer_relevance and toxicity when a judge is configured:
+  EVALBOX_SCORING_MODES      heuristic (default), judge, cascade, or per dimension,
+                             e.g. groundedness=cascade,toxicity=judge
+  EVALBOX_CASCADE_CONFIDENCE offline verdicts at or above it stand (default 0.8)
+  EVALBOX_CASCADE_AUDIT_RATE share of confident verdicts also sent to the judge (default 0)
 ${CONNECTION_HELP}`,
   async run(argv) {
     const { values } = parse(argv, {
+      // Every setting of the process is a flag; the configuration lists them.
+      ...settingFlags('scorer'),
       ...CONNECTION_OPTIONS,
       'admin-port': { type: 'string' },
       host: { type: 'string' },
@@ -71,25 +70,17 @@ ${CONNECTION_HELP}`,
       return 0;
     }
     const stopped = stopSignal();
-    const config = loadConfig(process.env, values);
-    const setting = (flag: string, env: string, fallback: number): number => {
-      const flagValue = (values as Record<string, unknown>)[flag];
-      const raw = typeof flagValue === 'string' ? flagValue : process.env[env];
-      if (raw === undefined || raw === '') return fallback;
-      const n = Number(raw);
-      if (!Number.isInteger(n) || n < 1) throw new UsageError(`--${flag} / ${env} must be a positive integer, got "${raw}"`);
-      return n;
-    };
-    const orderingMode = String(values['ordering-key'] ?? process.env.EVALBOX_SCORER_ORDERING_KEY ?? 'evaluation');
-    if (orderingMode !== 'evaluation' && orderingMode !== 'kafka-key')
-      throw new UsageError(`--ordering-key must be evaluation or kafka-key, got "${orderingMode}"`);
-    const groupId = String(values.group ?? process.env.EVALBOX_SCORER_GROUP ?? 'evalbox-scorer');
-    const graceMs = setting('grace-ms', 'EVALBOX_SCORER_GRACE_MS', 20_000);
+    // The scorer's --pool-size is its own pool, not the API's.
+    const config = loadConfig(process.env, { ...values, 'pool-size': undefined, 'scorer-pool-size': values['pool-size'] });
+    const { scorer } = config;
+    const orderingMode = scorer.orderingKey;
+    const groupId = scorer.group;
+    const graceMs = scorer.graceMs;
 
     const logger = createLogger({ level: config.logLevel, name: 'evalbox-scorer' });
     const brokers = requireSetting(config.kafkaBrokers, 'KAFKA_BROKERS');
     const handle = createDb(requireSetting(config.databaseUrl, 'DATABASE_URL'), {
-      max: setting('pool-size', 'EVALBOX_SCORER_POOL_SIZE', 20),
+      max: scorer.poolSize,
       applicationName: 'evalbox-scorer',
     });
     await waitForDatabase(handle, { onRetry: (error, attempt) => logger.warn({ err: error, attempt }, 'waiting for the database') });
@@ -102,9 +93,16 @@ ${CONNECTION_HELP}`,
     const judgeDimensions: DimensionDefinition[] = judgeConfig ? judgeDimensionDefinitions(judgeConfig) : [];
     const dimensions = createDimensionRegistry(judgeDimensions);
     const scorers = buildScorers(dimensions.list(), judge);
-    await publishDimensions(
-      handle.db,
-      dimensions.list().filter((d) => scorers.has(d.id)),
+    const cascadeEvents = createCascadeEvents();
+    const cascade = loadCascadeConfig(process.env, judge);
+    applyScoringModes(scorers, dimensions.list(), judge ? { judge, config: cascade, events: cascadeEvents } : undefined);
+    registerCascadeMetrics(registry, cascadeEvents);
+    const offered = dimensions.list().filter((d) => scorers.has(d.id));
+    await publishDimensions(handle.db, offered);
+    // The heartbeat: the API stops accepting a dimension whose scorers stopped re-publishing it.
+    const heartbeat = setInterval(
+      () => void publishDimensions(handle.db, offered).catch((error) => logger.warn({ err: error }, 'publishing dimensions failed')),
+      PUBLISH_INTERVAL_MS,
     );
 
     await ensureTopics(kafka, [
@@ -126,10 +124,10 @@ ${CONNECTION_HELP}`,
       events: scorerEvents,
       isPressure: judge ? judgePressureClassifier(judge) : undefined,
       retry: {
-        baseMs: setting('retry-base-ms', 'EVALBOX_SCORER_RETRY_BASE_MS', 200),
+        baseMs: scorer.retryBaseMs,
         maxMs: 30_000,
-        maxAttempts: setting('max-attempts', 'EVALBOX_SCORER_MAX_ATTEMPTS', 5),
-        maxAgeMs: setting('max-retry-age-ms', 'EVALBOX_SCORER_MAX_RETRY_AGE_MS', 300_000),
+        maxAttempts: scorer.maxAttempts,
+        maxAgeMs: scorer.maxRetryAgeMs,
       },
     };
     const consumer = createKeyParallelConsumer({
@@ -137,7 +135,7 @@ ${CONNECTION_HELP}`,
       groupId,
       topics: [config.topics.events],
       orderingKeyOf: orderingKeyFor(orderingMode),
-      maxInFlightPerPartition: setting('max-in-flight', 'EVALBOX_SCORER_MAX_IN_FLIGHT', 500),
+      maxInFlightPerPartition: scorer.maxInFlight,
       commitIntervalMs: 500,
       logger,
       handle: (message, signal) => handleEvaluationMessage(scorerContext, message, signal),
@@ -153,6 +151,7 @@ ${CONNECTION_HELP}`,
 
     const releasers = new Releasers();
     releasers.add(() => handle.close());
+    releasers.add(() => clearInterval(heartbeat));
     releasers.add(() => judge?.close());
     releasers.add(() => producer.disconnect());
     await serveAdminPort({ config, requested: values['admin-port'] !== undefined, registry, db: handle.db, logger, releasers });
@@ -161,7 +160,7 @@ ${CONNECTION_HELP}`,
 
     await consumer.start();
     releasers.add(() => consumer.stop(graceMs));
-    logger.info({ groupId, topic: config.topics.events, dimensions: [...scorers.keys()], judge: Boolean(judge) }, 'scorer started');
+    logger.info({ groupId, topic: config.topics.events, dimensions: [...scorers.keys()], judge: Boolean(judge), modes: cascade.modes }, 'scorer started');
     const signal = await stopped;
     logger.info({ signal }, 'shutting down');
     await releasers.releaseAll();

@@ -272,7 +272,6 @@ async function scoreWithRetry(
   const stopping = (cause?: unknown) => new RetryableError('stopping', { code: 'SHUTDOWN', cause });
   if (signal.aborted) throw stopping();
   const isPressure = (error: unknown) => ctx.isPressure?.(error) ?? false;
-  let attempts = 1;
   // Every paid call is recorded: tokens and cost of failed attempts join the final row.
   const paid = { inputTokens: 0, outputTokens: 0, costUsd: 0 as number | null };
   const withPaid = (row: ScoreRow): ScoreRow =>
@@ -284,6 +283,7 @@ async function scoreWithRetry(
           output_tokens: (row.output_tokens ?? 0) + paid.outputTokens,
           cost_usd: paid.costUsd === null || (row.cost_usd === null && row.source === 'LLM_JUDGE') ? null : Number(row.cost_usd ?? 0) + paid.costUsd,
         };
+  let attempts = 1;
   try {
     const row = await withRetry(
       async (attempt) => {
@@ -303,7 +303,7 @@ async function scoreWithRetry(
       ctx.retry,
       {
         signal,
-        // provider back-pressure does not use up this evaluation's budget
+        // provider back-pressure does not use up this evaluation's budget, nor its retry age
         uncounted: isPressure,
         onRetry: (error, attempt, delayMs) =>
           ctx.events.emit('scorer:retry', { dimension: scorer.dimension, code: (error as EvalboxError).code, attempt, delayMs, pressure: isPressure(error) }),

@@ -1,7 +1,7 @@
 // `evalbox relay`: the composition root of the relay process. Builds the relay from the validated
 // config, serves the admin port, and on SIGTERM drains, flushes, releases its leases, exits 0.
 import { CONNECTION_HELP, CONNECTION_OPTIONS, parse, UsageError, type Command } from '../src/cli/args.js';
-import { loadConfig, requireSetting } from '../src/config.js';
+import { loadConfig, requireSetting, optionsHelp, settingFlags } from '../src/config.js';
 import { createDb, waitForDatabase } from '../src/db/index.js';
 import { sql } from 'kysely';
 import { createKafka, createTransactionalProducer, ensureTopics } from '../src/kafka.js';
@@ -21,24 +21,14 @@ each batch one Kafka transaction. Run two or more: each shard is led by one rela
 in the database; a standby takes over when the leader dies. SIGTERM finishes the in-flight
 batch (for at most the lease TTL, renewing the lease meanwhile), releases the leases, exits 0.
 
-Options (flags override the environment):
-  --admin-port Q        /healthz, /readyz, /metrics (env EVALBOX_ADMIN_PORT; 0 = none)
-  --wakeup MODE         notify (LISTEN nudges + adaptive poll) or poll (env EVALBOX_RELAY_WAKEUP, default notify)
-  --batch-size N        rows per batch (env EVALBOX_RELAY_BATCH_SIZE, default 2000)
-  --poll-min-ms N       poll interval after work (env EVALBOX_RELAY_POLL_MIN_MS, default 5)
-  --poll-max-ms N       poll interval ceiling when idle (env EVALBOX_RELAY_POLL_MAX_MS, default 2000)
-  --lease-ttl-ms N      shard lease lifetime (env EVALBOX_RELAY_LEASE_TTL_MS, default 3000)
-  --heartbeat-ms N      lease renewal period (env EVALBOX_RELAY_HEARTBEAT_MS, default 1000)
+Options (flags override the environment, which overrides the file EVALBOX_CONFIG_FILE):
   --shards N            set the number of shards (only while nothing is pending)
-  --max-shards N        most shards this relay leads (env EVALBOX_RELAY_MAX_SHARDS, default all)
-  --transactional-id-prefix P   prefix of each shard producer's transactional.id
-                        (env EVALBOX_RELAY_TRANSACTIONAL_ID_PREFIX, default evalbox-relay.<database name>)
-  --retention-hours N   keep outbox partitions this long (env EVALBOX_OUTBOX_RETENTION_HOURS, default 72)
-  --topic-events T, --topic-scores T   topics to create at start (env EVALBOX_TOPIC_EVENTS, EVALBOX_TOPIC_SCORES)
-  --topic-partitions N  partitions of topics it creates (env EVALBOX_TOPIC_PARTITIONS, default 6)
+${optionsHelp('relay')}
 ${CONNECTION_HELP}`,
   async run(argv) {
     const { values } = parse(argv, {
+      // Every setting of the process is a flag; the configuration lists them.
+      ...settingFlags('relay'),
       ...CONNECTION_OPTIONS,
       'admin-port': { type: 'string' },
       host: { type: 'string' },
@@ -69,8 +59,7 @@ ${CONNECTION_HELP}`,
       if (!Number.isInteger(n) || n < 1) throw new UsageError(`${name} must be a positive integer, got "${value}"`);
       return n;
     };
-    const maxShards = int(values['max-shards'] ?? process.env.EVALBOX_RELAY_MAX_SHARDS, '--max-shards', Number.MAX_SAFE_INTEGER);
-    const topicPartitions = int(values['topic-partitions'] ?? process.env.EVALBOX_TOPIC_PARTITIONS, '--topic-partitions', 6);
+    const { maxShards, topicPartitions } = config.relay;
     const shards = values.shards === undefined ? undefined : int(values.shards, '--shards', 1);
 
     const logger = createLogger({ level: config.logLevel, name: 'evalbox-relay' });

@@ -1,11 +1,15 @@
 // CloudEvents 1.0, Kafka protocol binding, binary mode: the Kafka value is the event data (JSON),
 // the attributes travel as ce_* headers. ce_id is the outbox event id, stable across redelivery.
+import { dataSchemaOf } from './schemas/events.js';
+
 export interface CloudEventAttributes {
   id: string;
   type: string;
   source: string;
   time: string;
   traceparent?: string;
+  /** The URI of the JSON Schema of `data`; by default the current schema of the event type. */
+  dataschema?: string;
 }
 
 export type KafkaHeaders = Record<string, string>;
@@ -20,6 +24,8 @@ export function cloudEventHeaders(attributes: CloudEventAttributes, extra: Recor
     ce_time: attributes.time,
     'content-type': 'application/json',
   };
+  const dataschema = attributes.dataschema ?? dataSchemaOf(attributes.type);
+  if (dataschema) headers.ce_dataschema = dataschema;
   if (attributes.traceparent) headers.traceparent = attributes.traceparent;
   return headers;
 }
@@ -38,6 +44,7 @@ export function readCloudEventHeaders(headers: Record<string, unknown> | undefin
     source: text('ce_source'),
     time: text('ce_time'),
     specversion: text('ce_specversion'),
+    dataschema: text('ce_dataschema'),
     traceparent: text('traceparent'),
   };
 }

@@ -1,5 +1,6 @@
 // Configuration: environment variables prefixed EVALBOX_ (plus DATABASE_URL and KAFKA_BROKERS),
 // overridden by command-line flags. Every process builds its parts from one validated Config.
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ConfigError } from './errors.js';
@@ -64,6 +65,28 @@ export interface Config {
     partitionsAhead: number;
     /** Prefix of each shard producer's transactional.id; empty: derived from the database name. */
     transactionalIdPrefix: string;
+    /** Most shards one relay leads at once. */
+    maxShards: number;
+    /** Partitions of the topics the relay creates at start. */
+    topicPartitions: number;
+  };
+  scorer: {
+    group: string;
+    orderingKey: 'evaluation' | 'kafka-key';
+    maxInFlight: number;
+    maxAttempts: number;
+    maxRetryAgeMs: number;
+    retryBaseMs: number;
+    poolSize: number;
+    /** On SIGTERM, how long in-flight scoring may take before it is abandoned (and redelivered). */
+    graceMs: number;
+  };
+  /** The LLM judge endpoint (consumers/judge reads the same variables, or EVALBOX_JUDGE_CONFIG). */
+  judge: {
+    baseUrl: string;
+    model: string;
+    apiKey: string;
+    configFile: string;
   };
 }
 
@@ -80,38 +103,201 @@ export function defaultCacheDir(env: Env = process.env): string {
   return env.EVALBOX_CACHE_DIR ?? path.join(env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'evalbox');
 }
 
-/** Reads one setting: a flag (kebab-case) wins over EVALBOX_<NAME>, which wins over the default. */
-function reader(env: Env, flags: Flags) {
-  const raw = (flag: string, envName: string): string | undefined => {
+/** One setting as the configuration read it: where from, and what it is. */
+export interface SettingRecord {
+  flag: string;
+  env: string;
+  kind: 'string' | 'integer' | 'one of';
+  value: string | number;
+  defaultValue: string | number;
+  source: 'flag' | 'env' | 'file' | 'default';
+  min?: number;
+  allowed?: readonly string[];
+}
+
+/** What each setting is, for the generated --help and `evalbox config`. */
+const DESCRIPTIONS: Record<string, string> = {
+  DATABASE_URL: 'Postgres connection URL',
+  KAFKA_BROKERS: 'Kafka bootstrap servers',
+  EVALBOX_TOPIC_EVENTS: 'topic of evaluation.created',
+  EVALBOX_TOPIC_SCORES: 'topic of evaluation.scored',
+  EVALBOX_TOPIC_DLT: 'dead-letter topic',
+  EVALBOX_CACHE_DIR: 'where the local stack keeps jars, data and logs',
+  EVALBOX_LOG_LEVEL: 'pino log level',
+  EVALBOX_ADMIN_PORT: 'port of /healthz, /readyz, /metrics (0 = none)',
+  EVALBOX_HOST: 'interface of the public port',
+  EVALBOX_ADMIN_HOST: 'interface of the admin port',
+  EVALBOX_API_PORT: 'public port (0 picks a free one)',
+  EVALBOX_API_BODY_LIMIT: 'largest request body, bytes',
+  EVALBOX_API_BATCH_LIMIT: 'most items per batch request',
+  EVALBOX_API_POOL_SIZE: 'database connections',
+  EVALBOX_API_KEY_CACHE_TTL_MS: 'how long a key lookup is cached (a revoked key works this much longer)',
+  EVALBOX_SHUTDOWN_GRACE_MS: 'on SIGTERM, time in-flight requests get before their connections are cut',
+  EVALBOX_API_GROUP_COMMIT: 'write concurrent POSTs with one statement and one commit',
+  EVALBOX_API_GROUP_COMMIT_WINDOW_MS: 'longest a request waits for others to share its commit (0 = one event-loop turn)',
+  EVALBOX_API_GROUP_COMMIT_MAX_ROWS: 'a group is written once it holds this many rows',
+  EVALBOX_API_IDEMPOTENCY_TTL_HOURS: 'how long an Idempotency-Key is honoured',
+  EVALBOX_API_HEADERS_TIMEOUT_MS: 'time a client has to send the request headers',
+  EVALBOX_API_REQUEST_TIMEOUT_MS: 'time a client has to send the whole request',
+  EVALBOX_API_KEEP_ALIVE_TIMEOUT_MS: 'idle keep-alive connection lifetime',
+  EVALBOX_API_BODY_IDLE_TIMEOUT_MS: 'a connection silent this long mid-body is closed',
+  EVALBOX_API_STATEMENT_TIMEOUT_MS: 'Postgres statement timeout of API queries',
+  EVALBOX_API_RATE_PER_SECOND: 'per application: sustained requests per second (over a quota: 429 with Retry-After)',
+  EVALBOX_API_RATE_BURST: 'per application: burst above the rate',
+  EVALBOX_API_CONCURRENCY_PER_APP: 'per application: requests in flight',
+  EVALBOX_API_POOL_SHARE_PER_APP: 'per application: database connections held at once (0 = a quarter of the pool)',
+  EVALBOX_RELAY_BATCH_SIZE: 'outbox rows per batch',
+  EVALBOX_RELAY_WAKEUP: 'LISTEN nudges plus adaptive poll, or poll only',
+  EVALBOX_RELAY_POLL_MIN_MS: 'poll interval after work',
+  EVALBOX_RELAY_POLL_MAX_MS: 'poll interval ceiling when idle',
+  EVALBOX_RELAY_LEASE_TTL_MS: 'shard lease lifetime; on SIGTERM, the longest the in-flight batches may take',
+  EVALBOX_RELAY_HEARTBEAT_MS: 'lease renewal period',
+  EVALBOX_OUTBOX_RETENTION_HOURS: 'how long outbox partitions are kept',
+  EVALBOX_OUTBOX_PARTITIONS_AHEAD: 'outbox partitions created ahead',
+  EVALBOX_RELAY_TRANSACTIONAL_ID_PREFIX: "prefix of each shard producer's transactional.id (default: from the database name)",
+  EVALBOX_RELAY_MAX_SHARDS: 'most shards this relay leads',
+  EVALBOX_TOPIC_PARTITIONS: 'partitions of the topics the relay creates',
+  EVALBOX_SCORER_GROUP: 'consumer group',
+  EVALBOX_SCORER_ORDERING_KEY: 'what orders work within a partition',
+  EVALBOX_SCORER_MAX_IN_FLIGHT: 'evaluations in flight per partition before it pauses',
+  EVALBOX_SCORER_MAX_ATTEMPTS: 'attempts per dimension for retryable failures',
+  EVALBOX_SCORER_MAX_RETRY_AGE_MS: 'how long a dimension is retried',
+  EVALBOX_SCORER_RETRY_BASE_MS: 'first backoff ceiling',
+  EVALBOX_SCORER_POOL_SIZE: 'database connections',
+  EVALBOX_SCORER_GRACE_MS: 'on SIGTERM, time in-flight scoring gets before it is abandoned',
+  EVALBOX_JUDGE_BASE_URL: 'OpenAI-compatible judge endpoint',
+  EVALBOX_JUDGE_MODEL: 'judge model',
+  EVALBOX_JUDGE_API_KEY: 'judge API key (secret)',
+  EVALBOX_JUDGE_CONFIG: 'JSON file of judge endpoints, prices and rubrics',
+};
+
+export const describeSetting = (envName: string): string => DESCRIPTIONS[envName] ?? '';
+
+/** Settings whose values are never printed. A URL setting is printed with its password masked. */
+const SECRET_SETTINGS = new Set(['EVALBOX_JUDGE_API_KEY']);
+
+export function maskSecret(env: string, value: string | number): string {
+  const text = String(value);
+  if (SECRET_SETTINGS.has(env)) return text ? '****' : '';
+  return text.replace(/(\/\/[^:@/]*:)[^@/]*@/, '$1****@');
+}
+
+/**
+ * The optional configuration file (EVALBOX_CONFIG_FILE): a JSON object of the same variable
+ * names as the environment, e.g. {"EVALBOX_RELAY_BATCH_SIZE": 500}. The environment wins over it.
+ */
+export function readConfigFile(env: Env): { file: string; values: Record<string, string> } | undefined {
+  const file = env.EVALBOX_CONFIG_FILE;
+  if (!file) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (error) {
+    throw new ConfigError(`EVALBOX_CONFIG_FILE ${file}: ${(error as Error).message}`);
+  }
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new ConfigError(`EVALBOX_CONFIG_FILE ${file}: expected a JSON object of settings`);
+  const values: Record<string, string> = {};
+  for (const [name, value] of Object.entries(parsed)) {
+    if (!/^(EVALBOX_[A-Z0-9_]+|DATABASE_URL|KAFKA_BROKERS)$/.test(name))
+      throw new ConfigError(`EVALBOX_CONFIG_FILE ${file}: "${name}" is not an evalbox setting`);
+    if (typeof value !== 'string' && typeof value !== 'number') throw new ConfigError(`EVALBOX_CONFIG_FILE ${file}: ${name} must be a string or a number`);
+    values[name] = String(value);
+  }
+  return { file, values };
+}
+
+/** Reads one setting: a flag (kebab-case) wins over EVALBOX_<NAME>, then the file, then the default. */
+function reader(env: Env, flags: Flags, record?: (setting: SettingRecord) => void) {
+  const file = readConfigFile(env);
+  const raw = (flag: string, envName: string): { value: string | undefined; source: SettingRecord['source']; where: string } => {
     const fromFlag = flags[flag];
-    if (typeof fromFlag === 'string') return fromFlag;
-    return env[envName];
+    if (typeof fromFlag === 'string') return { value: fromFlag, source: 'flag', where: `--${flag}` };
+    const fromEnv = env[envName];
+    if (fromEnv !== undefined && fromEnv !== '') return { value: fromEnv, source: 'env', where: envName };
+    const fromFile = file?.values[envName];
+    if (fromFile !== undefined) return { value: fromFile, source: 'file', where: `${envName} in ${file?.file}` };
+    return { value: undefined, source: 'default', where: envName };
   };
   return {
     string(flag: string, envName: string, fallback: string): string {
-      return raw(flag, envName) ?? fallback;
+      const { value, source } = raw(flag, envName);
+      record?.({ flag, env: envName, kind: 'string', value: value ?? fallback, defaultValue: fallback, source });
+      return value ?? fallback;
     },
     int(flag: string, envName: string, fallback: number, min = 0): number {
-      const value = raw(flag, envName);
-      if (value === undefined || value === '') return fallback;
-      const parsed = Number(value);
-      if (!Number.isInteger(parsed) || parsed < min) {
-        throw new ConfigError(`--${flag} / ${envName} must be an integer >= ${min}, got "${value}"`);
+      const { value, source, where } = raw(flag, envName);
+      let parsed = fallback;
+      if (value !== undefined && value !== '') {
+        parsed = Number(value);
+        if (!Number.isInteger(parsed) || parsed < min) throw new ConfigError(`${where} must be an integer >= ${min}, got "${value}" (--${flag} / ${envName})`);
       }
+      record?.({ flag, env: envName, kind: 'integer', value: parsed, defaultValue: fallback, source, min });
       return parsed;
     },
     oneOf<T extends string>(flag: string, envName: string, allowed: readonly T[], fallback: T): T {
-      const value = raw(flag, envName) ?? fallback;
-      if (!(allowed as readonly string[]).includes(value)) {
-        throw new ConfigError(`--${flag} / ${envName} must be one of ${allowed.join(', ')}, got "${value}"`);
-      }
+      const { value: given, source, where } = raw(flag, envName);
+      const value = given ?? fallback;
+      if (!(allowed as readonly string[]).includes(value))
+        throw new ConfigError(`${where} must be one of ${allowed.join(', ')}, got "${value}" (--${flag} / ${envName})`);
+      record?.({ flag, env: envName, kind: 'one of', value, defaultValue: fallback, source, allowed });
       return value as T;
     },
   };
 }
 
+/** Every setting of the configuration, with its effective value and where it came from. */
+export function describeConfig(env: Env = process.env, flags: Flags = {}): SettingRecord[] {
+  const settings: SettingRecord[] = [];
+  buildConfig(env, flags, (s) => settings.push(s));
+  return settings;
+}
+
+/** Which process a setting belongs to, by its name; the rest are shared. */
+export function scopeOf(envName: string): 'api' | 'relay' | 'scorer' | 'common' {
+  if (/^EVALBOX_API_|^EVALBOX_SHUTDOWN_GRACE_MS$/.test(envName)) return 'api';
+  if (/^EVALBOX_(RELAY|OUTBOX)_|^EVALBOX_TOPIC_PARTITIONS$/.test(envName)) return 'relay';
+  if (/^EVALBOX_(SCORER|JUDGE)_/.test(envName)) return 'scorer';
+  return 'common';
+}
+
+/** The option list of a command's --help, generated from the configuration so it cannot drift. */
+export function optionsHelp(scope: 'api' | 'relay' | 'scorer'): string {
+  const rows = describeConfig({}, {}).filter((s) => scopeOf(s.env) === scope || (scopeOf(s.env) === 'common' && COMMON_FLAGS_SHOWN.has(s.flag)));
+  const left = (s: SettingRecord) => {
+    if (ENV_ONLY.test(s.flag)) return `(env only)`;
+    return `--${FLAG_ALIASES[s.flag] ?? s.flag} ${s.kind === 'integer' ? 'N' : s.kind === 'one of' ? (s.allowed ?? []).join('|') : 'VALUE'}`;
+  };
+  const width = Math.max(...rows.map((s) => left(s).length));
+  return rows
+    .map((s) => {
+      const fallback = s.defaultValue === '' ? 'unset' : s.defaultValue === Number.MAX_SAFE_INTEGER ? 'all' : maskSecret(s.env, s.defaultValue);
+      return `  ${left(s).padEnd(width)}  ${describeSetting(s.env)} (env ${s.env}, default ${fallback})`;
+    })
+    .join('\n');
+}
+
+/** Flags a command spells differently from the configuration's flag (whose names are shared by all). */
+const FLAG_ALIASES: Record<string, string> = { 'scorer-pool-size': 'pool-size' };
+/** Settings read from the environment (or the file) only. */
+const ENV_ONLY = /^judge-/;
+
+/** Shared settings that a process command also lists in its --help. */
+const COMMON_FLAGS_SHOWN = new Set(['admin-port', 'host', 'admin-host', 'topic-events', 'topic-scores', 'topic-dlt']);
+
+/** The parseArgs options of every flag a scope's settings accept. */
+export function settingFlags(scope: 'api' | 'relay' | 'scorer'): Record<string, { type: 'string' }> {
+  const flags: Record<string, { type: 'string' }> = {};
+  for (const s of describeConfig({}, {}))
+    if ((scopeOf(s.env) === scope || scopeOf(s.env) === 'common') && !ENV_ONLY.test(s.flag)) flags[FLAG_ALIASES[s.flag] ?? s.flag] = { type: 'string' };
+  return flags;
+}
+
 export function loadConfig(env: Env = process.env, flags: Flags = {}): Config {
-  const read = reader(env, flags);
+  return buildConfig(env, flags);
+}
+
+function buildConfig(env: Env, flags: Flags, record?: (setting: SettingRecord) => void): Config {
+  const read = reader(env, flags, record);
   const databaseUrl = read.string('database-url', 'DATABASE_URL', '');
   const kafkaBrokers = read.string('kafka-brokers', 'KAFKA_BROKERS', '');
   return {
@@ -160,6 +346,24 @@ export function loadConfig(env: Env = process.env, flags: Flags = {}): Config {
       retentionHours: read.int('retention-hours', 'EVALBOX_OUTBOX_RETENTION_HOURS', 72, 1),
       partitionsAhead: read.int('partitions-ahead', 'EVALBOX_OUTBOX_PARTITIONS_AHEAD', 3, 1),
       transactionalIdPrefix: read.string('transactional-id-prefix', 'EVALBOX_RELAY_TRANSACTIONAL_ID_PREFIX', ''),
+      maxShards: read.int('max-shards', 'EVALBOX_RELAY_MAX_SHARDS', Number.MAX_SAFE_INTEGER, 1),
+      topicPartitions: read.int('topic-partitions', 'EVALBOX_TOPIC_PARTITIONS', 6, 1),
+    },
+    scorer: {
+      group: read.string('group', 'EVALBOX_SCORER_GROUP', 'evalbox-scorer'),
+      orderingKey: read.oneOf('ordering-key', 'EVALBOX_SCORER_ORDERING_KEY', ['evaluation', 'kafka-key'] as const, 'evaluation'),
+      maxInFlight: read.int('max-in-flight', 'EVALBOX_SCORER_MAX_IN_FLIGHT', 500, 1),
+      maxAttempts: read.int('max-attempts', 'EVALBOX_SCORER_MAX_ATTEMPTS', 5, 1),
+      maxRetryAgeMs: read.int('max-retry-age-ms', 'EVALBOX_SCORER_MAX_RETRY_AGE_MS', 300_000, 1),
+      retryBaseMs: read.int('retry-base-ms', 'EVALBOX_SCORER_RETRY_BASE_MS', 200, 1),
+      poolSize: read.int('scorer-pool-size', 'EVALBOX_SCORER_POOL_SIZE', 20, 1),
+      graceMs: read.int('grace-ms', 'EVALBOX_SCORER_GRACE_MS', 20_000, 1),
+    },
+    judge: {
+      baseUrl: read.string('judge-base-url', 'EVALBOX_JUDGE_BASE_URL', ''),
+      model: read.string('judge-model', 'EVALBOX_JUDGE_MODEL', ''),
+      apiKey: read.string('judge-api-key', 'EVALBOX_JUDGE_API_KEY', ''),
+      configFile: read.string('judge-config', 'EVALBOX_JUDGE_CONFIG', ''),
     },
   };
 }

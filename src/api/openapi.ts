@@ -2,9 +2,10 @@
 import { evaluationCreatedSchema, evaluationScoredSchema } from '../schemas/events.js';
 import { acceptedSchema, batchRequestSchema, evaluationRequestSchema, problemSchema } from '../schemas/evaluation-request.js';
 
-// OpenAPI components are referenced by name; $id is a JSON Schema detail they do not need.
-function component<T extends object>(schema: T): Omit<T, '$id'> {
-  const { $id: _id, ...rest } = schema as T & { $id?: string };
+// OpenAPI components are referenced by name; $id (and an event schema's version, which its
+// title and dataschema carry) are JSON Schema details they do not need.
+function component<T extends object>(schema: T): Omit<T, '$id' | 'version'> {
+  const { $id: _id, version: _version, ...rest } = schema as T & { $id?: string; version?: number };
   return rest;
 }
 

@@ -279,7 +279,7 @@ async function runDev(options: DevOptions): Promise<number> {
 
     const statuses = await statusCounts(handle.db, traffic.accepted);
     const backlog = await outboxBacklog(handle.db);
-    await printSummary(handle, traffic, statuses, backlog, say);
+    await printSummary(handle, traffic, statuses, backlog, frame?.dlt ?? 0, say);
     const failures = verdict(traffic, statuses, backlog);
     await printNextSteps(base, ports, applications, supervisor, endpoints, say);
     if (failures.length) for (const f of failures) say(`FAILED: ${f}`);
@@ -403,12 +403,19 @@ export function verdict(traffic: Traffic, statuses: StatusCounts, backlog: numbe
   return failures;
 }
 
-async function printSummary(handle: DbHandle, traffic: Traffic, statuses: StatusCounts, backlog: number, say: (line: string) => void): Promise<void> {
+async function printSummary(
+  handle: DbHandle,
+  traffic: Traffic,
+  statuses: StatusCounts,
+  backlog: number,
+  dlt: number,
+  say: (line: string) => void,
+): Promise<void> {
   const ids = traffic.accepted;
   say('\n== Summary');
   say(
     `accepted ${ids.length}   SCORED ${statuses.SCORED}   PARTIALLY_SCORED ${statuses.PARTIALLY_SCORED}   SCORING_FAILED ${statuses.SCORING_FAILED}   ` +
-      `PENDING ${statuses.PENDING}   lost ${statuses.missing}   outbox backlog ${backlog}   malformed -> expected 4xx ${traffic.rejected.expected}/${traffic.rejected.sent}`,
+      `PENDING ${statuses.PENDING}   lost ${statuses.missing}   dead letters ${dlt}   outbox backlog ${backlog}   malformed -> expected 4xx ${traffic.rejected.expected}/${traffic.rejected.sent}`,
   );
   say('\nMean score per dimension and application (0..1; pii_leak and toxicity: lower is better)');
   say(meansTable(await dimensionMeans(handle.db, ids, 'application'), 'application'));

@@ -1,8 +1,13 @@
-// JSON Schemas of the events evalbox publishes (the CloudEvents `data`, i.e. the Kafka value).
-// Each carries a schemaVersion; adding an optional field keeps old consumers working, so the
+// The events evalbox publishes (the CloudEvents `data`, i.e. the Kafka value). Their JSON Schemas
+// live in ./events/ as JSON documents: ajv validates with them, the OpenAPI document shows them,
+// each event names its schema in `dataschema`, and test/schema-compat.test.ts checks each against
+// its last released version. Adding an optional field keeps old consumers working, so the
 // schemas allow additional properties.
-import type { EvaluationStatus, ScoresTable, ScoreStatus } from '../db/types.js';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Selectable } from 'kysely';
+import type { EvaluationStatus, ScoresTable, ScoreStatus } from '../db/types.js';
 
 export const EVENT_SCHEMA_VERSION = 1;
 
@@ -63,60 +68,30 @@ export interface EvaluationScoredData {
   scoredAt: string;
 }
 
-const nullableString = { type: ['string', 'null'] } as const;
+/** The folder of event schemas: `<type>.json` is the current schema, `released/<type>.v<N>.json` each released version. */
+export const EVENT_SCHEMA_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'events');
 
-export const evaluationCreatedSchema = {
-  $id: 'https://evalbox.dev/schemas/events/evaluation.created.json',
-  title: 'evaluation.created',
-  type: 'object',
-  required: ['schemaVersion', 'evaluationId', 'applicationId', 'prompt', 'response', 'dimensions', 'createdAt'],
-  properties: {
-    schemaVersion: { type: 'integer', minimum: 1 },
-    evaluationId: { type: 'string', format: 'uuid' },
-    applicationId: { type: 'string', minLength: 1 },
-    modelId: nullableString,
-    prompt: { type: 'string' },
-    response: { type: 'string' },
-    context: { anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }, { type: 'null' }] },
-    reference: nullableString,
-    metadata: { type: 'object' },
-    dimensions: { type: 'array', items: { type: 'string' }, minItems: 1 },
-    createdAt: { type: 'string', format: 'date-time' },
-  },
-  additionalProperties: true,
-} as const;
+export interface EventSchema {
+  $id: string;
+  title: string;
+  version: number;
+  [keyword: string]: unknown;
+}
 
-export const evaluationScoredSchema = {
-  $id: 'https://evalbox.dev/schemas/events/evaluation.scored.json',
-  title: 'evaluation.scored',
-  type: 'object',
-  required: ['schemaVersion', 'evaluationId', 'applicationId', 'status', 'scores', 'scoredAt'],
-  properties: {
-    schemaVersion: { type: 'integer', minimum: 1 },
-    evaluationId: { type: 'string', format: 'uuid' },
-    applicationId: { type: 'string' },
-    status: { enum: ['SCORED', 'PARTIALLY_SCORED', 'SCORING_FAILED'] },
-    scores: {
-      type: 'array',
-      items: {
-        type: 'object',
-        required: ['dimension', 'status'],
-        properties: {
-          dimension: { type: 'string' },
-          status: { enum: ['COMPLETED', 'SKIPPED', 'ERROR'] },
-          value: { type: ['number', 'null'], minimum: 0, maximum: 1 },
-          label: nullableString,
-          direction: { enum: ['higher_is_better', 'lower_is_better', null] },
-          reasoning: nullableString,
-          source: { enum: ['LLM_JUDGE', 'HEURISTIC'] },
-          scorerName: { type: 'string' },
-          scorerVersion: { type: 'string' },
-          errorCode: nullableString,
-        },
-        additionalProperties: true,
-      },
-    },
-    scoredAt: { type: 'string', format: 'date-time' },
-  },
-  additionalProperties: true,
-} as const;
+export function readEventSchema(file: string): EventSchema {
+  return JSON.parse(fs.readFileSync(path.join(EVENT_SCHEMA_DIR, file), 'utf8')) as EventSchema;
+}
+
+/** The current schema of each event type: what ajv validates, what the OpenAPI document shows. */
+export const evaluationCreatedSchema = readEventSchema('evaluation.created.json');
+export const evaluationScoredSchema = readEventSchema('evaluation.scored.json');
+
+const SCHEMAS_BY_TYPE: Record<string, EventSchema> = {
+  [evaluationCreatedSchema.title]: evaluationCreatedSchema,
+  [evaluationScoredSchema.title]: evaluationScoredSchema,
+};
+
+/** The CloudEvents `dataschema` of an event type: the $id of its current schema. */
+export function dataSchemaOf(type: string): string | undefined {
+  return SCHEMAS_BY_TYPE[type]?.$id;
+}
