@@ -3,7 +3,7 @@
 // producer; on SIGTERM stops fetching, drains in-flight work, commits, and exits 0.
 import { CONNECTION_HELP, CONNECTION_OPTIONS, parse, type Command } from '../src/cli/args.js';
 import { loadConfig, optionsHelp, requireSetting, settingFlags } from '../src/config.js';
-import { createDb } from '../src/db/index.js';
+import { createDb, waitForDatabase } from '../src/db/index.js';
 import { createDimensionRegistry, publishDimensions, type DimensionDefinition } from '../src/dimensions.js';
 import { createIdempotentProducer, createKafka, ensureTopics } from '../src/kafka.js';
 import { createLogger } from '../src/logging.js';
@@ -77,6 +77,7 @@ ${CONNECTION_HELP}`,
       max: scorer.poolSize,
       applicationName: 'evalbox-scorer',
     });
+    await waitForDatabase(handle, { onRetry: (error, attempt) => logger.warn({ err: error, attempt }, 'waiting for the database') });
     const kafka = createKafka(brokers, 'evalbox-scorer', logger);
     const registry = createRegistry('scorer');
 

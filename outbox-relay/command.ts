@@ -2,7 +2,7 @@
 // config, serves the admin port, and on SIGTERM drains, flushes, releases its leases, exits 0.
 import { CONNECTION_HELP, CONNECTION_OPTIONS, parse, UsageError, type Command } from '../src/cli/args.js';
 import { loadConfig, optionsHelp, requireSetting, settingFlags } from '../src/config.js';
-import { createDb } from '../src/db/index.js';
+import { createDb, waitForDatabase } from '../src/db/index.js';
 import { sql } from 'kysely';
 import { createKafka, createTransactionalProducer, ensureTopics } from '../src/kafka.js';
 import { createLogger } from '../src/logging.js';
@@ -67,6 +67,7 @@ ${CONNECTION_HELP}`,
     const brokers = requireSetting(config.kafkaBrokers, 'KAFKA_BROKERS');
     const kafka = createKafka(brokers, 'evalbox-relay', logger);
     const handle = createDb(databaseUrl, { max: 10, applicationName: 'evalbox-relay' });
+    await waitForDatabase(handle, { onRetry: (error, attempt) => logger.warn({ err: error, attempt }, 'waiting for the database') });
     try {
       if (shards !== undefined) await setShardCount(handle.db, shards);
       await ensureTopics(kafka, [

@@ -37,6 +37,8 @@ export const outboxCommand: Command = {
   evalbox outbox key KEY [--limit N]     one key's events in relay order, with their state
   evalbox outbox parked [--limit N]      rows the relay parked (too large, illegal topic)
   evalbox outbox redrive ID | --all      put parked rows back into the outbox (same event id)
+  evalbox outbox shards                  relay shards: leader, lease epoch, cursor, last publish
+  evalbox outbox stages [--minutes M]    per minute: accepted, published, scored, results published, parked
 The SQL behind each lives in db/inspect/*.sql.
 ${CONNECTION_HELP}`,
   async run(argv) {
@@ -54,7 +56,7 @@ ${CONNECTION_HELP}`,
     const minutes = Number(values.minutes ?? 15);
     if (!Number.isInteger(limit) || limit < 1) throw new UsageError('--limit must be a positive integer');
     if (!Number.isInteger(minutes) || minutes < 1) throw new UsageError('--minutes must be a positive integer');
-    const known = ['backlog', 'oldest', 'throughput', 'horizon', 'key', 'parked', 'redrive'];
+    const known = ['backlog', 'oldest', 'throughput', 'horizon', 'key', 'parked', 'redrive', 'shards', 'stages'];
     if (!known.includes(action ?? '')) throw new UsageError(`expected one of ${known.join(', ')}, got "${action ?? ''}"`);
     if (action === 'key' && !argument) throw new UsageError('outbox key needs a KEY');
     if (action === 'redrive' && !values.all && !(argument && UUID.test(argument))) throw new UsageError('outbox redrive needs a parked event id or --all');
@@ -81,6 +83,12 @@ ${CONNECTION_HELP}`,
           break;
         case 'parked':
           rows = await runInspection(handle.db, 'parked', [limit]);
+          break;
+        case 'shards':
+          rows = await runInspection(handle.db, 'relay_shards');
+          break;
+        case 'stages':
+          rows = await runInspection(handle.db, 'stage_counts', [minutes]);
           break;
         default: {
           const ids = await redriveParked(handle.db, values.all ? { all: true } : { id: argument });

@@ -81,7 +81,7 @@ async function main(): Promise<number> {
     const apiPort = await freePort();
     const make = async (name: string, args: string[], extraEnv: NodeJS.ProcessEnv = {}) => {
       const admin = await freePort();
-      const p = new EvalboxProcess(name, [...args, '--admin-port', String(admin)], { ...envNow(), ...extraEnv }, logDir, exits);
+      const p = new EvalboxProcess(name, [...args, '--admin-port', String(admin)], { ...envNow(), ...extraEnv }, logDir, exits, admin);
       processes.push(p);
       return p;
     };
