@@ -35,7 +35,17 @@ const load = () =>
 const url = await freshDatabase('evalbox_bench_e2e_latency');
 const suffix = Date.now().toString(36);
 const topics = { events: `bench-e2e-events-${suffix}`, scores: `bench-e2e-scores-${suffix}`, dlt: `bench-e2e-dlt-${suffix}` };
-const env = { EVALBOX_TOPIC_EVENTS: topics.events, EVALBOX_TOPIC_SCORES: topics.scores, EVALBOX_TOPIC_DLT: topics.dlt, DATABASE_URL: url };
+const env = {
+  EVALBOX_TOPIC_EVENTS: topics.events,
+  EVALBOX_TOPIC_SCORES: topics.scores,
+  EVALBOX_TOPIC_DLT: topics.dlt,
+  DATABASE_URL: url,
+  // One application is the whole load here: its quotas must not be what is measured.
+  EVALBOX_API_RATE_PER_SECOND: '1000000',
+  EVALBOX_API_RATE_BURST: '1000000',
+  EVALBOX_API_CONCURRENCY_PER_APP: '100000',
+  EVALBOX_API_POOL_SHARE_PER_APP: '20',
+};
 const kafka = createKafka(brokers, 'evalbox-bench-e2e');
 await ensureTopics(kafka, [
   { topic: topics.events, numPartitions: 6 },

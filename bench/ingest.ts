@@ -16,7 +16,7 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { findPostgresBinDir } from '../src/stack/postgres.js';
 import { freePort } from '../src/stack/process.js';
-import { evalbox, freshDatabase, machine, percentile, waitForHttp } from './lib.js';
+import { evalbox, freshDatabase, INGEST_BODY, machine, percentile, waitForHttp } from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -30,21 +30,18 @@ const { values } = parseArgs({
 });
 const seconds = Number(values.seconds);
 const rounds = Number(values.rounds);
-const clientCounts = (values.clients as string).split(',').map(Number);
+const clientCounts = values.clients.split(',').map(Number);
 const groupRows = Number(values['group-rows']);
 
-const body = {
-  prompt: 'Summarise the refund policy for orders shipped to the EU in two sentences. '.repeat(3),
-  response:
-    'Orders shipped to the EU can be returned within 30 days for a full refund. Refunds are issued to the original payment method within 14 days of receipt. '.repeat(
-      2,
-    ),
-  context: ['Refund policy: EU customers may return any order within 30 days of delivery. Refunds go to the original payment method within 14 days.'],
-  modelId: 'gpt-4o-mini',
-  metadata: { team: 'support', release: '2026.11' },
-};
+const body = INGEST_BODY;
 
 const url = await freshDatabase('evalbox_bench_ingest');
+const UNLIMITED = {
+  EVALBOX_API_RATE_PER_SECOND: '1000000',
+  EVALBOX_API_RATE_BURST: '1000000',
+  EVALBOX_API_CONCURRENCY_PER_APP: '100000',
+  EVALBOX_API_POOL_SHARE_PER_APP: values['pool-size'],
+};
 const keyFor = (app: string) =>
   spawnSync('node', ['bin/evalbox.js', 'keys', 'create', '--app', app, '--database-url', url], { encoding: 'utf8' }).stdout.trim();
 interface ApiUnderTest {
@@ -57,10 +54,12 @@ interface ApiUnderTest {
 async function startApi(label: string, app: string, groupCommit: 'on' | 'off'): Promise<ApiUnderTest> {
   const port = await freePort();
   const adminPort = await freePort();
-  const child = evalbox(
-    ['api', '--port', String(port), '--admin-port', String(adminPort), '--database-url', url, '--pool-size', values['pool-size'] as string],
-    { EVALBOX_API_GROUP_COMMIT: groupCommit, EVALBOX_API_GROUP_COMMIT_WINDOW_MS: values['window-ms'] as string },
-  );
+  const child = evalbox(['api', '--port', String(port), '--admin-port', String(adminPort), '--database-url', url, '--pool-size', values['pool-size']], {
+    EVALBOX_API_GROUP_COMMIT: groupCommit,
+    EVALBOX_API_GROUP_COMMIT_WINDOW_MS: values['window-ms'],
+    // One application is the whole load here: its quotas must not be what is measured.
+    ...UNLIMITED,
+  });
   await waitForHttp(`http://127.0.0.1:${adminPort}/readyz`);
   return { label, app, key: keyFor(app), port, process: child };
 }

@@ -4,6 +4,18 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import os from 'node:os';
 import pg from 'pg';
 
+/** The evaluation the ingest benchmarks POST (and pgbench writes as rows of the same sizes). */
+export const INGEST_BODY = {
+  prompt: 'Summarise the refund policy for orders shipped to the EU in two sentences. '.repeat(3),
+  response:
+    'Orders shipped to the EU can be returned within 30 days for a full refund. Refunds are issued to the original payment method within 14 days of receipt. '.repeat(
+      2,
+    ),
+  context: ['Refund policy: EU customers may return any order within 30 days of delivery. Refunds go to the original payment method within 14 days.'],
+  modelId: 'gpt-4o-mini',
+  metadata: { team: 'support', release: '2026.11' },
+};
+
 /** DATABASE_URL / KAFKA_BROKERS from the environment, or from `evalbox stack up` (which starts them). */
 export function requireEnv(name: 'DATABASE_URL' | 'KAFKA_BROKERS'): string {
   if (!process.env.DATABASE_URL || !process.env.KAFKA_BROKERS) {

@@ -11,6 +11,7 @@ import { createRelay, type RelaySettings } from '../outbox-relay/relay.js';
 import { createDb } from '../src/db/index.js';
 import { createBatchProducer, createKafka, createTransactionalProducer, ensureTopics, type TransactionalProducer } from '../src/kafka.js';
 import { silentLogger } from '../src/logging.js';
+import { createOutboxNudger } from '../src/outbox-wakeup.js';
 import { freshDatabase, machine, percentile, requireEnv } from './lib.js';
 
 const { values } = parseArgs({
@@ -57,7 +58,14 @@ function producerFor(mode: ProducerMode, prefix: string) {
     if (mode === 'transactional') return createTransactionalProducer(brokers, { transactionalId: `${prefix}.shard-${shard}` });
     const p = createBatchProducer(brokers);
     const none = () => Promise.resolve();
-    return { connect: p.connect, begin: none, produceBatch: p.produceBatch, commit: none, abort: none, disconnect: p.disconnect };
+    return {
+      connect: () => p.connect(),
+      begin: none,
+      produceBatch: (messages) => p.produceBatch(messages),
+      commit: none,
+      abort: none,
+      disconnect: () => p.disconnect(),
+    };
   };
 }
 
@@ -150,6 +158,8 @@ async function latency(label: string, overrides: Partial<RelaySettings>, mode: P
   const latencies: number[] = [];
   relay.events.on('relay:batchPublished', ({ publishLatencies }) => latencies.push(...publishLatencies.map((s) => s * 1000)));
   await relay.start();
+  // Writers nudge the relay after each commit, as the API and the scorer do.
+  const nudger = createOutboxNudger(handle.db);
   // Steady load: `rate` single-row transactions per second from 4 writers for `seconds`.
   const deadline = Date.now() + seconds * 1000;
   const interval = (4 * 1000) / rate;
@@ -160,6 +170,7 @@ async function latency(label: string, overrides: Partial<RelaySettings>, mode: P
         await sql`INSERT INTO outbox (id, shard, topic, key, type, source, payload) VALUES (gen_random_uuid(), outbox_shard_of(${`app-${w}`}), ${topic}, ${`app-${w}`}, 'evaluation.created', '/bench', ${payload}::jsonb)`.execute(
           handle.db,
         );
+        nudger.nudge();
         next += interval;
         await new Promise((r) => setTimeout(r, Math.max(0, next - Date.now())));
       }
@@ -167,6 +178,7 @@ async function latency(label: string, overrides: Partial<RelaySettings>, mode: P
   );
   const expected = Number((await sql<{ n: string }>`SELECT count(*) AS n FROM outbox`.execute(handle.db)).rows[0]?.n);
   while (latencies.length < expected) await new Promise((r) => setTimeout(r, 50));
+  await nudger.idle();
   await relay.stop();
   await handle.close();
   latencies.sort((a, b) => a - b);

@@ -88,8 +88,11 @@ async function backlog(n: number): Promise<string> {
   const url = await freshDatabase('evalbox_bench_backlog');
   const topic = `bench-backlog-${Date.now().toString(36)}`;
   const handle = createDb(url, { max: 2 });
+  // Each prompt and response differs (a case number), so no scorer can answer from a cache of
+  // earlier texts; the context repeats, as a knowledge-base passage does.
   await sql`INSERT INTO evaluations (id, application_id, prompt, response, context, dimensions)
-            SELECT gen_random_uuid(), 'app-' || (i % 20), ${body.prompt}, ${body.response}, ${JSON.stringify(body.context)}::jsonb, ${DIMENSIONS}::text[]
+            SELECT gen_random_uuid(), 'app-' || (i % 20), ${body.prompt} || ' (case ' || i || ')', ${body.response} || ' See case ' || i || '.',
+                   ${JSON.stringify(body.context)}::jsonb, ${DIMENSIONS}::text[]
             FROM generate_series(1, ${n}) i`.execute(handle.db);
   const { rows } = await sql<{ id: string; application_id: string }>`SELECT id, application_id FROM evaluations`.execute(handle.db);
   await handle.close();

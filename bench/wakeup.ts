@@ -21,7 +21,7 @@ import { createKafka, createTransactionalProducer, ensureTopics } from '../src/k
 import { silentLogger } from '../src/logging.js';
 import { createOutboxNudger, NO_NUDGES, type OutboxNudger } from '../src/outbox-wakeup.js';
 import { findPostgresBinDir } from '../src/stack/postgres.js';
-import { freshDatabase, machine, percentile, requireEnv } from './lib.js';
+import { freshDatabase, INGEST_BODY, machine, percentile, requireEnv } from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -35,7 +35,7 @@ const { values } = parseArgs({
 });
 const seconds = Number(values.seconds);
 const rounds = Number(values.rounds);
-const clientCounts = (values.clients as string).split(',').map(Number);
+const clientCounts = values.clients.split(',').map(Number);
 const rate = Number(values.rate);
 const brokers = requireEnv('KAFKA_BROKERS');
 const load = () =>
@@ -44,16 +44,7 @@ const load = () =>
     .map((l) => l.toFixed(2))
     .join(' ');
 
-const body = {
-  prompt: 'Summarise the refund policy for orders shipped to the EU in two sentences. '.repeat(3),
-  response:
-    'Orders shipped to the EU can be returned within 30 days for a full refund. Refunds are issued to the original payment method within 14 days of receipt. '.repeat(
-      2,
-    ),
-  context: ['Refund policy: EU customers may return any order within 30 days of delivery. Refunds go to the original payment method within 14 days.'],
-  modelId: 'gpt-4o-mini',
-  metadata: { team: 'support', release: '2026.11' },
-};
+const body = INGEST_BODY;
 const payload = JSON.stringify({ schemaVersion: 1, evaluationId: '00000000-0000-7000-8000-000000000000', applicationId: 'bench', ...body });
 const quote = (s: string) => `convert_from(decode('${Buffer.from(s).toString('base64')}', 'base64'), 'UTF8')`;
 const twoRows = `INSERT INTO evaluations (id, application_id, model_id, prompt, response, context, metadata, dimensions) VALUES (gen_random_uuid(), 'pgbench', ${quote(body.modelId)}, ${quote(body.prompt)}, ${quote(body.response)}, ${quote(JSON.stringify(body.context))}::jsonb, ${quote(JSON.stringify(body.metadata))}::jsonb, '{groundedness,answer_relevance,pii_leak,toxicity}');

@@ -2,9 +2,9 @@
 // heuristics, plus the LLM judge when one is configured), the key-parallel consumer and the DLT
 // producer; on SIGTERM stops fetching, drains in-flight work, commits, and exits 0.
 import { CONNECTION_HELP, CONNECTION_OPTIONS, parse, type Command } from '../src/cli/args.js';
-import { loadConfig, optionsHelp, requireSetting, settingFlags } from '../src/config.js';
+import { loadConfig, requireSetting, optionsHelp, settingFlags } from '../src/config.js';
 import { createDb, waitForDatabase } from '../src/db/index.js';
-import { createDimensionRegistry, publishDimensions, type DimensionDefinition } from '../src/dimensions.js';
+import { createDimensionRegistry, publishDimensions, PUBLISH_INTERVAL_MS, type DimensionDefinition } from '../src/dimensions.js';
 import { createIdempotentProducer, createKafka, ensureTopics } from '../src/kafka.js';
 import { createLogger } from '../src/logging.js';
 import { Releasers, serveAdminPort, stopSignal } from '../src/lifecycle.js';
@@ -15,6 +15,7 @@ import { createKeyParallelConsumer, type ConsumedMessage } from './runtime.js';
 import { createScoreStore } from './score-store.js';
 import { createScorerEvents, deadLetterMessage, handleEvaluationMessage, type ScorerContext } from './scorer.js';
 import { buildScorers, judgePressureClassifier, pauseOnJudgePressure } from './scorers.js';
+import { applyScoringModes, createCascadeEvents, loadCascadeConfig, registerCascadeMetrics } from './cascade.js';
 
 /** The ordering key: the evaluation id in the event (default) or the Kafka key. */
 export function orderingKeyFor(mode: 'evaluation' | 'kafka-key') {
@@ -39,6 +40,11 @@ Without EVALBOX_JUDGE_* configuration only the offline heuristic dimensions are 
 Options (flags override the environment, which overrides the file EVALBOX_CONFIG_FILE):
 ${optionsHelp('scorer')}
 Judge: EVALBOX_JUDGE_BASE_URL, EVALBOX_JUDGE_MODEL, EVALBOX_JUDGE_API_KEY or EVALBOX_JUDGE_CONFIG.
+Who scores groundedness, answer_relevance and toxicity when a judge is configured:
+  EVALBOX_SCORING_MODES      heuristic (default), judge, cascade, or per dimension,
+                             e.g. groundedness=cascade,toxicity=judge
+  EVALBOX_CASCADE_CONFIDENCE offline verdicts at or above it stand (default 0.8)
+  EVALBOX_CASCADE_AUDIT_RATE share of confident verdicts also sent to the judge (default 0)
 ${CONNECTION_HELP}`,
   async run(argv) {
     const { values } = parse(argv, {
@@ -87,9 +93,16 @@ ${CONNECTION_HELP}`,
     const judgeDimensions: DimensionDefinition[] = judgeConfig ? judgeDimensionDefinitions(judgeConfig) : [];
     const dimensions = createDimensionRegistry(judgeDimensions);
     const scorers = buildScorers(dimensions.list(), judge);
-    await publishDimensions(
-      handle.db,
-      dimensions.list().filter((d) => scorers.has(d.id)),
+    const cascadeEvents = createCascadeEvents();
+    const cascade = loadCascadeConfig(process.env, judge);
+    applyScoringModes(scorers, dimensions.list(), judge ? { judge, config: cascade, events: cascadeEvents } : undefined);
+    registerCascadeMetrics(registry, cascadeEvents);
+    const offered = dimensions.list().filter((d) => scorers.has(d.id));
+    await publishDimensions(handle.db, offered);
+    // The heartbeat: the API stops accepting a dimension whose scorers stopped re-publishing it.
+    const heartbeat = setInterval(
+      () => void publishDimensions(handle.db, offered).catch((error) => logger.warn({ err: error }, 'publishing dimensions failed')),
+      PUBLISH_INTERVAL_MS,
     );
 
     await ensureTopics(kafka, [
@@ -138,6 +151,7 @@ ${CONNECTION_HELP}`,
 
     const releasers = new Releasers();
     releasers.add(() => handle.close());
+    releasers.add(() => clearInterval(heartbeat));
     releasers.add(() => judge?.close());
     releasers.add(() => producer.disconnect());
     await serveAdminPort({ config, requested: values['admin-port'] !== undefined, registry, db: handle.db, logger, releasers });
@@ -146,7 +160,7 @@ ${CONNECTION_HELP}`,
 
     await consumer.start();
     releasers.add(() => consumer.stop(graceMs));
-    logger.info({ groupId, topic: config.topics.events, dimensions: [...scorers.keys()], judge: Boolean(judge) }, 'scorer started');
+    logger.info({ groupId, topic: config.topics.events, dimensions: [...scorers.keys()], judge: Boolean(judge), modes: cascade.modes }, 'scorer started');
     const signal = await stopped;
     logger.info({ signal }, 'shutting down');
     await releasers.releaseAll();

@@ -9,7 +9,7 @@
 // contains keeps its partition from moving.
 import { EventEmitter, setMaxListeners } from 'node:events';
 import kafkaJs from '@confluentinc/kafka-javascript';
-import { LIBRDKAFKA_LOG_LEVEL, classifyKafkaError, routeLibrdkafkaLogs } from '../src/kafka.js';
+import { LIBRDKAFKA_LOG_LEVEL, READ_COMMITTED, classifyKafkaError, routeLibrdkafkaLogs } from '../src/kafka.js';
 import type { Logger } from '../src/logging.js';
 import { isRetryable } from '../src/errors.js';
 import { fullJitterDelay, sleep } from '../src/retry.js';
@@ -129,6 +129,8 @@ export function createKeyParallelConsumer(options: KeyParallelConsumerOptions): 
       'session.timeout.ms': 10_000,
       'heartbeat.interval.ms': 1_000,
       'max.poll.interval.ms': 300_000,
+      // The relay writes the events topic in Kafka transactions: an aborted one must stay invisible.
+      ...READ_COMMITTED,
       log_level: LIBRDKAFKA_LOG_LEVEL,
       rebalance_cb: onRebalance,
       ...options.extraConfig,
@@ -319,7 +321,13 @@ export function createKeyParallelConsumer(options: KeyParallelConsumerOptions): 
     release() {
       if (!held) return;
       held = false;
-      const ready = assigned().filter((tp) => !partitions.get(partitionKey(tp.topic, tp.partition))?.paused);
+      // A partition paused for its in-flight bound whose work drained during the hold had its
+      // resume skipped (maybeResume waits while held): resume it now, or it stays paused for good.
+      const ready = assigned().filter((tp) => {
+        const progress = partitions.get(partitionKey(tp.topic, tp.partition));
+        if (progress?.paused && progress.inFlight() <= options.maxInFlightPerPartition / 2) progress.paused = false;
+        return progress !== undefined && !progress.paused;
+      });
       if (ready.length > 0) consumer.resume(ready);
       for (const tp of ready) events.emit('consumer:resumed', tp);
     },
@@ -348,9 +356,9 @@ export function createKeyParallelConsumer(options: KeyParallelConsumerOptions): 
       const result = [];
       for (const [key, progress] of partitions) {
         const { topic, partition } = parsePartitionKey(key);
-        const high = await new Promise<number>((resolve) =>
-          consumer.queryWatermarkOffsets(topic, partition, 2_000, (error, offsets) => resolve(error ? Number.NaN : offsets.highOffset)),
-        );
+        const high = await new Promise<number>((resolve) => {
+          consumer.queryWatermarkOffsets(topic, partition, 2_000, (error, offsets) => resolve(error ? Number.NaN : offsets.highOffset));
+        });
         result.push({
           topic,
           partition,

@@ -12,7 +12,7 @@ export const COST_MAX = 999_999.99999999;
 
 export type ScoreRecord = ScoreRowValues & { evaluation_id: string; attempts: number };
 
-const NUL = /\u0000/g;
+const NUL = new RegExp(String.fromCharCode(0), 'g');
 
 /** Text as Postgres can store it: NUL replaced by U+FFFD. */
 export function storableText<T extends string | null | undefined>(text: T): T {

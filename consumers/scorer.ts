@@ -9,13 +9,14 @@ import { EventEmitter } from 'node:events';
 import type { Topics } from '../src/config.js';
 import type { EvaluationStatus } from '../src/db/types.js';
 import type { DimensionRegistry } from '../src/dimensions.js';
-import { classifyPgError, coerceError, EvalboxError, isRetryable, PermanentError, RetryableError } from '../src/errors.js';
+import { classifyPgError, coerceError, EvalboxError, parsePermanentCode, PermanentError, RetryableError } from '../src/errors.js';
 import { EVENT_TYPES } from '../src/events.js';
 import { classifyKafkaError, type Producer } from '../src/kafka.js';
 import type { Logger } from '../src/logging.js';
-import { nextDelay, sleep, type BackoffPolicy } from '../src/retry.js';
+import { withRetry, type BackoffPolicy } from '../src/retry.js';
 import { evaluationCreatedSchema, type EvaluationCreatedData } from '../src/schemas/events.js';
 import { createAjv } from '../src/schemas/validator.js';
+import { paidUsageOf } from './judge/client.js';
 import type { ConsumedMessage } from './runtime.js';
 import { baseRow, errorRow } from './score-rows.js';
 import type { LoadedEvaluation, ScoreRowValues, ScoreStore } from './score-store.js';
@@ -190,7 +191,10 @@ async function scoreMessage(ctx: ScorerContext, message: ConsumedMessage, signal
       if ('error' in outcome) {
         failures.push({ dimension, error: outcome.error, attempts: outcome.attempts });
         ctx.events.emit('scorer:dimensionScored', { dimension, status: 'ERROR', seconds: (Date.now() - dimensionStarted) / 1000, reused: false });
-        return { row: errorRow(dimension, definition.scorerKind, scorer.name, scorer.version, outcome.error), attempts: outcome.attempts };
+        const failed = errorRow(dimension, definition.scorerKind, scorer.name, scorer.version, outcome.error);
+        const { inputTokens, outputTokens, costUsd } = outcome.paid;
+        const row = inputTokens + outputTokens > 0 ? { ...failed, input_tokens: inputTokens, output_tokens: outputTokens, cost_usd: costUsd } : failed;
+        return { row, attempts: outcome.attempts };
       }
       ctx.events.emit('scorer:dimensionScored', { dimension, status: outcome.row.status, seconds: (Date.now() - dimensionStarted) / 1000, reused: false });
       // A scorer may itself conclude ERROR (e.g. a judge answer unparseable twice): that too is a
@@ -198,7 +202,7 @@ async function scoreMessage(ctx: ScorerContext, message: ConsumedMessage, signal
       if (outcome.row.status === 'ERROR')
         failures.push({
           dimension,
-          error: new PermanentError(outcome.row.reasoning ?? 'scorer error', { code: outcome.row.error_code ?? 'SCORER_ERROR' }),
+          error: new PermanentError(outcome.row.reasoning ?? 'scorer error', { code: parsePermanentCode(outcome.row.error_code) ?? 'SCORER_ERROR' }),
           attempts: outcome.attempts,
         });
       return { row: outcome.row, attempts: outcome.attempts };
@@ -262,35 +266,54 @@ async function scoreWithRetry(
   inputs: ScoringInputs,
   { evaluationId, applicationId }: { evaluationId: string; applicationId: string },
   signal: AbortSignal,
-): Promise<{ row: ScoreRow; attempts: number } | { error: EvalboxError; attempts: number }> {
-  const firstTry = Date.now();
-  // Time spent waiting for a provider that pushes back (429, an open circuit) is not this
-  // evaluation's fault and does not count against its retry age.
-  let pausedMs = 0;
-  let attempts = 0;
-  for (;;) {
-    if (signal.aborted) throw new RetryableError('stopping', { code: 'SHUTDOWN' });
-    attempts++;
-    const attemptStarted = Date.now();
-    try {
-      return { row: await scorer.score(inputs, { signal, evaluationId, applicationId }), attempts };
-    } catch (thrown) {
-      // A shutdown (or a revoked partition) aborts the work; it is redelivered, never terminal.
-      if (signal.aborted) throw new RetryableError('stopping', { code: 'SHUTDOWN', cause: thrown });
-      const error = thrown instanceof EvalboxError ? thrown : new PermanentError(coerceError(thrown).message, { code: 'SCORER_FAILED', cause: thrown });
-      const pressure = ctx.isPressure?.(error) ?? false;
-      if (pressure) {
-        attempts--; // provider back-pressure does not use up this evaluation's budget
-        pausedMs += Date.now() - attemptStarted;
-      }
-      const exhausted = attempts >= ctx.retry.maxAttempts || Date.now() - firstTry - pausedMs >= ctx.retry.maxAgeMs;
-      if (!isRetryable(error) || (exhausted && !pressure)) return { error, attempts: Math.max(attempts, 1) };
-      const delayMs = nextDelay(ctx.retry, Math.max(attempts, 1), error);
-      ctx.events.emit('scorer:retry', { dimension: scorer.dimension, code: error.code, attempt: attempts, delayMs, pressure });
-      const sleepStarted = Date.now();
-      await sleep(delayMs, signal);
-      if (pressure) pausedMs += Date.now() - sleepStarted;
-    }
+): Promise<
+  { row: ScoreRow; attempts: number } | { error: EvalboxError; attempts: number; paid: { inputTokens: number; outputTokens: number; costUsd: number | null } }
+> {
+  const stopping = (cause?: unknown) => new RetryableError('stopping', { code: 'SHUTDOWN', cause });
+  if (signal.aborted) throw stopping();
+  const isPressure = (error: unknown) => ctx.isPressure?.(error) ?? false;
+  // Every paid call is recorded: tokens and cost of failed attempts join the final row.
+  const paid = { inputTokens: 0, outputTokens: 0, costUsd: 0 as number | null };
+  const withPaid = (row: ScoreRow): ScoreRow =>
+    paid.inputTokens + paid.outputTokens === 0
+      ? row
+      : {
+          ...row,
+          input_tokens: (row.input_tokens ?? 0) + paid.inputTokens,
+          output_tokens: (row.output_tokens ?? 0) + paid.outputTokens,
+          cost_usd: paid.costUsd === null || (row.cost_usd === null && row.source === 'LLM_JUDGE') ? null : Number(row.cost_usd ?? 0) + paid.costUsd,
+        };
+  let attempts = 1;
+  try {
+    const row = await withRetry(
+      async (attempt) => {
+        attempts = attempt;
+        try {
+          return withPaid(await scorer.score(inputs, { signal, evaluationId, applicationId }));
+        } catch (thrown) {
+          const usage = paidUsageOf(thrown);
+          if (usage) {
+            paid.inputTokens += usage.inputTokens;
+            paid.outputTokens += usage.outputTokens;
+            paid.costUsd = paid.costUsd === null || usage.costUsd === null ? null : paid.costUsd + usage.costUsd;
+          }
+          throw thrown instanceof EvalboxError ? thrown : new PermanentError(coerceError(thrown).message, { code: 'SCORER_FAILED', cause: thrown });
+        }
+      },
+      ctx.retry,
+      {
+        signal,
+        // provider back-pressure does not use up this evaluation's budget, nor its retry age
+        uncounted: isPressure,
+        onRetry: (error, attempt, delayMs) =>
+          ctx.events.emit('scorer:retry', { dimension: scorer.dimension, code: (error as EvalboxError).code, attempt, delayMs, pressure: isPressure(error) }),
+      },
+    );
+    return { row, attempts };
+  } catch (error) {
+    // A shutdown (or a revoked partition) aborts the work; it is redelivered, never terminal.
+    if (signal.aborted) throw stopping(error);
+    return { error: error as EvalboxError, attempts, paid: { ...paid } };
   }
 }
 

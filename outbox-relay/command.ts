@@ -1,7 +1,7 @@
 // `evalbox relay`: the composition root of the relay process. Builds the relay from the validated
 // config, serves the admin port, and on SIGTERM drains, flushes, releases its leases, exits 0.
 import { CONNECTION_HELP, CONNECTION_OPTIONS, parse, UsageError, type Command } from '../src/cli/args.js';
-import { loadConfig, optionsHelp, requireSetting, settingFlags } from '../src/config.js';
+import { loadConfig, requireSetting, optionsHelp, settingFlags } from '../src/config.js';
 import { createDb, waitForDatabase } from '../src/db/index.js';
 import { sql } from 'kysely';
 import { createKafka, createTransactionalProducer, ensureTopics } from '../src/kafka.js';

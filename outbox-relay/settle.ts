@@ -19,7 +19,7 @@ export type BatchSettlement =
    * good and are parked when the batch finally commits). `backoff` when an infrastructure fault
    * caused it; `replaceProducer` when the producer instance is unusable.
    */
-  | { kind: 'redo'; parked: ParkedRow[]; backoff: boolean; replaceProducer: boolean; error: EvalboxError };
+  | { kind: 'redo'; parked: ParkedRow[]; backoff: boolean; replaceProducer: boolean; error: EvalboxError; isolate?: boolean };
 
 /**
  * `outcomes[i]` belongs to `rows[i]`; undefined means the row was already parked in an earlier
@@ -48,6 +48,20 @@ export function settleBatch(rows: OutboxRow[], outcomes: (RowOutcome | undefined
     if (error.retryable) retryable ??= error;
     else parked.push({ seq: row.seq, errorCode: error.code, errorMessage: error.message });
   });
+  // The broker refuses a whole request (e.g. too large for the topic's max.message.bytes), so a
+  // refusal among several rows sent together does not say which row is at fault: send them one
+  // per transaction, where a refusal names its row.
+  const sentCount = considered.filter((_, i) => outcomes[i]?.ok || (outcomes[i] as { sent?: boolean } | undefined)?.sent).length;
+  const refusedWhenSent = considered.some((_, i) => {
+    const outcome = outcomes[i];
+    return outcome !== undefined && !outcome.ok && outcome.sent && !outcome.error.retryable;
+  });
+  if (!retryable && refusedWhenSent && sentCount > 1) {
+    const notSent = parked.filter((p) =>
+      considered.some((row, i) => row.seq === p.seq && outcomes[i] !== undefined && !(outcomes[i] as { sent?: boolean }).sent),
+    );
+    return { kind: 'redo', parked: [...alreadyParked, ...notSent], backoff: false, replaceProducer: fatal, error: sendFailed as EvalboxError, isolate: true };
+  }
   const last = considered[considered.length - 1];
   if (!sendFailed && !retryable && last) {
     const parkedBefore = alreadyParked.filter((p) => considered.some((row) => row.seq === p.seq));

@@ -113,15 +113,23 @@ export function startShardWorker(ctx: ShardWorkerContext, lease: Lease, claimSen
       let inTransaction = false;
       const skipped = new Set(parked.map((p) => p.seq));
       events.emit('relay:batchSending', { shard, rows: rows.length - skipped.size, attempt });
-      const outcomes = await publishRows(
-        async (messages) => {
-          await active.begin();
-          inTransaction = true;
-          return active.produceBatch(messages);
-        },
-        rows,
-        (row) => skipped.has(row.seq),
-      );
+      let outcomes;
+      try {
+        outcomes = await publishRows(
+          async (messages) => {
+            await active.begin();
+            inTransaction = true;
+            return active.produceBatch(messages);
+          },
+          rows,
+          (row) => skipped.has(row.seq),
+        );
+      } catch (thrown) {
+        // beginTransaction refused: the producer is in a state no retry of ours can mend.
+        const error = classifyKafkaError(thrown);
+        if (await failedAttempt(error, false, true)) return 'lost';
+        throw error;
+      }
       const settlement = settleBatch(rows, outcomes, parked);
       if (settlement.kind === 'commit') {
         // Past the local deadline another relay may already own the shard: commit nothing.
@@ -144,6 +152,7 @@ export function startShardWorker(ctx: ShardWorkerContext, lease: Lease, claimSen
       } else {
         parked = settlement.parked;
         if (await failedAttempt(settlement.error, inTransaction, settlement.replaceProducer)) return 'lost';
+        if (settlement.isolate) return publishOneByOne(rows, parked);
         if (settlement.backoff) attempt++;
         else continue; // only rows that failed for good: send the rest again at once
       }
@@ -152,6 +161,28 @@ export function startShardWorker(ctx: ShardWorkerContext, lease: Lease, claimSen
       events.emit('relay:batchRetry', { shard, attempt, delayMs, code: settlement.kind === 'redo' ? settlement.error.code : 'COMMIT_FAILED' });
       await sleep(Math.min(delayMs, Math.max(0, deadline - performance.now())), ctx.stopping);
     }
+  }
+
+  /** Publishes each row in a transaction of its own (rows in `parked` are parked with the first). */
+  async function publishOneByOne(rows: OutboxRow[], parked: ParkedRow[]): Promise<BatchResult> {
+    for (const row of rows) {
+      const already = parked.find((p) => p.seq === row.seq);
+      const result = already ? await parkAlone(row, already) : await publishBatch([row]);
+      if (result !== 'committed') return result;
+    }
+    return 'committed';
+  }
+
+  async function parkAlone(row: OutboxRow, parked: ParkedRow): Promise<BatchResult> {
+    if (!holdsLease()) return 'lost';
+    const to = { xid: row.xid, seq: row.seq };
+    if (!(await advanceCursor(db, lease, to, [parked]))) {
+      markLost('fenced');
+      return 'lost';
+    }
+    cursor = to;
+    reportCommitted([row], [parked], 0, []);
+    return 'committed';
   }
 
   /** Aborts the open transaction after a failure; true when the lease is gone (fenced at Kafka). */

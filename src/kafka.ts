@@ -89,15 +89,15 @@ export type DeliveryOutcome = number | EvalboxError | NotProduced;
 
 /** A producer for high-volume batches that need one delivery outcome per message (the relay). */
 export interface BatchProducer {
-  connect(): Promise<void>;
+  connect: () => Promise<void>;
   /**
    * Produces the messages in order and resolves when librdkafka has reported on every one. After
    * a retryable refusal at enqueue time (a full local queue) the rest are not produced and carry
    * the same error, so no later message of a key overtakes an earlier one.
    */
-  produceBatch(messages: OutgoingMessage[]): Promise<DeliveryOutcome[]>;
-  flush(timeoutMs: number): Promise<void>;
-  disconnect(): Promise<void>;
+  produceBatch: (messages: OutgoingMessage[]) => Promise<DeliveryOutcome[]>;
+  flush: (timeoutMs: number) => Promise<void>;
+  disconnect: () => Promise<void>;
 }
 
 interface PendingBatch {
@@ -105,8 +105,6 @@ interface PendingBatch {
   remaining: number;
   resolve: () => void;
 }
-
-type NativeProducer = InstanceType<typeof kafkaJs.Producer>;
 
 /**
  * librdkafka's own Producer with the relay's batch produce: the KafkaJS-compatible wrapper
@@ -134,7 +132,7 @@ function nativeBatchProducer(config: ProducerSettings, options: { clientId?: str
           done(error);
         }),
       ),
-    produceBatch(messages: OutgoingMessage[]): Promise<DeliveryOutcome[]> {
+    produceBatch: (messages: OutgoingMessage[]): Promise<DeliveryOutcome[]> => {
       const outcomes: DeliveryOutcome[] = new Array<DeliveryOutcome>(messages.length);
       return new Promise((resolve) => {
         const batch: PendingBatch = { outcomes, remaining: 1, resolve: () => resolve(outcomes) };
@@ -179,7 +177,12 @@ export function createBatchProducer(brokers: string, options: { clientId?: strin
     },
     options,
   );
-  return { connect: native.connect, produceBatch: native.produceBatch, flush: native.flush, disconnect: native.disconnect };
+  return {
+    connect: () => native.connect(),
+    produceBatch: (messages) => native.produceBatch(messages),
+    flush: (ms) => native.flush(ms),
+    disconnect: () => native.disconnect(),
+  };
 }
 
 /**
@@ -190,13 +193,13 @@ export function createBatchProducer(brokers: string, options: { clientId?: strin
  */
 export interface TransactionalProducer {
   /** Connects and initialises transactions, fencing older producers with the same transactional.id. */
-  connect(): Promise<void>;
-  begin(): Promise<void>;
+  connect: () => Promise<void>;
+  begin: () => Promise<void>;
   /** As BatchProducer.produceBatch, inside the open transaction. */
-  produceBatch(messages: OutgoingMessage[]): Promise<DeliveryOutcome[]>;
-  commit(timeoutMs: number): Promise<void>;
-  abort(timeoutMs: number): Promise<void>;
-  disconnect(): Promise<void>;
+  produceBatch: (messages: OutgoingMessage[]) => Promise<DeliveryOutcome[]>;
+  commit: (timeoutMs: number) => Promise<void>;
+  abort: (timeoutMs: number) => Promise<void>;
+  disconnect: () => Promise<void>;
 }
 
 export function createTransactionalProducer(
@@ -217,15 +220,14 @@ export function createTransactionalProducer(
     },
     options,
   );
-  const { producer, call } = native;
-  const p = producer as NativeProducer;
+  const { producer: p, call } = native;
   return {
     async connect() {
       await native.connect();
       await call((done) => p.initTransactions(30_000, done));
     },
     begin: () => call((done) => p.beginTransaction(done)),
-    produceBatch: native.produceBatch,
+    produceBatch: (messages) => native.produceBatch(messages),
     commit: (timeoutMs) => call((done) => p.commitTransaction(timeoutMs, done)),
     abort: (timeoutMs) => call((done) => p.abortTransaction(timeoutMs, done)),
     disconnect: native.disconnect,
@@ -307,7 +309,9 @@ async function createMissingTopics(kafka: Kafka, topics: TopicSpec[]): Promise<v
   }
 }
 
-// Errors that concern one message and will not go away by retrying it.
+// Errors that concern one message and will not go away by retrying it. A missing authorization
+// for a topic or a request too large for the broker concern every message sent with it: they are
+// retried (and counted in the produce-error metric) instead of parking innocent rows.
 const PERMANENT_MESSAGE_CODES = new Set(
   [
     'ERR_MSG_SIZE_TOO_LARGE',
@@ -315,10 +319,8 @@ const PERMANENT_MESSAGE_CODES = new Set(
     'ERR_INVALID_MSG',
     'ERR_INVALID_MSG_SIZE',
     'ERR__MSG_TIMED_OUT_NEVER',
-    'ERR_TOPIC_AUTHORIZATION_FAILED',
     'ERR__INVALID_ARG',
     'ERR_INVALID_RECORD',
-    'ERR_RECORD_LIST_TOO_LARGE',
   ]
     .map((name) => kafkaCodes[name])
     .filter((code): code is number => code !== undefined),
@@ -328,7 +330,8 @@ const PERMANENT_MESSAGE_CODES = new Set(
 export function classifyKafkaError(thrown: unknown): EvalboxError {
   const error = coerceError(thrown);
   const code = (thrown as { code?: unknown })?.code;
-  const name = typeof code === 'number' ? (Object.keys(kafkaCodes).find((k) => kafkaCodes[k] === code) ?? `KAFKA_${code}`) : 'KAFKA_UNKNOWN';
+  const isName = (k: string): k is `ERR_${string}` => k.startsWith('ERR_') && kafkaCodes[k] === code;
+  const name = typeof code === 'number' ? (Object.keys(kafkaCodes).find(isName) ?? (`KAFKA_${code}` as const)) : 'KAFKA_UNKNOWN';
   if (typeof code === 'number' && PERMANENT_MESSAGE_CODES.has(code)) {
     return new PermanentError(error.message, { code: name, cause: error });
   }

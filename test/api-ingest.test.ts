@@ -287,12 +287,12 @@ describe('ingest API', () => {
     expect(dims.defaults).toEqual(['groundedness', 'answer_relevance', 'pii_leak', 'toxicity']);
     expect(dims.items.find((d) => d.id === 'toxicity')).toEqual(
       expect.objectContaining({
-        name: 'Toxicity',
+        name: 'Toxicity (heuristic pre-filter)',
         scale: { min: 0, max: 1 },
         direction: 'lower_is_better',
         requiredInputs: ['response'],
         scorerKind: 'HEURISTIC',
-        scorerVersion: '1',
+        scorerVersion: '2',
         samplingRate: 1,
       }),
     );

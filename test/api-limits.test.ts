@@ -43,7 +43,7 @@ describe('API quotas and fairness', () => {
       dimensions: createDimensionRegistry(),
       keys: createKeyResolver(f.database.db),
     });
-  const post = (app: ReturnType<typeof createApiApp>, key: string, body: unknown, headers: Record<string, string> = {}) =>
+  const post = async (app: ReturnType<typeof createApiApp>, key: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> =>
     app.request(body && typeof body === 'object' && 'items' in body ? '/v1/evaluations:batch' : '/v1/evaluations', {
       method: 'POST',
       headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...headers },
@@ -74,7 +74,8 @@ describe('API quotas and fairness', () => {
   });
 
   it('an application over its concurrency limit gets 429 at once, while its requests in flight finish', async () => {
-    const app = appWith({ EVALBOX_API_CONCURRENCY_PER_APP: '2' });
+    // Written alone, each request waits on the lock in its own statement: both are seen waiting.
+    const app = appWith({ EVALBOX_API_CONCURRENCY_PER_APP: '2', EVALBOX_API_GROUP_COMMIT: 'off' });
     const release = await holdIdempotencyKey('app-a', 'conc-1');
     try {
       const inflight = [
@@ -86,9 +87,9 @@ describe('API quotas and fairness', () => {
           const { rows } = await f.database.pool.query(
             `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
           );
-          return rows[0].n >= 1;
+          return (rows[0] as { n: number }).n >= 2;
         },
-        { what: 'a request to wait on the row lock' },
+        { what: 'both requests to wait on the row lock' },
       );
       const third = await post(app, f.keyA, validEvaluation());
       expect(third.status).toBe(429);
@@ -123,7 +124,7 @@ describe('API quotas and fairness', () => {
           const { rows } = await f.database.pool.query(
             `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
           );
-          return rows[0].n >= 1;
+          return (rows[0] as { n: number }).n >= 1;
         },
         { what: 'the flood to hold connections' },
       );

@@ -6,7 +6,7 @@ import { PartitionProgress } from '../consumers/partition-progress.js';
 import { assignPartitions, revokePartitions } from '../consumers/rebalance.js';
 
 /** Records commits; answers each asynchronous commit with the next scripted error (or success). */
-function recordingTransport(asyncErrors: unknown[] = [], syncErrors: unknown[] = []) {
+function recordingTransport(asyncErrors: unknown[] = [], syncErrors: Error[] = []) {
   const sent: { mode: 'async' | 'sync'; offsets: TopicPartitionOffset[] }[] = [];
   const transport: CommitTransport = {
     commitAsync(offsets, done) {
@@ -17,7 +17,7 @@ function recordingTransport(asyncErrors: unknown[] = [], syncErrors: unknown[] =
     commitSync(offsets) {
       sent.push({ mode: 'sync', offsets });
       const error = syncErrors.shift();
-      if (error) throw error;
+      if (error) throw error as Error;
     },
   };
   return { transport, sent };

@@ -30,7 +30,7 @@ describe('LLM judge in the scoring consumer', () => {
     harness = undefined;
     await judge?.close();
     judge = undefined;
-    fake.control({ mode: 'ok' });
+    fake.control({ mode: 'ok', sequence: [], scripted: [] });
     fake.resetStats();
   });
   afterAll(async () => {
@@ -171,6 +171,22 @@ describe('LLM judge in the scoring consumer', () => {
       { what: 'the dead letter' },
     );
     expect(dead[0]?.headers).toMatchObject({ dlt_error_code: 'JUDGE_UNPARSEABLE', dlt_dimension: 'judge_relevance' });
+  });
+
+  it('every paid call is recorded: the tokens of an unparseable answer whose re-ask failed join the row of the retry that succeeded', async () => {
+    const topics = await start();
+    const paid: { inputTokens: number; outputTokens: number }[] = [];
+    judge?.events.on('judge:request', (e) => {
+      if (e.inputTokens + e.outputTokens > 0) paid.push(e);
+    });
+    fake.control({ sequence: ['malformed', 'error-burst'] });
+    const data = await createEvaluation(database, ['judge_relevance'], { response: 'Paid-twice case.' });
+    await produceEvent(producer, topics.events, data);
+    await waitFor(() => allTerminal([data.evaluationId]), { what: 'terminal', timeoutMs: 30_000 });
+    const [row] = await statuses([data.evaluationId]);
+    expect(row?.status).toBe('COMPLETED');
+    expect(paid).toHaveLength(2); // the malformed answer and the verdict; the 500 carried no usage
+    expect(row?.input_tokens).toBe(paid.reduce((n, r) => n + r.inputTokens, 0));
   });
 
   it('guarantee 4: a crash between the judge’s answer and the database write costs no second paid call', async () => {

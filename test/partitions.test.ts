@@ -2,6 +2,7 @@
 // retention window and entirely behind every shard's cursor.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { sql } from 'kysely';
+import { insertOutboxEvents } from '../src/events.js';
 import { maintainPartitions } from '../outbox-relay/partitions.js';
 import { createTestDatabase, type TestDatabase } from './helpers.js';
 
@@ -69,5 +70,33 @@ describe('outbox partitions', () => {
     const outcome = await maintainPartitions(database.db, { retentionHours: 48, partitionsAhead: 0, now: new Date('2031-03-10T08:00:00Z') });
     expect(outcome.kept).toContain('outbox_p20310201');
     expect(outcome.dropped).not.toContain('outbox_p20310201');
+  });
+
+  it('finding 5: creating a partition behind a long reader of outbox never stalls an ingest insert', async () => {
+    const reader = await database.pool.connect();
+    let readerOpen = true;
+    try {
+      await reader.query('BEGIN');
+      await reader.query('SELECT count(*) FROM outbox'); // holds a lock on outbox until the transaction ends
+      // A day without partitions: maintenance must create them, which needs an exclusive lock on outbox.
+      const maintenance = maintainPartitions(database.db, { retentionHours: 48, partitionsAhead: 1, now: new Date('2032-05-01T08:00:00Z') });
+      await new Promise((r) => setTimeout(r, 300));
+      const inserted = database.db
+        .transaction()
+        .execute((trx) => insertOutboxEvents(trx, [{ topic: 't', key: 'k', type: 'test', source: '/test', data: { n: 1 } }]))
+        .then(() => (readerOpen ? 'while the reader was still open' : 'only after the reader ended'));
+      const outcome = await Promise.race([inserted, new Promise((r) => setTimeout(() => r('stalled for 5 s'), 5000))]);
+      expect(outcome).toBe('while the reader was still open');
+      await reader.query('COMMIT');
+      readerOpen = false;
+      // Maintenance gave up on the locked table for a moment instead of queueing ingest behind
+      // it; once the reader is gone, this round or the next creates the partitions.
+      const first = await maintenance;
+      const again = await maintainPartitions(database.db, { retentionHours: 48, partitionsAhead: 1, now: new Date('2032-05-01T08:00:00Z') });
+      expect([...first.created, ...again.created].sort()).toEqual(['outbox_p20320501', 'outbox_p20320502']);
+    } finally {
+      if (readerOpen) await reader.query('ROLLBACK');
+      reader.release();
+    }
   });
 });

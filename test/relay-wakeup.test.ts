@@ -25,7 +25,7 @@ describe('relay wake-up', () => {
       async () =>
         (await database.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM outbox WHERE xid >= pg_snapshot_xmin(pg_current_snapshot())`)).rows[0]?.n ===
         0,
-      { timeoutMs: 60_000, what: 'the rows to fall below the snapshot horizon' },
+      { timeoutMs: 30_000, what: 'the rows to fall below the snapshot horizon' },
     );
 
   it('a transaction that writes outbox rows sends no notification of its own', async () => {
@@ -53,8 +53,9 @@ describe('relay wake-up', () => {
   });
 
   it('the nudge after a commit wakes a relay whose poll has backed off, also after its listen connection was killed', async () => {
-    // The poll would not look again for a minute: only a nudge can explain a prompt publish.
-    const relay = startTestRelay(database, { pollMinMs: 60_000, pollMaxMs: 60_000 });
+    // The poll would not look again for ten minutes: only a nudge can explain a publish within
+    // the waits below (generous: a loaded broker can take many seconds for the first transaction).
+    const relay = startTestRelay(database, { pollMinMs: 600_000, pollMaxMs: 600_000 });
     const published: number[] = [];
     relay.events.on('relay:batchPublished', ({ rows }) => published.push(rows));
     await relay.start();
@@ -68,7 +69,7 @@ describe('relay wake-up', () => {
       await belowHorizon();
       nudger.nudge([0]);
       await waitFor(async () => published.reduce((a, b) => a + b, 0) === publishedBefore + 1, {
-        timeoutMs: 20_000,
+        timeoutMs: 45_000,
         what: 'the first nudged row to be published',
       });
 
@@ -93,12 +94,12 @@ describe('relay wake-up', () => {
       await belowHorizon();
       nudger.nudge([0]);
       await waitFor(async () => published.reduce((a, b) => a + b, 0) === publishedBefore + 2, {
-        timeoutMs: 20_000,
+        timeoutMs: 45_000,
         what: 'the row nudged after the reconnect to be published',
       });
     } finally {
       await nudger.idle();
       await relay.stop();
     }
-  });
+  }, 300_000);
 });

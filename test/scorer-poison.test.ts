@@ -73,7 +73,12 @@ describe('poison events on one key', () => {
   });
 
   it('an unrecognised handler error is never retried forever: NUL verdicts, urn:uuid ids and out-of-range values end on the DLT or scored, and every normal evaluation on the same key is scored', async () => {
-    fake.control({ scripted: [{ contains: 'NUL-CASE', reasoning: 'looks fine\u0000 then a NUL' }] });
+    fake.control({
+      scripted: [
+        { contains: 'NUL-CASE', reasoning: 'looks fine\u0000 then a NUL' },
+        { contains: 'TOKENS-CASE', tokens: 3_000_000_000 },
+      ],
+    });
     const config = loadJudgeConfig({ EVALBOX_JUDGE_CONFIG: '/judge.json' }, () =>
       JSON.stringify({
         endpoints: [{ name: 'fake', baseUrl: fake.url, model: 'fake-judge-1', timeoutMs: 2000, maxConcurrency: 8 }],
@@ -103,6 +108,7 @@ describe('poison events on one key', () => {
     const nulCase = await createEvaluation(database, dims, { response: 'Paris. NUL-CASE' });
     const outOfRange = await createEvaluation(database, dims, { response: 'Paris. OUT-OF-RANGE' });
     const urnTarget = await createEvaluation(database, dims, { response: 'Paris. URN-CASE' });
+    const tokensCase = await createEvaluation(database, dims, { response: 'Paris. TOKENS-CASE' });
     const sequence = [
       await addNormal(0),
       nulCase,
@@ -110,6 +116,7 @@ describe('poison events on one key', () => {
       { ...urnTarget, evaluationId: `urn:uuid:${urnTarget.evaluationId}` },
       await addNormal(2),
       outOfRange,
+      tokensCase,
     ];
     for (let i = 3; i < 23; i++) sequence.push(await addNormal(i));
     for (const data of sequence) await produceEvent(producer, topics.events, data);
@@ -141,6 +148,16 @@ describe('poison events on one key', () => {
       .where('evaluation_id', '=', outOfRange.evaluationId)
       .execute();
     expect(bad.find((r) => r.dimension === 'strict_range')).toMatchObject({ status: 'ERROR', error_code: 'PG_23514' });
+
+    // Token counts beyond the integer column are recorded at its bound, not a poison.
+    await waitFor(async () => (await statusOf(tokensCase.evaluationId)) === 'SCORED', { what: 'the token-overflow case scored', timeoutMs: 20_000 });
+    const tokensRow = await database.db
+      .selectFrom('scores')
+      .select(['input_tokens', 'output_tokens'])
+      .where('evaluation_id', '=', tokensCase.evaluationId)
+      .where('dimension', '=', 'judge_relevance')
+      .executeTakeFirstOrThrow();
+    expect(tokensRow).toEqual({ input_tokens: 2_147_483_647, output_tokens: 2_147_483_647 });
 
     const dead = await waitFor(
       async () => {

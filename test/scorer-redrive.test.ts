@@ -48,7 +48,7 @@ describe('redrive', () => {
       env: { ...process.env, EVALBOX_TOPIC_DLT: topics.dlt },
     });
     expect(result.status).toBe(0);
-    return JSON.parse(result.stdout).redriven as string[];
+    return (JSON.parse(result.stdout) as { redriven: string[] }).redriven;
   };
   const scoredEvents = async (id: string) =>
     Number(
@@ -130,7 +130,7 @@ describe('redrive', () => {
       name: 'test-toxicity',
       version: '2',
       async score() {
-        throw new PermanentError('v2 is broken', { code: 'SCORER_BROKEN' });
+        throw new PermanentError('v2 is broken', { code: 'SCORER_FAILED' });
       },
     };
     harness = await startScorer(database, topics, {

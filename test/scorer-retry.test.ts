@@ -97,3 +97,52 @@ describe('retry budget', () => {
     expect(await readDeadLetters(kafkaBrokers(), topics.dlt)).toEqual([]);
   });
 });
+
+describe('provider pause and back-pressure together', () => {
+  let database: TestDatabase;
+  let producer: Producer;
+  let harness: Harness | undefined;
+  beforeAll(async () => {
+    database = await createTestDatabase({ max: 10 });
+    producer = await testProducer();
+  });
+  afterAll(async () => {
+    await harness?.stop();
+    await producer.disconnect();
+    await database.drop();
+  });
+
+  it('a partition paused for its in-flight bound whose work drains during a provider pause is resumed when the pause ends (no partition stalls after an outage)', async () => {
+    const topics = await createTopics(1);
+    let openGate!: () => void;
+    const gate = new Promise<void>((resolve) => (openGate = resolve));
+    const gated: Scorer = {
+      dimension: 'toxicity',
+      name: 'test-toxicity',
+      version: '1',
+      async score() {
+        await gate;
+        return completedRow;
+      },
+    };
+    harness = await startScorer(database, topics, { producer, maxInFlight: 4, scorers: new Map([['toxicity', gated]]) });
+    const ids: string[] = [];
+    for (let i = 0; i < 12; i++) {
+      const data = await createEvaluation(database, ['toxicity']);
+      await produceEvent(producer, topics.events, data);
+      ids.push(data.evaluationId);
+    }
+    const consumer = harness.consumer;
+    await waitFor(() => [...consumer.progress().values()].some((p) => p.paused), { what: 'the partition paused for its in-flight bound' });
+    // The provider pushes back (as pauseOnJudgePressure does), and meanwhile the work drains.
+    consumer.hold();
+    openGate();
+    await waitFor(() => consumer.inFlight() === 0, { what: 'the in-flight work to drain during the pause' });
+    consumer.release();
+    await waitFor(
+      async () =>
+        (await database.db.selectFrom('evaluations').select('id').where('id', 'in', ids).where('status', '=', 'SCORED').execute()).length === ids.length,
+      { what: 'every evaluation scored after the pause', timeoutMs: 20_000 },
+    );
+  });
+});

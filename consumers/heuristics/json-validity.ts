@@ -11,8 +11,15 @@ export function scoreJsonValidity(input: ScoringInput): HeuristicOutcome {
   try {
     const parsed: unknown = JSON.parse(body);
     const kind = Array.isArray(parsed) ? 'array' : parsed === null ? 'null' : typeof parsed;
-    return { status: 'COMPLETED', value: 1, rawValue: 1, label: 'valid_json', reasoning: `the response is valid JSON (${kind})` };
+    return { status: 'COMPLETED', value: 1, rawValue: 1, label: 'valid_json', reasoning: `the response is valid JSON (${kind})`, confidence: 1 };
   } catch (error) {
-    return { status: 'COMPLETED', value: 0, rawValue: 0, label: 'invalid_json', reasoning: `the response is not valid JSON: ${(error as Error).message}` };
+    return {
+      status: 'COMPLETED',
+      value: 0,
+      rawValue: 0,
+      label: 'invalid_json',
+      reasoning: `the response is not valid JSON: ${(error as Error).message}`,
+      confidence: 1,
+    };
   }
 }

@@ -21,7 +21,14 @@ export function scoreLengthBand(input: ScoringInput): HeuristicOutcome {
   const count = words(input.response).length;
   const band = bandFor(input.prompt);
   if (count >= band.min && count <= band.max) {
-    return { status: 'COMPLETED', value: 1, rawValue: count, label: 'ok', reasoning: `${count} words, inside ${band.min}..${band.max} (${band.why})` };
+    return {
+      status: 'COMPLETED',
+      value: 1,
+      rawValue: count,
+      label: 'ok',
+      reasoning: `${count} words, inside ${band.min}..${band.max} (${band.why})`,
+      confidence: 1,
+    };
   }
   const tooShort = count < band.min;
   const distance = tooShort ? (band.min - count) / band.min : (count - band.max) / band.max;
@@ -32,5 +39,6 @@ export function scoreLengthBand(input: ScoringInput): HeuristicOutcome {
     rawValue: count,
     label: tooShort ? 'too_short' : 'too_long',
     reasoning: `${count} words, outside ${band.min}..${band.max} (${band.why})`,
+    confidence: 1,
   };
 }

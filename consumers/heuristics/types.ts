@@ -8,7 +8,15 @@ export interface ScoringInput {
 }
 
 export type HeuristicOutcome =
-  | { status: 'COMPLETED'; value: number; rawValue: number | null; label: string; reasoning: string }
+  | {
+      status: 'COMPLETED';
+      value: number;
+      rawValue: number | null;
+      label: string;
+      reasoning: string;
+      /** How sure the scorer is of its verdict, in [0, 1]: the cascade sends the unsure ones to the judge. */
+      confidence: number;
+    }
   | { status: 'SKIPPED'; label: 'skipped'; reasoning: string };
 
 export interface HeuristicScorer {

@@ -8,7 +8,7 @@ import type { DimensionDefinition, Direction, ScoringInput } from '../../src/dim
 import { createAjv } from '../../src/schemas/validator.js';
 
 /** Bumped whenever the shared template text below changes; part of every prompt hash. */
-export const RUBRIC_TEMPLATE_VERSION = '1';
+export const RUBRIC_TEMPLATE_VERSION = '2';
 
 export type VerdictScale = { kind: 'likert'; min: number; max: number } | { kind: 'labels'; labels: { label: string; value: number }[] };
 
@@ -165,31 +165,76 @@ function plainInstructions(schema: Record<string, unknown>): string {
   return `Reply with one JSON object and nothing else (no prose, no code fence), valid against this JSON Schema:\n\`\`\`json\n${JSON.stringify(schema)}\n\`\`\``;
 }
 
-function renderInputs(rubric: RubricDefinition, inputs: NormalisedInputs): string {
+/** Any opening or closing tag of an input block, however spelt (case, spaces). */
+const INPUT_TAG = new RegExp(`<(\\s*/?\\s*(?:${Object.values(TAGS).join('|')})\\b)`, 'gi');
+
+/**
+ * An input as it sits between its tags: every `<` that would start one of the block tags is
+ * written as `&lt;`, so the evaluated text can neither close its block nor open another one
+ * (an injected `</RESPONSE>` followed by instructions stays inside the data).
+ */
+export function escapeInput(text: string): string {
+  return text.replace(INPUT_TAG, '&lt;$1');
+}
+
+function renderInputs(rubric: RubricDefinition, inputs: NormalisedInputs, escape = true): string {
+  const safe = (text: string) => (escape ? escapeInput(text) : text);
   return rubric.inputs
     .map((name) => {
       const value = inputs[name];
-      const text = Array.isArray(value) ? value.map((part, i) => `[${i + 1}] ${part}`).join('\n') : (value ?? '');
+      const text = Array.isArray(value) ? value.map((part, i) => `[${i + 1}] ${safe(part)}`).join('\n') : safe(value ?? '');
       return `<${TAGS[name]}>\n${text}\n</${TAGS[name]}>`;
     })
     .join('\n\n');
 }
 
-/** Tolerates a code fence or prose around the object; the schema still decides. */
+/**
+ * The JSON the judge answered. A structured-output answer is the whole content. Otherwise (plain
+ * mode, prose around the object) the LAST complete JSON object in the text: a judge that echoes
+ * the evaluated text — an injected `{"score": 5}` included — writes its own verdict after it, so
+ * the first object in the text is never trusted. The schema still decides.
+ */
 function extractJson(content: string): unknown {
   const trimmed = content.trim();
-  const candidates = [trimmed];
-  const fenced = /```(?:json)?\s*([\s\S]*?)```/.exec(trimmed);
-  if (fenced?.[1]) candidates.push(fenced[1].trim());
-  const first = trimmed.indexOf('{');
-  const last = trimmed.lastIndexOf('}');
-  if (first >= 0 && last > first) candidates.push(trimmed.slice(first, last + 1));
-  for (const candidate of candidates) {
+  try {
+    return JSON.parse(trimmed) as unknown;
+  } catch {
+    // prose or a fence around it
+  }
+  return lastJsonObject(trimmed);
+}
+
+/**
+ * The complete JSON object that ends last in `text` (the outermost one when several end at the
+ * same place). Each `{` is tried as a start, so an unbalanced brace in echoed prose before the
+ * verdict does not hide it.
+ */
+function lastJsonObject(text: string): unknown {
+  let best: { end: number; value: unknown } | undefined;
+  for (let start = text.indexOf('{'); start >= 0; start = text.indexOf('{', start + 1)) {
+    const end = balancedEnd(text, start);
+    if (end === undefined || (best && end <= best.end)) continue;
     try {
-      return JSON.parse(candidate) as unknown;
+      best = { end, value: JSON.parse(text.slice(start, end + 1)) as unknown };
     } catch {
-      // try the next reading
+      // balanced but not JSON
     }
+  }
+  return best?.value;
+}
+
+/** The index of the `}` that closes the `{` at `start` (string-aware), if any. */
+function balancedEnd(text: string, start: number): number | undefined {
+  let depth = 0;
+  let inString = false;
+  for (let i = start; i < text.length; i++) {
+    const c = text[i];
+    if (inString) {
+      if (c === '\\') i++;
+      else if (c === '"') inString = false;
+    } else if (c === '"') inString = true;
+    else if (c === '{') depth++;
+    else if (c === '}' && --depth === 0) return i;
   }
   return undefined;
 }
@@ -203,7 +248,7 @@ export function sha256(text: string): string {
 export function compileRubric(rubric: RubricDefinition, validate: (schema: Record<string, unknown>) => ValidateFunction = defaultCompiler()): CompiledRubric {
   const schema = verdictSchema(rubric.scale);
   const system = systemPrompt(rubric);
-  const userTemplate = renderInputs(rubric, Object.fromEntries(rubric.inputs.map((i) => [i, `{{${i}}}`])));
+  const userTemplate = renderInputs(rubric, Object.fromEntries(rubric.inputs.map((i) => [i, `{{${i}}}`])), false);
   const promptHash = sha256(JSON.stringify({ template: RUBRIC_TEMPLATE_VERSION, version: rubric.version, id: rubric.id, system, userTemplate, schema }));
   // Validation is lenient about extra properties (a plain-JSON answer may add some); the
   // reasoning and the verdict must be there and in range.

@@ -52,7 +52,7 @@ export function createApiApp(ctx: ApiContext): Hono<ApiEnv> {
 
   const app = new Hono<ApiEnv>();
 
-  app.use('*', async (c, next) => {
+  app.use('*', async (c: Context<ApiEnv>, next) => {
     const started = process.hrtime.bigint();
     try {
       await next();
@@ -68,7 +68,7 @@ export function createApiApp(ctx: ApiContext): Hono<ApiEnv> {
   app.onError((error, c) => problemResponse(c, toProblem(error, routeLabel(c), logger)));
   app.notFound((c) => problemResponse(c, new ProblemError(404, `no route for ${c.req.method} ${c.req.path}`)));
 
-  app.use('/v1/evaluations*', async (c, next) => {
+  app.use('/v1/evaluations*', async (c: Context<ApiEnv>, next) => {
     const token = bearerToken(header(c, 'authorization'));
     if (!token) throw new ProblemError(401, 'send an API key as Authorization: Bearer <key>', { headers: { 'www-authenticate': 'Bearer' } });
     const applicationId = await keys.resolve(token);

@@ -1,7 +1,7 @@
 // `evalbox api`: the composition root of the ingest API process. Builds its parts from the
 // validated config, serves the public and admin ports, and shuts down in LIFO order on SIGTERM.
 import { CONNECTION_HELP, CONNECTION_OPTIONS, parse, type Command } from '../cli/args.js';
-import { loadConfig, optionsHelp, requireSetting, settingFlags } from '../config.js';
+import { loadConfig, requireSetting, optionsHelp, settingFlags } from '../config.js';
 import { createDb, waitForDatabase } from '../db/index.js';
 import { createPublishedDimensionRegistry } from '../dimensions.js';
 import { createLogger } from '../logging.js';

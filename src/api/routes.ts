@@ -4,7 +4,7 @@ import type { Context, Hono } from 'hono';
 import type { Config } from '../config.js';
 import type { Db } from '../db/index.js';
 import type { EvaluationStatus } from '../db/types.js';
-import type { DimensionRegistry } from '../dimensions.js';
+import { dimensionIdsIn, type DimensionRegistry } from '../dimensions.js';
 import { ValidationError, type FieldError } from '../errors.js';
 import type { Logger } from '../logging.js';
 import type { EvaluationRequest } from '../schemas/evaluation-request.js';
@@ -86,10 +86,7 @@ export function registerRoutes(app: Hono<ApiEnv>, deps: RouteDeps): void {
     const unstorable = unstorableFields(request);
     if (unstorable.length > 0) throw new ValidationError('the evaluation holds values that cannot be stored', unstorable);
     const requested = request.dimensions ?? dimensions.defaults;
-    const unknown: FieldError[] = requested
-      .map((id, index) => ({ id, index }))
-      .filter(({ id }) => !dimensions.get(id))
-      .map(({ id, index }) => ({ pointer: `/dimensions/${index}`, detail: `unknown dimension "${id}" (see GET /v1/dimensions)` }));
+    const unknown: FieldError[] = dimensions.missing(requested).map(({ index, detail }) => ({ pointer: `/dimensions/${index}`, detail }));
     if (unknown.length > 0) throw new ValidationError('the evaluation names unknown dimensions', unknown);
     return { request, dimensions: requested };
   }
@@ -132,7 +129,9 @@ export function registerRoutes(app: Hono<ApiEnv>, deps: RouteDeps): void {
 
   app.post('/v1/evaluations', async (c) => {
     const idempotencyKey = idempotencyKeyOf(c);
-    const [outcome] = await write(c, [prepare(c, await readJson(c), idempotencyKey)]);
+    const json = await readJson(c);
+    await dimensions.lookFor(dimensionIdsIn(json)); // a scorer may have just published them
+    const [outcome] = await write(c, [prepare(c, json, idempotencyKey)]);
     if (!outcome?.ok) throw outcome?.error;
     const { result } = outcome;
     if (logger.isLevelEnabled('debug'))
@@ -145,6 +144,7 @@ export function registerRoutes(app: Hono<ApiEnv>, deps: RouteDeps): void {
   app.post('/v1/evaluations:batch', async (c) => {
     const batchKey = idempotencyKeyOf(c);
     const body = deps.validateBatch.assert<{ items: unknown[] }>(await readJson(c), 'the batch');
+    await dimensions.lookFor(body.items.slice(0, config.api.batchLimit).flatMap(dimensionIdsIn));
     if (body.items.length > config.api.batchLimit) {
       throw new ProblemError(400, `a batch holds at most ${config.api.batchLimit} items`, {
         errors: [{ pointer: '/items', detail: `more than ${config.api.batchLimit} items` }],

@@ -57,7 +57,7 @@ export function serveApi(app: { fetch: (request: Request, env: never) => Respons
       keepAliveTimeout: keepAliveTimeoutMs,
       connectionsCheckingInterval: Math.min(1_000, headersTimeoutMs),
     },
-    listener,
+    (request, response) => void listener(request, response),
   );
   server.on('clientError', (error: NodeJS.ErrnoException, socket) => answerClientError(error, socket));
   // A socket on which nothing arrives for this long (a body that stopped) is destroyed.

@@ -11,7 +11,7 @@ import { sql } from 'kysely';
 import { parse as parseCookies, serialize as serializeCookie } from 'hono/utils/cookie';
 import { csrf } from 'hono/csrf';
 import { HTTPException } from 'hono/http-exception';
-import { redriveParked } from '../cli/outbox.js';
+import { redriveParked } from '../cli/outbox-queries.js';
 import type { Config } from '../config.js';
 import type { Db } from '../db/index.js';
 import type { EvaluationStatus } from '../db/types.js';

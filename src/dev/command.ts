@@ -8,6 +8,7 @@ import logUpdate from 'log-update';
 import { parse, UsageError, type Command } from '../cli/args.js';
 import { loadConfig } from '../config.js';
 import { createDb, migrateToLatest, type DbHandle } from '../db/index.js';
+import { coerceError } from '../errors.js';
 import { randomBytes } from 'node:crypto';
 import { createApiKey } from '../keys.js';
 import { stackUp } from '../stack/index.js';
@@ -302,7 +303,7 @@ async function runDev(options: DevOptions): Promise<number> {
 
 async function migrate(handle: DbHandle): Promise<{ rows: number }> {
   const { error, results } = await migrateToLatest(handle.db);
-  if (error) throw new Error(`migration failed: ${error instanceof Error ? error.message : JSON.stringify(error)}`);
+  if (error) throw new Error(`migration failed: ${coerceError(error).message}`);
   return { rows: results.filter((r) => r.status === 'Success').length };
 }
 

@@ -42,6 +42,8 @@ export interface FakeJudgeBehaviour {
    * and/or usage token counts of `tokens` (e.g. beyond a 32-bit column).
    */
   scripted: ScriptedAnswer[];
+  /** Modes for the next requests, one each, before `mode` applies again (e.g. malformed then error-burst). */
+  sequence: FakeJudgeMode[];
 }
 
 export interface ScriptedAnswer {
@@ -110,6 +112,7 @@ const DEFAULTS: FakeJudgeBehaviour = {
   model: 'fake-judge-1',
   seed: 1,
   scripted: [],
+  sequence: [],
 };
 
 /** "200" or "50-300" → a latency setting. */
@@ -281,7 +284,7 @@ export async function startFakeJudge(options: FakeJudgeOptions = {}): Promise<Fa
   });
 
   async function answer(c: Context) {
-    const mode = behaviour.mode;
+    const mode = behaviour.sequence.shift() ?? behaviour.mode;
     stats.byMode[mode] = (stats.byMode[mode] ?? 0) + 1;
     if (apiKey && c.req.header('authorization') !== `Bearer ${apiKey}`) {
       count('unauthorized');

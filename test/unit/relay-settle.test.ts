@@ -1,10 +1,10 @@
 // settleBatch, the rules that decide a batch's fate from its rows' outcomes, without a broker.
 import { describe, expect, it } from '@jest/globals';
-import { PermanentError, RetryableError } from '../src/errors.js';
-import { kafkaCodes } from '../src/kafka.js';
-import type { RowOutcome } from '../outbox-relay/publisher.js';
-import { settleBatch } from '../outbox-relay/settle.js';
-import type { OutboxRow } from '../outbox-relay/sql.js';
+import { PermanentError, RetryableError } from '../../src/errors.js';
+import { kafkaCodes } from '../../src/kafka.js';
+import type { RowOutcome } from '../../outbox-relay/publisher.js';
+import { settleBatch } from '../../outbox-relay/settle.js';
+import type { OutboxRow } from '../../outbox-relay/sql.js';
 
 const created = new Date('2026-01-01T00:00:00Z');
 const rows: OutboxRow[] = [1, 2, 3, 4, 5].map((n) => ({
@@ -47,10 +47,11 @@ describe('settleBatch', () => {
     expect(settled).toMatchObject({ kind: 'redo', backoff: true, replaceProducer: false, parked: [] });
   });
 
-  it('a row refused by the broker for good is parked, and the batch is sent again without it at once', () => {
-    const first = settleBatch(rows, [acked, tooLarge, acked, acked, acked]);
-    expect(first).toMatchObject({ kind: 'redo', backoff: false, parked: [{ seq: '2', errorCode: 'ERR_MSG_SIZE_TOO_LARGE' }] });
-    const parked = first.parked;
+  it('a row refused by the broker for good when sent alone is parked; a redo of the rest leaves it out', () => {
+    const alone = settleBatch(rows.slice(1, 2), [tooLarge]);
+    expect(alone).toMatchObject({ kind: 'redo', backoff: false, parked: [{ seq: '2', errorCode: 'ERR_MSG_SIZE_TOO_LARGE' }] });
+    const parked = alone.parked;
+    expect(settleBatch(rows.slice(1, 2), [undefined], parked)).toMatchObject({ kind: 'commit', cursor: { seq: '2' }, parked, published: 0 });
     expect(settleBatch(rows, [acked, undefined, acked, acked, acked], parked)).toMatchObject({ kind: 'commit', cursor: { seq: '5' }, parked, published: 4 });
   });
 
@@ -75,11 +76,21 @@ describe('settleBatch', () => {
 
 describe('producer error classes', () => {
   it('finding 3: a delivery report that carries only the code ERR__FATAL is recognised as fatal', async () => {
-    const { classifyKafkaError, isFatalKafkaError } = await import('../src/kafka.js');
+    const { classifyKafkaError, isFatalKafkaError } = await import('../../src/kafka.js');
     // Delivery reports come as a bare code and message, without librdkafka's isFatal flag.
     const report = Object.assign(new Error('Local: Fatal error'), { code: kafkaCodes.ERR__FATAL });
     expect(isFatalKafkaError(classifyKafkaError(report))).toBe(true);
     const timedOut = Object.assign(new Error('Local: Message timed out'), { code: kafkaCodes.ERR__MSG_TIMED_OUT });
     expect(isFatalKafkaError(classifyKafkaError(timedOut))).toBe(false);
+  });
+});
+
+describe('settleBatch: refusals that do not name their row', () => {
+  it('a broker refusal among several rows sent together is retried one row per transaction, parking nobody yet', () => {
+    const settled = settleBatch(rows, [acked, tooLarge, tooLarge, acked, acked]);
+    expect(settled).toMatchObject({ kind: 'redo', isolate: true, parked: [] });
+  });
+  it('the same refusal of a row sent alone parks that row', () => {
+    expect(settleBatch(rows.slice(1, 2), [tooLarge])).toMatchObject({ kind: 'redo', parked: [{ seq: '2' }] });
   });
 });
