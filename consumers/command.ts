@@ -1,7 +1,7 @@
 // `evalbox scorer`: the composition root of the scoring consumer. Builds the scorers (offline
 // heuristics, plus the LLM judge when one is configured), the key-parallel consumer and the DLT
 // producer; on SIGTERM stops fetching, drains in-flight work, commits, and exits 0.
-import { CONNECTION_HELP, CONNECTION_OPTIONS, parse, UsageError, type Command } from '../src/cli/args.js';
+import { CONNECTION_HELP, CONNECTION_OPTIONS, parse, type Command } from '../src/cli/args.js';
 import { loadConfig, requireSetting, optionsHelp, settingFlags } from '../src/config.js';
 import { createDb, waitForDatabase } from '../src/db/index.js';
 import { createDimensionRegistry, publishDimensions, PUBLISH_INTERVAL_MS, type DimensionDefinition } from '../src/dimensions.js';

@@ -81,6 +81,8 @@ export interface Config {
     /** On SIGTERM, how long in-flight scoring may take before it is abandoned (and redelivered). */
     graceMs: number;
   };
+  /** The web console's operator token (src/console reads its other settings itself). */
+  console: { token: string };
   /** The LLM judge endpoint (consumers/judge reads the same variables, or EVALBOX_JUDGE_CONFIG). */
   judge: {
     baseUrl: string;
@@ -165,6 +167,7 @@ const DESCRIPTIONS: Record<string, string> = {
   EVALBOX_SCORER_RETRY_BASE_MS: 'first backoff ceiling',
   EVALBOX_SCORER_POOL_SIZE: 'database connections',
   EVALBOX_SCORER_GRACE_MS: 'on SIGTERM, time in-flight scoring gets before it is abandoned',
+  EVALBOX_CONSOLE_TOKEN: 'operator token of the web console (secret)',
   EVALBOX_JUDGE_BASE_URL: 'OpenAI-compatible judge endpoint',
   EVALBOX_JUDGE_MODEL: 'judge model',
   EVALBOX_JUDGE_API_KEY: 'judge API key (secret)',
@@ -174,7 +177,7 @@ const DESCRIPTIONS: Record<string, string> = {
 export const describeSetting = (envName: string): string => DESCRIPTIONS[envName] ?? '';
 
 /** Settings whose values are never printed. A URL setting is printed with its password masked. */
-const SECRET_SETTINGS = new Set(['EVALBOX_JUDGE_API_KEY']);
+const SECRET_SETTINGS = new Set(['EVALBOX_JUDGE_API_KEY', 'EVALBOX_CONSOLE_TOKEN']);
 
 export function maskSecret(env: string, value: string | number): string {
   const text = String(value);
@@ -279,7 +282,7 @@ export function optionsHelp(scope: 'api' | 'relay' | 'scorer'): string {
 /** Flags a command spells differently from the configuration's flag (whose names are shared by all). */
 const FLAG_ALIASES: Record<string, string> = { 'scorer-pool-size': 'pool-size' };
 /** Settings read from the environment (or the file) only. */
-const ENV_ONLY = /^judge-/;
+const ENV_ONLY = /^(judge|console)-/;
 
 /** Shared settings that a process command also lists in its --help. */
 const COMMON_FLAGS_SHOWN = new Set(['admin-port', 'host', 'admin-host', 'topic-events', 'topic-scores', 'topic-dlt']);
@@ -359,6 +362,7 @@ function buildConfig(env: Env, flags: Flags, record?: (setting: SettingRecord) =
       poolSize: read.int('scorer-pool-size', 'EVALBOX_SCORER_POOL_SIZE', 20, 1),
       graceMs: read.int('grace-ms', 'EVALBOX_SCORER_GRACE_MS', 20_000, 1),
     },
+    console: { token: read.string('console-token', 'EVALBOX_CONSOLE_TOKEN', '') },
     judge: {
       baseUrl: read.string('judge-base-url', 'EVALBOX_JUDGE_BASE_URL', ''),
       model: read.string('judge-model', 'EVALBOX_JUDGE_MODEL', ''),
