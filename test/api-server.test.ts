@@ -3,6 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
+import { checkedFetch } from './api-contract.js';
 import { createApiKey } from '../src/keys.js';
 import { freePort } from '../src/stack/process.js';
 import { createTestDatabase, waitFor, type TestDatabase } from './helpers.js';
@@ -115,7 +116,10 @@ describe('evalbox api server', () => {
     const admin = await freePort();
     const other = startApi(['--port', String(publicPort), '--admin-port', String(admin), '--database-url', database.url, '--host', '127.0.0.2']);
     try {
-      await waitFor(async () => (await fetch(`http://127.0.0.2:${publicPort}/v1/dimensions`)).ok, { what: 'the public port on 127.0.0.2', timeoutMs: 30_000 });
+      await waitFor(async () => (await checkedFetch(`http://127.0.0.2:${publicPort}/v1/dimensions`)).ok, {
+        what: 'the public port on 127.0.0.2',
+        timeoutMs: 30_000,
+      });
       expect((await fetch(`http://127.0.0.1:${admin}/healthz`)).status).toBe(200);
       await expect(fetch(`http://127.0.0.2:${admin}/healthz`)).rejects.toThrow();
     } finally {

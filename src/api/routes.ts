@@ -19,7 +19,7 @@ import { findEvaluation, listEvaluationsPage } from './queries.js';
 import { acceptedBody, dimensionsBody, evaluationBody, evaluationLink, pageBody } from './responses.js';
 import { unstorableFields } from './storable.js';
 
-export type ApiEnv = { Variables: { applicationId: string } };
+export type ApiEnv = { Variables: { applicationId: string; requestId: string; log: Logger } };
 
 export interface RouteDeps {
   db: Db;
@@ -108,7 +108,7 @@ export function registerRoutes(app: Hono<ApiEnv>, deps: RouteDeps): void {
       }),
     );
     if (logger.isLevelEnabled('debug'))
-      logger.debug({ evaluationId: result.evaluationId, applicationId: c.get('applicationId'), replayed: result.replayed }, 'evaluation accepted');
+      c.get('log').debug({ evaluationId: result.evaluationId, applicationId: c.get('applicationId'), replayed: result.replayed }, 'evaluation accepted');
     return result;
   }
 
@@ -147,7 +147,7 @@ export function registerRoutes(app: Hono<ApiEnv>, deps: RouteDeps): void {
           const result = await ingest(c, item, undefined);
           return { index, status: 202, ...(result.replayed ? { replayed: true } : {}), body: acceptedBody(result) };
         } catch (error) {
-          const { problem } = toProblem(error, deps.routeLabel(c), logger);
+          const { problem } = toProblem(error, deps.routeLabel(c), c.get('log'));
           const kept = problem.errors?.slice(0, Math.max(0, errorBudget));
           errorBudget -= kept?.length ?? 0;
           const errors = kept?.map((e) => ({ pointer: `/items/${index}${e.pointer === '/' ? '' : e.pointer}`, detail: e.detail }));
