@@ -1,12 +1,14 @@
-// Benchmark: sustained POST /v1/evaluations throughput and latency (autocannon against the real
-// API process) versus pgbench running the same two-row INSERT transaction (evaluation row +
-// outbox row of the same sizes) against the same Postgres with the same number of clients.
-// The two alternate in rounds (API, pgbench, API, pgbench, …) so that load from anything else on
-// the machine falls on both alike; the medians are compared. At the end every 202 is checked
-// against the database: one evaluation row and one outbox row each.
-//   eval "$(npx evalbox stack up)"; node --import tsx bench/ingest.ts [--seconds 10] [--rounds 3] [--connections 32] [--pool-size 16]
+// Benchmark: sustained POST /v1/evaluations throughput and latency (autocannon against real API
+// processes, one with group commit on and one with it off) against the physical limit: pgbench
+// running the same two-row INSERT transaction (evaluation row + outbox row of the same sizes,
+// nothing else: no NOTIFY) and, separately, the same rows as multi-row group inserts (the limit
+// for group commit), on the same Postgres with the same number of clients, at several client
+// counts. All phases alternate within each round, so load from anything else on the machine falls
+// on all of them alike; ratios are taken within a round. At the end every 202 is checked against
+// the database: one evaluation row and one outbox row each.
+//   eval "$(npx evalbox stack up)"; node --import tsx bench/ingest.ts [--seconds 10] [--rounds 3] [--clients 8,32,128] [--pool-size 16] [--group-rows 16]
 import autocannon from 'autocannon';
-import { spawnSync } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -20,13 +22,16 @@ const { values } = parseArgs({
   options: {
     seconds: { type: 'string', default: '10' },
     rounds: { type: 'string', default: '3' },
-    connections: { type: 'string', default: '32' },
+    clients: { type: 'string', default: '8,32,128' },
     'pool-size': { type: 'string', default: '16' },
+    'group-rows': { type: 'string', default: '16' },
+    'window-ms': { type: 'string', default: '1' },
   },
 });
 const seconds = Number(values.seconds);
 const rounds = Number(values.rounds);
-const connections = Number(values.connections);
+const clientCounts = (values.clients as string).split(',').map(Number);
+const groupRows = Number(values['group-rows']);
 
 const body = {
   prompt: 'Summarise the refund policy for orders shipped to the EU in two sentences. '.repeat(3),
@@ -40,11 +45,26 @@ const body = {
 };
 
 const url = await freshDatabase('evalbox_bench_ingest');
-const key = spawnSync('node', ['bin/evalbox.js', 'keys', 'create', '--app', 'bench', '--database-url', url], { encoding: 'utf8' }).stdout.trim();
-const port = await freePort();
-const adminPort = await freePort();
-const api = evalbox(['api', '--port', String(port), '--admin-port', String(adminPort), '--database-url', url, '--pool-size', values['pool-size'] as string]);
-await waitForHttp(`http://127.0.0.1:${adminPort}/readyz`);
+const keyFor = (app: string) =>
+  spawnSync('node', ['bin/evalbox.js', 'keys', 'create', '--app', app, '--database-url', url], { encoding: 'utf8' }).stdout.trim();
+interface ApiUnderTest {
+  label: string;
+  app: string;
+  key: string;
+  port: number;
+  process: ChildProcess;
+}
+async function startApi(label: string, app: string, groupCommit: 'on' | 'off'): Promise<ApiUnderTest> {
+  const port = await freePort();
+  const adminPort = await freePort();
+  const child = evalbox(
+    ['api', '--port', String(port), '--admin-port', String(adminPort), '--database-url', url, '--pool-size', values['pool-size'] as string],
+    { EVALBOX_API_GROUP_COMMIT: groupCommit, EVALBOX_API_GROUP_COMMIT_WINDOW_MS: values['window-ms'] as string },
+  );
+  await waitForHttp(`http://127.0.0.1:${adminPort}/readyz`);
+  return { label, app, key: keyFor(app), port, process: child };
+}
+const apis = [await startApi('API, group commit on', 'bench-group', 'on'), await startApi('API, group commit off', 'bench-single', 'off')];
 
 // Where the CPU goes: the machine's busy share (/proc/stat), the API process's CPU
 // (/proc/PID/stat) and this process's, which is autocannon's load generation.
@@ -61,49 +81,66 @@ function processCpuMs(pid: number): number {
   return ((Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_S) * 1000;
 }
 interface Phase {
+  /** Requests or rows per second. */
   rate: number;
   p50: number;
   p99: number;
   busy: number;
-  /** CPU milliseconds per request or transaction: the server (API process) and the load generator. */
+  /** CPU milliseconds per request: the API process and the load generator (autocannon, in this process). */
   serverMs?: number;
   clientMs?: number;
+  /** Rows per transaction the API's writes averaged in this phase. */
+  rowsPerCommit?: number;
 }
-function cpuMeter() {
-  const m0 = machineTicks();
-  const api0 = processCpuMs(api.pid as number);
-  const self0 = process.cpuUsage();
-  return (count: number) => {
-    const m1 = machineTicks();
-    const self = process.cpuUsage(self0);
-    return {
-      busy: (m1.busy - m0.busy) / (m1.total - m0.total),
-      serverMs: (processCpuMs(api.pid as number) - api0) / count,
-      clientMs: (self.user + self.system) / 1000 / count,
-    };
-  };
-}
+
+const client = new pg.Client({ connectionString: url });
+await client.connect();
+const rowsAndCommits = async (app: string) =>
+  (
+    await client.query<{ rows: number; commits: number }>(
+      'SELECT count(*)::int AS rows, count(DISTINCT xid)::int AS commits FROM evaluations WHERE application_id = $1',
+      [app],
+    )
+  ).rows[0] as { rows: number; commits: number };
 
 let accepted = 0;
 let failed = 0;
 let apiPhases = 0;
-async function runApi(duration: number): Promise<Phase> {
-  const meter = cpuMeter();
+let maxConnections = 0;
+async function runApi(api: ApiUnderTest, connections: number, duration: number): Promise<Phase> {
+  const m0 = machineTicks();
+  const api0 = processCpuMs(api.process.pid as number);
+  const self0 = process.cpuUsage();
+  const before = await rowsAndCommits(api.app);
   const result = await autocannon({
-    url: `http://127.0.0.1:${port}/v1/evaluations`,
+    url: `http://127.0.0.1:${api.port}/v1/evaluations`,
     method: 'POST',
     connections,
     duration,
-    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    headers: { authorization: `Bearer ${api.key}`, 'content-type': 'application/json' },
     body: JSON.stringify(body),
   });
+  const m1 = machineTicks();
+  const self = process.cpuUsage(self0);
+  const serverMs = (processCpuMs(api.process.pid as number) - api0) / result.requests.total;
+  await new Promise((r) => setTimeout(r, 200)); // the requests still in flight when autocannon stopped
+  const after = await rowsAndCommits(api.app);
   apiPhases++;
+  maxConnections = Math.max(maxConnections, connections);
   accepted += result['2xx'];
   failed += result.non2xx + result.errors + result.timeouts;
-  return { rate: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, ...meter(result.requests.total) };
+  return {
+    rate: result.requests.average,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    busy: (m1.busy - m0.busy) / (m1.total - m0.total),
+    serverMs,
+    clientMs: (self.user + self.system) / 1000 / result.requests.total,
+    rowsPerCommit: (after.rows - before.rows) / Math.max(1, after.commits - before.commits),
+  };
 }
 
-// pgbench: the same two rows, same sizes, one transaction per client loop, prepared statements.
+// pgbench: the same two rows, same sizes, prepared statements, nothing else in the transaction.
 const evalPayload = JSON.stringify({
   schemaVersion: 1,
   evaluationId: '00000000-0000-7000-8000-000000000000',
@@ -115,30 +152,28 @@ const evalPayload = JSON.stringify({
 });
 // pgbench reads ":name" as a variable, so text is passed base64-encoded (no colons).
 const quote = (s: string) => `convert_from(decode('${Buffer.from(s).toString('base64')}', 'base64'), 'UTF8')`;
-const script = `BEGIN;
-INSERT INTO evaluations (id, application_id, model_id, prompt, response, context, metadata, dimensions) VALUES (gen_random_uuid(), 'pgbench', ${quote(body.modelId)}, ${quote(body.prompt)}, ${quote(body.response)}, ${quote(JSON.stringify(body.context))}::jsonb, ${quote(JSON.stringify(body.metadata))}::jsonb, '{groundedness,answer_relevance,pii_leak,toxicity}');
-INSERT INTO outbox (id, shard, topic, key, type, source, headers, payload) VALUES (gen_random_uuid(), outbox_shard_of('pgbench'), 'llm-evaluation-events', 'pgbench', 'evaluation.created', '/evalbox/api', '{}', ${quote(evalPayload)}::jsonb);
+const evaluationValues = (app: string) =>
+  `gen_random_uuid(), '${app}', ${quote(body.modelId)}, ${quote(body.prompt)}, ${quote(body.response)}, ${quote(JSON.stringify(body.context))}::jsonb, ${quote(JSON.stringify(body.metadata))}::jsonb, '{groundedness,answer_relevance,pii_leak,toxicity}'`;
+const outboxValues = (app: string) =>
+  `gen_random_uuid(), outbox_shard_of('${app}'), 'llm-evaluation-events', '${app}', 'evaluation.created', '/evalbox/api', '{}', ${quote(evalPayload)}::jsonb`;
+const twoRowScript = `BEGIN;
+INSERT INTO evaluations (id, application_id, model_id, prompt, response, context, metadata, dimensions) VALUES (${evaluationValues('pgbench')});
+INSERT INTO outbox (id, shard, topic, key, type, source, headers, payload) VALUES (${outboxValues('pgbench')});
 END;
 `;
-// For the analysis, not the target: the API's own statement (both rows in one data-modifying
-// CTE, one round trip) under pgbench, which separates the cost of HTTP and Node from the cost
-// of the round trips the transaction form needs.
-const cteScript = `WITH evaluation AS (
-  INSERT INTO evaluations (id, application_id, model_id, prompt, response, context, metadata, dimensions) VALUES (gen_random_uuid(), 'pgbench-cte', ${quote(body.modelId)}, ${quote(body.prompt)}, ${quote(body.response)}, ${quote(JSON.stringify(body.context))}::jsonb, ${quote(JSON.stringify(body.metadata))}::jsonb, '{groundedness,answer_relevance,pii_leak,toxicity}')
-  ON CONFLICT (application_id, idempotency_key) DO NOTHING RETURNING id
-), event AS (
-  INSERT INTO outbox (id, shard, topic, key, type, source, headers, payload) SELECT gen_random_uuid(), outbox_shard_of('pgbench-cte'), 'llm-evaluation-events', 'pgbench-cte', 'evaluation.created', '/evalbox/api', '{}', ${quote(evalPayload)}::jsonb FROM evaluation
-) SELECT id FROM evaluation;
-`.replace(/\n\s*/g, ' ');
+// The limit for group commit: G evaluation rows and their G outbox rows in one statement.
+const groupScript = (rows: number) =>
+  `WITH evaluation AS (
+  INSERT INTO evaluations (id, application_id, model_id, prompt, response, context, metadata, dimensions) SELECT ${evaluationValues('pgbench-group')} FROM generate_series(1, ${rows}) RETURNING id
+) INSERT INTO outbox (id, shard, topic, key, type, source, headers, payload) SELECT ${outboxValues('pgbench-group')} FROM evaluation;
+`.replace(/\n\s*/g, ' ') + '\n';
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'evalbox-ingest-'));
-const scriptFile = path.join(work, 'two-row-insert.sql');
-fs.writeFileSync(scriptFile, script);
-const cteScriptFile = path.join(work, 'one-statement-cte.sql');
-fs.writeFileSync(cteScriptFile, `${cteScript.trim()}\n`);
+const twoRowFile = path.join(work, 'two-row-insert.sql');
+fs.writeFileSync(twoRowFile, twoRowScript);
 const pgbench = path.join(findPostgresBinDir() as string, 'pgbench');
 const u = new URL(url);
 
-function runPgbench(duration: number, file = scriptFile): Phase {
+function runPgbench(file: string, connections: number, duration: number, rowsPerTransaction = 1): Phase {
   const m0 = machineTicks();
   const logDir = fs.mkdtempSync(path.join(work, 'log-'));
   const run = spawnSync(
@@ -172,75 +207,82 @@ function runPgbench(duration: number, file = scriptFile): Phase {
   // Per-transaction log lines: client_id transaction_no time_us script_no epoch epoch_us.
   const latencies = fs
     .readdirSync(logDir)
-    .flatMap((file) => fs.readFileSync(path.join(logDir, file), 'utf8').trim().split('\n'))
+    .flatMap((f) => fs.readFileSync(path.join(logDir, f), 'utf8').trim().split('\n'))
     .map((line) => Number(line.split(' ')[2]) / 1000)
     .sort((a, b) => a - b);
+  fs.rmSync(logDir, { recursive: true, force: true });
   return {
-    rate: Number(/tps = ([\d.]+)/.exec(run.stdout)?.[1]),
+    rate: Number(/tps = ([\d.]+)/.exec(run.stdout)?.[1]) * rowsPerTransaction,
     p50: percentile(latencies, 50),
     p99: percentile(latencies, 99),
     busy: (m1.busy - m0.busy) / (m1.total - m0.total),
   };
 }
+const groupFile = (connections: number) => {
+  const rows = Math.min(groupRows, connections);
+  const file = path.join(work, `group-${rows}.sql`);
+  fs.writeFileSync(file, groupScript(rows));
+  return { file, rows };
+};
 
-// Warm up both (JIT, connections, prepared statements, buffers), then alternate.
-await runApi(2);
-runPgbench(2);
-runPgbench(2, cteScriptFile);
-const apiRounds: Phase[] = [];
-const pgRounds: Phase[] = [];
-const cteRounds: Phase[] = [];
+// Warm up (JIT, connections, prepared statements, buffers), then alternate every phase per round.
+for (const api of apis) await runApi(api, 32, 2);
+runPgbench(twoRowFile, 32, 2);
+type Cell = { on: Phase; off: Phase; pg: Phase; group: Phase; groupRows: number };
+const cells = new Map<number, Cell[]>();
 for (let round = 0; round < rounds; round++) {
-  apiRounds.push(await runApi(seconds));
-  pgRounds.push(runPgbench(seconds));
-  cteRounds.push(runPgbench(seconds, cteScriptFile));
+  for (const connections of clientCounts) {
+    const on = await runApi(apis[0] as ApiUnderTest, connections, seconds);
+    const pgPhase = runPgbench(twoRowFile, connections, seconds);
+    const off = await runApi(apis[1] as ApiUnderTest, connections, seconds);
+    const g = groupFile(connections);
+    const group = runPgbench(g.file, Math.max(1, Math.floor(connections / g.rows)), seconds, g.rows);
+    cells.set(connections, [...(cells.get(connections) ?? []), { on, off, pg: pgPhase, group, groupRows: g.rows }]);
+  }
 }
-api.kill('SIGTERM');
+for (const api of apis) api.process.kill('SIGTERM');
 fs.rmSync(work, { recursive: true, force: true });
 
 // Accepted means durable: every 202 left exactly one evaluation row and one outbox row. A few
 // more rows than counted 202s is expected: autocannon stops counting when its clock runs out,
 // while the requests then in flight (at most one per connection per phase) still complete.
-const client = new pg.Client({ connectionString: url });
-await client.connect();
 const counts = (
   await client.query<{ evaluations: number; outbox: number }>(
-    `SELECT (SELECT count(*)::int FROM evaluations WHERE application_id = 'bench') AS evaluations, (SELECT count(*)::int FROM outbox WHERE key = 'bench') AS outbox`,
+    `SELECT (SELECT count(*)::int FROM evaluations WHERE application_id LIKE 'bench-%') AS evaluations, (SELECT count(*)::int FROM outbox WHERE key LIKE 'bench-%') AS outbox`,
   )
 ).rows[0] as { evaluations: number; outbox: number };
 await client.end();
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
-const summary = (rs: Phase[]): Phase => ({
-  rate: median(rs.map((r) => r.rate)),
-  p50: median(rs.map((r) => r.p50)),
-  p99: median(rs.map((r) => r.p99)),
-  busy: median(rs.map((r) => r.busy)),
-  serverMs: median(rs.map((r) => r.serverMs ?? 0)),
-  clientMs: median(rs.map((r) => r.clientMs ?? 0)),
-});
-const a = summary(apiRounds);
-const b = summary(pgRounds);
-const cte = summary(cteRounds);
-const fmt = (r: Phase) => `${r.rate.toFixed(0)}/s  p50 ${r.p50.toFixed(1)} ms  p99 ${r.p99.toFixed(1)} ms  (machine CPU ${(r.busy * 100).toFixed(0)}% busy)`;
+const fmt = (r: Phase, unit = '/s') =>
+  `${r.rate.toFixed(0)}${unit}  p50 ${r.p50.toFixed(1)} ms  p99 ${r.p99.toFixed(1)} ms  (CPU ${(r.busy * 100).toFixed(0)}%${r.serverMs === undefined ? '' : `, API ${r.serverMs.toFixed(2)} ms/req, load generator ${(r.clientMs ?? 0).toFixed(2)} ms/req`}${r.rowsPerCommit === undefined ? '' : `, ${r.rowsPerCommit.toFixed(1)} rows/commit`})`;
 const lines = [
   `ingest benchmark — ${new Date().toISOString()}`,
-  `machine: ${machine()}`,
-  `load: ${connections} client connections, ${rounds} alternating rounds of ${seconds} s each; API pool ${values['pool-size']} connections; body ${JSON.stringify(body).length} bytes`,
-  ...apiRounds.map(
-    (r, i) =>
-      `  round ${i + 1}: API ${fmt(r)}\n           pgbench ${fmt(pgRounds[i] as Phase)}  ratio ${(r.rate / (pgRounds[i] as Phase).rate).toFixed(2)}\n           pgbench CTE ${fmt(cteRounds[i] as Phase)}`,
-  ),
-  `API  POST /v1/evaluations (median): ${fmt(a)}`,
-  `pgbench same 2-row INSERT transaction (median): ${fmt(b)}`,
-  `ratio API/pgbench: ${(a.rate / b.rate).toFixed(2)}`,
-  `for comparison, pgbench running the API's one-statement CTE (median): ${fmt(cte)}; API/that ${(a.rate / cte.rate).toFixed(2)}`,
-  `CPU per request in the API phase: API process ${(a.serverMs as number).toFixed(2)} ms, autocannon ${(a.clientMs as number).toFixed(2)} ms (2 cores = ${(2000 / a.rate).toFixed(2)} CPU-ms available per request at this rate)`,
-  `durability check: ${accepted} responses 202 (+ up to ${connections * apiPhases} uncounted in flight at phase ends), ${failed} other/errors; ${counts.evaluations} evaluation rows, ${counts.outbox} outbox rows`,
+  `machine: ${machine()}; load average at end ${os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ')}`,
+  `${rounds} alternating rounds of ${seconds} s per phase; API pool ${values['pool-size']} connections, group window ${values['window-ms']} ms; body ${JSON.stringify(body).length} bytes`,
 ];
+for (const connections of clientCounts) {
+  const rs = cells.get(connections) as Cell[];
+  lines.push(`${connections} clients:`);
+  for (const [i, c] of rs.entries()) {
+    lines.push(
+      `  round ${i + 1}: API group on  ${fmt(c.on)}\n           API group off ${fmt(c.off)}\n           pgbench 2-row tx ${fmt(c.pg, ' tx/s')}\n           pgbench ${c.groupRows}-row group statements ${fmt(c.group, ' rows/s')}\n           ratios: on/pgbench ${(c.on.rate / c.pg.rate).toFixed(2)}, off/pgbench ${(c.off.rate / c.pg.rate).toFixed(2)}, on/group-limit ${(c.on.rate / c.group.rate).toFixed(2)}`,
+    );
+  }
+  const ratio = (f: (c: Cell) => number) => median(rs.map(f)).toFixed(2);
+  lines.push(
+    `  median ratios: API group on / pgbench 2-row ${ratio((c) => c.on.rate / c.pg.rate)}; API group off / pgbench 2-row ${ratio((c) => c.off.rate / c.pg.rate)}; API group on / pgbench group ${ratio((c) => c.on.rate / c.group.rate)}`,
+  );
+}
+lines.push(
+  `durability check: ${accepted} responses 202 (+ up to ${maxConnections * apiPhases} uncounted in flight at phase ends), ${failed} other/errors; ${counts.evaluations} evaluation rows, ${counts.outbox} outbox rows`,
+);
 process.stdout.write(`${lines.join('\n')}\n`);
 const uncounted = counts.evaluations - accepted;
-if (counts.outbox !== counts.evaluations || uncounted < 0 || uncounted > connections * apiPhases || failed > 0) {
+if (counts.outbox !== counts.evaluations || uncounted < 0 || uncounted > maxConnections * apiPhases || failed > 0) {
   process.stderr.write('durability check FAILED: rows and 202s differ\n');
   process.exitCode = 1;
 }

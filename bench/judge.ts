@@ -20,7 +20,7 @@ const { values } = parseArgs({
     'latency-ms': { type: 'string', default: '200' },
   },
 });
-const levels = (values.concurrency as string).split(',').map(Number);
+const levels = values.concurrency.split(',').map(Number);
 const perWorker = Number(values['calls-per-worker']);
 const serverLatencyMs = Number(values['latency-ms']);
 

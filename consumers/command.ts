@@ -73,10 +73,11 @@ ${CONNECTION_HELP}`,
     const stopped = stopSignal();
     const config = loadConfig(process.env, values);
     const setting = (flag: string, env: string, fallback: number): number => {
-      const raw = (values as Record<string, unknown>)[flag] ?? process.env[env];
+      const flagValue = (values as Record<string, unknown>)[flag];
+      const raw = typeof flagValue === 'string' ? flagValue : process.env[env];
       if (raw === undefined || raw === '') return fallback;
       const n = Number(raw);
-      if (!Number.isInteger(n) || n < 1) throw new UsageError(`--${flag} / ${env} must be a positive integer, got "${String(raw)}"`);
+      if (!Number.isInteger(n) || n < 1) throw new UsageError(`--${flag} / ${env} must be a positive integer, got "${raw}"`);
       return n;
     };
     const orderingMode = String(values['ordering-key'] ?? process.env.EVALBOX_SCORER_ORDERING_KEY ?? 'evaluation');
@@ -97,7 +98,7 @@ ${CONNECTION_HELP}`,
     const judgeConfig = loadJudgeConfig();
     const judge = judgeConfig ? createJudge({ config: judgeConfig, db: handle.db, logger }) : undefined;
     if (judge) registerJudgeMetrics(registry, judge.events);
-    const judgeDimensions: DimensionDefinition[] = judgeConfig ? (judgeDimensionDefinitions(judgeConfig) as DimensionDefinition[]) : [];
+    const judgeDimensions: DimensionDefinition[] = judgeConfig ? judgeDimensionDefinitions(judgeConfig) : [];
     const dimensions = createDimensionRegistry(judgeDimensions);
     const scorers = buildScorers(dimensions.list(), judge);
     await publishDimensions(

@@ -8,7 +8,7 @@
 // no longer committed; the new owner redelivers it and idempotent handlers make that safe).
 import { EventEmitter, setMaxListeners } from 'node:events';
 import kafkaJs from '@confluentinc/kafka-javascript';
-import { LIBRDKAFKA_LOG_LEVEL, routeLibrdkafkaLogs } from '../src/kafka.js';
+import { LIBRDKAFKA_LOG_LEVEL, classifyKafkaError, routeLibrdkafkaLogs } from '../src/kafka.js';
 import type { Logger } from '../src/logging.js';
 import { fullJitterDelay, sleep } from '../src/retry.js';
 
@@ -163,8 +163,8 @@ export function createKeyParallelConsumer(options: KeyParallelConsumerOptions): 
       log_level: LIBRDKAFKA_LOG_LEVEL,
       rebalance_cb: onRebalance,
       ...options.extraConfig,
-    } as never,
-    { 'auto.offset.reset': 'earliest' } as never,
+    },
+    { 'auto.offset.reset': 'earliest' },
   ) as RdKafkaConsumer;
   routeLibrdkafkaLogs(consumer, logger, options.clientId ?? 'evalbox-scorer');
 
@@ -289,7 +289,9 @@ export function createKeyParallelConsumer(options: KeyParallelConsumerOptions): 
   const consumeBatch = () =>
     new Promise<kafkaJs.Message[]>((resolve, reject) => {
       // Never take more at once than one partition may hold in flight, so pausing bounds memory.
-      consumer.consume(Math.max(1, Math.min(500, options.maxInFlightPerPartition)), (error, messages) => (error ? reject(error) : resolve(messages)));
+      consumer.consume(Math.max(1, Math.min(500, options.maxInFlightPerPartition)), (error, messages) =>
+        error ? reject(classifyKafkaError(error)) : resolve(messages),
+      );
     });
 
   async function runLoop(): Promise<void> {
@@ -347,7 +349,7 @@ export function createKeyParallelConsumer(options: KeyParallelConsumerOptions): 
       for (const tp of ready) events.emit('consumer:resumed', tp);
     },
     async start() {
-      await new Promise<void>((resolve, reject) => consumer.connect({ timeout: 30_000 } as never, (error) => (error ? reject(error) : resolve())));
+      await new Promise<void>((resolve, reject) => consumer.connect({ timeout: 30_000 }, (error) => (error ? reject(classifyKafkaError(error)) : resolve())));
       consumer.setDefaultConsumeTimeout(100);
       consumer.subscribe(options.topics);
       running = true;
@@ -371,9 +373,9 @@ export function createKeyParallelConsumer(options: KeyParallelConsumerOptions): 
       const result = [];
       for (const [key, progress] of partitions) {
         const [topic, partition] = key.split('|') as [string, string];
-        const high = await new Promise<number>((resolve) =>
-          consumer.queryWatermarkOffsets(topic, Number(partition), 2_000, (error, offsets) => resolve(error ? Number.NaN : offsets.highOffset)),
-        );
+        const high = await new Promise<number>((resolve) => {
+          consumer.queryWatermarkOffsets(topic, Number(partition), 2_000, (error, offsets) => resolve(error ? Number.NaN : offsets.highOffset));
+        });
         result.push({
           topic,
           partition: Number(partition),

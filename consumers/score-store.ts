@@ -10,6 +10,7 @@ import type { Database, Db } from '../src/db/index.js';
 import type { EvaluationStatus, ScoresTable } from '../src/db/types.js';
 import { classifyPgError } from '../src/errors.js';
 import { EVENT_TYPES, insertOutboxEvents } from '../src/events.js';
+import { createOutboxNudger, type OutboxNudger } from '../src/outbox-wakeup.js';
 import { EVENT_SCHEMA_VERSION, toScoreResult, type EvaluationScoredData, type ScoreResult } from '../src/schemas/events.js';
 
 export interface ScoreRowValues {
@@ -100,8 +101,10 @@ function batcher<I, O>(run: (items: I[]) => Promise<O[]>, options: { max: number
     });
 }
 
-export function createScoreStore(db: Db, topics: Topics, options: { maxBatch?: number; concurrency?: number } = {}): ScoreStore {
+export function createScoreStore(db: Db, topics: Topics, options: { maxBatch?: number; concurrency?: number; nudger?: OutboxNudger } = {}): ScoreStore {
   const max = options.maxBatch ?? 100;
+  // Wakes the relay once a batch's evaluation.scored events are committed (never inside the transaction).
+  const nudger = options.nudger ?? createOutboxNudger(db);
   const concurrency = options.concurrency ?? 2;
 
   const load = batcher<string, LoadedEvaluation | undefined>(
@@ -132,6 +135,8 @@ export function createScoreStore(db: Db, topics: Topics, options: { maxBatch?: n
         return results;
       }
       throw error;
+    } finally {
+      nudger.nudge();
     }
   };
   const commit = batcher<CommitItem, EvaluationStatus | undefined>(commitBatch, { max, concurrency });
@@ -222,7 +227,7 @@ async function writeBatch(trx: Transaction<Database>, topics: Topics, items: Com
         schemaVersion: EVENT_SCHEMA_VERSION,
         evaluationId: id,
         applicationId,
-        status: status as EvaluationScoredData['status'],
+        status,
         scores,
         scoredAt: scoredAt.toISOString(),
       };

@@ -2,13 +2,10 @@
 // librdkafka batches them on the wire, and each row gets its own delivery report, so one poison
 // row does not fail its neighbours.
 import { cloudEventHeaders } from '../src/cloudevents.js';
-import { PermanentError, type EvalboxError } from '../src/errors.js';
+import type { EvalboxError } from '../src/errors.js';
+import { kafkaRecordBytes, unpublishableReason } from '../src/events.js';
 import type { BatchProducer, DeliveryOutcome, OutgoingMessage } from '../src/kafka.js';
 import type { OutboxRow } from './reader.js';
-
-/** librdkafka's default message.max.bytes; larger rows are parked without a send. */
-export const MAX_MESSAGE_BYTES = 1_000_000;
-const LEGAL_TOPIC = /^[a-zA-Z0-9._-]{1,249}$/;
 
 export type RowOutcome = { ok: true; ackedAt: number } | { ok: false; error: EvalboxError };
 
@@ -21,21 +18,18 @@ export function toKafkaMessage(row: OutboxRow): OutgoingMessage {
   };
 }
 
-/** Checks what Kafka would refuse for this row alone, before sending it. */
-function precheck(row: OutboxRow): EvalboxError | undefined {
-  if (!LEGAL_TOPIC.test(row.topic)) return new PermanentError(`illegal topic name "${row.topic}"`, { code: 'INVALID_TOPIC' });
-  const bytes = Buffer.byteLength(row.payload) + Buffer.byteLength(row.key) + JSON.stringify(row.headers).length + 256;
-  if (bytes > MAX_MESSAGE_BYTES) return new PermanentError(`message of about ${bytes} bytes exceeds ${MAX_MESSAGE_BYTES}`, { code: 'ERR_MSG_SIZE_TOO_LARGE' });
-  return undefined;
+/** Checks what Kafka would refuse for this row alone, before sending it (the insert-time rule). */
+function precheck(row: OutboxRow, message: OutgoingMessage): EvalboxError | undefined {
+  return unpublishableReason(row.topic, kafkaRecordBytes(row.key, Buffer.byteLength(row.payload), message.headers), 'ERR_MSG_SIZE_TOO_LARGE');
 }
 
 export async function publishRows(producer: BatchProducer, rows: OutboxRow[]): Promise<RowOutcome[]> {
-  const outcomes: (RowOutcome | undefined)[] = rows.map((row) => {
-    const rejected = precheck(row);
+  const messages = rows.map(toKafkaMessage);
+  const outcomes: (RowOutcome | undefined)[] = rows.map((row, i) => {
+    const rejected = precheck(row, messages[i] as OutgoingMessage);
     return rejected ? { ok: false, error: rejected } : undefined;
   });
-  const sendable = rows.filter((_, i) => outcomes[i] === undefined);
-  const delivered = await producer.produceBatch(sendable.map(toKafkaMessage));
+  const delivered = await producer.produceBatch(messages.filter((_, i) => outcomes[i] === undefined));
   let next = 0;
   return outcomes.map((outcome) => {
     if (outcome) return outcome;

@@ -5,7 +5,6 @@
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
-import pg from 'pg';
 import { sql } from 'kysely';
 import type { Db } from '../src/db/index.js';
 import { coerceError, ConfigError, type EvalboxError } from '../src/errors.js';
@@ -17,6 +16,7 @@ import { advanceCursor, claimLease, releaseLease, renewLease, type Lease, type P
 import { maintainPartitions } from './partitions.js';
 import { publishRows } from './publisher.js';
 import { horizonBlockedSeconds, readBatchBelowHorizon, type OutboxRow } from './reader.js';
+import { listenForNudges, type NudgeListener } from './wakeup.js';
 
 export interface RelaySettings {
   batchSize: number;
@@ -82,7 +82,7 @@ export function createRelay(ctx: RelayContext): Relay {
   const workers = new Map<number, ShardWorker>();
   const stopController = new AbortController();
   let producer: BatchProducer | undefined;
-  let listener: pg.Client | undefined;
+  let listener: NudgeListener | undefined;
   let heartbeat: NodeJS.Timeout | undefined;
   let housekeeping: NodeJS.Timeout | undefined;
   let partitionTimer: NodeJS.Timeout | undefined;
@@ -287,32 +287,22 @@ export function createRelay(ctx: RelayContext): Relay {
     }
   }
 
-  async function listen(): Promise<void> {
-    const client = new pg.Client({ connectionString: ctx.databaseUrl, application_name: 'evalbox-relay-listen' });
-    client.on('error', (error) => {
-      reportError('listen connection', error);
-      // Polling keeps working; reconnect the nudge channel in the background.
-      if (listener === client) {
-        listener = undefined;
-        setTimeout(() => void (stopController.signal.aborted ? undefined : listen().catch((e) => reportError('listen', e))), 1000);
-      }
-    });
-    client.on('notification', (message) => {
-      const worker = workers.get(Number(message.payload));
-      worker?.wake();
-    });
-    await client.connect();
-    await client.query('LISTEN evalbox_outbox');
-    listener = client;
-  }
-
   return {
     instanceId,
     events,
     ownedShards: () => [...workers.keys()].sort((a, b) => a - b),
     async start() {
       await getProducer();
-      if (settings.wakeup === 'notify') await listen();
+      if (settings.wakeup === 'notify') {
+        listener = await listenForNudges({
+          databaseUrl: ctx.databaseUrl,
+          signal: stopController.signal,
+          onError: reportError,
+          onNudge: (shard) => {
+            for (const [owned, worker] of workers) if (shard === undefined || shard === owned) worker.wake();
+          },
+        });
+      }
       await runPartitionMaintenance();
       await beat();
       heartbeat = setInterval(() => {
@@ -341,7 +331,7 @@ export function createRelay(ctx: RelayContext): Relay {
           events.emit('relay:leaseReleased', { shard: w.lease.shard, epoch: w.lease.epoch });
         }
       }
-      await listener?.end().catch(() => {});
+      await listener?.close();
       listener = undefined;
     },
   };

@@ -29,7 +29,7 @@ export function readCloudEventHeaders(headers: Record<string, unknown> | undefin
   const text = (name: string): string | undefined => {
     const value = headers?.[name];
     if (value === undefined || value === null) return undefined;
-    const first = Array.isArray(value) ? value[0] : value;
+    const first: unknown = Array.isArray(value) ? value[0] : value;
     return Buffer.isBuffer(first) ? first.toString('utf8') : String(first);
   };
   return {

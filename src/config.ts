@@ -33,6 +33,10 @@ export interface Config {
     keyCacheTtlMs: number;
     /** On SIGTERM, how long in-flight requests may take before their connections are cut. */
     shutdownGraceMs: number;
+    /** Concurrent POSTs written by one statement in one transaction (see docs/api.md). */
+    groupCommit: { enabled: boolean; windowMs: number; maxRows: number };
+    /** How long an Idempotency-Key is honoured; after that the same key creates a new evaluation. */
+    idempotencyTtlHours: number;
     /** Node server timeouts against slow clients (see docs/api.md, "Limits"). */
     headersTimeoutMs: number;
     requestTimeoutMs: number;
@@ -128,6 +132,12 @@ export function loadConfig(env: Env = process.env, flags: Flags = {}): Config {
       poolSize: read.int('pool-size', 'EVALBOX_API_POOL_SIZE', 20, 1),
       keyCacheTtlMs: read.int('key-cache-ttl-ms', 'EVALBOX_API_KEY_CACHE_TTL_MS', 10_000, 0),
       shutdownGraceMs: read.int('shutdown-grace-ms', 'EVALBOX_SHUTDOWN_GRACE_MS', 10_000, 0),
+      groupCommit: {
+        enabled: read.oneOf('group-commit', 'EVALBOX_API_GROUP_COMMIT', ['on', 'off'] as const, 'on') === 'on',
+        windowMs: read.int('group-commit-window-ms', 'EVALBOX_API_GROUP_COMMIT_WINDOW_MS', 1, 0),
+        maxRows: read.int('group-commit-max-rows', 'EVALBOX_API_GROUP_COMMIT_MAX_ROWS', 64, 1),
+      },
+      idempotencyTtlHours: read.int('idempotency-ttl-hours', 'EVALBOX_API_IDEMPOTENCY_TTL_HOURS', 24, 1),
       headersTimeoutMs: read.int('headers-timeout-ms', 'EVALBOX_API_HEADERS_TIMEOUT_MS', 10_000, 1),
       requestTimeoutMs: read.int('request-timeout-ms', 'EVALBOX_API_REQUEST_TIMEOUT_MS', 30_000, 1),
       keepAliveTimeoutMs: read.int('keep-alive-timeout-ms', 'EVALBOX_API_KEEP_ALIVE_TIMEOUT_MS', 5_000, 1),

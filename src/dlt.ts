@@ -2,7 +2,7 @@
 // Redrive is safe to repeat: scoring is idempotent, so a redriven event that was already scored
 // changes nothing.
 import kafkaJs from '@confluentinc/kafka-javascript';
-import { createKafka, type Producer } from './kafka.js';
+import { classifyKafkaError, createKafka, type Producer } from './kafka.js';
 
 export interface DeadLetter {
   /** `partition:offset` on the DLT topic. */
@@ -28,10 +28,10 @@ export async function readDeadLetters(brokers: string, topic: string): Promise<D
   const wanted = offsets.filter((o) => Number(o.high) > Number(o.low));
   if (wanted.length === 0) return [];
   const consumer = new kafkaJs.KafkaConsumer(
-    { 'bootstrap.servers': brokers, 'group.id': `evalbox-dlt-reader-${process.pid}-${Date.now()}`, 'enable.auto.commit': false } as never,
+    { 'bootstrap.servers': brokers, 'group.id': `evalbox-dlt-reader-${process.pid}-${Date.now()}`, 'enable.auto.commit': false },
     {},
   );
-  await new Promise<void>((resolve, reject) => consumer.connect({ timeout: 30_000 } as never, (error) => (error ? reject(error) : resolve())));
+  await new Promise<void>((resolve, reject) => consumer.connect({ timeout: 30_000 }, (error) => (error ? reject(classifyKafkaError(error)) : resolve())));
   try {
     consumer.assign(wanted.map((o) => ({ topic, partition: o.partition, offset: Number(o.low) })));
     const remaining = new Map(wanted.map((o) => [o.partition, Number(o.high) - 1]));
@@ -39,7 +39,7 @@ export async function readDeadLetters(brokers: string, topic: string): Promise<D
     const deadline = Date.now() + 30_000;
     while (remaining.size > 0 && Date.now() < deadline) {
       const batch = await new Promise<kafkaJs.Message[]>((resolve, reject) =>
-        consumer.consume(500, (error, messages) => (error ? reject(error) : resolve(messages))),
+        consumer.consume(500, (error, messages) => (error ? reject(classifyKafkaError(error)) : resolve(messages))),
       );
       for (const m of batch) {
         const headers: Record<string, string> = {};

@@ -84,7 +84,7 @@ const RETRYABLE_SOCKET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', '
 
 function errorCodeOf(thrown: unknown): string | undefined {
   if (thrown && typeof thrown === 'object' && 'code' in thrown) {
-    const { code } = thrown as { code: unknown };
+    const { code } = thrown;
     return typeof code === 'string' ? code : undefined;
   }
   return undefined;

@@ -1,8 +1,10 @@
 // Outbox events: the only way anything in evalbox publishes to Kafka. A writer inserts the event
 // in the same transaction as the state change it announces; the relay publishes it later.
 // Events follow CloudEvents 1.0 (Kafka binding, binary mode): the payload becomes the Kafka value,
-// the id becomes ce_id.
-import { sql, type Transaction } from 'kysely';
+// the id becomes ce_id. This module owns the outbox row: its encoding, the checks that keep
+// unpublishable rows out (topic name, size as the relay will send it), and the one INSERT.
+import { CompiledQuery, type Transaction } from 'kysely';
+import { cloudEventHeaders } from './cloudevents.js';
 import { PermanentError } from './errors.js';
 import { uuidv7 } from './ids.js';
 import type { Database } from './db/index.js';
@@ -12,8 +14,11 @@ export const EVENT_TYPES = {
   evaluationScored: 'evaluation.scored',
 } as const;
 
-/** Kafka's default message.max.bytes is 1 MB; an event that cannot be published is refused at insert. */
+/** librdkafka's default message.max.bytes: a record (key, value, headers, framing) above it is refused. */
 export const MAX_EVENT_BYTES = 1_000_000;
+/** Record and header framing on top of the key, value and header bytes (an upper bound). */
+const RECORD_OVERHEAD_BYTES = 256;
+const HEADER_OVERHEAD_BYTES = 8;
 const LEGAL_TOPIC = /^[a-zA-Z0-9._-]{1,249}$/;
 
 export interface OutboxEvent {
@@ -28,34 +33,157 @@ export interface OutboxEvent {
   id?: string;
 }
 
+/** An outbox row ready to insert: validated, payload serialised. */
+export interface OutboxRowValues {
+  id: string;
+  topic: string;
+  key: string;
+  type: string;
+  source: string;
+  /** JSON text of the extra headers. */
+  headers: string;
+  /** JSON text of the data. */
+  payload: string;
+  createdAt: Date;
+}
+
 export class EventTooLargeError extends PermanentError {
-  constructor(bytes: number) {
-    super(`event of ${bytes} bytes exceeds the ${MAX_EVENT_BYTES}-byte limit`, { code: 'EVENT_TOO_LARGE' });
+  constructor(bytes: number, code = 'EVENT_TOO_LARGE') {
+    super(`event of ${bytes} bytes exceeds the ${MAX_EVENT_BYTES}-byte limit`, { code });
   }
 }
 
-/** Validates and serialises an event's payload; throws a PermanentError for what Kafka would refuse. */
-export function encodeEventPayload(event: OutboxEvent): string {
-  if (!LEGAL_TOPIC.test(event.topic)) throw new PermanentError(`illegal topic name "${event.topic}"`, { code: 'INVALID_TOPIC' });
-  const payload = JSON.stringify(event.data);
-  const bytes = Buffer.byteLength(payload);
-  if (bytes > MAX_EVENT_BYTES) throw new EventTooLargeError(bytes);
-  return payload;
+/** Bytes of a Kafka record as counted against message.max.bytes: key, value, headers, framing. */
+export function kafkaRecordBytes(key: string, valueBytes: number, headers: Record<string, string>): number {
+  let bytes = RECORD_OVERHEAD_BYTES + Buffer.byteLength(key) + valueBytes;
+  for (const name in headers) bytes += HEADER_OVERHEAD_BYTES + Buffer.byteLength(name) + Buffer.byteLength(headers[name] as string);
+  return bytes;
+}
+
+/**
+ * Why Kafka would refuse this record, or undefined. Used at insert time and by the relay before
+ * it sends (which reports the size with librdkafka's own code, ERR_MSG_SIZE_TOO_LARGE).
+ */
+export function unpublishableReason(topic: string, recordBytes: number, tooLargeCode?: string): PermanentError | undefined {
+  if (!LEGAL_TOPIC.test(topic)) return new PermanentError(`illegal topic name "${topic}"`, { code: 'INVALID_TOPIC' });
+  if (recordBytes > MAX_EVENT_BYTES) return new EventTooLargeError(recordBytes, tooLargeCode);
+  return undefined;
+}
+
+/**
+ * Validates an event and serialises it as an outbox row; throws a PermanentError for what Kafka
+ * would refuse. The size is that of the record the relay will send: the relay's value is the
+ * payload as Postgres renders the stored jsonb (", " and ": " separators, numbers without
+ * exponents), which can be longer than the JSON text written, plus the key and every header.
+ */
+export function encodeOutboxRow(event: OutboxEvent, createdAt: Date = new Date()): OutboxRowValues {
+  const id = event.id ?? uuidv7(createdAt.getTime());
+  const headers = event.headers ?? {};
+  const kafkaHeaders = cloudEventHeaders({ id, type: event.type, source: event.source, time: createdAt.toISOString() }, headers);
+  const refused = unpublishableReason(event.topic, kafkaRecordBytes(event.key, jsonbTextBytes(event.data), kafkaHeaders));
+  if (refused) throw refused;
+  return {
+    id,
+    topic: event.topic,
+    key: event.key,
+    type: event.type,
+    source: event.source,
+    headers: JSON.stringify(headers),
+    payload: JSON.stringify(event.data),
+    createdAt,
+  };
+}
+
+/** The outbox rows' columns as parallel arrays, in the order outboxRowsFrom() numbers them. */
+export function outboxRowParameters(rows: readonly OutboxRowValues[]): unknown[] {
+  return [
+    rows.map((r) => r.id),
+    rows.map((r) => r.topic),
+    rows.map((r) => r.key),
+    rows.map((r) => r.type),
+    rows.map((r) => r.source),
+    rows.map((r) => r.headers),
+    rows.map((r) => r.payload),
+    rows.map((r) => r.createdAt),
+  ];
+}
+
+/** `unnest(...) WITH ORDINALITY AS <alias>(...)` over outboxRowParameters() bound from $first on. */
+export function outboxRowsFrom(first: number, alias: string): string {
+  const types = ['uuid', 'text', 'text', 'text', 'text', 'text', 'text', 'timestamptz'];
+  const params = types.map((type, i) => `$${first + i}::${type}[]`).join(', ');
+  return `unnest(${params}) WITH ORDINALITY AS ${alias}(event_id, topic, key, type, source, headers, payload, created_at, ord)`;
+}
+
+/**
+ * THE outbox insert: rows of `alias` (an outboxRowsFrom() relation, possibly joined in `from`)
+ * in their ordinal order, so seq follows the order the writer gave. Returns each row's shard.
+ */
+export function insertOutboxSql(from: string, alias: string): string {
+  return `INSERT INTO outbox (id, shard, topic, key, type, source, headers, payload, created_at)
+    SELECT ${alias}.event_id, outbox_shard_of(${alias}.key), ${alias}.topic, ${alias}.key, ${alias}.type, ${alias}.source,
+           ${alias}.headers::jsonb, ${alias}.payload::jsonb, ${alias}.created_at
+    FROM ${from} ORDER BY ${alias}.ord
+    RETURNING shard`;
 }
 
 /** Inserts events into the outbox inside the caller's transaction. Returns their ids. */
 export async function insertOutboxEvents(trx: Transaction<Database>, events: OutboxEvent[]): Promise<string[]> {
   if (events.length === 0) return [];
-  const rows = events.map((event) => ({
-    id: event.id ?? uuidv7(),
-    shard: sql<number>`outbox_shard_of(${event.key})`,
-    topic: event.topic,
-    key: event.key,
-    type: event.type,
-    source: event.source,
-    headers: JSON.stringify(event.headers ?? {}),
-    payload: encodeEventPayload(event),
-  }));
-  await trx.insertInto('outbox').values(rows).execute();
+  const now = new Date();
+  const rows = events.map((event) => encodeOutboxRow(event, now));
+  const text = insertOutboxSql(outboxRowsFrom(1, 'event'), 'event');
+  await trx.executeQuery(CompiledQuery.raw(text, outboxRowParameters(rows)));
   return rows.map((r) => r.id);
+}
+
+/**
+ * Bytes of `value` as Postgres prints it back from jsonb, which is what the relay sends: JSON
+ * with a space after every ':' and ',', and numbers in plain notation (1e+21 comes back as 22
+ * digits). Strings are escaped the same way by both. Object keys are unique after JSON.parse,
+ * as in jsonb, so reordering changes nothing here.
+ */
+export function jsonbTextBytes(value: unknown): number {
+  if (value === null) return 4;
+  switch (typeof value) {
+    case 'string':
+      return Buffer.byteLength(JSON.stringify(value));
+    case 'number':
+      return Number.isFinite(value) ? plainNumberLength(JSON.stringify(value)) : 4;
+    case 'boolean':
+      return value ? 4 : 5;
+    case 'object': {
+      const json = value as { toJSON?: () => unknown };
+      if (typeof json.toJSON === 'function') return jsonbTextBytes(json.toJSON());
+      if (Array.isArray(value)) {
+        let bytes = 2 + Math.max(0, value.length - 1) * 2;
+        for (const item of value) bytes += item === undefined || typeof item === 'function' ? 4 : jsonbTextBytes(item);
+        return bytes;
+      }
+      let bytes = 2;
+      let members = 0;
+      for (const [key, item] of Object.entries(value)) {
+        if (item === undefined || typeof item === 'function' || typeof item === 'symbol') continue;
+        bytes += Buffer.byteLength(JSON.stringify(key)) + 2 + jsonbTextBytes(item);
+        members++;
+      }
+      return bytes + Math.max(0, members - 1) * 2;
+    }
+    default:
+      return 4;
+  }
+}
+
+/** Length of a JSON number as Postgres' numeric prints it: no exponent, the scale of the input. */
+function plainNumberLength(text: string): number {
+  const match = /^(-?)(\d+)(?:\.(\d+))?(?:e([+-]?\d+))?$/i.exec(text);
+  if (!match) return text.length;
+  const [, sign = '', whole = '', fraction = '', exponentText] = match;
+  if (exponentText === undefined) return text.length;
+  const exponent = Number(exponentText);
+  const digits = (whole + fraction).replace(/^0+(?=\d)/, '');
+  const scale = Math.max(0, fraction.length - exponent);
+  const integerDigits = digits.length - fraction.length + exponent;
+  const integerPart = Math.max(1, integerDigits);
+  return sign.length + integerPart + (scale > 0 ? 1 + scale : 0);
 }

@@ -1,6 +1,6 @@
 // Kafka clients for every process, on @confluentinc/kafka-javascript (librdkafka), and the
 // classification of librdkafka errors by code into the shared error hierarchy.
-import kafkaJs from '@confluentinc/kafka-javascript';
+import kafkaJs, { type KafkaJS as KafkaJSTypes, type ProducerGlobalConfig, type ProducerTopicConfig } from '@confluentinc/kafka-javascript';
 import { PermanentError, RetryableError, type EvalboxError, coerceError } from './errors.js';
 import type { Logger } from './logging.js';
 
@@ -13,21 +13,29 @@ export type Consumer = ReturnType<Kafka['consumer']>;
 export type Admin = ReturnType<Kafka['admin']>;
 
 /** Routes librdkafka's log lines into pino (or drops them without a logger) instead of the console. */
-function kafkaLogger(logger: Logger | undefined) {
-  const write = (level: 'debug' | 'info' | 'warn' | 'error') => (message: string, extra?: Record<string, unknown>) =>
-    logger?.[level]({ kafka: extra }, String(message));
-  const adapter = { info: write('info'), warn: write('warn'), error: write('error'), debug: write('debug'), setLogLevel: () => {}, namespace: () => adapter };
+function kafkaLogger(logger: Logger | undefined): KafkaJSTypes.Logger {
+  const write = (level: 'debug' | 'info' | 'warn' | 'error') => (message: string, extra?: object) => logger?.[level]({ kafka: extra }, String(message));
+  const adapter: KafkaJSTypes.Logger = {
+    info: write('info'),
+    warn: write('warn'),
+    error: write('error'),
+    debug: write('debug'),
+    setLogLevel: () => {},
+    namespace: () => adapter,
+  };
   return adapter;
 }
 
 export function createKafka(brokers: string, clientId = 'evalbox', logger?: Logger): Kafka {
   return new KafkaJS.Kafka({
-    kafkaJS: { brokers: brokers.split(',').map((b) => b.trim()), clientId, logLevel: KafkaJS.logLevel.WARN, logger: kafkaLogger(logger) as never },
+    kafkaJS: { brokers: brokers.split(',').map((b) => b.trim()), clientId, logLevel: KafkaJS.logLevel.WARN, logger: kafkaLogger(logger) },
   });
 }
 
+export type ProducerSettings = ProducerGlobalConfig & ProducerTopicConfig;
+
 // acks=all and idempotence: a retry inside librdkafka never writes a message twice or out of order.
-const IDEMPOTENT_PRODUCER_CONFIG = {
+const IDEMPOTENT_PRODUCER_CONFIG: ProducerSettings = {
   'enable.idempotence': true,
   acks: -1,
   'linger.ms': 2,
@@ -54,8 +62,8 @@ export function routeLibrdkafkaLogs(client: EventSource, logger: Logger | undefi
 }
 
 /** The idempotent producer on the KafkaJS-compatible API, for occasional sends (DLT, CLI, tests). */
-export function createIdempotentProducer(kafka: Kafka, overrides: Record<string, unknown> = {}): Producer {
-  return kafka.producer({ ...IDEMPOTENT_PRODUCER_CONFIG, ...overrides } as never);
+export function createIdempotentProducer(kafka: Kafka, overrides: ProducerSettings = {}): Producer {
+  return kafka.producer({ ...IDEMPOTENT_PRODUCER_CONFIG, ...overrides });
 }
 
 export interface OutgoingMessage {
@@ -92,7 +100,7 @@ interface PendingBatch {
  * wrapper converts every message and creates a promise per message; here a batch is one promise
  * and each delivery report only decrements a counter, which doubles throughput (bench/relay.ts).
  */
-export function createBatchProducer(brokers: string, options: { clientId?: string; logger?: Logger; overrides?: Record<string, unknown> } = {}): BatchProducer {
+export function createBatchProducer(brokers: string, options: { clientId?: string; logger?: Logger; overrides?: ProducerSettings } = {}): BatchProducer {
   const producer = new kafkaJs.Producer({
     'bootstrap.servers': brokers,
     'client.id': options.clientId ?? 'evalbox',
@@ -100,7 +108,7 @@ export function createBatchProducer(brokers: string, options: { clientId?: strin
     log_level: LIBRDKAFKA_LOG_LEVEL,
     ...options.overrides,
     dr_cb: true,
-  } as never);
+  });
   routeLibrdkafkaLogs(producer, options.logger, options.clientId ?? 'evalbox');
   producer.on('delivery-report', (error, report) => {
     const { batch, index } = report.opaque as { batch: PendingBatch; index: number };
@@ -111,7 +119,7 @@ export function createBatchProducer(brokers: string, options: { clientId?: strin
   return {
     connect: () =>
       new Promise<void>((resolve, reject) => {
-        producer.connect({ timeout: 30_000 } as never, (error) => {
+        producer.connect({ timeout: 30_000 }, (error) => {
           if (error) return reject(classifyKafkaError(error));
           // delivery reports are served by librdkafka's thread, not a JS timer
           producer.setPollInBackground(true);
@@ -127,7 +135,7 @@ export function createBatchProducer(brokers: string, options: { clientId?: strin
           const headers = Object.entries(message.headers).map(([name, value]) => ({ [name]: value }));
           try {
             batch.remaining++;
-            producer.produce(message.topic, -1, Buffer.from(message.value), message.key, 0, { batch, index }, headers as never);
+            producer.produce(message.topic, -1, Buffer.from(message.value), message.key, 0, { batch, index }, headers);
           } catch (thrown) {
             batch.remaining--;
             const error = classifyKafkaError(thrown);
@@ -210,7 +218,7 @@ export async function isKafkaReady(brokers: string): Promise<boolean> {
   const admin = createKafka(brokers, 'evalbox-probe').admin();
   try {
     await admin.connect();
-    await admin.listTopics({ timeout: 3000 } as never);
+    await admin.listTopics({ timeout: 3000 });
     return true;
   } catch {
     return false;

@@ -23,8 +23,22 @@ export class Releasers {
     this.steps.push(step);
   }
 
-  async releaseAll(): Promise<void> {
-    for (const step of this.steps.splice(0).reverse()) await step();
+  /**
+   * Runs every step, last registered first. A step that throws does not keep the later ones from
+   * running (the pool must still close when the producer's flush fails); once all have run, the
+   * first error is rethrown. `onError` sees every failure, e.g. to log the ones after the first.
+   */
+  async releaseAll(onError?: (error: unknown) => void): Promise<void> {
+    const failures: unknown[] = [];
+    for (const step of this.steps.splice(0).reverse()) {
+      try {
+        await step();
+      } catch (error) {
+        failures.push(error);
+        onError?.(error);
+      }
+    }
+    if (failures.length > 0) throw failures[0];
   }
 }
 

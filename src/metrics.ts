@@ -1,6 +1,6 @@
 // Prometheus metrics and the admin port every long-running process serves: /healthz, /readyz,
 // /metrics. Each process builds its own Registry (never prom-client's global one).
-import { serve, type ServerType } from '@hono/node-server';
+import { serve, type Http2Bindings, type HttpBindings, type ServerType } from '@hono/node-server';
 import { Hono } from 'hono';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 
@@ -34,9 +34,13 @@ export function createAdminApp(registry: Registry, ready: () => Promise<void>): 
   return app;
 }
 
-export function listen(app: { fetch: Hono['fetch'] } | Hono<any>, port: number, host: string): Promise<{ server: ServerType; port: number }> {
+export function listen(
+  app: { fetch: (request: Request, env: HttpBindings | Http2Bindings) => Response | Promise<Response> },
+  port: number,
+  host: string,
+): Promise<{ server: ServerType; port: number }> {
   return new Promise((resolve, reject) => {
-    const server = serve({ fetch: (app as Hono).fetch, port, hostname: host }, (info) => resolve({ server, port: info.port }));
+    const server = serve({ fetch: app.fetch, port, hostname: host }, (info) => resolve({ server, port: info.port }));
     server.once('error', reject);
   });
 }

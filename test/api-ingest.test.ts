@@ -83,7 +83,7 @@ describe('ingest API', () => {
       expect(res.status).toBe(500);
       expect(res.headers.get('content-type')).toBe('application/problem+json');
       expect(await countRows('evaluations')).toBe(before);
-      expect(await countRows('evaluations', sql`idempotency_key = 'doomed'`)).toBe(0);
+      expect(await countRows('evaluations', sql`external_id = 'doomed'`)).toBe(0);
     } finally {
       await sql`DROP TRIGGER fail_outbox ON outbox; DROP FUNCTION fail_outbox();`.execute(f.database.db);
     }
@@ -101,7 +101,7 @@ describe('ingest API', () => {
     expect(await countRows('outbox', sql`payload->>'evaluationId' = ${a.evaluationId}`)).toBe(1);
   });
 
-  it('externalId is the idempotency key when no header is sent, and is scoped per application', async () => {
+  it('a repeated externalId with the same body is a replay, and externalId is scoped per application', async () => {
     const a1 = (await (await f.post('/v1/evaluations', validEvaluation({ externalId: 'ext-1' }))).json()) as { evaluationId: string };
     const a2 = (await (await f.post('/v1/evaluations', validEvaluation({ externalId: 'ext-1' }))).json()) as { evaluationId: string };
     const b1 = (await (await f.post('/v1/evaluations', validEvaluation({ externalId: 'ext-1' }), f.keyB)).json()) as { evaluationId: string };

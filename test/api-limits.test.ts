@@ -20,11 +20,12 @@ describe('API quotas and fairness', () => {
   afterAll(async () => f.database.drop());
 
   /** Holds a row lock on (application, idempotency key): an API insert with that key waits on it. */
+  // Holds the key both as an Idempotency-Key and as an externalId, so requests using either wait.
   async function holdIdempotencyKey(applicationId: string, key: string) {
     const client = await f.database.pool.connect();
     await client.query('BEGIN');
     await client.query(
-      `INSERT INTO evaluations (id, application_id, prompt, response, dimensions, idempotency_key) VALUES (gen_random_uuid(), $1, 'p', 'r', '{toxicity}', $2)`,
+      `INSERT INTO evaluations (id, application_id, prompt, response, dimensions, idempotency_key, external_id) VALUES (gen_random_uuid(), $1, 'p', 'r', '{toxicity}', $2, $2)`,
       [applicationId, key],
     );
     return async () => {
@@ -45,7 +46,7 @@ describe('API quotas and fairness', () => {
         keys: createKeyResolver(f.database.db),
       }),
     );
-  const post = (app: ReturnType<typeof createApiApp>, key: string, body: unknown, headers: Record<string, string> = {}) =>
+  const post = async (app: ReturnType<typeof createApiApp>, key: string, body: unknown, headers: Record<string, string> = {}) =>
     app.request(body && typeof body === 'object' && 'items' in body ? '/v1/evaluations:batch' : '/v1/evaluations', {
       method: 'POST',
       headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...headers },
@@ -85,10 +86,10 @@ describe('API quotas and fairness', () => {
       ];
       await waitFor(
         async () => {
-          const { rows } = await f.database.pool.query(
+          const { rows } = await f.database.pool.query<{ n: number }>(
             `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
           );
-          return rows[0].n >= 1;
+          return (rows[0]?.n ?? 0) >= 1;
         },
         { what: 'a request to wait on the row lock' },
       );
@@ -124,10 +125,10 @@ describe('API quotas and fairness', () => {
       const flood = Array.from({ length: 3 }, () => post(app, f.keyA, { items: Array.from({ length: 20 }, () => validEvaluation({ externalId: 'flood' })) }));
       await waitFor(
         async () => {
-          const { rows } = await f.database.pool.query(
+          const { rows } = await f.database.pool.query<{ n: number }>(
             `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
           );
-          return rows[0].n >= 1;
+          return (rows[0]?.n ?? 0) >= 1;
         },
         { what: 'the flood to hold connections' },
       );

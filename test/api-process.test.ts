@@ -65,7 +65,7 @@ describe('evalbox api process', () => {
     const stream = new ReadableStream({
       pull: (controller) => void (chunks.length ? controller.enqueue(new TextEncoder().encode(chunks.shift())) : controller.close()),
     });
-    const streamed = await post(stream, {}, { duplex: 'half' } as RequestInit);
+    const streamed = await post(stream, {}, { duplex: 'half' });
     expect(streamed.status).toBe(413);
     expect((await post('{"prompt":', {})).status).toBe(400);
     expect((await post('{}', { 'content-type': 'text/plain' })).status).toBe(415);

@@ -77,12 +77,17 @@ describe('evalbox api server', () => {
         setTimeout(() => socket.destroy(), 200);
       });
     }
-    const metrics = await waitFor(async () => {
-      const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
-      return /http_request_duration_seconds_count\{[^}]*route="\/v1\/evaluations"[^}]*method="POST"/.test(text) && text;
-    });
-    expect(metrics).not.toMatch(/http_request_duration_seconds_count\{[^}]*status="503"/);
-    expect(metrics).toMatch(/http_request_duration_seconds_count\{[^}]*route="\/v1\/evaluations"[^}]*status="499"[^}]*\} 3/);
+    // Each aborted request is counted once it has been handled: as a 499, never as a 503.
+    const count = (text: string, status: string) =>
+      Number(new RegExp(`http_request_duration_seconds_count\\{[^}]*route="/v1/evaluations"[^}]*status="${status}"[^}]*\\} (\\d+)`).exec(text)?.[1] ?? 0);
+    const metrics = await waitFor(
+      async () => {
+        const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+        return count(text, '499') + count(text, '503') >= 3 && text;
+      },
+      { what: 'the three aborted requests to be counted', timeoutMs: 15_000 },
+    );
+    expect({ aborted: count(metrics, '499'), unavailable: count(metrics, '503') }).toEqual({ aborted: 3, unavailable: 0 });
     expect(api.output()).not.toMatch(/database unavailable/);
   });
 

@@ -43,7 +43,7 @@ describe('evalbox CLI', () => {
     expect(first.stdout).toMatch(/^KAFKA_BROKERS=127\.0\.0\.1:\d+$/m);
     const second = evalbox(['stack', 'up', '--json'], env);
     expect(second.status).toBe(0);
-    const endpoints = JSON.parse(second.stdout);
+    const endpoints = JSON.parse(second.stdout) as { started: unknown; databaseUrl: string };
     expect(endpoints.started).toEqual({ postgres: false, kafka: false });
     expect(first.stdout).toContain(`DATABASE_URL=${endpoints.databaseUrl}`);
   });
@@ -51,7 +51,7 @@ describe('evalbox CLI', () => {
   it('stack up honours DATABASE_URL and KAFKA_BROKERS that point at reachable servers', () => {
     const given = evalbox(['stack', 'up', '--json'], { ...process.env, DATABASE_URL: database.url });
     expect(given.status).toBe(0);
-    expect(JSON.parse(given.stdout).databaseUrl).toBe(database.url);
+    expect((JSON.parse(given.stdout) as { databaseUrl: string }).databaseUrl).toBe(database.url);
   });
 
   it('stack up refuses a DATABASE_URL that does not answer, with a clear message', () => {
@@ -63,7 +63,7 @@ describe('evalbox CLI', () => {
   it('stack status says what runs where', () => {
     const status = evalbox(['stack', 'status', '--json']);
     expect(status.status).toBe(0);
-    const parsed = JSON.parse(status.stdout);
+    const parsed = JSON.parse(status.stdout) as { postgres: { running: boolean }; kafka: { running: boolean; logFile: string } };
     expect(parsed.postgres.running).toBe(true);
     expect(parsed.kafka.running).toBe(true);
     expect(parsed.kafka.logFile).toMatch(/server\.log$/);

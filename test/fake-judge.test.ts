@@ -3,7 +3,7 @@
 // faults), the call counters, and the `evalbox fake-judge` process.
 import { spawn, spawnSync } from 'node:child_process';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
-import { startFakeJudge, type FakeJudge } from '../scripts/fake-judge/server.js';
+import { startFakeJudge, type FakeJudge } from '../src/fake-judge/server.js';
 import { waitFor } from './helpers.js';
 
 const likertSchema = {
@@ -153,7 +153,7 @@ describe('fake judge', () => {
     fake.control({ mode: 'malformed' });
     const malformed = await post(chat('x', likertSchema));
     expect(malformed.status).toBe(200);
-    expect(() => JSON.parse((malformed.json as unknown as Completion).choices[0]!.message.content)).toThrow();
+    expect(() => JSON.parse((malformed.json as unknown as Completion).choices[0]!.message.content) as unknown).toThrow();
     fake.control({ mode: 'bad-request' });
     expect(await post(chat('x', likertSchema))).toMatchObject({ status: 400, json: { error: { code: 'context_length_exceeded', param: 'messages' } } });
   });

@@ -65,7 +65,7 @@ describe('circuit breaker', () => {
     const probe = breaker.admit();
     expect(probe.probe).toBe(true);
     // While the probe is out, others are turned away with a short retry hint.
-    expect(() => breaker.admit()).toThrow(expect.objectContaining({ code: 'JUDGE_CIRCUIT_OPEN', retryAfterMs: 700 }) as unknown as Error);
+    expect(() => breaker.admit()).toThrow(expect.objectContaining({ code: 'JUDGE_CIRCUIT_OPEN', retryAfterMs: 700 }));
     probe.record('success');
     expect(breaker.state()).toBe('closed');
     expect(log.at(-1)).toBe('closed');

@@ -10,7 +10,7 @@ import { claimOrRead, pruneJudgeCache, readCacheRow } from '../consumers/judge/c
 import { loadJudgeConfig, type JudgeConfig } from '../consumers/judge/config.js';
 import { createJudge, isProviderPressure, type Judge } from '../consumers/judge/judge.js';
 import { compileRubric, BUILTIN_RUBRICS, inputsHash, normaliseInputs, type NormalisedInputs } from '../consumers/judge/rubrics.js';
-import { startFakeJudge, type FakeJudge } from '../scripts/fake-judge/server.js';
+import { startFakeJudge, type FakeJudge } from '../src/fake-judge/server.js';
 import { createTestDatabase, waitFor, type TestDatabase } from './helpers.js';
 
 const sample = {

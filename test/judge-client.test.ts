@@ -9,7 +9,7 @@ import { PermanentError, RetryableError } from '../src/errors.js';
 import { parseRetryAfter } from '../consumers/judge/client.js';
 import { loadJudgeConfig, type JudgeConfig } from '../consumers/judge/config.js';
 import { createJudge, type Judge } from '../consumers/judge/judge.js';
-import { startFakeJudge, type FakeJudge } from '../scripts/fake-judge/server.js';
+import { startFakeJudge, type FakeJudge } from '../src/fake-judge/server.js';
 
 const sample = {
   prompt: 'What is the refund window for EU orders?',
@@ -126,14 +126,12 @@ describe('judge client', () => {
           res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { message: 'unsupported', type: 'invalid_request_error' } }));
           return;
         }
-        res
-          .writeHead(200, { 'content-type': 'application/json' })
-          .end(
-            JSON.stringify({
-              choices: [{ message: { role: 'assistant', content: '{"reasoning":"fine","score":4}' } }],
-              usage: { prompt_tokens: 10, completion_tokens: 5 },
-            }),
-          );
+        res.writeHead(200, { 'content-type': 'application/json' }).end(
+          JSON.stringify({
+            choices: [{ message: { role: 'assistant', content: '{"reasoning":"fine","score":4}' } }],
+            usage: { prompt_tokens: 10, completion_tokens: 5 },
+          }),
+        );
       });
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

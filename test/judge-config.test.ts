@@ -7,7 +7,7 @@ import { ConfigError } from '../src/errors.js';
 import { costOf, judgeDimensionDefinitions, loadJudgeConfig } from '../consumers/judge/config.js';
 import { createJudge } from '../consumers/judge/judge.js';
 import { compileRubric, BUILTIN_RUBRICS, JUDGE_DIMENSIONS } from '../consumers/judge/rubrics.js';
-import { startFakeJudge, type FakeJudge } from '../scripts/fake-judge/server.js';
+import { startFakeJudge, type FakeJudge } from '../src/fake-judge/server.js';
 
 const fileEnv = (file: unknown, env: Record<string, string> = {}) => [{ EVALBOX_JUDGE_CONFIG: '/etc/judge.json', ...env }, () => JSON.stringify(file)] as const;
 

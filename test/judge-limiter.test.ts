@@ -92,7 +92,7 @@ describe('AIMD limiter', () => {
 
   it('a 429 without Retry-After holds for the default, and a huge Retry-After is capped', () => {
     const { clock, limiter } = setup({ defaultRetryAfterMs: 1500, maxRetryAfterMs: 60_000 });
-    (limiter.tryAcquire() as Permit | undefined)?.release('rate_limited');
+    limiter.tryAcquire()?.release('rate_limited');
     expect(limiter.state().throttledUntil).toBe(clock.now() + 1500);
     clock.advance(1500);
     (limiter.tryAcquire() as Permit).release('rate_limited', 86_400_000);

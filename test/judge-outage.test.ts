@@ -8,7 +8,7 @@ import { RetryableError } from '../src/errors.js';
 import { loadJudgeConfig, type JudgeConfig } from '../consumers/judge/config.js';
 import { createJudge, isProviderPressure, type Judge } from '../consumers/judge/judge.js';
 import { initJudgeGauges, registerJudgeMetrics } from '../consumers/judge/metrics.js';
-import { startFakeJudge, type FakeJudge } from '../scripts/fake-judge/server.js';
+import { startFakeJudge, type FakeJudge } from '../src/fake-judge/server.js';
 import { waitFor } from './helpers.js';
 
 const sample = { prompt: 'Is the store open on Sundays?', response: 'Yes, from 10:00 to 16:00.' };
@@ -136,9 +136,9 @@ describe('guarantee 6: a provider outage is not a DLT flood', () => {
     fake.control({ mode: 'rate-limit', retryAfterSeconds: 1, requests: 1 });
     await expect(judge.score('judge_relevance', variant(1))).rejects.toMatchObject({ code: 'JUDGE_RATE_LIMITED' });
     const started = Date.now();
-    const outcomes = await Promise.all([2, 3, 4, 5, 6].map((i) => judge?.score('judge_relevance', variant(i))));
+    const outcomes = await Promise.all([2, 3, 4, 5, 6].map((i) => judge!.score('judge_relevance', variant(i))));
     expect(Date.now() - started).toBeGreaterThanOrEqual(850);
-    expect(outcomes.every((o) => o?.status === 'COMPLETED')).toBe(true);
+    expect(outcomes.every((o) => o.status === 'COMPLETED')).toBe(true);
     expect(fake.stats()).toMatchObject({ total: 6, byOutcome: { rate_limited: 1, ok: 5 } });
     // The limit was halved to 2: no more than two ran at once after the hold.
     expect(fake.stats().maxInFlight).toBeLessThanOrEqual(2);

@@ -9,7 +9,7 @@ import type { Producer } from '../src/kafka.js';
 import { createJudge, judgeDimensionDefinitions, loadJudgeConfig, type Judge } from '../consumers/judge/index.js';
 import { judgePressureClassifier, judgeScorer } from '../consumers/scorers.js';
 import type { ScoreStore } from '../consumers/score-store.js';
-import { startFakeJudge, type FakeJudge } from '../scripts/fake-judge/server.js';
+import { startFakeJudge, type FakeJudge } from '../src/fake-judge/server.js';
 import { createTestDatabase, kafkaBrokers, waitFor, type TestDatabase } from './helpers.js';
 import { createEvaluation, createTopics, produceEvent, startScorer, testProducer, type Harness } from './scorer-helpers.js';
 
@@ -177,7 +177,7 @@ describe('LLM judge in the scoring consumer', () => {
     let failures = 1;
     const topics = await start({
       wrapStore: (store) => ({
-        load: store.load,
+        load: store.load.bind(store),
         async commit(item) {
           if (failures-- > 0) throw new Error('connection lost before the scores were written');
           return store.commit(item);

@@ -10,7 +10,7 @@ describe('evalbox outbox', () => {
   let database: TestDatabase;
   const cli = (...args: string[]) => {
     const r = spawnSync('node', ['bin/evalbox.js', 'outbox', ...args, '--database-url', database.url], { encoding: 'utf8' });
-    return { status: r.status, stdout: r.stdout, stderr: r.stderr, json: () => JSON.parse(r.stdout) };
+    return { status: r.status, stdout: r.stdout, stderr: r.stderr, json: () => JSON.parse(r.stdout) as unknown };
   };
   const insert = (topic: string, key: string, n: number) =>
     database.db.transaction().execute((trx) => insertOutboxEvents(trx, [{ topic, key, type: 'test.event', source: '/test', data: { n } }]));

@@ -63,7 +63,7 @@ describe('relay across a broker restart', () => {
       // One partition: the order of first arrival is the write order.
       const firstSeen: number[] = [];
       const seen = new Set<string>();
-      for (const m of collector.received) if (!seen.has(m.ceId) && seen.add(m.ceId)) firstSeen.push(JSON.parse(m.value).n);
+      for (const m of collector.received) if (!seen.has(m.ceId) && seen.add(m.ceId)) firstSeen.push((JSON.parse(m.value) as { n: number }).n);
       expect(firstSeen).toEqual(Array.from({ length: 200 }, (_, i) => i));
     } finally {
       await collector.stop();

@@ -55,7 +55,7 @@ export async function collectTopic(topic: string, brokers = kafkaBrokers()) {
   await consumer.subscribe({ topic });
   await consumer.run({
     eachMessage: async ({ message, partition }) => {
-      const ce = readCloudEventHeaders(message.headers as Record<string, unknown>);
+      const ce = readCloudEventHeaders(message.headers);
       received.push({
         key: String(message.key),
         value: String(message.value),
@@ -72,7 +72,8 @@ export async function collectTopic(topic: string, brokers = kafkaBrokers()) {
 
 function readHeader(headers: unknown, name: string): string | undefined {
   const value = (headers as Record<string, unknown> | undefined)?.[name];
-  return value === undefined ? undefined : String(Buffer.isBuffer(value) ? value.toString('utf8') : value);
+  if (value === undefined) return undefined;
+  return Buffer.isBuffer(value) ? value.toString('utf8') : typeof value === 'string' ? value : JSON.stringify(value);
 }
 
 export async function createTopic(brokers = kafkaBrokers(), partitions = 3): Promise<string> {

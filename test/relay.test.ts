@@ -56,7 +56,7 @@ describe('outbox relay', () => {
       late.release();
     }
     await waitFor(() => received.length >= 6, { what: 'six messages' });
-    expect(received.map((m) => JSON.parse(m.value).n)).toEqual(['late', 0, 1, 2, 3, 4]);
+    expect(received.map((m) => (JSON.parse(m.value) as { n: unknown }).n)).toEqual(['late', 0, 1, 2, 3, 4]);
     expect(received[0]?.ceId).toBe('00000000-0000-7000-8000-00000000000a');
   });
 
@@ -74,7 +74,7 @@ describe('outbox relay', () => {
     relay = startTestRelay(database, { batchSize: 4 });
     await relay.start();
     await waitFor(() => received.length >= 10, { what: 'ten messages' });
-    expect(received.map((m) => JSON.parse(m.value).n)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(received.map((m) => (JSON.parse(m.value) as { n: unknown }).n)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
   });
 
   it('publishes CloudEvents binary-mode messages: key, JSON value, ce_* headers, traceparent', async () => {
@@ -179,8 +179,8 @@ describe('outbox relay', () => {
     await relay.start();
     await waitFor(() => received.length >= 3, { what: 'the three publishable messages' });
     // Key a keeps its order around the parked row; key b is not held up by it.
-    expect(received.filter((m) => m.key === 'a').map((m) => JSON.parse(m.value).n)).toEqual([1, 2]);
-    expect(received.filter((m) => m.key === 'b').map((m) => JSON.parse(m.value).n)).toEqual([3]);
+    expect(received.filter((m) => m.key === 'a').map((m) => (JSON.parse(m.value) as { n: unknown }).n)).toEqual([1, 2]);
+    expect(received.filter((m) => m.key === 'b').map((m) => (JSON.parse(m.value) as { n: unknown }).n)).toEqual([3]);
     const parked = await database.db.selectFrom('outbox_parked').select(['id', 'error_code']).orderBy('seq').execute();
     expect(parked).toEqual([
       { id: '00000000-0000-7000-8000-0000000000b1', error_code: 'ERR_MSG_SIZE_TOO_LARGE' },
@@ -208,7 +208,7 @@ describe('outbox relay', () => {
     await waitFor(() => received.length >= 300, { what: '300 messages', timeoutMs: 60_000 });
     expect(retries).toContain('ERR__QUEUE_FULL');
     for (const key of keys) {
-      const ns = received.filter((m) => m.key === key).map((m) => JSON.parse(m.value).n as number);
+      const ns = received.filter((m) => m.key === key).map((m) => (JSON.parse(m.value) as { n: number }).n);
       expect(ns).toEqual(Array.from({ length: 100 }, (_, j) => keys.indexOf(key) + 3 * j));
     }
   });

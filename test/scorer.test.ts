@@ -3,7 +3,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
 import { spawnSync } from 'node:child_process';
 import { sql } from 'kysely';
-import type { Topics } from '../src/config.js';
 import { readDeadLetters } from '../src/dlt.js';
 import { RetryableError } from '../src/errors.js';
 import type { Producer } from '../src/kafka.js';
@@ -254,7 +253,7 @@ describe('scoring consumer', () => {
       env: { ...process.env, EVALBOX_TOPIC_DLT: topics.dlt },
     });
     expect(redrive.status).toBe(0);
-    expect(JSON.parse(redrive.stdout).redriven).toHaveLength(1);
+    expect((JSON.parse(redrive.stdout) as { redriven: unknown[] }).redriven).toHaveLength(1);
     await waitFor(async () => (await evaluationStatus(data.evaluationId)) === 'SCORED', { what: 'SCORED after the redrive' });
     expect(
       await database.db

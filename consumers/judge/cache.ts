@@ -213,7 +213,9 @@ export async function judgeWithCache(ctx: JudgeCacheContext, request: JudgeReque
     return outcome.cacheHit ? outcome : asHit(outcome, performance.now() - started);
   }
   let stored: Promise<void> | undefined;
-  const work = resolveThroughCache(ctx, prepared, request.signal, (write) => (stored = write));
+  const work = resolveThroughCache(ctx, prepared, request.signal, (write) => {
+    stored = write;
+  });
   // Followers get the outcome as soon as it exists; the entry stays until the verdict is stored,
   // so a duplicate arriving meanwhile shares it instead of polling the claim.
   work.catch(() => undefined);

@@ -113,7 +113,7 @@ interface ProviderError {
 function providerErrorOf(body: string): ProviderError | undefined {
   try {
     const parsed = JSON.parse(body) as { error?: unknown };
-    if (parsed && typeof parsed.error === 'object' && parsed.error !== null) return parsed.error as ProviderError;
+    if (parsed && typeof parsed.error === 'object' && parsed.error !== null) return parsed.error;
   } catch {
     // not JSON: no structured fields to go by
   }

@@ -5,6 +5,7 @@ import * as m0002 from './0002_evaluation_xid.js';
 import * as m0003 from './0003_judge_cache.js';
 import * as m0004 from './0004_dimensions.js';
 import * as m0005 from './0005_outbox_read_batch.js';
+import * as m0007 from './0007_ingest_wakeup_idempotency.js';
 
 export const migrations: Record<string, Migration> = {
   '0001_initial': m0001,
@@ -12,4 +13,5 @@ export const migrations: Record<string, Migration> = {
   '0003_judge_cache': m0003,
   '0004_dimensions': m0004,
   '0005_outbox_read_batch': m0005,
+  '0007_ingest_wakeup_idempotency': m0007,
 };

@@ -14,9 +14,10 @@ import { batchRequestSchema, evaluationRequestSchema } from '../schemas/evaluati
 import { createBoundedValidator } from '../schemas/validator.js';
 import { bearerToken, createKeyResolver, type KeyResolver } from './auth.js';
 import { problemResponse, toProblem } from './error-mapping.js';
-import type { Queryable } from './evaluations.js';
+import { createOutboxNudger, type OutboxNudger } from '../outbox-wakeup.js';
+import { createIngestWriter, type Queryable } from './evaluations.js';
 import { createLimits, tooManyRequests, type Limits } from './limits.js';
-import { header } from './node-request.js';
+import { drainUnreadBody, header } from './node-request.js';
 import { buildOpenApiDocument } from './openapi.js';
 import { ProblemError } from './problem.js';
 import { registerRoutes, type ApiEnv } from './routes.js';
@@ -35,6 +36,8 @@ export interface ApiContext {
   keys?: KeyResolver;
   /** Per-application quotas; defaults to the configured ones (see limits.ts). */
   limits?: Limits;
+  /** Wakes the relay after each commit; defaults to one over `db`. */
+  nudger?: OutboxNudger;
 }
 
 /** A client's own X-Request-Id is kept when it is this tame; otherwise one is made. */
@@ -54,7 +57,7 @@ export function createApiApp(ctx: ApiContext): Hono<ApiEnv> {
 
   const app = new Hono<ApiEnv>();
 
-  app.use('*', async (c, next) => {
+  app.use('*', async (c: Context<ApiEnv>, next) => {
     const started = process.hrtime.bigint();
     // Every answer carries a request id, and every log line about the request names it.
     const given = header(c, 'x-request-id');
@@ -68,13 +71,14 @@ export function createApiApp(ctx: ApiContext): Hono<ApiEnv> {
       // another realm, as Node's socket errors are under a test VM) is answered here instead.
       c.res = problemResponse(c, toProblem(thrown, routeLabel(c), c.get('log')));
     }
+    if (c.res.status >= 400) await drainUnreadBody(c, 4 * config.api.bodyLimitBytes, 5_000);
     c.res.headers.set('x-request-id', requestId);
     duration.observe({ route: routeLabel(c), method: c.req.method, status: String(c.res.status) }, Number(process.hrtime.bigint() - started) / 1e9);
   });
   app.onError((error, c) => problemResponse(c, toProblem(error, routeLabel(c), c.get('log'))));
   app.notFound((c) => problemResponse(c, new ProblemError(404, `no route for ${c.req.method} ${c.req.path}`)));
 
-  app.use('/v1/evaluations*', async (c, next) => {
+  app.use('/v1/evaluations*', async (c: Context<ApiEnv>, next) => {
     const authorization = header(c, 'authorization');
     const token = bearerToken(authorization);
     // Failures are logged with the request id and the reason, never with the key.
@@ -112,12 +116,19 @@ export function createApiApp(ctx: ApiContext): Hono<ApiEnv> {
     openapi: buildOpenApiDocument('1'),
     routeLabel,
     limits,
+    writer: createIngestWriter({
+      db,
+      pool: ctx.pool,
+      nudger: ctx.nudger ?? createOutboxNudger(db, { onError: (error) => logger.warn({ err: error }, 'relay nudge failed') }),
+      groupCommit: config.api.groupCommit,
+      idempotencyTtlMs: config.api.idempotencyTtlHours * 3_600_000,
+    }),
   });
   return app;
 }
 
 /** The route pattern a request matched (low-cardinality metric label); middleware patterns end in '*'. */
-function routeLabel(c: Context): string {
+function routeLabel(c: Context<ApiEnv>): string {
   const routes = matchedRoutes(c);
   for (let i = routes.length - 1; i >= 0; i--) {
     const path = routes[i]?.path;

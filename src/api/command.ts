@@ -51,6 +51,14 @@ Options (flags override the environment):
                       EVALBOX_API_POOL_SHARE_PER_APP; default a quarter of --pool-size)
   --shutdown-grace-ms MS  on SIGTERM, time in-flight requests get before their connections
                       are cut (env EVALBOX_SHUTDOWN_GRACE_MS, default 10000)
+  --group-commit on|off   write concurrent POSTs with one statement and one commit
+                      (env EVALBOX_API_GROUP_COMMIT, default on)
+  --group-commit-window-ms MS  longest a request waits for others (env
+                      EVALBOX_API_GROUP_COMMIT_WINDOW_MS, default 1; 0 = one event-loop turn)
+  --group-commit-max-rows N    a group is written once it holds N rows (env
+                      EVALBOX_API_GROUP_COMMIT_MAX_ROWS, default 64)
+  --idempotency-ttl-hours H    how long an Idempotency-Key is honoured (env
+                      EVALBOX_API_IDEMPOTENCY_TTL_HOURS, default 24)
 
 Logs carry evaluation and application ids, never prompt or response text.
 ${CONNECTION_HELP}`,
@@ -76,6 +84,10 @@ ${CONNECTION_HELP}`,
       'pool-size': { type: 'string' },
       'key-cache-ttl-ms': { type: 'string' },
       'shutdown-grace-ms': { type: 'string' },
+      'group-commit': { type: 'string' },
+      'group-commit-window-ms': { type: 'string' },
+      'group-commit-max-rows': { type: 'string' },
+      'idempotency-ttl-hours': { type: 'string' },
     });
     if (values.help) {
       process.stdout.write(`${this.help}\n`);

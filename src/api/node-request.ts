@@ -97,3 +97,35 @@ async function readWeb(body: ReadableStream<Uint8Array> | null, limit: number, t
     chunks.push(value);
   }
 }
+
+/**
+ * Reads and discards what is left of a request body that an error answer did not need (a 401,
+ * 404 or 413 decided from the headers), up to `maxBytes` or `maxMs`. Closing the connection
+ * with the upload still arriving makes the kernel answer it with a reset, which can destroy the
+ * error response before the client reads it (the reason web servers "linger" on close).
+ */
+export function drainUnreadBody(c: Context, maxBytes: number, maxMs: number): Promise<void> {
+  const incoming = nodeIncoming(c);
+  if (!incoming || incoming.complete || incoming.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    let size = 0;
+    const done = () => {
+      clearTimeout(timer);
+      incoming.off('data', onData);
+      incoming.off('end', done);
+      incoming.off('close', done);
+      incoming.off('error', done);
+      resolve();
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > maxBytes) done();
+    };
+    const timer = setTimeout(done, maxMs);
+    incoming.on('data', onData);
+    incoming.once('end', done);
+    incoming.once('close', done);
+    incoming.once('error', done);
+    incoming.resume();
+  });
+}

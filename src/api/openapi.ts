@@ -102,6 +102,8 @@ export function buildOpenApiDocument(version: string) {
         Unauthorized: problem('Missing, malformed, unknown or revoked API key.', { 'WWW-Authenticate': headerRef('WWW-Authenticate') }),
         NotFound: problem('No such evaluation (or another application’s).'),
         MethodNotAllowed: problem('The path does not serve this method; `Allow` names those it does.', { Allow: headerRef('Allow') }),
+        ExternalIdConflict: problem('The externalId already names an evaluation created from a different body.'),
+        IdempotencyKeyReused: problem('The Idempotency-Key was already used with a different request body.'),
         TooLarge: problem('The body is over the limit (the connection is closed).'),
         UnsupportedMediaType: problem('The body is not application/json.'),
         TooManyRequests: problem('The application is over its rate or in-flight quota.', {
@@ -137,8 +139,10 @@ export function buildOpenApiDocument(version: string) {
               content: json('EvaluationAccepted'),
             },
             '400': responseRef('BadRequest'),
+            '409': responseRef('ExternalIdConflict'),
             '413': responseRef('TooLarge'),
             '415': responseRef('UnsupportedMediaType'),
+            '422': responseRef('IdempotencyKeyReused'),
             ...commonErrors,
           },
         },
@@ -178,6 +182,15 @@ export function buildOpenApiDocument(version: string) {
           tags: ['evaluations'],
           summary: 'Submit several evaluations; one result per item',
           description: 'Each item gets the result a single POST of it would have had; each item costs one unit of the rate quota.',
+          parameters: [
+            {
+              name: 'Idempotency-Key',
+              in: 'header',
+              required: false,
+              description: 'Item i is idempotent under this key and its index: a replay of the batch answers with the original evaluations.',
+              schema: { type: 'string', minLength: 1, maxLength: 200 },
+            },
+          ],
           requestBody: { required: true, content: json('EvaluationBatchRequest') },
           responses: {
             '207': { description: 'One result per item, in request order.', headers: quotaHeaders, content: json('EvaluationBatchResult') },

@@ -21,7 +21,7 @@ export async function selectEvaluation(db: Db, applicationId: string, id: string
       'metadata',
       'dimensions',
       'status',
-      'idempotency_key',
+      'external_id',
       'created_at',
       'scored_at',
     ])
@@ -85,7 +85,7 @@ export interface PageQuery {
 export async function listEvaluationsPage(db: Db, query: PageQuery) {
   let q = db
     .selectFrom('evaluations')
-    .select(['id', 'model_id', 'dimensions', 'status', 'idempotency_key', 'created_at', 'scored_at', sql<string>`xid::text`.as('xid_text')])
+    .select(['id', 'model_id', 'dimensions', 'status', 'external_id', 'created_at', 'scored_at', sql<string>`xid::text`.as('xid_text')])
     .where('application_id', '=', query.applicationId)
     .where(sql<boolean>`xid < pg_snapshot_xmin(pg_current_snapshot())`);
   if (query.status) q = q.where('status', '=', query.status);

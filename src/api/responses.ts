@@ -31,7 +31,7 @@ export function evaluationBody({ evaluation: e, scores }: Found) {
     reference: e.reference,
     metadata: e.metadata,
     dimensions: e.dimensions,
-    externalId: e.idempotency_key,
+    externalId: e.external_id,
     createdAt: e.created_at,
     scoredAt: e.scored_at,
     scores: scores.map((s) => ({
@@ -55,7 +55,7 @@ export function pageBody(page: Page) {
       status: e.status,
       modelId: e.model_id,
       dimensions: e.dimensions,
-      externalId: e.idempotency_key,
+      externalId: e.external_id,
       createdAt: e.created_at,
       scoredAt: e.scored_at,
     })),

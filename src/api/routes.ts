@@ -11,7 +11,7 @@ import type { EvaluationRequest } from '../schemas/evaluation-request.js';
 import { MAX_FIELD_ERRORS, type BoundedValidator } from '../schemas/validator.js';
 import { decodeCursor } from './cursor.js';
 import { databaseUnavailable, toProblem } from './error-mapping.js';
-import { ingestEvaluation, type IngestResult, type Queryable } from './evaluations.js';
+import { prepareEvaluation, type IngestOutcome, type IngestWriter, type PreparedEvaluation, type Queryable } from './evaluations.js';
 import { tooManyRequests, type Limits } from './limits.js';
 import { header, readBodyText } from './node-request.js';
 import { ProblemError } from './problem.js';
@@ -31,8 +31,10 @@ export interface RouteDeps {
   validateRequest: BoundedValidator;
   validateBatch: BoundedValidator;
   openapi: unknown;
-  routeLabel: (c: Context) => string;
+  routeLabel: (c: Context<ApiEnv>) => string;
   limits: Limits;
+  /** Writes evaluations, grouping concurrent requests into one statement when configured. */
+  writer: IngestWriter;
 }
 
 /** Field errors reported for a whole batch at most. */
@@ -92,41 +94,56 @@ export function registerRoutes(app: Hono<ApiEnv>, deps: RouteDeps): void {
     return { request, dimensions: requested };
   }
 
-  async function ingest(c: Context<ApiEnv>, body: unknown, idempotencyKey: string | undefined): Promise<IngestResult> {
+  /** Validates one item and builds the rows it will write (throws for the client's errors). */
+  function prepare(c: Context<ApiEnv>, body: unknown, idempotencyKey: string | undefined): PreparedEvaluation {
     const { request, dimensions: requested } = toRequest(body);
     const traceparent = header(c, 'traceparent');
-    const applicationId = c.get('applicationId');
-    const result = await deps.limits.withConnection(applicationId, () =>
-      ingestEvaluation(db, deps.pool, {
-        applicationId,
-        request,
-        dimensions: requested,
-        idempotencyKey: idempotencyKey ?? request.externalId,
-        traceparent: traceparent && TRACEPARENT.test(traceparent) ? traceparent : undefined,
-        eventsTopic: config.topics.events,
-        now: deps.clock(),
-      }),
-    );
-    if (logger.isLevelEnabled('debug'))
-      c.get('log').debug({ evaluationId: result.evaluationId, applicationId: c.get('applicationId'), replayed: result.replayed }, 'evaluation accepted');
-    return result;
+    return prepareEvaluation({
+      applicationId: c.get('applicationId'),
+      request,
+      dimensions: requested,
+      idempotencyKey,
+      traceparent: traceparent && TRACEPARENT.test(traceparent) ? traceparent : undefined,
+      eventsTopic: config.topics.events,
+      now: deps.clock(),
+    });
+  }
+
+  /**
+   * Writes one request's evaluations. Without group commit each request holds a connection, so it
+   * takes one of its application's share of the pool; with it, a group holds one connection for
+   * the requests of every application that arrived together, in arrival order.
+   */
+  function write(c: Context<ApiEnv>, unit: PreparedEvaluation[]): Promise<IngestOutcome[]> {
+    if (config.api.groupCommit.enabled) return deps.writer.write(unit);
+    return deps.limits.withConnection(c.get('applicationId'), () => deps.writer.write(unit));
+  }
+
+  function idempotencyKeyOf(c: Context<ApiEnv>): string | undefined {
+    const key = header(c, 'idempotency-key');
+    if (key !== undefined && (key.length === 0 || key.length > 200)) {
+      throw new ProblemError(400, 'Idempotency-Key must be 1 to 200 characters', { errors: [{ pointer: 'header:Idempotency-Key', detail: 'length 1..200' }] });
+    }
+    return key;
   }
 
   app.get('/openapi.json', (c) => c.json(deps.openapi));
   app.get('/v1/dimensions', (c) => c.json(dimensionsBody(dimensions)));
 
   app.post('/v1/evaluations', async (c) => {
-    const idempotencyKey = header(c, 'idempotency-key');
-    if (idempotencyKey !== undefined && (idempotencyKey.length === 0 || idempotencyKey.length > 200)) {
-      throw new ProblemError(400, 'Idempotency-Key must be 1 to 200 characters', { errors: [{ pointer: 'header:Idempotency-Key', detail: 'length 1..200' }] });
-    }
-    const result = await ingest(c, await readJson(c), idempotencyKey);
+    const idempotencyKey = idempotencyKeyOf(c);
+    const [outcome] = await write(c, [prepare(c, await readJson(c), idempotencyKey)]);
+    if (!outcome?.ok) throw outcome?.error;
+    const { result } = outcome;
+    if (logger.isLevelEnabled('debug'))
+      c.get('log').debug({ evaluationId: result.evaluationId, applicationId: c.get('applicationId'), replayed: result.replayed }, 'evaluation accepted');
     if (result.replayed) c.header('idempotent-replayed', 'true');
     c.header('location', evaluationLink(result.evaluationId));
     return c.json(acceptedBody(result), 202);
   });
 
   app.post('/v1/evaluations:batch', async (c) => {
+    const batchKey = idempotencyKeyOf(c);
     const body = deps.validateBatch.assert<{ items: unknown[] }>(await readJson(c), 'the batch');
     if (body.items.length > config.api.batchLimit) {
       throw new ProblemError(400, `a batch holds at most ${config.api.batchLimit} items`, {
@@ -137,25 +154,37 @@ export function registerRoutes(app: Hono<ApiEnv>, deps: RouteDeps): void {
     const decision = deps.limits.take(c.get('applicationId'), body.items.length - 1);
     if (!decision.allowed)
       throw tooManyRequests(`a batch of ${body.items.length} items is over this application's rate`, decision.retryAfterSeconds, decision.headers);
-    // Each item is its own atomic write: one bad item does not reject the others, and a failed
-    // item is reported in its own result so the client knows exactly which ones were committed.
+    // The valid items are written in request order by one statement (their events reach Kafka in
+    // that order); an invalid item, or one the database refuses, gets its own result and does not
+    // reject the others, so the client knows exactly which ones were committed. With an
+    // Idempotency-Key, item i is idempotent under the key and its index (docs/api.md).
     // The field errors of all items together are bounded, like those of one request.
     let errorBudget = BATCH_ERROR_BUDGET;
-    const results = await Promise.all(
-      body.items.map(async (item, index) => {
-        try {
-          const result = await ingest(c, item, undefined);
-          return { index, status: 202, ...(result.replayed ? { replayed: true } : {}), body: acceptedBody(result) };
-        } catch (error) {
-          const { problem } = toProblem(error, deps.routeLabel(c), c.get('log'));
-          const kept = problem.errors?.slice(0, Math.max(0, errorBudget));
-          errorBudget -= kept?.length ?? 0;
-          const errors = kept?.map((e) => ({ pointer: `/items/${index}${e.pointer === '/' ? '' : e.pointer}`, detail: e.detail }));
-          const truncated = problem.errorsTruncated || (kept?.length ?? 0) < (problem.errors?.length ?? 0);
-          return { index, status: problem.status, body: { ...problem, ...(errors ? { errors } : {}), ...(truncated ? { errorsTruncated: true } : {}) } };
-        }
-      }),
-    );
+    const failed = (index: number, error: unknown) => {
+      const { problem } = toProblem(error, deps.routeLabel(c), c.get('log'));
+      const kept = problem.errors?.slice(0, Math.max(0, errorBudget));
+      errorBudget -= kept?.length ?? 0;
+      const errors = kept?.map((e) => ({ pointer: `/items/${index}${e.pointer === '/' ? '' : e.pointer}`, detail: e.detail }));
+      const truncated = problem.errorsTruncated || (kept?.length ?? 0) < (problem.errors?.length ?? 0);
+      return { index, status: problem.status, body: { ...problem, ...(errors ? { errors } : {}), ...(truncated ? { errorsTruncated: true } : {}) } };
+    };
+    const prepared = body.items.map((item, index) => {
+      try {
+        return prepare(c, item, batchKey === undefined ? undefined : batchItemKey(batchKey, index));
+      } catch (error) {
+        return failed(index, error);
+      }
+    });
+    const valid = prepared.filter((p): p is PreparedEvaluation => 'evaluationId' in p);
+    const outcomes = valid.length > 0 ? await write(c, valid) : [];
+    let next = 0;
+    const results = prepared.map((p, index) => {
+      if (!('evaluationId' in p)) return p;
+      const outcome = outcomes[next++];
+      if (!outcome?.ok) return failed(index, outcome?.error);
+      const { result } = outcome;
+      return { index, status: 202, ...(result.replayed ? { replayed: true } : {}), body: acceptedBody(result) };
+    });
     // Nothing committed and the database is down: the whole batch may simply be retried.
     if (results.every((r) => r.status === 503)) throw databaseUnavailable();
     return c.json({ results }, 207);
@@ -197,4 +226,12 @@ export function registerRoutes(app: Hono<ApiEnv>, deps: RouteDeps): void {
       throw new ProblemError(405, `${c.req.method} is not allowed on ${path}; use ${allow}`, { headers: { allow } });
     });
   }
+}
+
+/**
+ * A batch item's idempotency key: the batch's key and the item's index. The newline cannot occur
+ * in a header value, so it never equals a key sent with a single POST.
+ */
+function batchItemKey(key: string, index: number): string {
+  return `${key}\n${index}`;
 }

@@ -12,6 +12,31 @@ export interface ServedApi {
   port: number;
 }
 
+const CLIENT_ERRORS: Record<string, { status: number; title: string; detail: string }> = {
+  HPE_HEADER_OVERFLOW: { status: 431, title: 'Request Header Fields Too Large', detail: 'the request headers exceed the server limit' },
+  ERR_HTTP_REQUEST_TIMEOUT: { status: 408, title: 'Request Timeout', detail: 'the request did not arrive in time' },
+  // Not 501: no input may produce a 5xx, and the fault is the client's.
+  HPE_INVALID_METHOD: { status: 400, title: 'Bad Request', detail: 'the request method is not one this server knows' },
+};
+
+/**
+ * What Node's HTTP parser rejects before any handler runs (an unknown method, headers over the
+ * size limit, a broken request line, a request that took too long) gets a problem+json answer
+ * too, instead of Node's bare status line.
+ */
+function answerClientError(error: NodeJS.ErrnoException, socket: import('node:stream').Duplex): void {
+  // Nothing to answer on a connection the client already dropped, or where a response started.
+  if (error.code === 'ECONNRESET' || !socket.writable || (socket as { _httpMessage?: unknown })._httpMessage) {
+    socket.destroy();
+    return;
+  }
+  const known = CLIENT_ERRORS[error.code ?? ''] ?? { status: 400, title: 'Bad Request', detail: 'the request could not be parsed as HTTP/1.1' };
+  const body = JSON.stringify({ type: 'about:blank', ...known });
+  socket.end(
+    `HTTP/1.1 ${known.status} ${known.title}\r\ncontent-type: ${PROBLEM_CONTENT_TYPE}\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
+}
+
 export function serveApi(app: { fetch: (request: Request, env: never) => Response | Promise<Response> }, config: Config, logger: Logger): Promise<ServedApi> {
   const listener = getRequestListener(app.fetch as Parameters<typeof getRequestListener>[0], {
     errorHandler: (error) => {
@@ -32,8 +57,9 @@ export function serveApi(app: { fetch: (request: Request, env: never) => Respons
       keepAliveTimeout: keepAliveTimeoutMs,
       connectionsCheckingInterval: Math.min(1_000, headersTimeoutMs),
     },
-    listener,
+    (request, response) => void listener(request, response),
   );
+  server.on('clientError', (error: NodeJS.ErrnoException, socket) => answerClientError(error, socket));
   // A socket on which nothing arrives for this long (a body that stopped) is destroyed.
   server.setTimeout(bodyIdleTimeoutMs, (socket) => socket.destroy());
   return new Promise((resolve, reject) => {

@@ -21,6 +21,7 @@ const escapePointer = (key: string) =>
   key
     .replace(/~/g, '~0')
     .replace(/\//g, '~1')
+    // eslint-disable-next-line no-control-regex -- NUL is exactly what Postgres cannot store
     .replace(/\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 
 /** Every field of a parsed JSON value that Postgres could not store, as JSON pointers. */

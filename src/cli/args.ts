@@ -50,8 +50,9 @@ export function printTable(rows: Record<string, unknown>[], columns?: string[]):
   const cell = (value: unknown): string => {
     if (value === null || value === undefined) return '';
     if (value instanceof Date) return value.toISOString();
-    if (typeof value === 'object') return JSON.stringify(value);
-    return String(value);
+    if (typeof value === 'string') return value;
+    if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return value.toString();
+    return JSON.stringify(value) ?? '';
   };
   const cells = rows.map((row) => headers.map((h) => cell(row[h])));
   const widths = headers.map((h, i) => Math.max(h.length, ...cells.map((r) => (r[i] ?? '').length)));

@@ -24,10 +24,11 @@ export const commands: Command[] = [
   lazy('outbox', 'inspect the outbox: backlog, oldest, throughput, key, parked, redrive', async () => (await import('./outbox.js')).outboxCommand),
   lazy('scorer', 'run the scoring consumer group', async () => (await import('../../consumers/command.js')).scorerCommand),
   lazy('dlt', 'list, show and redrive dead letters', async () => (await import('./dlt.js')).dltCommand),
+  lazy('dev', 'run the whole pipeline locally with demo traffic and a live view', async () => (await import('../dev/command.js')).devCommand),
   lazy(
     'fake-judge',
     'run a scripted OpenAI-compatible judge server (tests, demo, benchmarks)',
-    async () => (await import('../../scripts/fake-judge/command.js')).fakeJudgeCommand,
+    async () => (await import('../fake-judge/command.js')).fakeJudgeCommand,
   ),
 ];
 

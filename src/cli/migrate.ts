@@ -1,5 +1,6 @@
 import { loadConfig, requireSetting } from '../config.js';
 import { createDb, migrateToLatest } from '../db/index.js';
+import { coerceError } from '../errors.js';
 import { CONNECTION_HELP, CONNECTION_OPTIONS, parse, printJson, type Command } from './args.js';
 
 export const migrateCommand: Command = {
@@ -20,13 +21,13 @@ ${CONNECTION_HELP}`,
     const handle = createDb(requireSetting(config.databaseUrl, 'DATABASE_URL'), { max: 1 });
     try {
       const { error, results } = await migrateToLatest(handle.db);
-      if (values.json) printJson({ results, error: error ? String(error) : undefined });
+      if (values.json) printJson({ results, error: error ? coerceError(error).message : undefined });
       else {
         for (const r of results) process.stdout.write(`${r.status === 'Success' ? 'applied' : r.status.toLowerCase()}  ${r.migrationName}\n`);
         if (results.length === 0 && !error) process.stdout.write('up to date: no migration to apply\n');
       }
       if (error) {
-        process.stderr.write(`migration failed: ${error instanceof Error ? error.message : String(error)}\n`);
+        process.stderr.write(`migration failed: ${coerceError(error).message}\n`);
         return 1;
       }
       return 0;

@@ -28,8 +28,11 @@ export function createDb(
     // Set per connection at startup: Postgres cancels a statement (57014) that runs longer.
     ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs } : {}),
   });
-  // An idle client that loses its connection must not crash the process; the pool replaces it.
+  // A client that loses its connection must not crash the process: idle in the pool, the pool
+  // replaces it; checked out (between two queries of a transaction, say), its next query fails
+  // and the caller's error handling decides. Without a listener, pg's 'error' event is fatal.
   pool.on('error', () => {});
+  pool.on('connect', (client) => client.on('error', () => {}));
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   return {
     db,
@@ -44,8 +47,8 @@ export interface MigrateOutcome {
   results: MigrationResult[];
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the migrator works on any schema
 /** Applies pending migrations in one transaction under Kysely's advisory lock. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the migrator works on any schema
 export async function migrateToLatest(db: Kysely<any>): Promise<MigrateOutcome> {
   const migrator = new Migrator({ db, provider: { getMigrations: async () => migrations } });
   const { error, results } = await migrator.migrateToLatest();

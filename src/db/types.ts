@@ -28,6 +28,8 @@ export interface EvaluationsTable {
   dimensions: string[];
   status: ColumnType<EvaluationStatus, EvaluationStatus | undefined, EvaluationStatus>;
   idempotency_key: string | null;
+  external_id: string | null;
+  request_fingerprint: Buffer | null;
   xid: Generated<string>;
   created_at: Timestamp;
   scored_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
@@ -75,7 +77,6 @@ export interface OutboxTable {
 export interface OutboxSettingsTable {
   singleton: Generated<boolean>;
   shards: number;
-  notify: boolean;
 }
 
 export interface RelayLeasesTable {

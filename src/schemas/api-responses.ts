@@ -86,7 +86,7 @@ export const batchItemResultSchema = {
   additionalProperties: false,
   properties: {
     index: { type: 'integer', minimum: 0, description: 'Position of the item in the request.' },
-    status: { type: 'integer', enum: [202, 400, 413, 422, 500, 503], description: 'What a single POST of this item would have answered.' },
+    status: { type: 'integer', enum: [202, 400, 409, 413, 422, 500, 503], description: 'What a single POST of this item would have answered.' },
     replayed: { const: true, description: 'Present when an earlier request with the same idempotency key created the evaluation.' },
     body: { oneOf: [ref('EvaluationAccepted'), ref('Problem')] },
   },

@@ -42,7 +42,7 @@ export function toScoreResult(
 ): ScoreResult {
   return {
     dimension: row.dimension,
-    status: row.status as ScoreResult['status'],
+    status: row.status,
     value: row.value,
     label: row.label,
     direction: row.direction,

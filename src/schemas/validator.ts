@@ -92,7 +92,7 @@ function boundedView(root: unknown): View {
       if (source.length > VIEW_ITEMS) cut.add(path);
       const items = source.slice(0, VIEW_ITEMS);
       for (let i = 0; i < items.length; i++) {
-        const child = items[i];
+        const child: unknown = items[i];
         const childPath = `${path}/${i}`;
         (target as unknown[]).push(place(child, childPath));
       }

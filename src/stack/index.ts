@@ -6,12 +6,15 @@ import path from 'node:path';
 import { ConfigError } from '../errors.js';
 import { isKafkaReady } from '../kafka.js';
 import { startKafka, stopKafka, type KafkaState } from './kafka.js';
+import { startKafkaCluster, stopKafkaCluster, type KafkaClusterState } from './kafka-cluster.js';
 import { isPostgresReachable, startPostgres, stopPostgres, type PostgresState } from './postgres.js';
 import { pidAlive, waitUntil } from './process.js';
 
 export interface StackState {
   postgres?: PostgresState;
   kafka?: KafkaState;
+  /** A multi-broker cluster, started by `stack up --brokers N` with N > 1. */
+  cluster?: KafkaClusterState;
 }
 
 export interface StackEndpoints {
@@ -66,6 +69,8 @@ export async function stackUp(options: {
   cacheDir: string;
   databaseUrl?: string;
   kafkaBrokers?: string;
+  /** How many Kafka brokers to start when none is given (1, the default, or a cluster). */
+  brokerCount?: number;
   log: (line: string) => void;
 }): Promise<StackEndpoints> {
   const { cacheDir, log } = options;
@@ -92,6 +97,19 @@ export async function stackUp(options: {
     if (kafkaBrokers && !(await isKafkaReady(kafkaBrokers))) {
       throw new ConfigError(`KAFKA_BROKERS is set but ${kafkaBrokers} does not answer; unset it to start a local broker`);
     }
+    const brokerCount = options.brokerCount ?? 1;
+    if (!kafkaBrokers && brokerCount > 1) {
+      const cluster = state.cluster;
+      if (cluster && cluster.nodes.length === brokerCount && cluster.nodes.every((n) => pidAlive(n.pid)) && (await isKafkaReady(cluster.brokers))) {
+        kafkaBrokers = cluster.brokers;
+      } else {
+        state.cluster = await startKafkaCluster(cacheDir, brokerCount, cluster, log);
+        writeStackState(cacheDir, state);
+        kafkaBrokers = state.cluster.brokers;
+        await waitUntil(() => isKafkaReady(kafkaBrokers as string), 120_000, 'Kafka cluster metadata', 500);
+        started.kafka = true;
+      }
+    }
     if (!kafkaBrokers) {
       if (state.kafka && pidAlive(state.kafka.pid) && (await isKafkaReady(state.kafka.brokers))) {
         kafkaBrokers = state.kafka.brokers;
@@ -113,6 +131,10 @@ export async function stackDown(options: { cacheDir: string; log: (line: string)
     options.log(`stopping Kafka (pid ${state.kafka.pid})`);
     await stopKafka(state.kafka);
   }
+  if (state.cluster) {
+    options.log(`stopping the Kafka cluster (${state.cluster.nodes.length} nodes)`);
+    await stopKafkaCluster(state.cluster);
+  }
   if (state.postgres) {
     options.log(`stopping Postgres (${state.postgres.dataDir})`);
     stopPostgres(state.postgres);
@@ -122,6 +144,7 @@ export async function stackDown(options: { cacheDir: string; log: (line: string)
 export interface StackStatus {
   postgres: { running: boolean; url?: string; dataDir?: string; logFile?: string };
   kafka: { running: boolean; brokers?: string; pid?: number; logFile?: string };
+  cluster?: { running: boolean; brokers: string; nodes: { nodeId: number; running: boolean; pid: number; logFile: string }[] };
 }
 
 export async function stackStatus(cacheDir: string): Promise<StackStatus> {
@@ -138,6 +161,11 @@ export async function stackStatus(cacheDir: string): Promise<StackStatus> {
       brokers: state.kafka?.brokers,
       pid: state.kafka?.pid,
       logFile: state.kafka?.logFile,
+    },
+    cluster: state.cluster && {
+      running: state.cluster.nodes.every((n) => pidAlive(n.pid)) && (await isKafkaReady(state.cluster.brokers)),
+      brokers: state.cluster.brokers,
+      nodes: state.cluster.nodes.map((n) => ({ nodeId: n.nodeId, running: pidAlive(n.pid), pid: n.pid, logFile: n.logFile })),
     },
   };
 }

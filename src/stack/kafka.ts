@@ -29,7 +29,7 @@ function javaMajorVersion(): number | undefined {
   return major === 1 ? Number(match[2]) : major;
 }
 
-function ensureJava(log: (line: string) => void): void {
+export function ensureJava(log: (line: string) => void): void {
   const major = javaMajorVersion();
   if (major !== undefined && major >= 17) return;
   aptInstall(['openjdk-17-jre-headless'], log);
@@ -77,7 +77,7 @@ function serverProperties(dir: string, port: number, controllerPort: number): st
   ].join('\n');
 }
 
-const javaArgs = (libs: string) => [
+export const javaArgs = (libs: string) => [
   '-Xms256m',
   '-Xmx512m',
   '-XX:+UseG1GC',
@@ -126,7 +126,7 @@ export async function startKafka(
 }
 
 /** A Kafka cluster id: 16 random bytes, URL-safe base64 without padding. */
-function clusterId(): string {
+export function clusterId(): string {
   return Buffer.from(randomUUID().replace(/-/g, ''), 'hex').toString('base64url');
 }
 

@@ -7,7 +7,7 @@ export function run(command: string, args: string[], options: SpawnSyncOptions =
   const result = spawnSync(command, args, { encoding: 'utf8', ...options });
   if (result.error) throw new ConfigError(`${command} could not be started: ${result.error.message}`, result.error);
   if (result.status !== 0) {
-    const output = `${result.stdout ?? ''}${result.stderr ?? ''}`.trim().split('\n').slice(-15).join('\n');
+    const output = `${String(result.stdout ?? '')}${String(result.stderr ?? '')}`.trim().split('\n').slice(-15).join('\n');
     throw new ConfigError(`${command} ${args.join(' ')} failed with exit code ${result.status}:\n${output}`);
   }
   return String(result.stdout ?? '');

@@ -274,7 +274,7 @@ export async function startFakeJudge(options: FakeJudgeOptions = {}): Promise<Fa
     }
     let request: ChatRequest;
     try {
-      request = (await c.req.json()) as ChatRequest;
+      request = await c.req.json<ChatRequest>();
       if (!Array.isArray(request?.messages) || request.messages.length === 0) throw new TypeError('messages must be a non-empty array');
     } catch (error) {
       count('invalid');
@@ -351,7 +351,7 @@ export async function startFakeJudge(options: FakeJudgeOptions = {}): Promise<Fa
     const malformed = fault && mode === 'malformed';
     const verdict = verdictFor(request, behaviour.seed);
     const content = malformed
-      ? `Sure! Here is my verdict: score ${String(verdict.score ?? verdict.label ?? 3)} — {"reasoning": "unterminated`
+      ? `Sure! Here is my verdict: score ${JSON.stringify(verdict.score ?? verdict.label ?? 3)} — {"reasoning": "unterminated`
       : JSON.stringify(verdict);
     count(malformed ? 'malformed' : 'ok');
     const promptChars = request.messages.reduce((sum, m) => sum + textOf(m.content).length, 0);
@@ -371,7 +371,7 @@ export async function startFakeJudge(options: FakeJudgeOptions = {}): Promise<Fa
   app.post('/_control', async (c) => {
     let patch: Partial<FakeJudgeBehaviour> & { latencyMs?: number | string | [number, number] };
     try {
-      patch = (await c.req.json()) as typeof patch;
+      patch = await c.req.json<typeof patch>();
       if (typeof patch.latencyMs === 'string') patch.latencyMs = parseLatency(patch.latencyMs);
       return c.json(control(patch as Partial<FakeJudgeBehaviour>));
     } catch (error) {

@@ -1,6 +1,6 @@
 // `evalbox fake-judge`: runs the scripted OpenAI-compatible judge server until SIGTERM/SIGINT,
 // for the demo and for tests or benchmarks that want it in a process of its own.
-import { parse, UsageError, type Command } from '../../src/cli/args.js';
+import { parse, UsageError, type Command } from '../cli/args.js';
 import { FAKE_JUDGE_MODES, parseLatency, startFakeJudge, type FakeJudgeMode, type FakeJudgeOptions } from './server.js';
 
 function number(name: string, value: string | undefined, min: number, max = Number.POSITIVE_INFINITY): number | undefined {

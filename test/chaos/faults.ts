@@ -1,0 +1,147 @@
+// The chaos run's faults, drawn from the seed and fired when the traffic reaches a seeded share
+// of its count, so a failing seed replays the same schedule.
+import pg from 'pg';
+import { request } from 'undici';
+import type { EvalboxProcess } from './processes.js';
+import type { ChaosStack } from './stack.js';
+
+export const FAULTS = [
+  'kill-relay-leader',
+  'kill-scorer',
+  'kill-broker',
+  'kill-postgres',
+  'zombie-relay',
+  'sigterm-relay',
+  'sigterm-scorer',
+  'judge-429',
+  'judge-500',
+  'judge-hang',
+] as const;
+export type FaultName = (typeof FAULTS)[number];
+
+export interface FaultContext {
+  stack: ChaosStack;
+  relays: EvalboxProcess[];
+  scorers: EvalboxProcess[];
+  judgeUrl: string;
+  databaseUrl: () => string;
+  say: (line: string) => void;
+  results: { name: string; ok: boolean; figure: string }[];
+  judgeInFlightAtKills: number;
+  seed: number;
+}
+
+/** mulberry32: a small seeded generator, enough for a replayable schedule. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function planFaults(seed: number, count: number, brokers: number): { name: FaultName; at: number }[] {
+  const random = seededRandom(seed);
+  return FAULTS.filter((name) => brokers > 0 || name !== 'kill-broker')
+    .map((name) => ({ name, at: Math.max(1, Math.floor(count * (0.05 + 0.8 * random()))) }))
+    .sort((a, b) => a.at - b.at);
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The relay process that holds shard 0's lease now (its owner id carries its pid). */
+async function leadingRelay(context: FaultContext): Promise<EvalboxProcess | undefined> {
+  const client = new pg.Client({ connectionString: context.databaseUrl() });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ owner: string }>('SELECT owner FROM relay_leases WHERE shard = 0 AND owner IS NOT NULL AND expires_at > now()');
+    const pid = Number(/-(\d+)-[0-9a-f]+$/.exec(rows[0]?.owner ?? '')?.[1]);
+    return context.relays.find((r) => r.pid === pid);
+  } finally {
+    await client.end();
+  }
+}
+
+async function judgeInFlight(context: FaultContext): Promise<number> {
+  const stats = (await (await request(`${context.judgeUrl}/_stats`)).body.json()) as { inFlight: number };
+  return stats.inFlight;
+}
+
+async function judgeControl(context: FaultContext, patch: Record<string, unknown>): Promise<void> {
+  const response = await request(`${context.judgeUrl}/_control`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(patch),
+  });
+  await response.body.text();
+}
+
+async function sigterm(context: FaultContext, process: EvalboxProcess, boundMs: number): Promise<void> {
+  const began = Date.now();
+  const record = await process.stop(boundMs);
+  const ms = Date.now() - began;
+  const ok = record?.code === 0;
+  context.results.push({
+    name: `SIGTERM of ${process.name} exits 0 within ${boundMs / 1000} s`,
+    figure: record ? `exit ${record.code} after ${ms} ms` : `still running after ${boundMs} ms`,
+    ok,
+  });
+  process.start();
+}
+
+export async function runFault(name: FaultName, context: FaultContext): Promise<void> {
+  const random = seededRandom(context.seed ^ name.length);
+  const pick = <T>(items: T[]): T => items[Math.floor(random() * items.length)] as T;
+  context.say(`fault: ${name}`);
+  switch (name) {
+    case 'kill-relay-leader': {
+      const leader = (await leadingRelay(context)) ?? pick(context.relays);
+      await leader.kill9();
+      await sleep(1000);
+      leader.start();
+      return;
+    }
+    case 'kill-scorer': {
+      const scorer = pick(context.scorers);
+      context.judgeInFlightAtKills += await judgeInFlight(context);
+      await scorer.kill9();
+      await sleep(1000);
+      scorer.start();
+      return;
+    }
+    case 'kill-broker': {
+      const node = pick(context.stack.kafka.nodes).nodeId;
+      context.stack.killBroker(node);
+      await sleep(10_000);
+      await context.stack.restartBroker(node);
+      return;
+    }
+    case 'kill-postgres': {
+      context.stack.killPostgres();
+      await sleep(3000);
+      await context.stack.restartPostgres();
+      return;
+    }
+    case 'zombie-relay': {
+      const leader = (await leadingRelay(context)) ?? pick(context.relays);
+      leader.signal('SIGSTOP');
+      // Past the default lease (3 s): a standby takes over while the old leader sleeps.
+      await sleep(8000);
+      leader.signal('SIGCONT');
+      return;
+    }
+    case 'sigterm-relay':
+      return sigterm(context, pick(context.relays), 30_000);
+    case 'sigterm-scorer':
+      return sigterm(context, pick(context.scorers), 30_000);
+    case 'judge-429':
+      return judgeControl(context, { mode: 'rate-limit', retryAfterSeconds: 1, durationMs: 5000 });
+    case 'judge-500':
+      return judgeControl(context, { mode: 'error-burst', durationMs: 5000 });
+    case 'judge-hang':
+      return judgeControl(context, { mode: 'hang', fraction: 0.2, hangMs: 20_000, durationMs: 5000 });
+  }
+}
