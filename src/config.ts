@@ -52,6 +52,8 @@ export interface Config {
     concurrencyPerApp: number;
     /** Per application: database connections held at once (its fair share of the pool). */
     poolSharePerApp: number;
+    /** Seals list cursors; every replica must share it (default: derived from the database URL). */
+    cursorSecret: string;
   };
   relay: {
     batchSize: number;
@@ -147,6 +149,7 @@ export function loadConfig(env: Env = process.env, flags: Flags = {}): Config {
       rateBurst: read.int('rate-burst', 'EVALBOX_API_RATE_BURST', 1_000, 1),
       concurrencyPerApp: read.int('concurrency-per-app', 'EVALBOX_API_CONCURRENCY_PER_APP', 32, 1),
       poolSharePerApp: read.int('pool-share-per-app', 'EVALBOX_API_POOL_SHARE_PER_APP', 0, 0),
+      cursorSecret: read.string('cursor-secret', 'EVALBOX_API_CURSOR_SECRET', ''),
     },
     relay: {
       batchSize: read.int('batch-size', 'EVALBOX_RELAY_BATCH_SIZE', 2000, 1),

@@ -13,6 +13,7 @@ import type { Logger } from '../logging.js';
 import { batchRequestSchema, evaluationRequestSchema } from '../schemas/evaluation-request.js';
 import { createBoundedValidator } from '../schemas/validator.js';
 import { bearerToken, createKeyResolver, type KeyResolver } from './auth.js';
+import { createCursorCodec } from './cursor.js';
 import { problemResponse, toProblem } from './error-mapping.js';
 import { createOutboxNudger, type OutboxNudger } from '../outbox-wakeup.js';
 import { createIngestWriter, type Queryable } from './evaluations.js';
@@ -116,6 +117,7 @@ export function createApiApp(ctx: ApiContext): Hono<ApiEnv> {
     openapi: buildOpenApiDocument('1'),
     routeLabel,
     limits,
+    cursors: createCursorCodec(config.api.cursorSecret || config.databaseUrl),
     writer: createIngestWriter({
       db,
       pool: ctx.pool,

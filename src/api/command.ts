@@ -49,6 +49,8 @@ Options (flags override the environment):
   --concurrency-per-app N  requests in flight at once (env EVALBOX_API_CONCURRENCY_PER_APP, default 32)
   --pool-share-per-app N   database connections one application may hold at once (env
                       EVALBOX_API_POOL_SHARE_PER_APP; default a quarter of --pool-size)
+  (env EVALBOX_API_CURSOR_SECRET: the key list cursors are sealed with; the same on every
+                      replica; default derived from the database URL)
   --shutdown-grace-ms MS  on SIGTERM, time in-flight requests get before their connections
                       are cut (env EVALBOX_SHUTDOWN_GRACE_MS, default 10000)
   --group-commit on|off   write concurrent POSTs with one statement and one commit

@@ -9,7 +9,7 @@ import { ValidationError, type FieldError } from '../errors.js';
 import type { Logger } from '../logging.js';
 import type { EvaluationRequest } from '../schemas/evaluation-request.js';
 import { MAX_FIELD_ERRORS, type BoundedValidator } from '../schemas/validator.js';
-import { decodeCursor } from './cursor.js';
+import type { CursorCodec } from './cursor.js';
 import { databaseUnavailable, toProblem } from './error-mapping.js';
 import { prepareEvaluation, type IngestOutcome, type IngestWriter, type PreparedEvaluation, type Queryable } from './evaluations.js';
 import { tooManyRequests, type Limits } from './limits.js';
@@ -35,6 +35,8 @@ export interface RouteDeps {
   limits: Limits;
   /** Writes evaluations, grouping concurrent requests into one statement when configured. */
   writer: IngestWriter;
+  /** Seals and opens the list cursors (opaque to clients). */
+  cursors: CursorCodec;
 }
 
 /** Field errors reported for a whole batch at most. */
@@ -210,13 +212,13 @@ export function registerRoutes(app: Hono<ApiEnv>, deps: RouteDeps): void {
     if (since === null) errors.push({ pointer: 'query:since', detail: 'an RFC 3339 date-time, e.g. 2024-05-01T12:00:00Z' });
     const limit = query.limit === undefined ? 50 : /^\d{1,3}$/.test(query.limit) ? Number(query.limit) : NaN;
     if (!(limit >= 1 && limit <= 500)) errors.push({ pointer: 'query:limit', detail: 'an integer from 1 to 500, in digits' });
-    const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor);
+    const after = query.cursor === undefined ? undefined : deps.cursors.decode(query.cursor, applicationId);
     if (query.cursor !== undefined && !after) errors.push({ pointer: 'query:cursor', detail: 'a nextCursor returned by this endpoint' });
     if (errors.length > 0) throw new ProblemError(400, 'invalid query parameters', { errors });
     const page = await deps.limits.withConnection(applicationId, () =>
       listEvaluationsPage(db, { applicationId, status: status as EvaluationStatus | undefined, since: since ?? undefined, after, limit }),
     );
-    return c.json(pageBody(page));
+    return c.json(pageBody(page, deps.cursors, applicationId));
   });
 
   // A known path with a method it does not serve: 405 with Allow (registered last, so the
