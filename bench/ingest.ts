@@ -30,7 +30,7 @@ const { values } = parseArgs({
 });
 const seconds = Number(values.seconds);
 const rounds = Number(values.rounds);
-const clientCounts = (values.clients as string).split(',').map(Number);
+const clientCounts = values.clients.split(',').map(Number);
 const groupRows = Number(values['group-rows']);
 
 const body = {
@@ -57,10 +57,10 @@ interface ApiUnderTest {
 async function startApi(label: string, app: string, groupCommit: 'on' | 'off'): Promise<ApiUnderTest> {
   const port = await freePort();
   const adminPort = await freePort();
-  const child = evalbox(
-    ['api', '--port', String(port), '--admin-port', String(adminPort), '--database-url', url, '--pool-size', values['pool-size'] as string],
-    { EVALBOX_API_GROUP_COMMIT: groupCommit, EVALBOX_API_GROUP_COMMIT_WINDOW_MS: values['window-ms'] as string },
-  );
+  const child = evalbox(['api', '--port', String(port), '--admin-port', String(adminPort), '--database-url', url, '--pool-size', values['pool-size']], {
+    EVALBOX_API_GROUP_COMMIT: groupCommit,
+    EVALBOX_API_GROUP_COMMIT_WINDOW_MS: values['window-ms'],
+  });
   await waitForHttp(`http://127.0.0.1:${adminPort}/readyz`);
   return { label, app, key: keyFor(app), port, process: child };
 }

@@ -9,7 +9,7 @@ import { parseArgs } from 'node:util';
 import { sql } from 'kysely';
 import { createRelay, type RelaySettings } from '../outbox-relay/relay.js';
 import { createDb } from '../src/db/index.js';
-import { createBatchProducer, createKafka, ensureTopics } from '../src/kafka.js';
+import { createBatchProducer, createKafka, createTransactionalProducer, ensureTopics, type TransactionalProducer } from '../src/kafka.js';
 import { silentLogger } from '../src/logging.js';
 import { freshDatabase, machine, percentile, requireEnv } from './lib.js';
 
@@ -45,7 +45,30 @@ const settings = (overrides: Partial<RelaySettings>): RelaySettings => ({
   ...overrides,
 });
 
-async function throughput(): Promise<{ relay: number; kcat: number }> {
+type ProducerMode = 'transactional' | 'idempotent';
+
+/**
+ * The relay's producer in either mode: one Kafka transaction per batch (what the relay runs), or
+ * the idempotent producer it used before, with transactions as no-ops (for comparison only: that
+ * mode can repeat or reorder a key after a mid-batch failure and does not fence a former leader).
+ */
+function producerFor(mode: ProducerMode, prefix: string) {
+  return (shard: number): TransactionalProducer => {
+    if (mode === 'transactional') return createTransactionalProducer(brokers, { transactionalId: `${prefix}.shard-${shard}` });
+    const p = createBatchProducer(brokers);
+    const none = () => Promise.resolve();
+    return {
+      connect: () => p.connect(),
+      begin: none,
+      produceBatch: (messages) => p.produceBatch(messages),
+      commit: none,
+      abort: none,
+      disconnect: () => p.disconnect(),
+    };
+  };
+}
+
+async function throughput(mode: ProducerMode): Promise<{ relay: number; kcat: number }> {
   const url = await freshDatabase('evalbox_bench_relay');
   const handle = createDb(url, { max: 4 });
   const topic = `bench-relay-${Date.now()}`;
@@ -59,7 +82,7 @@ async function throughput(): Promise<{ relay: number; kcat: number }> {
   const relay = createRelay({
     db: handle.db,
     databaseUrl: url,
-    createProducer: () => createBatchProducer(brokers),
+    createProducer: producerFor(mode, `bench-${topic}`),
     logger: silentLogger(),
     settings: settings({}),
   });
@@ -119,7 +142,7 @@ async function throughput(): Promise<{ relay: number; kcat: number }> {
   return { relay: events / relaySeconds, kcat: events / kcatSeconds };
 }
 
-async function latency(label: string, overrides: Partial<RelaySettings>): Promise<string> {
+async function latency(label: string, overrides: Partial<RelaySettings>, mode: ProducerMode = 'transactional'): Promise<string> {
   const url = await freshDatabase('evalbox_bench_relay_latency');
   const handle = createDb(url, { max: 10 });
   const topic = `bench-latency-${Date.now()}`;
@@ -127,7 +150,7 @@ async function latency(label: string, overrides: Partial<RelaySettings>): Promis
   const relay = createRelay({
     db: handle.db,
     databaseUrl: url,
-    createProducer: () => createBatchProducer(brokers),
+    createProducer: producerFor(mode, `bench-${topic}`),
     logger: silentLogger(),
     settings: settings(overrides),
   });
@@ -157,16 +180,25 @@ async function latency(label: string, overrides: Partial<RelaySettings>): Promis
   return `${label.padEnd(34)} p50 ${percentile(latencies, 50).toFixed(1)} ms   p99 ${percentile(latencies, 99).toFixed(1)} ms   (${latencies.length} events)`;
 }
 
-const t = await throughput();
+// Alternating rounds, so both modes see the same machine load.
+const rounds = Number(process.env.BENCH_ROUNDS ?? 2);
+const through: string[] = [];
+for (let round = 0; round < rounds; round++) {
+  for (const mode of ['transactional', 'idempotent'] as const) {
+    const t = await throughput(mode);
+    through.push(`  ${mode.padEnd(13)} relay ${t.relay.toFixed(0)} events/s   kcat -P ${t.kcat.toFixed(0)} msgs/s   ratio ${(t.relay / t.kcat).toFixed(2)}`);
+  }
+}
 const lines = [
   `relay benchmark — ${new Date().toISOString()}`,
   `machine: ${machine()}`,
   `throughput: ${events} events of ${payload.length} bytes, 50 keys, 6 partitions, batch ${settings({}).batchSize}`,
-  `  relay ${t.relay.toFixed(0)} events/s   kcat -P ${t.kcat.toFixed(0)} msgs/s   ratio ${(t.relay / t.kcat).toFixed(2)}`,
+  ...through,
   `commit→Kafka-ack latency at ${rate} events/s for ${seconds} s:`,
-  `  ${await latency('notify (LISTEN + adaptive poll)', { wakeup: 'notify' })}`,
-  `  ${await latency('poll (adaptive 5..500 ms)', { wakeup: 'poll' })}`,
-  `  ${await latency('naive poller (every 1 s)', { wakeup: 'poll', pollMinMs: 1000, pollMaxMs: 1000 })}`,
+  `  ${await latency('notify, transactional', { wakeup: 'notify' })}`,
+  `  ${await latency('notify, idempotent (before)', { wakeup: 'notify' }, 'idempotent')}`,
+  `  ${await latency('poll (adaptive 5..500 ms), transactional', { wakeup: 'poll' })}`,
+  `  ${await latency('naive poller (every 1 s), transactional', { wakeup: 'poll', pollMinMs: 1000, pollMaxMs: 1000 })}`,
 ];
 process.stdout.write(`${lines.join('\n')}\n`);
 process.exit(0);

@@ -17,7 +17,7 @@ import { sql } from 'kysely';
 import pg from 'pg';
 import { createRelay, type RelaySettings } from '../outbox-relay/relay.js';
 import { createDb } from '../src/db/index.js';
-import { createBatchProducer, createKafka, ensureTopics } from '../src/kafka.js';
+import { createKafka, createTransactionalProducer, ensureTopics } from '../src/kafka.js';
 import { silentLogger } from '../src/logging.js';
 import { createOutboxNudger, NO_NUDGES, type OutboxNudger } from '../src/outbox-wakeup.js';
 import { findPostgresBinDir } from '../src/stack/postgres.js';
@@ -35,7 +35,7 @@ const { values } = parseArgs({
 });
 const seconds = Number(values.seconds);
 const rounds = Number(values.rounds);
-const clientCounts = (values.clients as string).split(',').map(Number);
+const clientCounts = values.clients.split(',').map(Number);
 const rate = Number(values.rate);
 const brokers = requireEnv('KAFKA_BROKERS');
 const load = () =>
@@ -170,7 +170,7 @@ if (!values['skip-latency']) {
     const relay = createRelay({
       db: handle.db,
       databaseUrl: url,
-      createProducer: () => createBatchProducer(brokers),
+      createProducer: (shard) => createTransactionalProducer(brokers, { transactionalId: `bench-wakeup.${topic}.shard-${shard}`, clientId: 'bench-wakeup' }),
       logger: silentLogger(),
       settings: settings(mode === 'poll' ? 'poll' : 'notify'),
     });

@@ -3,7 +3,7 @@
 // producer; on SIGTERM stops fetching, drains in-flight work, commits, and exits 0.
 import { CONNECTION_HELP, CONNECTION_OPTIONS, parse, UsageError, type Command } from '../src/cli/args.js';
 import { loadConfig, requireSetting } from '../src/config.js';
-import { createDb } from '../src/db/index.js';
+import { createDb, waitForDatabase } from '../src/db/index.js';
 import { createDimensionRegistry, publishDimensions, type DimensionDefinition } from '../src/dimensions.js';
 import { createIdempotentProducer, createKafka, ensureTopics } from '../src/kafka.js';
 import { createLogger } from '../src/logging.js';
@@ -13,7 +13,7 @@ import { createJudge, judgeDimensionDefinitions, loadJudgeConfig, registerJudgeM
 import { registerScorerMetrics } from './metrics.js';
 import { createKeyParallelConsumer, type ConsumedMessage } from './runtime.js';
 import { createScoreStore } from './score-store.js';
-import { createScorerEvents, handleEvaluationMessage } from './scorer.js';
+import { createScorerEvents, deadLetterMessage, handleEvaluationMessage, type ScorerContext } from './scorer.js';
 import { buildScorers, judgePressureClassifier, pauseOnJudgePressure } from './scorers.js';
 
 /** The ordering key: the evaluation id in the event (default) or the Kafka key. */
@@ -92,6 +92,7 @@ ${CONNECTION_HELP}`,
       max: setting('pool-size', 'EVALBOX_SCORER_POOL_SIZE', 20),
       applicationName: 'evalbox-scorer',
     });
+    await waitForDatabase(handle, { onRetry: (error, attempt) => logger.warn({ err: error, attempt }, 'waiting for the database') });
     const kafka = createKafka(brokers, 'evalbox-scorer', logger);
     const registry = createRegistry('scorer');
 
@@ -114,6 +115,23 @@ ${CONNECTION_HELP}`,
     await producer.connect();
     const scorerEvents = createScorerEvents();
     const store = createScoreStore(handle.db, config.topics);
+    const scorerContext: ScorerContext = {
+      store,
+      producer,
+      topics: config.topics,
+      groupId,
+      dimensions,
+      scorers,
+      logger,
+      events: scorerEvents,
+      isPressure: judge ? judgePressureClassifier(judge) : undefined,
+      retry: {
+        baseMs: setting('retry-base-ms', 'EVALBOX_SCORER_RETRY_BASE_MS', 200),
+        maxMs: 30_000,
+        maxAttempts: setting('max-attempts', 'EVALBOX_SCORER_MAX_ATTEMPTS', 5),
+        maxAgeMs: setting('max-retry-age-ms', 'EVALBOX_SCORER_MAX_RETRY_AGE_MS', 300_000),
+      },
+    };
     const consumer = createKeyParallelConsumer({
       brokers,
       groupId,
@@ -122,28 +140,8 @@ ${CONNECTION_HELP}`,
       maxInFlightPerPartition: setting('max-in-flight', 'EVALBOX_SCORER_MAX_IN_FLIGHT', 500),
       commitIntervalMs: 500,
       logger,
-      handle: (message, signal) =>
-        handleEvaluationMessage(
-          {
-            store,
-            producer,
-            topics: config.topics,
-            groupId,
-            dimensions,
-            scorers,
-            logger,
-            events: scorerEvents,
-            isPressure: judge ? judgePressureClassifier(judge) : undefined,
-            retry: {
-              baseMs: setting('retry-base-ms', 'EVALBOX_SCORER_RETRY_BASE_MS', 200),
-              maxMs: 30_000,
-              maxAttempts: setting('max-attempts', 'EVALBOX_SCORER_MAX_ATTEMPTS', 5),
-              maxAgeMs: setting('max-retry-age-ms', 'EVALBOX_SCORER_MAX_RETRY_AGE_MS', 300_000),
-            },
-          },
-          message,
-          signal,
-        ),
+      handle: (message, signal) => handleEvaluationMessage(scorerContext, message, signal),
+      deadLetter: (message, error) => deadLetterMessage(scorerContext, message, error),
     });
     consumer.events.on('consumer:assigned', (tps) => logger.info({ partitions: tps }, 'partitions assigned'));
     consumer.events.on('consumer:revoked', (tps) => logger.info({ partitions: tps }, 'partitions revoked'));

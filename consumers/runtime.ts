@@ -1,22 +1,30 @@
 // A Kafka consumer runtime with key-level parallelism inside a partition. Messages with the same
 // ordering key run strictly one after another; different keys run concurrently, even within one
 // partition. Offsets are committed only up to the highest CONTIGUOUS completed offset of each
-// partition, so a slow key never lets a later offset be committed before it is done, and a fast
-// key never waits for a commit map to fill (no offset-map stalls). In-flight work per partition
-// is bounded: a full partition is paused and resumed when it drains. On revocation the
-// partition's finished prefix is committed and unfinished work is abandoned (its completions are
-// no longer committed; the new owner redelivers it and idempotent handlers make that safe).
+// partition (partition-progress.ts), and count as committed only once the broker acknowledged
+// them (offset-commits.ts). In-flight work per partition is bounded: a full partition is paused
+// and resumed when it drains. On revocation the partition's finished prefix is committed and its
+// in-flight work is aborted (rebalance.ts). A handler failure that retrying can fix is retried
+// with backoff; any other failure ends the message through `deadLetter`, so nothing a message
+// contains keeps its partition from moving.
 import { EventEmitter, setMaxListeners } from 'node:events';
 import kafkaJs from '@confluentinc/kafka-javascript';
 import { LIBRDKAFKA_LOG_LEVEL, classifyKafkaError, routeLibrdkafkaLogs } from '../src/kafka.js';
 import type { Logger } from '../src/logging.js';
+import { isRetryable } from '../src/errors.js';
 import { fullJitterDelay, sleep } from '../src/retry.js';
+import { commitDueAsync, commitDueSync, parsePartitionKey, partitionKey, type CommitTransport, type TopicPartitionOffset } from './offset-commits.js';
+import { PartitionProgress } from './partition-progress.js';
+import { assignPartitions, revokePartitions } from './rebalance.js';
+
+export { PartitionProgress } from './partition-progress.js';
 
 const { KafkaConsumer } = kafkaJs;
 // The typings omit the cooperative (incremental) assignment calls the library has.
 type RdKafkaConsumer = InstanceType<typeof KafkaConsumer> & {
   incrementalAssign(assignments: { topic: string; partition: number }[]): void;
   incrementalUnassign(assignments: { topic: string; partition: number }[]): void;
+  commitCb(offsets: { topic: string; partition: number; offset: number }[], done: (error: unknown) => void): void;
 };
 
 const ERR_ASSIGN = -175;
@@ -41,14 +49,24 @@ export interface RuntimeEvents {
   'consumer:committed': [{ topic: string; partition: number; offset: number }];
   'consumer:handlerFailed': [{ topic: string; partition: number; offset: number; error: unknown; attempt: number }];
   'consumer:processed': [{ topic: string; partition: number; offset: number; seconds: number }];
+  'consumer:deadLettered': [{ topic: string; partition: number; offset: number; error: unknown }];
+  /** A message that could be neither handled nor dead-lettered; logged and passed over. */
+  'consumer:skipped': [{ topic: string; partition: number; offset: number; error: unknown }];
+  'consumer:commitFailed': [{ error: unknown }];
 }
 
 export interface KeyParallelConsumerOptions {
   brokers: string;
   groupId: string;
   topics: string[];
-  /** Resolves once the message's effects are durable. Throwing means "try again later". */
+  /**
+   * Resolves once the message's effects are durable. A RetryableError means "try again later";
+   * any other error means retrying cannot help, and the message goes to `deadLetter`. The signal
+   * fires at shutdown and when the message's partition is revoked.
+   */
   handle(message: ConsumedMessage, signal: AbortSignal): Promise<void>;
+  /** Ends a message whose handling failed for good (e.g. a DLT record). A RetryableError retries. */
+  deadLetter(message: ConsumedMessage, error: unknown): Promise<void>;
   /** Messages with the same ordering key are handled strictly in offset order. */
   orderingKeyOf(message: ConsumedMessage): string;
   /** Pause a partition when this many of its messages are in flight; resume at half. */
@@ -58,54 +76,6 @@ export interface KeyParallelConsumerOptions {
   events?: EventEmitter<RuntimeEvents>;
   clientId?: string;
   extraConfig?: Record<string, unknown>;
-}
-
-/** Tracks one partition's in-flight offsets and the next offset that may be committed. */
-export class PartitionProgress {
-  private readonly queue: number[] = [];
-  private head = 0;
-  private readonly done = new Set<number>();
-  private readonly timestamps = new Map<number, number>();
-  /** The offset to commit next (Kafka semantics: the next offset to read), if it moved. */
-  commitable: number | undefined;
-  committed: number | undefined;
-  revoked = false;
-  paused = false;
-
-  add(offset: number, timestamp: number): void {
-    this.queue.push(offset);
-    this.timestamps.set(offset, timestamp);
-  }
-
-  complete(offset: number): void {
-    this.done.add(offset);
-    while (this.head < this.queue.length && this.done.has(this.queue[this.head] as number)) {
-      const finished = this.queue[this.head] as number;
-      this.done.delete(finished);
-      this.timestamps.delete(finished);
-      this.head++;
-      this.commitable = finished + 1;
-    }
-    // Compact the consumed prefix now and then.
-    if (this.head > 1024 && this.head * 2 > this.queue.length) {
-      this.queue.splice(0, this.head);
-      this.head = 0;
-    }
-  }
-
-  inFlight(): number {
-    return this.queue.length - this.head;
-  }
-
-  /** Timestamp of the oldest message not yet completed, for time lag. */
-  oldestPendingTimestamp(): number | undefined {
-    const offset = this.queue[this.head];
-    return offset === undefined ? undefined : this.timestamps.get(offset);
-  }
-
-  lastSeenOffset(): number | undefined {
-    return this.queue[this.queue.length - 1];
-  }
 }
 
 export interface KeyParallelConsumer {
@@ -133,21 +103,20 @@ export interface KeyParallelConsumer {
   >;
 }
 
-const tpKey = (topic: string, partition: number) => `${topic}|${partition}`;
-
 export function createKeyParallelConsumer(options: KeyParallelConsumerOptions): KeyParallelConsumer {
   const events = options.events ?? new EventEmitter<RuntimeEvents>();
   const { logger } = options;
   const partitions = new Map<string, PartitionProgress>();
   const keyTails = new Map<string, Promise<void>>();
   const inFlightWork = new Set<Promise<void>>();
-  const abort = new AbortController();
+  const stopping = new AbortController();
   // Every waiting retry listens to it; hundreds may be in flight at once.
-  setMaxListeners(0, abort.signal);
+  setMaxListeners(0, stopping.signal);
   let running = false;
   let held = false;
   let loop: Promise<void> | undefined;
   let commitTimer: NodeJS.Timeout | undefined;
+  let commitUnderWay: Promise<boolean> | undefined;
 
   const consumer = new KafkaConsumer(
     {
@@ -168,31 +137,29 @@ export function createKeyParallelConsumer(options: KeyParallelConsumerOptions): 
   ) as RdKafkaConsumer;
   routeLibrdkafkaLogs(consumer, logger, options.clientId ?? 'evalbox-scorer');
 
+  const transport: CommitTransport = {
+    commitAsync: (offsets, done) => consumer.commitCb(offsets, (error) => done(error ?? undefined)),
+    commitSync: (offsets) => consumer.commitSync(offsets),
+  };
+  const onAcknowledged = (offset: TopicPartitionOffset) => events.emit('consumer:committed', offset);
+  const onCommitFailed = (error: unknown) => {
+    // Not committed is safe: the next round sends it again, and handlers are idempotent.
+    logger.warn({ err: error }, 'offset commit failed; it is sent again');
+    events.emit('consumer:commitFailed', { error });
+  };
+
   function onRebalance(this: RdKafkaConsumer, error: { code: number }, assignment: { topic: string; partition: number }[]): void {
     try {
       if (error.code === ERR_ASSIGN) {
-        for (const tp of assignment) partitions.set(tpKey(tp.topic, tp.partition), new PartitionProgress());
+        assignPartitions(partitions, assignment);
         consumer.incrementalAssign(assignment);
         if (held) consumer.pause(assignment);
         events.emit('consumer:assigned', assignment);
       } else if (error.code === ERR_REVOKE) {
-        // Commit the finished prefix of each revoked partition, then abandon the rest.
-        const offsets = [];
-        for (const tp of assignment) {
-          const progress = partitions.get(tpKey(tp.topic, tp.partition));
-          if (!progress) continue;
-          progress.revoked = true;
-          if (progress.commitable !== undefined && progress.commitable !== progress.committed)
-            offsets.push({ topic: tp.topic, partition: tp.partition, offset: progress.commitable });
-          partitions.delete(tpKey(tp.topic, tp.partition));
-        }
-        if (offsets.length > 0) {
-          try {
-            consumer.commitSync(offsets);
-          } catch (commitError) {
-            logger.warn({ err: commitError }, 'commit on revoke failed; the new owner redelivers from the last commit');
-          }
-        }
+        revokePartitions(partitions, assignment, transport, {
+          onAcknowledged,
+          onFailed: (commitError) => logger.warn({ err: commitError }, 'commit on revoke failed; the new owner redelivers from the last commit'),
+        });
         consumer.incrementalUnassign(assignment);
         events.emit('consumer:revoked', assignment);
       }
@@ -201,27 +168,13 @@ export function createKeyParallelConsumer(options: KeyParallelConsumerOptions): 
     }
   }
 
-  function commitProgress(sync: boolean): void {
-    const offsets = [];
-    for (const [key, progress] of partitions) {
-      if (progress.revoked || progress.commitable === undefined || progress.commitable === progress.committed) continue;
-      const [topic, partition] = key.split('|') as [string, string];
-      offsets.push({ topic, partition: Number(partition), offset: progress.commitable });
-      progress.committed = progress.commitable;
-    }
-    if (offsets.length === 0) return;
-    try {
-      if (sync) consumer.commitSync(offsets);
-      else consumer.commit(offsets);
-      for (const o of offsets) events.emit('consumer:committed', o);
-    } catch (error) {
-      // Not committing is safe: the work is redelivered and handlers are idempotent.
-      logger.warn({ err: error }, 'offset commit failed');
-      for (const o of offsets) {
-        const progress = partitions.get(tpKey(o.topic, o.partition));
-        if (progress) progress.committed = undefined;
-      }
-    }
+  function commitRound(): void {
+    if (commitUnderWay) return; // one asynchronous commit at a time
+    const round = commitDueAsync(partitions, transport, onAcknowledged, onCommitFailed);
+    commitUnderWay = round;
+    void round.finally(() => {
+      if (commitUnderWay === round) commitUnderWay = undefined;
+    });
   }
 
   function maybePause(message: ConsumedMessage, progress: PartitionProgress): void {
@@ -240,22 +193,42 @@ export function createKeyParallelConsumer(options: KeyParallelConsumerOptions): 
     }
   }
 
-  /** Runs the handler until it succeeds; a thrown error means the work is not done yet. */
-  async function handleUntilDone(message: ConsumedMessage): Promise<void> {
-    for (let attempt = 1; !abort.signal.aborted; attempt++) {
+  /** Ends a message that failed for good; true once it is dead-lettered (or passed over). */
+  async function giveUp(message: ConsumedMessage, error: unknown): Promise<boolean> {
+    const where = { topic: message.topic, partition: message.partition, offset: message.offset };
+    try {
+      await options.deadLetter(message, error);
+      events.emit('consumer:deadLettered', { ...where, error });
+      return true;
+    } catch (deadLetterError) {
+      if (isRetryable(deadLetterError)) return false;
+      // Neither handled nor dead-lettered, and never will be: holding the partition would stop
+      // every later message of it, so it is passed over, loudly.
+      logger.error({ ...where, err: error, deadLetterError }, 'message could not be handled nor dead-lettered; passed over');
+      events.emit('consumer:skipped', { ...where, error });
+      return true;
+    }
+  }
+
+  /** Runs the handler until the message is done; false when stopped or revoked first. */
+  async function handleUntilDone(message: ConsumedMessage, progress: PartitionProgress): Promise<boolean> {
+    const signal = AbortSignal.any([stopping.signal, progress.signal]);
+    for (let attempt = 1; !signal.aborted; attempt++) {
       try {
-        await options.handle(message, abort.signal);
-        return;
+        await options.handle(message, signal);
+        return true;
       } catch (error) {
+        if (signal.aborted) break;
         events.emit('consumer:handlerFailed', { topic: message.topic, partition: message.partition, offset: message.offset, error, attempt });
-        await sleep(fullJitterDelay({ baseMs: 200, maxMs: 10_000 }, attempt), abort.signal);
+        if (!isRetryable(error) && (await giveUp(message, error))) return true;
+        await sleep(fullJitterDelay({ baseMs: 200, maxMs: 10_000 }, attempt), signal);
       }
     }
-    throw new Error('stopped before the message was handled');
+    return false;
   }
 
   function dispatch(message: ConsumedMessage): void {
-    const progress = partitions.get(tpKey(message.topic, message.partition));
+    const progress = partitions.get(partitionKey(message.topic, message.partition));
     if (!progress) return; // not ours (any more)
     progress.add(message.offset, message.timestamp);
     const chainKey = `${message.topic}|${message.partition}|${options.orderingKeyOf(message)}`;
@@ -263,7 +236,8 @@ export function createKeyParallelConsumer(options: KeyParallelConsumerOptions): 
     const started = Date.now();
     const work = previous.then(async () => {
       try {
-        await handleUntilDone(message);
+        // Stopped or revoked: the offset stays uncommitted and is redelivered.
+        if (!(await handleUntilDone(message, progress))) return;
         progress.complete(message.offset);
         events.emit('consumer:processed', {
           topic: message.topic,
@@ -271,8 +245,6 @@ export function createKeyParallelConsumer(options: KeyParallelConsumerOptions): 
           offset: message.offset,
           seconds: (Date.now() - started) / 1000,
         });
-      } catch {
-        // stopped: the offset stays uncommitted and is redelivered
       } finally {
         maybeResume(message, progress);
       }
@@ -301,7 +273,7 @@ export function createKeyParallelConsumer(options: KeyParallelConsumerOptions): 
         messages = await consumeBatch();
       } catch (error) {
         logger.warn({ err: error }, 'consume failed; retrying');
-        await sleep(500, abort.signal);
+        await sleep(500, stopping.signal);
         continue;
       }
       for (const m of messages) {
@@ -323,11 +295,14 @@ export function createKeyParallelConsumer(options: KeyParallelConsumerOptions): 
     }
   }
 
-  const assigned = () =>
-    [...partitions.keys()].map((key) => {
-      const [topic, partition] = key.split('|') as [string, string];
-      return { topic, partition: Number(partition) };
-    });
+  const assigned = () => [...partitions.keys()].map(parsePartitionKey);
+
+  /** Waits for `promise` at most `ms`, leaving no timer behind either way. */
+  async function waitAtMost(promise: Promise<unknown>, ms: number): Promise<void> {
+    const timer = new AbortController();
+    await Promise.race([promise, sleep(ms, timer.signal)]);
+    timer.abort();
+  }
 
   return {
     events,
@@ -344,7 +319,7 @@ export function createKeyParallelConsumer(options: KeyParallelConsumerOptions): 
     release() {
       if (!held) return;
       held = false;
-      const ready = assigned().filter((tp) => !partitions.get(tpKey(tp.topic, tp.partition))?.paused);
+      const ready = assigned().filter((tp) => !partitions.get(partitionKey(tp.topic, tp.partition))?.paused);
       if (ready.length > 0) consumer.resume(ready);
       for (const tp of ready) events.emit('consumer:resumed', tp);
     },
@@ -354,31 +329,31 @@ export function createKeyParallelConsumer(options: KeyParallelConsumerOptions): 
       consumer.subscribe(options.topics);
       running = true;
       loop = runLoop();
-      commitTimer = setInterval(() => commitProgress(false), options.commitIntervalMs);
+      commitTimer = setInterval(commitRound, options.commitIntervalMs);
     },
     async stop(graceMs = 20_000) {
       running = false;
       await loop;
       clearInterval(commitTimer);
-      // Drain: let in-flight work finish within the grace period, then abandon the rest.
-      const drained = Promise.allSettled([...inFlightWork]);
-      const timer = sleep(graceMs);
-      await Promise.race([drained, timer]);
-      abort.abort();
-      await Promise.race([Promise.allSettled([...inFlightWork]), sleep(2_000)]);
-      commitProgress(true);
-      await new Promise<void>((resolve) => consumer.disconnect(() => resolve()));
+      // Drain: let in-flight work finish within the grace period, then abort the rest (it is
+      // redelivered: an aborted handler never ends a message).
+      await waitAtMost(Promise.allSettled([...inFlightWork]), graceMs);
+      stopping.abort();
+      await waitAtMost(Promise.allSettled([...inFlightWork]), 2_000);
+      if (commitUnderWay) await waitAtMost(commitUnderWay, 5_000);
+      commitDueSync(partitions, transport, onAcknowledged, onCommitFailed);
+      await waitAtMost(new Promise<void>((resolve) => consumer.disconnect(() => resolve())), 10_000);
     },
     async watermarks() {
       const result = [];
       for (const [key, progress] of partitions) {
-        const [topic, partition] = key.split('|') as [string, string];
+        const { topic, partition } = parsePartitionKey(key);
         const high = await new Promise<number>((resolve) => {
-          consumer.queryWatermarkOffsets(topic, Number(partition), 2_000, (error, offsets) => resolve(error ? Number.NaN : offsets.highOffset));
+          consumer.queryWatermarkOffsets(topic, partition, 2_000, (error, offsets) => resolve(error ? Number.NaN : offsets.highOffset));
         });
         result.push({
           topic,
-          partition: Number(partition),
+          partition,
           high,
           committed: progress.committed,
           lastSeen: progress.lastSeenOffset(),

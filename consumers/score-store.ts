@@ -3,7 +3,8 @@
 // transaction (one commit, one fsync). Each batch locks its evaluation rows in id order before
 // any write, so xid order is commit order for every evaluation's events and concurrent batches
 // cannot deadlock. A batch that fails for a permanent reason is retried item by item, so one
-// bad evaluation cannot hold the others back.
+// bad evaluation fails alone (its caller gets the PermanentError) and the others go through.
+// Errors reach callers classified by SQLSTATE: RetryableError or PermanentError.
 import { sql, type Selectable, type Transaction } from 'kysely';
 import type { Topics } from '../src/config.js';
 import type { Database, Db } from '../src/db/index.js';
@@ -11,6 +12,7 @@ import type { EvaluationStatus, ScoresTable } from '../src/db/types.js';
 import { classifyPgError } from '../src/errors.js';
 import { EVENT_TYPES, insertOutboxEvents } from '../src/events.js';
 import { createOutboxNudger, type OutboxNudger } from '../src/outbox-wakeup.js';
+import { toScoreRecord, type ScoreRecord } from './score-rows.js';
 import { EVENT_SCHEMA_VERSION, toScoreResult, type EvaluationScoredData, type ScoreResult } from '../src/schemas/events.js';
 
 export interface ScoreRowValues {
@@ -55,12 +57,16 @@ export interface CommitItem {
   rows: { row: ScoreRowValues; attempts: number }[];
   /** A DLT redrive may re-decide a terminal evaluation's status. */
   redriven: boolean;
+  /** The redrive's id: applied at most once, recorded in the same transaction. */
+  redriveId?: string;
 }
 
 export interface ScoreStore {
   load(evaluationId: string): Promise<LoadedEvaluation | undefined>;
   /** Resolves with the new terminal status once committed, or undefined when nothing changed. */
   commit(item: CommitItem): Promise<EvaluationStatus | undefined>;
+  /** Whether the redrive `redriveId` was applied already. */
+  redriveApplied(redriveId: string): Promise<boolean>;
 }
 
 interface Waiter<I, O> {
@@ -69,8 +75,14 @@ interface Waiter<I, O> {
   reject(error: unknown): void;
 }
 
-/** Collects calls made in the same tick (and while a batch runs) into batches of at most `max`. */
-function batcher<I, O>(run: (items: I[]) => Promise<O[]>, options: { max: number; concurrency: number }) {
+/** One item's result in a batch: its value, or the error that is its own. */
+export type Settled<O> = { value: O } | { error: unknown };
+
+/**
+ * Collects calls made in the same tick (and while a batch runs) into batches of at most `max`.
+ * `run` settles each item on its own, so one item's failure rejects only its caller.
+ */
+function batcher<I, O>(run: (items: I[]) => Promise<Settled<O>[]>, options: { max: number; concurrency: number }) {
   const queue: Waiter<I, O>[] = [];
   let running = 0;
   let scheduled = false;
@@ -80,7 +92,13 @@ function batcher<I, O>(run: (items: I[]) => Promise<O[]>, options: { max: number
       const batch = queue.splice(0, options.max);
       running++;
       run(batch.map((w) => w.item))
-        .then((results) => batch.forEach((w, i) => w.resolve(results[i] as O)))
+        .then((results) =>
+          batch.forEach((w, i) => {
+            const result = results[i] as Settled<O>;
+            if ('error' in result) w.reject(result.error);
+            else w.resolve(result.value);
+          }),
+        )
         .catch((error) => batch.forEach((w) => w.reject(error)))
         .finally(() => {
           running--;
@@ -101,47 +119,63 @@ function batcher<I, O>(run: (items: I[]) => Promise<O[]>, options: { max: number
     });
 }
 
+/**
+ * Runs `work` on the whole batch; when it fails for a reason retrying cannot fix (a value
+ * Postgres rejects), runs it item by item so the culprit fails alone and the others go through.
+ * Every error comes out classified (RetryableError or PermanentError).
+ */
+export async function withItemFallback<I, O>(items: I[], work: (items: I[]) => Promise<O[]>): Promise<Settled<O>[]> {
+  try {
+    return (await work(items)).map((value) => ({ value }));
+  } catch (thrown) {
+    const error = classifyPgError(thrown);
+    if (items.length === 1 || error.retryable) return items.map(() => ({ error }));
+  }
+  const results: Settled<O>[] = [];
+  for (const item of items) {
+    try {
+      results.push({ value: (await work([item]))[0] as O });
+    } catch (thrown) {
+      results.push({ error: classifyPgError(thrown) });
+    }
+  }
+  return results;
+}
+
 export function createScoreStore(db: Db, topics: Topics, options: { maxBatch?: number; concurrency?: number; nudger?: OutboxNudger } = {}): ScoreStore {
   const max = options.maxBatch ?? 100;
   // Wakes the relay once a batch's evaluation.scored events are committed (never inside the transaction).
   const nudger = options.nudger ?? createOutboxNudger(db);
   const concurrency = options.concurrency ?? 2;
 
-  const load = batcher<string, LoadedEvaluation | undefined>(
-    async (ids) => {
-      const evaluations = await db
-        .selectFrom('evaluations')
-        .select(['id', 'application_id', 'prompt', 'response', 'context', 'reference', 'metadata', 'dimensions', 'status'])
-        .where('id', 'in', ids)
-        .execute();
-      const scores = await scoresOf(db, ids);
-      return ids.map((id) => {
-        const evaluation = evaluations.find((e) => e.id === id);
-        if (!evaluation) return undefined;
-        return { evaluation, scores: new Map(scores.filter((s) => s.evaluation_id === id).map((s) => [s.dimension, s])) };
-      });
-    },
-    { max, concurrency },
-  );
+  const loadBatch = async (ids: string[]): Promise<(LoadedEvaluation | undefined)[]> => {
+    const evaluations = await db
+      .selectFrom('evaluations')
+      .select(['id', 'application_id', 'prompt', 'response', 'context', 'reference', 'metadata', 'dimensions', 'status'])
+      .where('id', 'in', ids)
+      .execute();
+    const scores = await scoresOf(db, ids);
+    return ids.map((id) => {
+      const evaluation = evaluations.find((e) => e.id === id);
+      if (!evaluation) return undefined;
+      return { evaluation, scores: new Map(scores.filter((s) => s.evaluation_id === id).map((s) => [s.dimension, s])) };
+    });
+  };
+  const load = batcher<string, LoadedEvaluation | undefined>((ids) => withItemFallback(ids, loadBatch), { max, concurrency });
 
-  const commitBatch = async (items: CommitItem[]): Promise<(EvaluationStatus | undefined)[]> => {
+  const commitBatch = async (items: CommitItem[]) => {
     try {
       return await db.transaction().execute((trx) => writeBatch(trx, topics, items));
-    } catch (error) {
-      // A permanent failure of a batch: find the culprit by committing item by item.
-      if (items.length > 1 && !classifyPgError(error).retryable) {
-        const results: (EvaluationStatus | undefined)[] = [];
-        for (const item of items) results.push((await db.transaction().execute((trx) => writeBatch(trx, topics, [item])))[0]);
-        return results;
-      }
-      throw error;
     } finally {
       nudger.nudge();
     }
   };
-  const commit = batcher<CommitItem, EvaluationStatus | undefined>(commitBatch, { max, concurrency });
+  const commit = batcher<CommitItem, EvaluationStatus | undefined>((items) => withItemFallback(items, commitBatch), { max, concurrency });
 
-  return { load, commit };
+  const redriveApplied = async (redriveId: string) =>
+    (await sql`SELECT 1 FROM evaluation_redrives WHERE redrive_id = ${redriveId}`.execute(db)).rows.length > 0;
+
+  return { load, commit, redriveApplied };
 }
 
 /**
@@ -164,11 +198,33 @@ async function writeBatch(trx: Transaction<Database>, topics: Topics, items: Com
   const locked = await trx.selectFrom('evaluations').select(['id', 'status', 'dimensions']).where('id', 'in', ids).orderBy('id').forUpdate().execute();
   const byId = new Map(locked.map((e) => [e.id, e]));
 
+  // Re-checked under the lock: an evaluation that is terminal already was finalised by another
+  // delivery of its event (a redelivery, or the other member of a rebalance that scored it at the
+  // same time). Its rows, status and published event agree; this item changes none of them.
+  // Only a redrive may re-decide a terminal evaluation.
+  let writable = items.filter((i) => {
+    const e = byId.get(i.evaluationId);
+    return e !== undefined && (e.status === 'PENDING' || i.redriven);
+  });
+  // A redrive is applied once: a second delivery of it (or a concurrent one) writes nothing.
+  const redriveIds = writable.flatMap((i) => (i.redriveId ? [i.redriveId] : []));
+  if (redriveIds.length > 0) {
+    const { rows: fresh } = await sql<{ redrive_id: string }>`
+      INSERT INTO evaluation_redrives (redrive_id, evaluation_id)
+      SELECT * FROM unnest(${redriveIds}::text[], ${writable.filter((i) => i.redriveId).map((i) => i.evaluationId)}::uuid[])
+      ON CONFLICT (redrive_id) DO NOTHING
+      RETURNING redrive_id`.execute(trx);
+    const applied = new Set(fresh.map((r) => r.redrive_id));
+    writable = writable.filter((i) => !i.redriveId || applied.has(i.redriveId));
+  }
+  // What a redriven (terminal) evaluation looked like before: unchanged means nothing to announce.
+  const redrivenIds = writable.filter((i) => byId.get(i.evaluationId)?.status !== 'PENDING').map((i) => i.evaluationId);
+  const before = redrivenIds.length > 0 ? await scoresOf(trx, redrivenIds) : [];
+
   // One row per (evaluation, dimension): the last item of the batch wins.
-  const rows = new Map<string, { evaluation_id: string; attempts: number } & ScoreRowValues>();
-  for (const item of items)
-    for (const { row, attempts } of item.rows)
-      rows.set(`${item.evaluationId}|${row.dimension}`, { ...row, evaluation_id: item.evaluationId, attempts, cost_usd: row.cost_usd ?? null });
+  const rows = new Map<string, ScoreRecord>();
+  for (const item of writable)
+    for (const { row, attempts } of item.rows) rows.set(`${item.evaluationId}|${row.dimension}`, toScoreRecord(item.evaluationId, row, attempts));
   if (rows.size > 0) {
     await trx
       .insertInto('scores')
@@ -197,17 +253,14 @@ async function writeBatch(trx: Transaction<Database>, topics: Topics, items: Com
             cache_hit: eb.ref('excluded.cache_hit'),
             updated_at: sql<Date>`now()`,
           }))
-          // A result that is COMPLETED with the same scorer version never changes.
-          .where(sql<boolean>`NOT (scores.status = 'COMPLETED' AND scores.scorer_version = excluded.scorer_version)`),
+          // A result that is COMPLETED with the same scorer version never changes, and a
+          // COMPLETED result is never replaced by an ERROR.
+          .where(sql<boolean>`NOT (scores.status = 'COMPLETED' AND (scores.scorer_version = excluded.scorer_version OR excluded.status = 'ERROR'))`),
       )
       .execute();
   }
 
-  // Terminal already: only a redrive may re-decide the status (and announce it again).
-  const finalising = items.filter((i) => {
-    const e = byId.get(i.evaluationId);
-    return e && (e.status === 'PENDING' || i.redriven);
-  });
+  const finalising = writable;
   const finalIds = [...new Set(finalising.map((i) => i.evaluationId))];
   const results = new Map<string, EvaluationStatus>();
   if (finalIds.length > 0) {
@@ -220,6 +273,15 @@ async function writeBatch(trx: Transaction<Database>, topics: Topics, items: Com
       if (own.length < evaluation.dimensions.length || own.some((s) => s.status === 'PENDING')) continue;
       const errors = own.filter((s) => s.status === 'ERROR').length;
       const status: EvaluationStatus = errors === 0 ? 'SCORED' : errors === own.length ? 'SCORING_FAILED' : 'PARTIALLY_SCORED';
+      if (
+        evaluation.status !== 'PENDING' &&
+        evaluation.status === status &&
+        sameResults(
+          before.filter((s) => s.evaluation_id === id && evaluation.dimensions.includes(s.dimension)),
+          own,
+        )
+      )
+        continue;
       results.set(id, status);
       const applicationId = (finalising.find((i) => i.evaluationId === id) as CommitItem).applicationId;
       const scores: ScoreResult[] = own.map(toScoreResult);
@@ -249,4 +311,11 @@ async function writeBatch(trx: Transaction<Database>, topics: Topics, items: Com
     reported.add(i.evaluationId);
     return status;
   });
+}
+
+/** Whether two sets of score rows of one evaluation say the same thing. */
+function sameResults(a: Selectable<ScoresTable>[], b: Selectable<ScoresTable>[]): boolean {
+  const fingerprint = (rows: Selectable<ScoresTable>[]) =>
+    JSON.stringify(rows.map((r) => [r.dimension, r.status, r.value, r.label, r.error_code, r.scorer_version]).sort());
+  return fingerprint(a) === fingerprint(b);
 }

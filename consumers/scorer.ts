@@ -9,15 +9,16 @@ import { EventEmitter } from 'node:events';
 import type { Topics } from '../src/config.js';
 import type { EvaluationStatus } from '../src/db/types.js';
 import type { DimensionRegistry } from '../src/dimensions.js';
-import { coerceError, EvalboxError, isRetryable, PermanentError, RetryableError } from '../src/errors.js';
+import { classifyPgError, coerceError, EvalboxError, parsePermanentCode, PermanentError, RetryableError } from '../src/errors.js';
 import { EVENT_TYPES } from '../src/events.js';
-import type { Producer } from '../src/kafka.js';
+import { classifyKafkaError, type Producer } from '../src/kafka.js';
 import type { Logger } from '../src/logging.js';
-import { nextDelay, sleep, type BackoffPolicy } from '../src/retry.js';
+import { withRetry, type BackoffPolicy } from '../src/retry.js';
 import { evaluationCreatedSchema, type EvaluationCreatedData } from '../src/schemas/events.js';
 import { createAjv } from '../src/schemas/validator.js';
 import type { ConsumedMessage } from './runtime.js';
-import type { ScoreRowValues, ScoreStore } from './score-store.js';
+import { baseRow, errorRow } from './score-rows.js';
+import type { LoadedEvaluation, ScoreRowValues, ScoreStore } from './score-store.js';
 
 export interface ScoringInputs {
   prompt: string;
@@ -35,7 +36,7 @@ export interface Scorer {
   dimension: string;
   name: string;
   version: string;
-  score(inputs: ScoringInputs, options: { signal: AbortSignal; evaluationId: string }): Promise<ScoreRow>;
+  score(inputs: ScoringInputs, options: { signal: AbortSignal; evaluationId: string; applicationId: string }): Promise<ScoreRow>;
 }
 
 export interface ScorerEvents {
@@ -63,6 +64,7 @@ export interface ScorerContext {
 }
 
 const ajv = createAjv();
+const CANONICAL_UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const validateCreated = ajv.compile(evaluationCreatedSchema);
 
 interface Failure {
@@ -71,8 +73,21 @@ interface Failure {
   attempts: number;
 }
 
-/** Handles one message; resolves once its effects (and any DLT record) are durable. */
+/**
+ * Handles one message; resolves once its effects (and any DLT record) are durable. Throws a
+ * RetryableError for an infrastructure fault (the runtime tries again later) and a PermanentError
+ * for anything else (the runtime dead-letters the message with `deadLetterMessage`).
+ */
 export async function handleEvaluationMessage(ctx: ScorerContext, message: ConsumedMessage, signal: AbortSignal): Promise<void> {
+  try {
+    await scoreMessage(ctx, message, signal);
+  } catch (thrown) {
+    // Database errors by SQLSTATE; anything unforeseen (a bug, an odd value) is permanent.
+    throw classifyPgError(thrown);
+  }
+}
+
+async function scoreMessage(ctx: ScorerContext, message: ConsumedMessage, signal: AbortSignal): Promise<void> {
   const started = Date.now();
   const type = message.headers.ce_type?.toString();
   if (type !== undefined && type !== EVENT_TYPES.evaluationCreated) return; // not ours: other event types share no contract with us
@@ -87,7 +102,26 @@ export async function handleEvaluationMessage(ctx: ScorerContext, message: Consu
     return;
   }
 
-  const loaded = await ctx.store.load(data.evaluationId);
+  // ajv's uuid format also accepts `urn:uuid:…`, which the uuid column does not.
+  if (!CANONICAL_UUID.test(data.evaluationId)) {
+    await deadLetter(ctx, message, [
+      {
+        dimension: null,
+        error: new PermanentError(`evaluationId "${data.evaluationId.slice(0, 100)}" is not a canonical UUID`, { code: 'INVALID_EVENT' }),
+        attempts: 1,
+      },
+    ]);
+    return;
+  }
+  let loaded: LoadedEvaluation | undefined;
+  try {
+    loaded = await ctx.store.load(data.evaluationId);
+  } catch (thrown) {
+    const error = classifyPgError(thrown);
+    if (error.retryable) throw error;
+    await deadLetter(ctx, message, [{ dimension: null, error, attempts: 1 }]);
+    return;
+  }
   if (!loaded) {
     await deadLetter(ctx, message, [
       { dimension: null, error: new PermanentError(`evaluation ${data.evaluationId} does not exist`, { code: 'UNKNOWN_EVALUATION' }), attempts: 1 },
@@ -95,10 +129,14 @@ export async function handleEvaluationMessage(ctx: ScorerContext, message: Consu
     return;
   }
   const { evaluation, scores: existing } = loaded;
-  // A redrive from the DLT asks for the ERROR dimensions to be tried again; any other delivery
-  // of a terminal evaluation is a redelivery and changes nothing.
-  const redriven = message.headers.dlt_redriven_from !== undefined && [...existing.values()].some((row) => row.status === 'ERROR');
-  if (!redriven && evaluation.status !== 'PENDING' && evaluation.dimensions.every((d) => existing.get(d)?.status && existing.get(d)?.status !== 'PENDING')) {
+  // A redrive from the DLT asks for the ERROR dimensions to be tried again, once per redrive (its
+  // id is the DLT record it came from); any other delivery of a terminal evaluation, and a
+  // redrive already applied, is a redelivery and changes nothing.
+  const redriveId = message.headers.dlt_redriven_from?.toString();
+  const redriven =
+    redriveId !== undefined && [...existing.values()].some((row) => row.status === 'ERROR') && !(await withDb(() => ctx.store.redriveApplied(redriveId)));
+  const terminal = evaluation.status !== 'PENDING' && evaluation.dimensions.every((d) => existing.get(d)?.status && existing.get(d)?.status !== 'PENDING');
+  if (!redriven && terminal) {
     ctx.events.emit('scorer:redelivery', { evaluationId: evaluation.id });
     return; // already terminal: a redelivery changes nothing and publishes nothing
   }
@@ -115,7 +153,10 @@ export async function handleEvaluationMessage(ctx: ScorerContext, message: Consu
     evaluation.dimensions.map(async (dimension): Promise<{ row: ScoreRow; attempts: number } | undefined> => {
       const scorer = ctx.scorers.get(dimension);
       const previous = existing.get(dimension);
-      if (previous && (previous.status === 'COMPLETED' || previous.status === 'SKIPPED') && scorer && previous.scorer_version === scorer.version) {
+      const done = previous?.status === 'COMPLETED' || previous?.status === 'SKIPPED';
+      // A redrive retries only the ERROR dimensions: a result of an older scorer version stays as
+      // it is (re-scoring it is the next event's business, not a redrive's).
+      if (done && ((scorer && previous?.scorer_version === scorer.version) || (redriven && terminal))) {
         ctx.events.emit('scorer:dimensionScored', { dimension, status: previous.status, seconds: 0, reused: true });
         return undefined; // already done with this version: never scored (or paid for) twice
       }
@@ -145,7 +186,7 @@ export async function handleEvaluationMessage(ctx: ScorerContext, message: Consu
         };
       }
       const dimensionStarted = Date.now();
-      const outcome = await scoreWithRetry(ctx, scorer, inputs, evaluation.id, signal);
+      const outcome = await scoreWithRetry(ctx, scorer, inputs, { evaluationId: evaluation.id, applicationId: evaluation.application_id }, signal);
       if ('error' in outcome) {
         failures.push({ dimension, error: outcome.error, attempts: outcome.attempts });
         ctx.events.emit('scorer:dimensionScored', { dimension, status: 'ERROR', seconds: (Date.now() - dimensionStarted) / 1000, reused: false });
@@ -157,7 +198,7 @@ export async function handleEvaluationMessage(ctx: ScorerContext, message: Consu
       if (outcome.row.status === 'ERROR')
         failures.push({
           dimension,
-          error: new PermanentError(outcome.row.reasoning ?? 'scorer error', { code: outcome.row.error_code ?? 'SCORER_ERROR' }),
+          error: new PermanentError(outcome.row.reasoning ?? 'scorer error', { code: parsePermanentCode(outcome.row.error_code) ?? 'SCORER_ERROR' }),
           attempts: outcome.attempts,
         });
       return { row: outcome.row, attempts: outcome.attempts };
@@ -166,40 +207,90 @@ export async function handleEvaluationMessage(ctx: ScorerContext, message: Consu
 
   // The DLT record is acknowledged before anything commits: a crash in between redelivers the
   // event and at worst writes a second DLT record, never loses one.
-  if (failures.length > 0) await deadLetter(ctx, message, failures);
-  const status = await ctx.store.commit({
+  // A redrive that fails exactly as before (same code, same scorer version) adds no DLT record:
+  // the one it came from still describes the failure.
+  const newFailures = redriven
+    ? failures.filter((f) => {
+        const before = f.dimension ? existing.get(f.dimension) : undefined;
+        const now = rows.find((r) => r?.row.dimension === f.dimension)?.row;
+        return !(before?.status === 'ERROR' && before.error_code === f.error.code && before.scorer_version === now?.scorer_version);
+      })
+    : failures;
+  if (newFailures.length > 0) await deadLetter(ctx, message, newFailures);
+  const written = rows.filter((r): r is { row: ScoreRow; attempts: number } => r !== undefined);
+  const item = {
     evaluationId: evaluation.id,
     applicationId: evaluation.application_id,
-    rows: rows.filter((r): r is { row: ScoreRow; attempts: number } => r !== undefined),
+    rows: written,
     redriven,
-  });
+    ...(redriven && redriveId ? { redriveId } : {}),
+  };
+  let status: EvaluationStatus | undefined;
+  try {
+    status = await ctx.store.commit(item);
+  } catch (thrown) {
+    const error = classifyPgError(thrown);
+    if (error.retryable) throw error;
+    // Postgres rejects something in these rows, and will on every retry: the dimensions scored
+    // now end ERROR with the reason, on the DLT, so the evaluation is terminal and the partition moves.
+    const failed = written.map(({ row, attempts }) => ({
+      row: errorRow(row.dimension, row.source, row.scorer_name, row.scorer_version, error),
+      attempts,
+    }));
+    await deadLetter(
+      ctx,
+      message,
+      failed.map(({ row, attempts }) => ({ dimension: row.dimension, error, attempts })),
+    );
+    status = await ctx.store.commit({ ...item, rows: failed });
+  }
   if (status) ctx.events.emit('scorer:evaluationScored', { evaluationId: evaluation.id, status, seconds: (Date.now() - started) / 1000 });
+}
+
+/**
+ * The last resort for a message whose handling failed for a reason retrying cannot fix and that
+ * the scorer did not foresee: a DLT record with the error, so the partition moves on.
+ */
+export async function deadLetterMessage(ctx: ScorerContext, message: ConsumedMessage, thrown: unknown): Promise<void> {
+  const error = thrown instanceof EvalboxError ? thrown : new PermanentError(coerceError(thrown).message, { code: 'HANDLER_FAILED', cause: thrown });
+  await deadLetter(ctx, message, [{ dimension: null, error, attempts: 1 }]);
 }
 
 async function scoreWithRetry(
   ctx: ScorerContext,
   scorer: Scorer,
   inputs: ScoringInputs,
-  evaluationId: string,
+  { evaluationId, applicationId }: { evaluationId: string; applicationId: string },
   signal: AbortSignal,
 ): Promise<{ row: ScoreRow; attempts: number } | { error: EvalboxError; attempts: number }> {
-  const firstTry = Date.now();
-  let attempts = 0;
-  for (;;) {
-    if (signal.aborted) throw new RetryableError('stopping', { code: 'SHUTDOWN' });
-    attempts++;
-    try {
-      return { row: await scorer.score(inputs, { signal, evaluationId }), attempts };
-    } catch (thrown) {
-      const error = thrown instanceof EvalboxError ? thrown : new PermanentError(coerceError(thrown).message, { code: 'SCORER_FAILED', cause: thrown });
-      const pressure = ctx.isPressure?.(error) ?? false;
-      if (pressure) attempts--; // provider back-pressure does not use up this evaluation's budget
-      const exhausted = attempts >= ctx.retry.maxAttempts || Date.now() - firstTry >= ctx.retry.maxAgeMs;
-      if (!isRetryable(error) || (exhausted && !pressure)) return { error, attempts: Math.max(attempts, 1) };
-      const delayMs = nextDelay(ctx.retry, Math.max(attempts, 1), error);
-      ctx.events.emit('scorer:retry', { dimension: scorer.dimension, code: error.code, attempt: attempts, delayMs, pressure });
-      await sleep(delayMs, signal);
-    }
+  const stopping = (cause?: unknown) => new RetryableError('stopping', { code: 'SHUTDOWN', cause });
+  if (signal.aborted) throw stopping();
+  const isPressure = (error: unknown) => ctx.isPressure?.(error) ?? false;
+  let attempts = 1;
+  try {
+    const row = await withRetry(
+      async (attempt) => {
+        attempts = attempt;
+        try {
+          return await scorer.score(inputs, { signal, evaluationId, applicationId });
+        } catch (thrown) {
+          throw thrown instanceof EvalboxError ? thrown : new PermanentError(coerceError(thrown).message, { code: 'SCORER_FAILED', cause: thrown });
+        }
+      },
+      ctx.retry,
+      {
+        signal,
+        // provider back-pressure does not use up this evaluation's budget
+        uncounted: isPressure,
+        onRetry: (error, attempt, delayMs) =>
+          ctx.events.emit('scorer:retry', { dimension: scorer.dimension, code: (error as EvalboxError).code, attempt, delayMs, pressure: isPressure(error) }),
+      },
+    );
+    return { row, attempts };
+  } catch (error) {
+    // A shutdown (or a revoked partition) aborts the work; it is redelivered, never terminal.
+    if (signal.aborted) throw stopping(error);
+    return { error: error as EvalboxError, attempts };
   }
 }
 
@@ -222,7 +313,20 @@ async function deadLetter(ctx: ScorerContext, message: ConsumedMessage, failures
       .filter(Boolean)
       .join(','),
   });
-  await ctx.producer.send({ topic: ctx.topics.dlt, messages: [{ key: message.key, value: message.value, headers }] });
+  try {
+    await ctx.producer.send({ topic: ctx.topics.dlt, messages: [{ key: message.key, value: message.value, headers }] });
+  } catch (thrown) {
+    const error = classifyKafkaError(thrown);
+    if (error.retryable) throw error;
+    // The record itself is refused (e.g. larger than the broker takes): keep the failure context
+    // and drop the value, which stays readable on the original topic at dlt_original_offset.
+    headers.dlt_value_omitted = `${error.code}: ${message.value?.length ?? 0} bytes`;
+    try {
+      await ctx.producer.send({ topic: ctx.topics.dlt, messages: [{ key: message.key, value: null, headers: { ...dltHeadersOnly(headers) } }] });
+    } catch (again) {
+      throw classifyKafkaError(again);
+    }
+  }
   for (const f of failures) ctx.events.emit('scorer:deadLettered', { reason: f.error.code, dimension: f.dimension });
   ctx.logger.warn(
     {
@@ -236,30 +340,18 @@ async function deadLetter(ctx: ScorerContext, message: ConsumedMessage, failures
   );
 }
 
-function baseRow(scorer: { dimension: string; name: string; version: string }, kind: 'HEURISTIC' | 'LLM_JUDGE', direction: ScoreRow['direction']): ScoreRow {
-  return {
-    dimension: scorer.dimension,
-    status: 'SKIPPED',
-    value: null,
-    label: null,
-    raw_value: null,
-    direction,
-    reasoning: null,
-    source: kind,
-    scorer_name: scorer.name,
-    scorer_version: scorer.version,
-    error_code: null,
-  };
+/** Database work whose errors come out classified by SQLSTATE. */
+async function withDb<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (thrown) {
+    throw classifyPgError(thrown);
+  }
 }
 
-function errorRow(dimension: string, kind: 'HEURISTIC' | 'LLM_JUDGE', name: string, version: string, error: EvalboxError): ScoreRow {
-  return {
-    ...baseRow({ dimension, name, version }, kind, null),
-    status: 'ERROR',
-    label: 'error',
-    reasoning: error.message.slice(0, 500),
-    error_code: error.code,
-  };
+/** The failure headers and the CloudEvents id and type: what a DLT record without its value keeps. */
+function dltHeadersOnly(headers: Record<string, Buffer | string>): Record<string, Buffer | string> {
+  return Object.fromEntries(Object.entries(headers).filter(([name]) => name.startsWith('dlt_') || name === 'ce_id' || name === 'ce_type'));
 }
 
 /** A deterministic fraction in [0, 1) per (evaluation, dimension), for sampling. */

@@ -37,8 +37,8 @@ export function judgeScorer(judge: Judge, definition: DimensionDefinition): Scor
     dimension: definition.id,
     name: definition.scorerName,
     version: definition.scorerVersion,
-    async score(inputs, { signal }) {
-      const outcome = await judge.score(definition.id, inputs, { signal });
+    async score(inputs, { signal, applicationId }) {
+      const outcome = await judge.score(definition.id, inputs, { signal, applicationId });
       const columns = scoreColumns(outcome);
       return { ...columns, cost_usd: columns.cost_usd === null || columns.cost_usd === undefined ? null : Number(columns.cost_usd) } as ScoreRow;
     },

@@ -2,8 +2,9 @@
 // config, serves the admin port, and on SIGTERM drains, flushes, releases its leases, exits 0.
 import { CONNECTION_HELP, CONNECTION_OPTIONS, parse, UsageError, type Command } from '../src/cli/args.js';
 import { loadConfig, requireSetting } from '../src/config.js';
-import { createDb } from '../src/db/index.js';
-import { createBatchProducer, createKafka, ensureTopics } from '../src/kafka.js';
+import { createDb, waitForDatabase } from '../src/db/index.js';
+import { sql } from 'kysely';
+import { createKafka, createTransactionalProducer, ensureTopics } from '../src/kafka.js';
 import { createLogger } from '../src/logging.js';
 import { Releasers, serveAdminPort, stopSignal } from '../src/lifecycle.js';
 import { createRegistry } from '../src/metrics.js';
@@ -16,9 +17,9 @@ export const relayCommand: Command = {
   help: `Usage: evalbox relay [--admin-port Q] [--wakeup notify|poll] [--shards N] ...
 
 Publishes outbox events to Kafka in (xid, seq) order per shard, below the snapshot horizon,
-with an idempotent producer. Run two or more: each shard is led by one relay through a lease
+each batch one Kafka transaction. Run two or more: each shard is led by one relay through a lease
 in the database; a standby takes over when the leader dies. SIGTERM finishes the in-flight
-batch, flushes the producer, releases the leases and exits 0.
+batch (for at most the lease TTL, renewing the lease meanwhile), releases the leases, exits 0.
 
 Options (flags override the environment):
   --admin-port Q        /healthz, /readyz, /metrics (env EVALBOX_ADMIN_PORT; 0 = none)
@@ -30,6 +31,8 @@ Options (flags override the environment):
   --heartbeat-ms N      lease renewal period (env EVALBOX_RELAY_HEARTBEAT_MS, default 1000)
   --shards N            set the number of shards (only while nothing is pending)
   --max-shards N        most shards this relay leads (env EVALBOX_RELAY_MAX_SHARDS, default all)
+  --transactional-id-prefix P   prefix of each shard producer's transactional.id
+                        (env EVALBOX_RELAY_TRANSACTIONAL_ID_PREFIX, default evalbox-relay.<database name>)
   --retention-hours N   keep outbox partitions this long (env EVALBOX_OUTBOX_RETENTION_HOURS, default 72)
   --topic-events T, --topic-scores T   topics to create at start (env EVALBOX_TOPIC_EVENTS, EVALBOX_TOPIC_SCORES)
   --topic-partitions N  partitions of topics it creates (env EVALBOX_TOPIC_PARTITIONS, default 6)
@@ -48,6 +51,7 @@ ${CONNECTION_HELP}`,
       shards: { type: 'string' },
       'max-shards': { type: 'string' },
       'retention-hours': { type: 'string' },
+      'transactional-id-prefix': { type: 'string' },
       'partitions-ahead': { type: 'string' },
       'topic-events': { type: 'string' },
       'topic-scores': { type: 'string' },
@@ -74,6 +78,7 @@ ${CONNECTION_HELP}`,
     const brokers = requireSetting(config.kafkaBrokers, 'KAFKA_BROKERS');
     const kafka = createKafka(brokers, 'evalbox-relay', logger);
     const handle = createDb(databaseUrl, { max: 10, applicationName: 'evalbox-relay' });
+    await waitForDatabase(handle, { onRetry: (error, attempt) => logger.warn({ err: error, attempt }, 'waiting for the database') });
     try {
       if (shards !== undefined) await setShardCount(handle.db, shards);
       await ensureTopics(kafka, [
@@ -85,11 +90,15 @@ ${CONNECTION_HELP}`,
       throw error;
     }
 
+    // One transactional.id per shard and outbox: a new owner of the shard fences the old one at Kafka.
+    const prefix =
+      config.relay.transactionalIdPrefix ||
+      `evalbox-relay.${(await sql<{ name: string }>`SELECT current_database() AS name`.execute(handle.db)).rows[0]?.name ?? 'evalbox'}`;
     const registry = createRegistry('relay');
     const relay = createRelay({
       db: handle.db,
       databaseUrl,
-      createProducer: () => createBatchProducer(brokers, { clientId: 'evalbox-relay', logger }),
+      createProducer: (shard) => createTransactionalProducer(brokers, { transactionalId: `${prefix}.shard-${shard}`, clientId: 'evalbox-relay', logger }),
       logger,
       settings: { ...config.relay, maxShards, horizonReportAfterMs: 5_000, partitionMaintenanceMs: 10 * 60_000 },
     });

@@ -1,13 +1,14 @@
-// Publishes a batch of outbox rows with the idempotent producer and reports each row's outcome.
-// librdkafka batches them on the wire, and each row gets its own delivery report, so one poison
-// row does not fail its neighbours.
+// Turns outbox rows into Kafka messages and reports each row's outcome. librdkafka batches them on
+// the wire and each row gets its own delivery report; rows Kafka would refuse on their own are
+// refused here without a send.
 import { cloudEventHeaders } from '../src/cloudevents.js';
 import type { EvalboxError } from '../src/errors.js';
 import { kafkaRecordBytes, unpublishableReason } from '../src/events.js';
-import type { BatchProducer, DeliveryOutcome, OutgoingMessage } from '../src/kafka.js';
-import type { OutboxRow } from './reader.js';
+import type { DeliveryOutcome, OutgoingMessage } from '../src/kafka.js';
+import type { OutboxRow } from './sql.js';
 
-export type RowOutcome = { ok: true; ackedAt: number } | { ok: false; error: EvalboxError };
+/** A row's fate in one attempt: acknowledged, or failed before (sent: false) or after it was sent. */
+export type RowOutcome = { ok: true; ackedAt: number } | { ok: false; sent: boolean; error: EvalboxError };
 
 export function toKafkaMessage(row: OutboxRow): OutgoingMessage {
   return {
@@ -19,21 +20,31 @@ export function toKafkaMessage(row: OutboxRow): OutgoingMessage {
 }
 
 /** Checks what Kafka would refuse for this row alone, before sending it (the insert-time rule). */
-function precheck(row: OutboxRow, message: OutgoingMessage): EvalboxError | undefined {
+export function precheck(row: OutboxRow, message: OutgoingMessage = toKafkaMessage(row)): EvalboxError | undefined {
   return unpublishableReason(row.topic, kafkaRecordBytes(row.key, Buffer.byteLength(row.payload), message.headers), 'ERR_MSG_SIZE_TOO_LARGE');
 }
 
-export async function publishRows(producer: BatchProducer, rows: OutboxRow[]): Promise<RowOutcome[]> {
-  const messages = rows.map(toKafkaMessage);
+/** Produces the rows that are not `skip`ped and returns one outcome per row (skipped rows: undefined). */
+export async function publishRows(
+  produceBatch: (messages: OutgoingMessage[]) => Promise<DeliveryOutcome[]>,
+  rows: OutboxRow[],
+  skip: (row: OutboxRow) => boolean,
+): Promise<(RowOutcome | undefined)[]> {
+  const messages = rows.map((row) => (skip(row) ? undefined : toKafkaMessage(row)));
   const outcomes: (RowOutcome | undefined)[] = rows.map((row, i) => {
-    const rejected = precheck(row, messages[i] as OutgoingMessage);
-    return rejected ? { ok: false, error: rejected } : undefined;
+    const message = messages[i];
+    if (!message) return undefined;
+    const rejected = precheck(row, message);
+    return rejected ? { ok: false, sent: false, error: rejected } : undefined;
   });
-  const delivered = await producer.produceBatch(messages.filter((_, i) => outcomes[i] === undefined));
+  const sendable = messages.filter((message, i): message is OutgoingMessage => message !== undefined && outcomes[i] === undefined);
+  const delivered = sendable.length ? await produceBatch(sendable) : [];
   let next = 0;
-  return outcomes.map((outcome) => {
-    if (outcome) return outcome;
+  return rows.map((row, i) => {
+    const outcome = outcomes[i];
+    if (outcome || skip(row)) return outcome;
     const delivery = delivered[next++] as DeliveryOutcome;
-    return typeof delivery === 'number' ? { ok: true, ackedAt: delivery } : { ok: false, error: delivery };
+    if (typeof delivery === 'number') return { ok: true, ackedAt: delivery };
+    return 'notProduced' in delivery ? { ok: false, sent: false, error: delivery.notProduced } : { ok: false, sent: true, error: delivery };
   });
 }

@@ -1,40 +1,34 @@
-// The relay's side of the wake-up: a dedicated connection LISTENs for the nudges writers send
-// after they commit (src/outbox-wakeup.ts). A nudge only shortens the wait before the next read;
-// the adaptive poll in the shard loop is the safety net, so a lost connection costs latency until
-// it is reconnected, never an event.
+// Wake-up sources for idle shard workers: a dedicated connection LISTENs for the nudges writers
+// send after they commit (src/outbox-wakeup.ts). A nudge only shortens the wait before the next
+// read; the adaptive poll in the shard loop is the safety net, so a source that misses or repeats
+// nudges (or loses its connection until it reconnects) costs latency, never an event.
 import pg from 'pg';
 import { OUTBOX_CHANNEL } from '../src/outbox-wakeup.js';
 
-export interface NudgeListenerOptions {
-  databaseUrl: string;
-  /** A shard number, or undefined for "every shard". */
-  onNudge: (shard: number | undefined) => void;
-  onError: (where: string, error: unknown) => void;
-  signal: AbortSignal;
-  reconnectMs?: number;
+export interface WakeupSource {
+  /** Starts calling `wake(shard)` when rows of `shard` may be waiting (undefined: any shard). */
+  start(wake: (shard: number | undefined) => void, onError: (where: string, error: unknown) => void): Promise<void>;
+  stop(): Promise<void>;
 }
 
-export interface NudgeListener {
-  close(): Promise<void>;
-}
-
-/** Connects and LISTENs; after a connection error, reconnects in the background until closed. */
-export async function listenForNudges(options: NudgeListenerOptions): Promise<NudgeListener> {
+/** LISTEN on the outbox channel; after a connection error, reconnects in the background until stopped. */
+export function listenWakeups(databaseUrl: string, reconnectMs = 1000): WakeupSource {
   let client: pg.Client | undefined;
   let reconnect: NodeJS.Timeout | undefined;
+  let stopped = false;
 
-  async function connect(): Promise<void> {
-    const next = new pg.Client({ connectionString: options.databaseUrl, application_name: 'evalbox-relay-listen' });
+  async function connect(wake: (shard: number | undefined) => void, onError: (where: string, error: unknown) => void): Promise<void> {
+    const next = new pg.Client({ connectionString: databaseUrl, application_name: 'evalbox-relay-listen' });
     next.on('error', (error) => {
-      options.onError('listen connection', error);
+      onError('listen connection', error);
       if (client !== next) return;
       client = undefined;
       next.end().catch(() => {});
-      scheduleReconnect();
+      scheduleReconnect(wake, onError);
     });
     next.on('notification', (message) => {
       const payload = message.payload ?? '';
-      options.onNudge(/^\d+$/.test(payload) ? Number(payload) : undefined);
+      wake(/^\d+$/.test(payload) ? Number(payload) : undefined);
     });
     try {
       await next.connect();
@@ -45,23 +39,24 @@ export async function listenForNudges(options: NudgeListenerOptions): Promise<Nu
     }
     client = next;
     // Rows committed while the listener was away are found by the poll; one nudge to every
-    // shard after a reconnect makes that immediate.
-    options.onNudge(undefined);
+    // shard after a (re)connect makes that immediate.
+    wake(undefined);
   }
 
-  function scheduleReconnect(): void {
-    if (options.signal.aborted) return;
+  function scheduleReconnect(wake: (shard: number | undefined) => void, onError: (where: string, error: unknown) => void): void {
+    if (stopped) return;
     reconnect = setTimeout(() => {
-      connect().catch((error) => {
-        options.onError('listen', error);
-        scheduleReconnect();
+      connect(wake, onError).catch((error: unknown) => {
+        onError('listen', error);
+        scheduleReconnect(wake, onError);
       });
-    }, options.reconnectMs ?? 1000);
+    }, reconnectMs);
   }
 
-  await connect();
   return {
-    async close() {
+    start: (wake, onError) => connect(wake, onError),
+    async stop() {
+      stopped = true;
       clearTimeout(reconnect);
       const current = client;
       client = undefined;

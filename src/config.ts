@@ -64,6 +64,8 @@ export interface Config {
     heartbeatMs: number;
     retentionHours: number;
     partitionsAhead: number;
+    /** Prefix of each shard producer's transactional.id; empty: derived from the database name. */
+    transactionalIdPrefix: string;
   };
 }
 
@@ -160,6 +162,7 @@ export function loadConfig(env: Env = process.env, flags: Flags = {}): Config {
       heartbeatMs: read.int('heartbeat-ms', 'EVALBOX_RELAY_HEARTBEAT_MS', 1000, 50),
       retentionHours: read.int('retention-hours', 'EVALBOX_OUTBOX_RETENTION_HOURS', 72, 1),
       partitionsAhead: read.int('partitions-ahead', 'EVALBOX_OUTBOX_PARTITIONS_AHEAD', 3, 1),
+      transactionalIdPrefix: read.string('transactional-id-prefix', 'EVALBOX_RELAY_TRANSACTIONAL_ID_PREFIX', ''),
     },
   };
 }

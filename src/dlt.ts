@@ -1,6 +1,6 @@
 // Dead letters: reading the DLT topic back and republishing records to their original topic.
-// Redrive is safe to repeat: scoring is idempotent, so a redriven event that was already scored
-// changes nothing.
+// Redrive is safe to repeat: a redrive is identified by the DLT record it republishes, and the
+// scorer applies each at most once.
 import kafkaJs from '@confluentinc/kafka-javascript';
 import { classifyKafkaError, createKafka, type Producer } from './kafka.js';
 
@@ -62,16 +62,41 @@ export async function readDeadLetters(brokers: string, topic: string): Promise<D
   }
 }
 
-/** Republishes dead letters to their original topic with their original key, value and headers. */
-export async function redriveDeadLetters(producer: Producer, dltTopic: string, records: DeadLetter[]): Promise<string[]> {
+/**
+ * The records a redrive should republish: for each original event (its CloudEvents id, else its
+ * origin topic, partition and offset) only the newest dead letter. An older record of the same
+ * event describes a failure a later delivery already replaced.
+ */
+export function latestPerEvent(records: DeadLetter[]): DeadLetter[] {
+  const newest = new Map<string, DeadLetter>();
+  for (const record of records) {
+    const h = record.headers;
+    const id = h.ce_id ?? `${h.dlt_original_topic}:${h.dlt_original_partition}:${h.dlt_original_offset}`;
+    const seen = newest.get(id);
+    if (!seen || record.timestamp > seen.timestamp || (record.timestamp === seen.timestamp && record.offset > seen.offset)) newest.set(id, record);
+  }
+  return records.filter((r) => [...newest.values()].includes(r));
+}
+
+/**
+ * Republishes dead letters to their original topic and partition with their original key, value
+ * and headers, plus `dlt_redriven_from` (the DLT record), which is the redrive's identity: the
+ * scorer applies one redrive at most once, so republishing the same record again changes, pays
+ * and publishes nothing. `again` makes a new identity, for trying a failure once more on purpose.
+ */
+export async function redriveDeadLetters(producer: Producer, dltTopic: string, records: DeadLetter[], options: { again?: boolean } = {}): Promise<string[]> {
   const redriven: string[] = [];
   for (const record of records) {
     const original = record.headers.dlt_original_topic;
     if (!original) continue;
     const headers: Record<string, string> = {};
     for (const [k, v] of Object.entries(record.headers)) if (!k.startsWith('dlt_')) headers[k] = v;
-    headers.dlt_redriven_from = `${dltTopic}:${record.ref}`;
-    await producer.send({ topic: original, messages: [{ key: record.key, value: record.value, headers }] });
+    headers.dlt_redriven_from = `${dltTopic}:${record.ref}${options.again ? `#${Date.now()}` : ''}`;
+    const partition = Number(record.headers.dlt_original_partition);
+    await producer.send({
+      topic: original,
+      messages: [{ key: record.key, value: record.value, headers, ...(Number.isInteger(partition) && partition >= 0 ? { partition } : {}) }],
+    });
     redriven.push(record.ref);
   }
   return redriven;

@@ -2,14 +2,138 @@
 // succeed later) or permanent (retrying cannot help). Decisions are made from codes
 // (SQLSTATE, librdkafka codes, HTTP status), never from message text.
 
-export interface EvalboxErrorOptions {
-  code: string;
+/** Why a retry was made: the `class` label of judge:retry events and evalbox_judge_retries_total. */
+export type ErrorRetryClass =
+  'rate_limited' | 'server_error' | 'timeout' | 'connection_error' | 'bad_response' | 'aborted' | 'circuit_open' | 'throttled' | 'queue_timeout' | 'claim_busy';
+
+/** How the judge's breaker, limiter and metrics count an HTTP call that ended with a code. */
+interface JudgeCallReport {
+  /** The `outcome` label of evalbox_judge_requests_total. */
+  outcome:
+    | Extract<ErrorRetryClass, 'rate_limited' | 'server_error' | 'timeout' | 'connection_error' | 'bad_response' | 'aborted'>
+    | 'client_error'
+    | 'response_format_rejected';
+  /** For the circuit breaker: a failure of the provider, a sign of its health, or neither. */
+  health: 'success' | 'failure' | 'ignore';
+  /** For the adaptive limiter: a rate limit shrinks the window, anything else leaves it. */
+  permit: 'rate_limited' | 'ignore';
+}
+
+interface ErrorCodeSpec {
+  /** The same work may succeed later (RetryableError) or not (PermanentError). */
+  retryable: boolean;
+  /**
+   * The judge provider is pushing back (rate limit, hold, open circuit, busy claim): consumption
+   * slows or pauses and the evaluation's retry budget is not spent (guarantee 6).
+   */
+  providerPressure?: true;
+  retryClass?: ErrorRetryClass;
+  /** Set for the codes a judge HTTP call can end with. */
+  judgeCall?: JudgeCallReport;
+}
+
+/**
+ * Every fixed error code, what it means for retrying, and (for the judge) for pressure, retry
+ * metrics, the breaker and the limiter. Codes are also stored (scores.error_code, outbox_parked,
+ * DLT headers), so a code is never renamed. Postgres and librdkafka codes are added to it by
+ * pattern (DynamicErrorCode).
+ */
+export const ERROR_CODES = {
+  // configuration and input
+  CONFIG_INVALID: { retryable: false },
+  VALIDATION_FAILED: { retryable: false },
+  EVENT_TOO_LARGE: { retryable: false },
+  INVALID_TOPIC: { retryable: false },
+  // the ingest API: two requests with one idempotency key at once
+  IDEMPOTENCY_CONFLICT: { retryable: true },
+  // scoring consumers
+  INVALID_EVENT: { retryable: false },
+  UNKNOWN_EVALUATION: { retryable: false },
+  NO_SCORER: { retryable: false },
+  SCORER_ERROR: { retryable: false },
+  SCORER_FAILED: { retryable: false },
+  HANDLER_FAILED: { retryable: false },
+  MISSING_INPUT: { retryable: false },
+  SHUTDOWN: { retryable: true },
+  // the judge: HTTP outcomes
+  JUDGE_RATE_LIMITED: {
+    retryable: true,
+    providerPressure: true,
+    retryClass: 'rate_limited',
+    judgeCall: { outcome: 'rate_limited', health: 'ignore', permit: 'rate_limited' },
+  },
+  JUDGE_SERVER_ERROR: { retryable: true, retryClass: 'server_error', judgeCall: { outcome: 'server_error', health: 'failure', permit: 'ignore' } },
+  JUDGE_TIMEOUT: { retryable: true, retryClass: 'timeout', judgeCall: { outcome: 'timeout', health: 'failure', permit: 'ignore' } },
+  JUDGE_CONNECTION: { retryable: true, retryClass: 'connection_error', judgeCall: { outcome: 'connection_error', health: 'failure', permit: 'ignore' } },
+  JUDGE_BAD_RESPONSE: { retryable: true, retryClass: 'bad_response', judgeCall: { outcome: 'bad_response', health: 'failure', permit: 'ignore' } },
+  JUDGE_ABORTED: { retryable: true, retryClass: 'aborted', judgeCall: { outcome: 'aborted', health: 'ignore', permit: 'ignore' } },
+  // A 4xx says the provider is up and answering: healthy, whatever is wrong with our request.
+  JUDGE_CLIENT_ERROR: { retryable: false, judgeCall: { outcome: 'client_error', health: 'success', permit: 'ignore' } },
+  JUDGE_CONTEXT_TOO_LONG: { retryable: false, judgeCall: { outcome: 'client_error', health: 'success', permit: 'ignore' } },
+  JUDGE_AUTH: { retryable: false, judgeCall: { outcome: 'client_error', health: 'success', permit: 'ignore' } },
+  JUDGE_RESPONSE_FORMAT_REJECTED: { retryable: false, judgeCall: { outcome: 'response_format_rejected', health: 'success', permit: 'ignore' } },
+  // the judge: verdicts that are an ERROR score (never retried, never fabricated)
+  JUDGE_UNPARSEABLE: { retryable: false },
+  JUDGE_REFUSED: { retryable: false },
+  // the judge: admission and the shared cache
+  JUDGE_THROTTLED: { retryable: true, providerPressure: true, retryClass: 'throttled' },
+  JUDGE_CIRCUIT_OPEN: { retryable: true, providerPressure: true, retryClass: 'circuit_open' },
+  JUDGE_QUEUE_TIMEOUT: { retryable: true, providerPressure: true, retryClass: 'queue_timeout' },
+  JUDGE_CLAIM_BUSY: { retryable: true, providerPressure: true, retryClass: 'claim_busy' },
+  JUDGE_UNKNOWN_DIMENSION: { retryable: false },
+  JUDGE_UNKNOWN_ENDPOINT: { retryable: false },
+  // Postgres, when no SQLSTATE says more (see classifyPgError)
+  PG_CONNECTION: { retryable: true },
+  PG_ERROR: { retryable: false },
+  // librdkafka, when the error has no code
+  KAFKA_UNKNOWN: { retryable: true },
+} as const satisfies Record<string, ErrorCodeSpec>;
+
+type FixedErrorCode = keyof typeof ERROR_CODES;
+type CodesWhereRetryable<R extends boolean> = { [K in FixedErrorCode]: (typeof ERROR_CODES)[K]['retryable'] extends R ? K : never }[FixedErrorCode];
+
+/** Codes taken from the failing component: `PG_<SQLSTATE>`, librdkafka's `ERR_<name>` or `KAFKA_<number>`. */
+export type DynamicErrorCode = `PG_${string}` | `ERR_${string}` | `KAFKA_${string}`;
+export type ErrorCode = FixedErrorCode | DynamicErrorCode;
+export type RetryableCode = CodesWhereRetryable<true> | DynamicErrorCode;
+export type PermanentCode = CodesWhereRetryable<false> | DynamicErrorCode;
+
+const DYNAMIC_CODE = /^(PG|ERR|KAFKA)_[0-9A-Za-z_]+$/;
+
+/** A code read back from storage or a header, if it is one this table knows. */
+export function parseErrorCode(text: string | null | undefined): ErrorCode | undefined {
+  if (!text) return undefined;
+  if (Object.hasOwn(ERROR_CODES, text)) return text as FixedErrorCode;
+  return DYNAMIC_CODE.test(text) ? (text as DynamicErrorCode) : undefined;
+}
+
+/** A code for a PermanentError, read back from storage: known and not retryable, else undefined. */
+export function parsePermanentCode(text: string | null | undefined): PermanentCode | undefined {
+  const code = parseErrorCode(text);
+  return code !== undefined && !specOf(code)?.retryable ? (code as PermanentCode) : undefined;
+}
+
+/** The table's entry for a code (undefined for the Postgres and librdkafka codes). */
+export function specOf(code: string): ErrorCodeSpec | undefined {
+  return Object.hasOwn(ERROR_CODES, code) ? ERROR_CODES[code as FixedErrorCode] : undefined;
+}
+
+/**
+ * True for errors that should slow or pause consumption and not use up an evaluation's retry
+ * budget (guarantee 6): rate limits, holds, an open circuit, a busy claim.
+ */
+export function isProviderPressure(error: unknown): boolean {
+  return error instanceof EvalboxError && specOf(error.code)?.providerPressure === true;
+}
+
+export interface EvalboxErrorOptions<C extends ErrorCode = ErrorCode> {
+  code: C;
   cause?: unknown;
 }
 
 export abstract class EvalboxError extends Error {
   abstract readonly retryable: boolean;
-  readonly code: string;
+  readonly code: ErrorCode;
 
   constructor(message: string, options: EvalboxErrorOptions) {
     super(message, { cause: options.cause });
@@ -24,7 +148,7 @@ export class RetryableError extends EvalboxError {
   /** A server-given hint (Retry-After) for when to try again. */
   readonly retryAfterMs: number | undefined;
 
-  constructor(message: string, options: EvalboxErrorOptions & { retryAfterMs?: number }) {
+  constructor(message: string, options: EvalboxErrorOptions<RetryableCode> & { retryAfterMs?: number }) {
     super(message, options);
     this.retryAfterMs = options.retryAfterMs;
   }
@@ -33,6 +157,10 @@ export class RetryableError extends EvalboxError {
 /** Retrying cannot help: invalid input, an unknown entity, a 4xx, a message too large. */
 export class PermanentError extends EvalboxError {
   readonly retryable = false;
+
+  constructor(message: string, options: EvalboxErrorOptions<PermanentCode>) {
+    super(message, options);
+  }
 }
 
 /** Bad configuration or command-line usage. */
@@ -80,6 +208,7 @@ export function isRetryable(thrown: unknown): boolean {
 // SQLSTATE classes and codes that describe a passing condition of the server or the connection.
 const RETRYABLE_SQLSTATE_CLASSES = new Set(['08', '53', '57', '58']);
 const RETRYABLE_SQLSTATES = new Set(['40001', '40P01', '55P03']);
+const PERMANENT_SQLSTATES = new Set(['08P01']);
 const RETRYABLE_SOCKET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN', 'ENOTFOUND']);
 
 function errorCodeOf(thrown: unknown): string | undefined {
@@ -95,7 +224,13 @@ export function classifyPgError(thrown: unknown): EvalboxError {
   if (thrown instanceof EvalboxError) return thrown;
   const error = coerceError(thrown);
   const code = errorCodeOf(thrown);
-  if (code && (RETRYABLE_SOCKET_CODES.has(code) || RETRYABLE_SQLSTATES.has(code) || RETRYABLE_SQLSTATE_CLASSES.has(code.slice(0, 2)))) {
+  // 08P01 (protocol violation) is what a NUL in a text parameter gets: the message, not the
+  // connection, is at fault, and sending it again fails again.
+  if (
+    code &&
+    !PERMANENT_SQLSTATES.has(code) &&
+    (RETRYABLE_SOCKET_CODES.has(code) || RETRYABLE_SQLSTATES.has(code) || RETRYABLE_SQLSTATE_CLASSES.has(code.slice(0, 2)))
+  ) {
     return new RetryableError(`database unavailable: ${error.message}`, { code: `PG_${code}`, cause: error });
   }
   // node-postgres reports a dropped connection without a code.

@@ -5,7 +5,7 @@
 // unpublishable rows out (topic name, size as the relay will send it), and the one INSERT.
 import { CompiledQuery, type Transaction } from 'kysely';
 import { cloudEventHeaders } from './cloudevents.js';
-import { PermanentError } from './errors.js';
+import { PermanentError, type PermanentCode } from './errors.js';
 import { uuidv7 } from './ids.js';
 import type { Database } from './db/index.js';
 
@@ -48,7 +48,7 @@ export interface OutboxRowValues {
 }
 
 export class EventTooLargeError extends PermanentError {
-  constructor(bytes: number, code = 'EVENT_TOO_LARGE') {
+  constructor(bytes: number, code: PermanentCode = 'EVENT_TOO_LARGE') {
     super(`event of ${bytes} bytes exceeds the ${MAX_EVENT_BYTES}-byte limit`, { code });
   }
 }
@@ -64,7 +64,7 @@ export function kafkaRecordBytes(key: string, valueBytes: number, headers: Recor
  * Why Kafka would refuse this record, or undefined. Used at insert time and by the relay before
  * it sends (which reports the size with librdkafka's own code, ERR_MSG_SIZE_TOO_LARGE).
  */
-export function unpublishableReason(topic: string, recordBytes: number, tooLargeCode?: string): PermanentError | undefined {
+export function unpublishableReason(topic: string, recordBytes: number, tooLargeCode?: PermanentCode): PermanentError | undefined {
   if (!LEGAL_TOPIC.test(topic)) return new PermanentError(`illegal topic name "${topic}"`, { code: 'INVALID_TOPIC' });
   if (recordBytes > MAX_EVENT_BYTES) return new EventTooLargeError(recordBytes, tooLargeCode);
   return undefined;

@@ -9,7 +9,7 @@ import type { Db } from './db/index.js';
 const inspectDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../db/inspect');
 const cache = new Map<string, string>();
 
-export type InspectionName = 'backlog' | 'oldest' | 'throughput' | 'horizon_blocker' | 'key_history' | 'parked';
+export type InspectionName = 'backlog' | 'oldest' | 'throughput' | 'horizon_blocker' | 'key_history' | 'parked' | 'relay_shards' | 'stage_counts';
 
 export function inspectionSql(name: InspectionName): string {
   let text = cache.get(name);

@@ -3,6 +3,7 @@
 import kafkaJs, { type KafkaJS as KafkaJSTypes, type ProducerGlobalConfig, type ProducerTopicConfig } from '@confluentinc/kafka-javascript';
 import { PermanentError, RetryableError, type EvalboxError, coerceError } from './errors.js';
 import type { Logger } from './logging.js';
+import { withRetry, type BackoffPolicy } from './retry.js';
 
 const { KafkaJS } = kafkaJs;
 export const kafkaCodes = kafkaJs.CODES.ERRORS as Record<string, number>;
@@ -34,7 +35,9 @@ export function createKafka(brokers: string, clientId = 'evalbox', logger?: Logg
 
 export type ProducerSettings = ProducerGlobalConfig & ProducerTopicConfig;
 
-// acks=all and idempotence: a retry inside librdkafka never writes a message twice or out of order.
+// acks=all and idempotence: librdkafka's own retries neither repeat nor reorder a message. A message
+// that fails for good (message.timeout.ms) can still be followed by later ones that are written, so
+// only a transaction that aborts whole keeps a redo from repeating or reordering a key.
 const IDEMPOTENT_PRODUCER_CONFIG: ProducerSettings = {
   'enable.idempotence': true,
   acks: -1,
@@ -73,8 +76,16 @@ export interface OutgoingMessage {
   headers: Record<string, string>;
 }
 
-/** One outcome per message: the time (ms) the broker's acknowledgement arrived, or the classified error. */
-export type DeliveryOutcome = number | EvalboxError;
+/** A message librdkafka refused at enqueue (e.g. a full local queue): it never left the process. */
+export interface NotProduced {
+  notProduced: EvalboxError;
+}
+
+/**
+ * One outcome per message: the time (ms) the broker's acknowledgement arrived, the classified
+ * delivery error, or a refusal at enqueue.
+ */
+export type DeliveryOutcome = number | EvalboxError | NotProduced;
 
 /** A producer for high-volume batches that need one delivery outcome per message (the relay). */
 export interface BatchProducer {
@@ -96,37 +107,32 @@ interface PendingBatch {
 }
 
 /**
- * The idempotent producer on librdkafka's own produce/delivery-report API. The KafkaJS-compatible
- * wrapper converts every message and creates a promise per message; here a batch is one promise
- * and each delivery report only decrements a counter, which doubles throughput (bench/relay.ts).
+ * librdkafka's own Producer with the relay's batch produce: the KafkaJS-compatible wrapper
+ * converts every message and creates a promise per message; here a batch is one promise and each
+ * delivery report only decrements a counter, which doubles throughput (bench/relay.ts).
  */
-export function createBatchProducer(brokers: string, options: { clientId?: string; logger?: Logger; overrides?: ProducerSettings } = {}): BatchProducer {
-  const producer = new kafkaJs.Producer({
-    'bootstrap.servers': brokers,
-    'client.id': options.clientId ?? 'evalbox',
-    ...IDEMPOTENT_PRODUCER_CONFIG,
-    log_level: LIBRDKAFKA_LOG_LEVEL,
-    ...options.overrides,
-    dr_cb: true,
-  });
+function nativeBatchProducer(config: ProducerSettings, options: { clientId?: string; logger?: Logger }) {
+  const producer = new kafkaJs.Producer({ ...config, dr_cb: true });
   routeLibrdkafkaLogs(producer, options.logger, options.clientId ?? 'evalbox');
   producer.on('delivery-report', (error, report) => {
     const { batch, index } = report.opaque as { batch: PendingBatch; index: number };
     batch.outcomes[index] = error ? classifyKafkaError(error) : Date.now();
     if (--batch.remaining === 0) batch.resolve();
   });
-
+  const call = (what: (done: (error: unknown) => void) => void) =>
+    new Promise<void>((resolve, reject) => what((error) => (error ? reject(classifyKafkaError(error)) : resolve())));
   return {
+    producer,
+    call,
     connect: () =>
-      new Promise<void>((resolve, reject) => {
+      call((done) =>
         producer.connect({ timeout: 30_000 }, (error) => {
-          if (error) return reject(classifyKafkaError(error));
           // delivery reports are served by librdkafka's thread, not a JS timer
-          producer.setPollInBackground(true);
-          resolve();
-        });
-      }),
-    produceBatch(messages) {
+          if (!error) producer.setPollInBackground(true);
+          done(error);
+        }),
+      ),
+    produceBatch(messages: OutgoingMessage[]): Promise<DeliveryOutcome[]> {
       const outcomes: DeliveryOutcome[] = new Array<DeliveryOutcome>(messages.length);
       return new Promise((resolve) => {
         const batch: PendingBatch = { outcomes, remaining: 1, resolve: () => resolve(outcomes) };
@@ -139,9 +145,9 @@ export function createBatchProducer(brokers: string, options: { clientId?: strin
           } catch (thrown) {
             batch.remaining--;
             const error = classifyKafkaError(thrown);
-            outcomes[index] = error;
+            outcomes[index] = { notProduced: error };
             if (error.retryable) {
-              for (let rest = index + 1; rest < messages.length; rest++) outcomes[rest] = error;
+              for (let rest = index + 1; rest < messages.length; rest++) outcomes[rest] = { notProduced: error };
               break;
             }
           }
@@ -150,24 +156,140 @@ export function createBatchProducer(brokers: string, options: { clientId?: strin
         if (--batch.remaining === 0) batch.resolve();
       });
     },
-    flush: (timeoutMs) => new Promise((resolve, reject) => producer.flush(timeoutMs, (error) => (error ? reject(classifyKafkaError(error)) : resolve()))),
-    disconnect: () => new Promise((resolve) => producer.disconnect(5_000, () => resolve())),
+    flush: (timeoutMs: number) => call((done) => producer.flush(timeoutMs, done)),
+    disconnect: () => new Promise<void>((resolve) => producer.disconnect(5_000, () => resolve())),
   };
 }
 
-/** librdkafka marks some idempotent-producer errors fatal: that producer instance must be replaced. */
-export function isFatalKafkaError(error: EvalboxError): boolean {
-  const cause = error.cause as { fatal?: boolean; isFatal?: boolean } | undefined;
-  return cause?.fatal === true || cause?.isFatal === true;
+/**
+ * The idempotent producer (no transactions) for high-volume batches. The relay used it before
+ * transactions; it stays for the benchmark's comparison. A message that fails mid-batch can be
+ * followed by later ones that are written, so a redo from the failed one repeats them.
+ */
+export function createBatchProducer(brokers: string, options: { clientId?: string; logger?: Logger; overrides?: Record<string, unknown> } = {}): BatchProducer {
+  const native = nativeBatchProducer(
+    {
+      'bootstrap.servers': brokers,
+      'client.id': options.clientId ?? 'evalbox',
+      ...IDEMPOTENT_PRODUCER_CONFIG,
+      log_level: LIBRDKAFKA_LOG_LEVEL,
+      ...options.overrides,
+    },
+    options,
+  );
+  return {
+    connect: () => native.connect(),
+    produceBatch: (messages) => native.produceBatch(messages),
+    flush: (ms) => native.flush(ms),
+    disconnect: () => native.disconnect(),
+  };
 }
+
+/**
+ * A transactional producer: every batch is one Kafka transaction, visible to read_committed
+ * consumers only when committed whole. `transactional.id` names the producer across restarts and
+ * processes: connect() (initTransactions) fences every older producer with the same id and aborts
+ * its open transaction, so a paused or partitioned former owner can never commit again.
+ */
+export interface TransactionalProducer {
+  /** Connects and initialises transactions, fencing older producers with the same transactional.id. */
+  connect(): Promise<void>;
+  begin(): Promise<void>;
+  /** As BatchProducer.produceBatch, inside the open transaction. */
+  produceBatch(messages: OutgoingMessage[]): Promise<DeliveryOutcome[]>;
+  commit(timeoutMs: number): Promise<void>;
+  abort(timeoutMs: number): Promise<void>;
+  disconnect(): Promise<void>;
+}
+
+export function createTransactionalProducer(
+  brokers: string,
+  options: { transactionalId: string; clientId?: string; logger?: Logger; overrides?: Record<string, unknown> },
+): TransactionalProducer {
+  const native = nativeBatchProducer(
+    {
+      'bootstrap.servers': brokers,
+      'client.id': options.clientId ?? 'evalbox',
+      ...IDEMPOTENT_PRODUCER_CONFIG,
+      'transactional.id': options.transactionalId,
+      // An owner that died mid-transaction and is never replaced holds back read_committed
+      // consumers of the partitions it wrote to for this long; a successor aborts it at once.
+      'transaction.timeout.ms': 30_000,
+      log_level: LIBRDKAFKA_LOG_LEVEL,
+      ...options.overrides,
+    },
+    options,
+  );
+  const { producer: p, call } = native;
+  return {
+    async connect() {
+      await native.connect();
+      await call((done) => p.initTransactions(30_000, done));
+    },
+    begin: () => call((done) => p.beginTransaction(done)),
+    produceBatch: (messages) => native.produceBatch(messages),
+    commit: (timeoutMs) => call((done) => p.commitTransaction(timeoutMs, done)),
+    abort: (timeoutMs) => call((done) => p.abortTransaction(timeoutMs, done)),
+    disconnect: native.disconnect,
+  };
+}
+
+// The producer instance is unusable after these: replace it (and, for a transactional producer,
+// a fenced one means another owner took over).
+const FATAL_PRODUCER_CODES = new Set(
+  ['ERR__FATAL', 'ERR__FENCED', 'ERR_PRODUCER_FENCED', 'ERR_INVALID_PRODUCER_EPOCH', 'ERR__GAPLESS_GUARANTEE', 'ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED'].map(
+    (name) => kafkaCodes[name],
+  ),
+);
+
+/**
+ * True when the producer instance must be replaced. Delivery reports carry only a bare code, so
+ * the code decides; errors of librdkafka's transactional API also say so themselves (isFatal).
+ */
+export function isFatalKafkaError(error: EvalboxError): boolean {
+  const cause = error.cause as { code?: unknown; fatal?: boolean; isFatal?: boolean } | undefined;
+  return (typeof cause?.code === 'number' && FATAL_PRODUCER_CODES.has(cause.code)) || cause?.fatal === true || cause?.isFatal === true;
+}
+
+/** True when another producer with the same transactional.id took over. */
+export function isFencedKafkaError(error: EvalboxError): boolean {
+  return error.code === 'ERR__FENCED' || error.code === 'ERR_PRODUCER_FENCED' || error.code === 'ERR_INVALID_PRODUCER_EPOCH';
+}
+
+/** Consumer setting for every reader of topics the relay writes: transactions that were aborted stay invisible. */
+export const READ_COMMITTED = { 'isolation.level': 'read_committed' } as const;
 
 export interface TopicSpec {
   topic: string;
   numPartitions?: number;
+  /** Replicas per partition; -1 (the default) takes the cluster's default.replication.factor. */
+  replicationFactor?: number;
 }
 
-/** Creates the topics that do not exist yet; existing ones are left as they are. */
-export async function ensureTopics(kafka: Kafka, topics: TopicSpec[]): Promise<void> {
+/** How long a process starting next to a broker that is not up yet waits for it. */
+export const TOPIC_SETUP_BACKOFF: BackoffPolicy = { baseMs: 250, maxMs: 5_000, maxAttempts: Number.MAX_SAFE_INTEGER, maxAgeMs: 120_000 };
+
+/**
+ * Creates the topics that do not exist yet; existing ones are left as they are. A broker that
+ * does not answer yet (a process started during a broker restart) is waited for, with backoff,
+ * up to the policy's age, instead of failing the start.
+ */
+export async function ensureTopics(
+  kafka: Kafka,
+  topics: TopicSpec[],
+  options: { policy?: BackoffPolicy; signal?: AbortSignal; onRetry?: (error: unknown, attempt: number, delayMs: number) => void } = {},
+): Promise<void> {
+  await withRetry(
+    () =>
+      createMissingTopics(kafka, topics).catch((error: unknown) => {
+        throw classifyKafkaError(error);
+      }),
+    options.policy ?? TOPIC_SETUP_BACKOFF,
+    { signal: options.signal, onRetry: options.onRetry },
+  );
+}
+
+async function createMissingTopics(kafka: Kafka, topics: TopicSpec[]): Promise<void> {
   const admin = kafka.admin();
   await admin.connect();
   try {
@@ -175,7 +297,9 @@ export async function ensureTopics(kafka: Kafka, topics: TopicSpec[]): Promise<v
     const missing = topics.filter((t) => !existing.has(t.topic));
     if (missing.length === 0) return;
     try {
-      await admin.createTopics({ topics: missing.map((t) => ({ topic: t.topic, numPartitions: t.numPartitions ?? 3, replicationFactor: 1 })) });
+      await admin.createTopics({
+        topics: missing.map((t) => ({ topic: t.topic, numPartitions: t.numPartitions ?? 3, replicationFactor: t.replicationFactor ?? -1 })),
+      });
     } catch (error) {
       // another process created it first
       if ((error as { code?: number }).code !== kafkaCodes.ERR_TOPIC_ALREADY_EXISTS) throw error;
@@ -206,7 +330,8 @@ const PERMANENT_MESSAGE_CODES = new Set(
 export function classifyKafkaError(thrown: unknown): EvalboxError {
   const error = coerceError(thrown);
   const code = (thrown as { code?: unknown })?.code;
-  const name = typeof code === 'number' ? (Object.keys(kafkaCodes).find((k) => kafkaCodes[k] === code) ?? `KAFKA_${code}`) : 'KAFKA_UNKNOWN';
+  const isName = (k: string): k is `ERR_${string}` => k.startsWith('ERR_') && kafkaCodes[k] === code;
+  const name = typeof code === 'number' ? (Object.keys(kafkaCodes).find(isName) ?? (`KAFKA_${code}` as const)) : 'KAFKA_UNKNOWN';
   if (typeof code === 'number' && PERMANENT_MESSAGE_CODES.has(code)) {
     return new PermanentError(error.message, { code: name, cause: error });
   }

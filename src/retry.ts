@@ -1,5 +1,5 @@
-// Exponential backoff with full jitter, capped in attempts and age, honouring a server's
-// Retry-After hint. Permanent errors end the loop at once.
+// The one retrier: exponential backoff with full jitter, capped in attempts and age, honouring a
+// server's Retry-After hint. Permanent errors and programming errors end the loop at once.
 import { isRetryable, RetryableError } from './errors.js';
 
 export interface BackoffPolicy {
@@ -36,26 +36,57 @@ export const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
     signal?.addEventListener('abort', done, { once: true });
   });
 
+/** A bug, not a passing condition: retrying the same code cannot help. */
+export function isProgrammingError(error: unknown): boolean {
+  return error instanceof TypeError || error instanceof ReferenceError || error instanceof SyntaxError || error instanceof RangeError;
+}
+
+export interface RetryOptions {
+  /** Sees each retry before its delay: the error, the attempts counted so far, the delay. */
+  onRetry?: (error: unknown, attempt: number, delayMs: number) => void;
+  /** Which errors are worth another attempt; default isRetryable (the error's own flag, through its causes). */
+  retryable?: (error: unknown) => boolean;
+  /**
+   * Errors that are retried without using up attempts or age (the judge provider pushing back,
+   * guarantee 6): they wait their delay and try again, however often.
+   */
+  uncounted?: (error: unknown) => boolean;
+  /** Stops retrying: no attempt starts after it, and the last error is rethrown. */
+  signal?: AbortSignal;
+  now?: () => number;
+  random?: () => number;
+}
+
 /**
- * Runs `work` until it succeeds, a permanent error is thrown, or the policy's attempts or age
- * run out (the last error is rethrown). `onRetry` sees each retry before its delay.
+ * Runs `work` until it succeeds, an error that is not retryable (or a programming error) is
+ * thrown, the stop signal fires, or the policy's attempts or age run out; then the last error is
+ * rethrown. `work` gets the number of the attempt it is (uncounted failures do not advance it).
  */
-export async function withRetry<T>(
-  work: (attempt: number) => Promise<T>,
-  policy: BackoffPolicy,
-  options: { onRetry?: (error: unknown, attempt: number, delayMs: number) => void; signal?: AbortSignal; now?: () => number } = {},
-): Promise<T> {
+export async function withRetry<T>(work: (attempt: number) => Promise<T>, policy: BackoffPolicy, options: RetryOptions = {}): Promise<T> {
   const now = options.now ?? Date.now;
+  const retryable = options.retryable ?? isRetryable;
   const startedAt = now();
-  for (let attempt = 1; ; attempt++) {
+  // Time spent on uncounted attempts and their waits is not charged to the age either.
+  let uncountedMs = 0;
+  let counted = 0;
+  for (;;) {
+    const attemptStarted = now();
     try {
-      return await work(attempt);
+      return await work(counted + 1);
     } catch (error) {
-      const exhausted = attempt >= policy.maxAttempts || now() - startedAt >= policy.maxAgeMs;
-      if (!isRetryable(error) || exhausted || options.signal?.aborted) throw error;
-      const delayMs = nextDelay(policy, attempt, error);
-      options.onRetry?.(error, attempt, delayMs);
+      if (isProgrammingError(error) || !retryable(error) || options.signal?.aborted) throw error;
+      const free = options.uncounted?.(error) ?? false;
+      if (free) uncountedMs += now() - attemptStarted;
+      else {
+        counted++;
+        if (counted >= policy.maxAttempts || now() - startedAt - uncountedMs >= policy.maxAgeMs) throw error;
+      }
+      const delayMs = nextDelay(policy, Math.max(counted, 1), error, options.random);
+      options.onRetry?.(error, counted, delayMs);
+      const sleepStarted = now();
       await sleep(delayMs, options.signal);
+      if (free) uncountedMs += now() - sleepStarted;
+      if (options.signal?.aborted) throw error;
     }
   }
 }

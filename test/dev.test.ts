@@ -75,6 +75,16 @@ describe('evalbox dev --once', () => {
     await waitFor(() => run.output().includes('all processes ready'), { timeoutMs: 120_000, what: 'the process tree' });
     const [scorerPid] = startedPids(run.output(), 'scorer');
     process.kill(scorerPid as number, 'SIGKILL');
+    // The tree includes the web console, whose URL is printed as soon as the processes are ready.
+    const consoleUrl = /console: (http:\/\/127\.0\.0\.1:\d+)/.exec(run.output())?.[1];
+    const pipeline = await waitFor(
+      async () => ((await fetch(`${consoleUrl}/pipeline`).catch(() => undefined))?.ok ? fetch(`${consoleUrl}/pipeline`).then((r) => r.text()) : undefined),
+      {
+        timeoutMs: 60_000,
+        what: 'the console',
+      },
+    );
+    expect(pipeline).toContain('Outbox backlog');
 
     expect(await run.exit).toBe(0);
     const output = run.output();

@@ -31,6 +31,7 @@ function configFor(url: string, extra: Record<string, unknown> = {}, endpoint: R
   return config;
 }
 
+let fakeUrl = '';
 const relevance = compileRubric(BUILTIN_RUBRICS.find((r) => r.id === 'judge_relevance') as (typeof BUILTIN_RUBRICS)[number]);
 function relevanceKey(inputs: typeof sample) {
   const normalised = normaliseInputs(relevance, inputs) as { inputs: NormalisedInputs };
@@ -38,6 +39,7 @@ function relevanceKey(inputs: typeof sample) {
     dimension: 'judge_relevance',
     scorerVersion: relevance.version,
     judgeModel: 'fake-judge-1',
+    judgeEndpoint: `${fakeUrl}/v1/chat/completions`,
     promptHash: relevance.promptHash,
     inputsHash: inputsHash(relevance, normalised.inputs),
   };
@@ -63,6 +65,7 @@ describe('judge cache', () => {
   beforeAll(async () => {
     database = await createTestDatabase();
     fake = await startFakeJudge({ latencyMs: 5 });
+    fakeUrl = fake.url;
   });
   afterEach(async () => {
     await Promise.all(judges.splice(0).map((j) => j.close()));
@@ -138,8 +141,8 @@ describe('judge cache', () => {
 
   it('takes over a claim whose holder died (expired), and pays once', async () => {
     const key = relevanceKey(sample);
-    await sql`INSERT INTO judge_cache (dimension, scorer_version, judge_model, prompt_hash, inputs_hash, state, claimant, claim_expires_at)
-              VALUES (${key.dimension}, ${key.scorerVersion}, ${key.judgeModel}, ${key.promptHash}, ${key.inputsHash}, 'CLAIMED', 'dead-replica/1', now() - interval '1 second')`.execute(
+    await sql`INSERT INTO judge_cache (dimension, scorer_version, judge_model, judge_endpoint, prompt_hash, inputs_hash, state, claimant, claim_expires_at)
+              VALUES (${key.dimension}, ${key.scorerVersion}, ${key.judgeModel}, ${key.judgeEndpoint}, ${key.promptHash}, ${key.inputsHash}, 'CLAIMED', 'dead-replica/1', now() - interval '1 second')`.execute(
       database.db,
     );
     const judge = judgeFor(configFor(fake.url));
@@ -193,6 +196,43 @@ describe('judge cache', () => {
     expect(await judge.score('judge_relevance', sample)).toMatchObject({ status: 'COMPLETED', cacheHit: false });
     expect(await judge.score('judge_relevance', sample)).toMatchObject({ status: 'COMPLETED', cacheHit: true });
     expect(fake.stats().byOutcome).toEqual({ server_error: 1, malformed: 2, ok: 1 });
+  });
+
+  it('per-tenant visibility: a verdict another application paid for is shared but not shown as a cache hit; it carries that call’s tokens and cost', async () => {
+    const judge = judgeFor(configFor(fake.url));
+    const paid = await judge.score('judge_relevance', sample, { applicationId: 'tenant-a' });
+    expect(paid).toMatchObject({ cacheHit: false, status: 'COMPLETED' });
+    expect(paid.inputTokens).toBeGreaterThan(0);
+    await waitFor(async () => (await readCacheRow(database.db, relevanceKey(sample)))?.state === 'DONE', { what: 'the stored verdict' });
+    // Another replica (a fresh judge, no in-process sharing) answering another tenant.
+    const other = await judgeFor(configFor(fake.url)).score('judge_relevance', sample, { applicationId: 'tenant-b' });
+    expect(other).toMatchObject({ cacheHit: false, value: paid.value, inputTokens: paid.inputTokens, outputTokens: paid.outputTokens, costUsd: paid.costUsd });
+    // In-process sharing tells other tenants nothing either.
+    fake.control({ latencyMs: 100 });
+    const sharedContent = { ...sample, response: `${sample.response} (shared in-process)` };
+    const [first, second] = await Promise.all([
+      judge.score('judge_relevance', sharedContent, { applicationId: 'tenant-a' }),
+      judge.score('judge_relevance', sharedContent, { applicationId: 'tenant-b' }),
+    ]);
+    expect([first?.cacheHit, second?.cacheHit]).toEqual([false, false]);
+    expect(second?.costUsd).toBe(first?.costUsd);
+    // The tenant that paid sees its own hit, at no cost.
+    const again = await judgeFor(configFor(fake.url)).score('judge_relevance', sample, { applicationId: 'tenant-a' });
+    expect(again).toMatchObject({ cacheHit: true, costUsd: 0, inputTokens: 0 });
+    expect(fake.stats().total).toBe(2); // one paid call per content, whoever asked
+  });
+
+  it('the judge endpoint is part of the cache key: one model name on two providers never shares verdicts', async () => {
+    const otherProvider = await startFakeJudge({ latencyMs: 5 });
+    try {
+      await judgeFor(configFor(fake.url)).score('judge_relevance', sample);
+      const second = await judgeFor(configFor(otherProvider.url)).score('judge_relevance', sample);
+      expect(second.cacheHit).toBe(false);
+      expect(fake.stats().total).toBe(1);
+      expect(otherProvider.stats().total).toBe(1);
+    } finally {
+      await otherProvider.close();
+    }
   });
 
   it('concurrent duplicates inside one process share one call without polling the database', async () => {

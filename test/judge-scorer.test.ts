@@ -178,8 +178,10 @@ describe('LLM judge in the scoring consumer', () => {
     const topics = await start({
       wrapStore: (store) => ({
         load: store.load.bind(store),
+        redriveApplied: store.redriveApplied.bind(store),
         async commit(item) {
-          if (failures-- > 0) throw new Error('connection lost before the scores were written');
+          // What node-postgres throws when the server goes away mid-query.
+          if (failures-- > 0) throw new Error('Connection terminated unexpectedly');
           return store.commit(item);
         },
       }),

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import type { Database } from '../src/db/index.js';
-import { readBatchBelowHorizon } from '../outbox-relay/reader.js';
+import { readBatchBelowHorizon } from '../outbox-relay/sql.js';
 import { createTestDatabase, type TestDatabase } from './helpers.js';
 
 describe('outbox reader', () => {

@@ -9,7 +9,7 @@ import { createIdempotentProducer, createKafka, ensureTopics, type Producer } fr
 import { silentLogger } from '../src/logging.js';
 import { EVENT_SCHEMA_VERSION, type EvaluationCreatedData } from '../src/schemas/events.js';
 import { createKeyParallelConsumer, type KeyParallelConsumer } from '../consumers/runtime.js';
-import { createScorerEvents, handleEvaluationMessage, type Scorer, type ScorerEvents } from '../consumers/scorer.js';
+import { createScorerEvents, deadLetterMessage, handleEvaluationMessage, type Scorer, type ScorerContext, type ScorerEvents } from '../consumers/scorer.js';
 import { buildScorers, pauseOnJudgePressure } from '../consumers/scorers.js';
 import type { Judge } from '../consumers/judge/index.js';
 import { createScoreStore, type ScoreStore } from '../consumers/score-store.js';
@@ -86,6 +86,8 @@ export async function startScorer(
   options: {
     scorers?: Map<string, Scorer>;
     maxAttempts?: number;
+    maxAgeMs?: number;
+    maxInFlight?: number;
     groupId?: string;
     producer: Producer;
     extraDimensions?: DimensionDefinition[];
@@ -100,31 +102,28 @@ export async function startScorer(
   const events = createScorerEvents();
   const store = (options.wrapStore ?? ((s: ScoreStore) => s))(createScoreStore(database.db, topics));
   const groupId = options.groupId ?? uniqueName('scorer-group');
+  const context: ScorerContext = {
+    store,
+    producer: options.producer,
+    topics,
+    groupId,
+    dimensions,
+    scorers,
+    logger: silentLogger(),
+    events,
+    isPressure: options.isPressure,
+    retry: { baseMs: 20, maxMs: 100, maxAttempts: options.maxAttempts ?? 3, maxAgeMs: options.maxAgeMs ?? 60_000 },
+  };
   const consumer = createKeyParallelConsumer({
     brokers: kafkaBrokers(),
     groupId,
     topics: [topics.events],
     orderingKeyOf: orderingKeyFor('evaluation'),
-    maxInFlightPerPartition: 200,
+    maxInFlightPerPartition: options.maxInFlight ?? 200,
     commitIntervalMs: 200,
     logger: silentLogger(),
-    handle: (message, signal) =>
-      handleEvaluationMessage(
-        {
-          store,
-          producer: options.producer,
-          topics,
-          groupId,
-          dimensions,
-          scorers,
-          logger: silentLogger(),
-          events,
-          isPressure: options.isPressure,
-          retry: { baseMs: 20, maxMs: 100, maxAttempts: options.maxAttempts ?? 3, maxAgeMs: 60_000 },
-        },
-        message,
-        signal,
-      ),
+    handle: (message, signal) => handleEvaluationMessage(context, message, signal),
+    deadLetter: (message, error) => deadLetterMessage(context, message, error),
   });
   if (options.judge) pauseOnJudgePressure(options.judge, consumer);
   await consumer.start();

@@ -5,6 +5,7 @@ import { sql } from 'kysely';
 import type { Topics } from '../src/config.js';
 import type { Producer } from '../src/kafka.js';
 import { createTestDatabase, kafkaBrokers, uniqueName, waitFor, type TestDatabase } from './helpers.js';
+import { startFakeJudge } from '../src/fake-judge/server.js';
 import { createEvaluation, createTopics, produceEvent, testProducer } from './scorer-helpers.js';
 
 const exitOf = (child: ChildProcess) =>
@@ -24,7 +25,7 @@ describe('scorer processes', () => {
     await database.drop();
   });
 
-  function spawnScorer(topics: Topics, group: string, extra: string[] = []): ChildProcess & { output(): string } {
+  function spawnScorer(topics: Topics, group: string, extra: string[] = [], env: Record<string, string> = {}): ChildProcess & { output(): string } {
     let output = '';
     const child = spawn('node', ['bin/evalbox.js', 'scorer', '--database-url', database.url, '--kafka-brokers', kafkaBrokers(), '--group', group, ...extra], {
       env: {
@@ -33,6 +34,7 @@ describe('scorer processes', () => {
         EVALBOX_TOPIC_SCORES: topics.scores,
         EVALBOX_TOPIC_DLT: topics.dlt,
         EVALBOX_LOG_LEVEL: 'info',
+        ...env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -109,8 +111,61 @@ describe('scorer processes', () => {
   it('guarantee 7: SIGTERM drains in-flight work, commits and exits 0; a restart finishes the rest exactly once', async () => {
     const topics = await createTopics(3);
     const group = uniqueName('group');
+    const fake = await startFakeJudge({ latencyMs: 1500 });
+    try {
+      const ids: string[] = [];
+      for (let i = 0; i < 60; i++) {
+        const data = await createEvaluation(database, ['toxicity', 'judge_relevance'], { applicationId: `app-${i % 3}`, response: `Answer ${i}.` });
+        await produceEvent(producer, topics.events, data);
+        ids.push(data.evaluationId);
+      }
+      // A small in-flight bound leaves work for the restart after the drain.
+      const judgeEnv = { EVALBOX_JUDGE_BASE_URL: fake.url, EVALBOX_JUDGE_MODEL: 'fake-judge-1' };
+      const scorer = spawnScorer(topics, group, ['--max-in-flight', '5'], judgeEnv);
+      // SIGTERM while judge calls are in flight: every one of them must be finished and written.
+      await waitFor(() => fake.stats().inFlight > 0, { what: 'judge calls in flight', timeoutMs: 30_000 });
+      scorer.kill('SIGTERM');
+      expect(await exitOf(scorer)).toBe(0);
+      expect(scorer.output()).toMatch(/"msg":"stopped"/);
+      const started = fake.stats().total;
+      const written = Number(
+        (
+          await sql<{ n: string }>`SELECT count(*) AS n FROM scores WHERE evaluation_id = ANY(${ids}::uuid[]) AND dimension = 'judge_relevance'`.execute(
+            database.db,
+          )
+        ).rows[0]?.n,
+      );
+      expect(started).toBeGreaterThan(0);
+      expect(written).toBe(started);
+      const drained = await terminal(ids);
+      expect(drained).toBeLessThan(ids.length);
+      const restarted = spawnScorer(topics, group, [], judgeEnv);
+      await waitFor(async () => (await terminal(ids)) === ids.length, { what: 'every evaluation terminal', timeoutMs: 90_000 });
+      // Nothing the first process paid for is paid again.
+      expect(fake.stats().duplicates).toBe(0);
+      restarted.kill('SIGTERM');
+      expect(await exitOf(restarted)).toBe(0);
+    } finally {
+      await fake.close();
+    }
+  });
+
+  it('SIGTERM exits as soon as the drain is done, not when the grace timer fires', async () => {
+    const topics = await createTopics(1);
+    const ids = await seed(topics, 5);
+    const scorer = spawnScorer(topics, uniqueName('group'), ['--grace-ms', '60000']);
+    await waitFor(async () => (await terminal(ids)) === ids.length, { what: 'every evaluation terminal', timeoutMs: 60_000 });
+    const signalled = Date.now();
+    scorer.kill('SIGTERM');
+    expect(await exitOf(scorer)).toBe(0);
+    // Nothing was in flight: a process still alive long after its drain is held by something.
+    expect(Date.now() - signalled).toBeLessThan(30_000);
+  });
+
+  it('guarantee 7 (old form): SIGTERM with heuristic work only drains, commits and exits 0; a restart finishes the rest exactly once', async () => {
+    const topics = await createTopics(3);
+    const group = uniqueName('group');
     const ids = await seed(topics, 200);
-    // A small in-flight bound leaves work for the restart after the drain.
     const scorer = spawnScorer(topics, group, ['--max-in-flight', '10']);
     await waitFor(async () => (await terminal(ids)) >= 20, { what: 'some progress', timeoutMs: 60_000 });
     scorer.kill('SIGTERM');

@@ -203,7 +203,7 @@ describe('scoring consumer', () => {
           'toxicity',
           testScorer('toxicity', async () => {
             calls++;
-            if (calls < 3) throw new RetryableError('provider 503', { code: 'JUDGE_HTTP_503' });
+            if (calls < 3) throw new RetryableError('provider 503', { code: 'JUDGE_SERVER_ERROR' });
             return row('toxicity');
           }),
         ],
@@ -223,7 +223,7 @@ describe('scoring consumer', () => {
     const topics = await createTopics();
     let healthy = false;
     const flaky = testScorer('toxicity', async () => {
-      if (!healthy) throw new RetryableError('provider down', { code: 'JUDGE_HTTP_500' });
+      if (!healthy) throw new RetryableError('provider down', { code: 'JUDGE_SERVER_ERROR' });
       return row('toxicity', 0.1);
     });
     harness = await startScorer(database, topics, { producer, maxAttempts: 3, scorers: new Map([['toxicity', flaky]]) });
@@ -236,10 +236,10 @@ describe('scoring consumer', () => {
       .where('evaluation_id', '=', data.evaluationId)
       .where('dimension', '=', 'toxicity')
       .executeTakeFirst();
-    expect(error).toEqual({ status: 'ERROR', error_code: 'JUDGE_HTTP_500', attempts: 3 });
+    expect(error).toEqual({ status: 'ERROR', error_code: 'JUDGE_SERVER_ERROR', attempts: 3 });
     const [dead] = await readDeadLetters(kafkaBrokers(), topics.dlt);
     expect(dead?.headers).toMatchObject({
-      dlt_error_code: 'JUDGE_HTTP_500',
+      dlt_error_code: 'JUDGE_SERVER_ERROR',
       dlt_error_class: 'RetryableError',
       dlt_dimension: 'toxicity',
       dlt_attempts: '3',

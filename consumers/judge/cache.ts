@@ -8,9 +8,12 @@
 // process, duplicates share one promise and never touch the database twice. No connection or
 // transaction is held during the HTTP call.
 import { randomBytes } from 'node:crypto';
-import { sql } from 'kysely';
 import type { Db } from '../../src/db/index.js';
 import { classifyPgError, coerceError, RetryableError } from '../../src/errors.js';
+import { COST_MAX, INT4_MAX } from '../score-rows.js';
+import { claimOrRead, readCacheRow, releaseClaim, storeVerdict, takeOverExpiredClaim, type CacheKey, type CacheRow } from './cache-sql.js';
+
+export { claimOrRead, pruneJudgeCache, readCacheRow, releaseClaim, takeOverExpiredClaim, type CacheKey } from './cache-sql.js';
 import { sleep } from '../../src/retry.js';
 import type { JudgeOutcome } from './client.js';
 import type { JudgeCacheConfig } from './config.js';
@@ -18,18 +21,12 @@ import type { Admission } from './endpoint.js';
 import type { JudgeEventEmitter } from './events.js';
 import type { JudgeInputs } from './rubrics.js';
 
-export interface CacheKey {
-  dimension: string;
-  scorerVersion: string;
-  judgeModel: string;
-  promptHash: string;
-  inputsHash: string;
-}
-
 export interface JudgeRequest {
   dimension: string;
   inputs: JudgeInputs;
   signal?: AbortSignal;
+  /** The tenant asking: a verdict another application paid for is not shown to it as a hit. */
+  applicationId?: string;
 }
 
 /** One judge call ready to run: its cache key, and how to admit and execute it. */
@@ -55,17 +52,11 @@ export interface JudgeCacheContext {
   /** Identifies this replica in claim rows (for people reading the table). */
   claimantId: string;
   events?: JudgeEventEmitter;
-  /** In-process sharing of identical concurrent calls (one per judge instance). */
-  inflight?: Map<string, Promise<JudgeOutcome>>;
+  /** In-process sharing of identical concurrent calls (one per judge instance), with who asked first. */
+  inflight?: Map<string, { work: Promise<JudgeOutcome>; applicationId?: string }>;
   /** Verdict writes still under way (they are off the caller's path); await them before closing the pool. */
   pendingWrites?: Set<Promise<void>>;
   options?: JudgeCacheConfig;
-}
-
-interface CacheRow {
-  state: 'CLAIMED' | 'DONE';
-  outcome: StoredOutcome | null;
-  expires_in_ms: number | null;
 }
 
 /** What the cache keeps of an outcome; the key supplies model, prompt hash and version. */
@@ -74,71 +65,10 @@ type StoredOutcome = Pick<
   'status' | 'value' | 'label' | 'rawValue' | 'reasoning' | 'direction' | 'errorCode' | 'scorerName' | 'endpoint' | 'responseFormat'
 >;
 
-/**
- * Cache writes commit without waiting for the WAL flush (synchronous_commit = off for their own
- * single-statement transaction only, set inside the statement so it costs no round trip). A
- * database crash can lose the last fraction of a second of cache rows: a claim then simply
- * vanishes (another replica claims again) and a verdict is paid for again. Exactly-once effects
- * rest on the durable score rows, not on this cache; halving the fsyncs per judge call is worth it
- * (see docs/judge.md for the numbers).
- */
-const RELAXED_COMMIT = sql`SELECT set_config('synchronous_commit', 'off', true)`;
+const keyId = (k: CacheKey): string => JSON.stringify([k.dimension, k.scorerVersion, k.judgeModel, k.judgeEndpoint, k.promptHash, k.inputsHash]);
 
-const keyId = (k: CacheKey): string => JSON.stringify([k.dimension, k.scorerVersion, k.judgeModel, k.promptHash, k.inputsHash]);
-
-/** Reads one cache row: DONE with its outcome, a live or expired CLAIM, or nothing. */
-export async function readCacheRow(db: Db, key: CacheKey): Promise<CacheRow | undefined> {
-  const { rows } = await sql<CacheRow>`
-    SELECT state, outcome, greatest(0, extract(epoch FROM claim_expires_at - now()) * 1000)::float8 AS expires_in_ms
-    FROM judge_cache
-    WHERE dimension = ${key.dimension} AND scorer_version = ${key.scorerVersion} AND judge_model = ${key.judgeModel}
-      AND prompt_hash = ${key.promptHash} AND inputs_hash = ${key.inputsHash}`.execute(db);
-  return rows[0];
-}
-
-/**
- * The first look, in one round trip: claims the key for `claimant` when no row exists, and
- * otherwise reports the row as it was. ON CONFLICT DO NOTHING takes no lock on an existing row,
- * so a cache hit costs what a SELECT costs. `row` is undefined when a concurrent claim committed
- * after this statement's snapshot: look again.
- */
-export async function claimOrRead(db: Db, key: CacheKey, claimant: string, ttlMs: number): Promise<{ claimed: boolean; row: CacheRow | undefined }> {
-  const { rows } = await sql<{ claimed: number } & Partial<CacheRow>>`
-    WITH relaxed AS (${RELAXED_COMMIT}),
-    claim AS (
-      INSERT INTO judge_cache (dimension, scorer_version, judge_model, prompt_hash, inputs_hash, state, claimant, claim_expires_at)
-      SELECT ${key.dimension}, ${key.scorerVersion}, ${key.judgeModel}, ${key.promptHash}, ${key.inputsHash}, 'CLAIMED', ${claimant},
-             now() + make_interval(secs => ${ttlMs / 1000})
-      FROM relaxed
-      ON CONFLICT (dimension, scorer_version, judge_model, prompt_hash, inputs_hash) DO NOTHING
-      RETURNING 1
-    )
-    SELECT (SELECT count(*) FROM claim)::int AS claimed, j.state, j.outcome,
-           greatest(0, extract(epoch FROM j.claim_expires_at - now()) * 1000)::float8 AS expires_in_ms
-    FROM (VALUES (1)) AS one (x)
-    LEFT JOIN judge_cache j
-      ON j.dimension = ${key.dimension} AND j.scorer_version = ${key.scorerVersion} AND j.judge_model = ${key.judgeModel}
-     AND j.prompt_hash = ${key.promptHash} AND j.inputs_hash = ${key.inputsHash}`.execute(db);
-  const row = rows[0] as { claimed: number } & Partial<CacheRow>;
-  return {
-    claimed: row.claimed === 1,
-    row: row.state ? { state: row.state, outcome: row.outcome ?? null, expires_in_ms: row.expires_in_ms ?? null } : undefined,
-  };
-}
-
-/** Takes over a claim whose holder is presumed dead (expired on the database clock). True if taken. */
-export async function takeOverExpiredClaim(db: Db, key: CacheKey, claimant: string, ttlMs: number): Promise<boolean> {
-  const result = await sql`
-    WITH relaxed AS (${RELAXED_COMMIT})
-    UPDATE judge_cache SET claimant = ${claimant}, claim_expires_at = now() + make_interval(secs => ${ttlMs / 1000})
-    FROM relaxed
-    WHERE dimension = ${key.dimension} AND scorer_version = ${key.scorerVersion} AND judge_model = ${key.judgeModel}
-      AND prompt_hash = ${key.promptHash} AND inputs_hash = ${key.inputsHash} AND state = 'CLAIMED' AND claim_expires_at < now()`.execute(db);
-  return Number(result.numAffectedRows ?? 0) === 1;
-}
-
-/** Stores a verdict (first result wins; a DONE row is never changed). */
-export async function storeOutcome(db: Db, key: CacheKey, outcome: JudgeOutcome): Promise<void> {
+/** Stores a paid verdict (first result wins; a DONE row is never changed). */
+export async function storeOutcome(db: Db, key: CacheKey, outcome: JudgeOutcome, paidByApplication: string | null = null): Promise<void> {
   const stored: StoredOutcome = {
     status: outcome.status,
     value: outcome.value,
@@ -151,37 +81,15 @@ export async function storeOutcome(db: Db, key: CacheKey, outcome: JudgeOutcome)
     endpoint: outcome.endpoint,
     responseFormat: outcome.responseFormat,
   };
-  await sql`
-    WITH relaxed AS (${RELAXED_COMMIT})
-    INSERT INTO judge_cache AS c (dimension, scorer_version, judge_model, prompt_hash, inputs_hash, state, outcome, endpoint,
-                                  input_tokens, output_tokens, cost_usd, latency_ms, completed_at)
-    SELECT ${key.dimension}, ${key.scorerVersion}, ${key.judgeModel}, ${key.promptHash}, ${key.inputsHash}, 'DONE', ${JSON.stringify(stored)}::jsonb,
-           ${outcome.endpoint}, ${outcome.inputTokens}::int, ${outcome.outputTokens}::int, ${outcome.costUsd}::numeric, ${outcome.latencyMs}::float8, now()
-    FROM relaxed
-    ON CONFLICT (dimension, scorer_version, judge_model, prompt_hash, inputs_hash) DO UPDATE
-      SET state = 'DONE', outcome = excluded.outcome, endpoint = excluded.endpoint, input_tokens = excluded.input_tokens,
-          output_tokens = excluded.output_tokens, cost_usd = excluded.cost_usd, latency_ms = excluded.latency_ms,
-          completed_at = excluded.completed_at, claimant = NULL, claim_expires_at = NULL
-      WHERE c.state = 'CLAIMED'`.execute(db);
-}
-
-/** Gives up a claim after a failed call, so a waiting replica takes over at once. */
-export async function releaseClaim(db: Db, key: CacheKey, claimant: string): Promise<void> {
-  await sql`
-    WITH relaxed AS (${RELAXED_COMMIT})
-    DELETE FROM judge_cache
-    USING relaxed
-    WHERE dimension = ${key.dimension} AND scorer_version = ${key.scorerVersion} AND judge_model = ${key.judgeModel}
-      AND prompt_hash = ${key.promptHash} AND inputs_hash = ${key.inputsHash} AND state = 'CLAIMED' AND claimant = ${claimant}`.execute(db);
-}
-
-/** Deletes cached verdicts older than `olderThanMs` (and dead claims). Returns the number removed. */
-export async function pruneJudgeCache(db: Db, olderThanMs: number): Promise<number> {
-  const result = await sql`
-    DELETE FROM judge_cache
-    WHERE created_at < now() - make_interval(secs => ${olderThanMs / 1000})
-      AND (state = 'DONE' OR claim_expires_at < now())`.execute(db);
-  return Number(result.numAffectedRows ?? 0);
+  await storeVerdict(db, key, {
+    outcome: stored,
+    endpointName: outcome.endpoint,
+    paidByApplication,
+    inputTokens: Math.min(outcome.inputTokens, INT4_MAX),
+    outputTokens: Math.min(outcome.outputTokens, INT4_MAX),
+    costUsd: outcome.costUsd === null ? null : Math.min(outcome.costUsd, COST_MAX),
+    latencyMs: outcome.latencyMs,
+  });
 }
 
 function asHit(
@@ -191,8 +99,32 @@ function asHit(
   return { ...outcome, cacheHit: true, inputTokens: 0, outputTokens: 0, costUsd: 0, requests: 0, latencyMs };
 }
 
-function fromRow(key: CacheKey, stored: StoredOutcome, latencyMs: number): JudgeOutcome {
-  return asHit({ ...stored, dimension: key.dimension, scorerVersion: key.scorerVersion, judgeModel: key.judgeModel, promptHash: key.promptHash }, latencyMs);
+/**
+ * A stored verdict as `applicationId` sees it. To the application that paid for it, a hit (zero
+ * tokens, zero cost). To any other, exactly what a fresh call would have shown — not a hit, the
+ * paid call's tokens, cost and latency — so a tenant cannot learn whether another tenant already
+ * submitted the same text. The verdict itself is shared: nobody pays twice for it.
+ */
+function fromRow(key: CacheKey, row: CacheRow, applicationId: string | undefined, latencyMs: number): JudgeOutcome {
+  const stored = row.outcome as StoredOutcome;
+  const base = { ...stored, dimension: key.dimension, scorerVersion: key.scorerVersion, judgeModel: key.judgeModel, promptHash: key.promptHash };
+  if (applicationId === undefined || row.paid_by_application === null || row.paid_by_application === applicationId) return asHit(base, latencyMs);
+  return {
+    ...base,
+    cacheHit: false,
+    inputTokens: row.input_tokens ?? 0,
+    outputTokens: row.output_tokens ?? 0,
+    costUsd: row.cost_usd === null ? null : Number(row.cost_usd),
+    latencyMs: row.latency_ms ?? latencyMs,
+    requests: 0,
+  };
+}
+
+/** A verdict shared in-process, as `applicationId` sees it (see fromRow). */
+function asSeenBy(outcome: JudgeOutcome, paidBy: string | undefined, applicationId: string | undefined, latencyMs: number): JudgeOutcome {
+  if (outcome.cacheHit) return outcome;
+  if (applicationId === undefined || paidBy === undefined || paidBy === applicationId) return asHit(outcome, latencyMs);
+  return { ...outcome, requests: 0 };
 }
 
 /**
@@ -208,20 +140,20 @@ export async function judgeWithCache(ctx: JudgeCacheContext, request: JudgeReque
   const shared = ctx.inflight?.get(id);
   if (shared) {
     const started = performance.now();
-    const outcome = await shared;
+    const outcome = await abandonOnAbort(shared.work, request.signal, prepared.endpoint);
     ctx.events?.emit('judge:cache', { dimension: prepared.key.dimension, result: 'shared' });
-    return outcome.cacheHit ? outcome : asHit(outcome, performance.now() - started);
+    return asSeenBy(outcome, shared.applicationId, request.applicationId, performance.now() - started);
   }
   let stored: Promise<void> | undefined;
-  const work = resolveThroughCache(ctx, prepared, request.signal, (write) => {
+  const work = resolveThroughCache(ctx, prepared, request, (write) => {
     stored = write;
   });
   // Followers get the outcome as soon as it exists; the entry stays until the verdict is stored,
   // so a duplicate arriving meanwhile shares it instead of polling the claim.
   work.catch(() => undefined);
-  ctx.inflight?.set(id, work);
+  ctx.inflight?.set(id, { work, ...(request.applicationId === undefined ? {} : { applicationId: request.applicationId }) });
   try {
-    const outcome = await work;
+    const outcome = await abandonOnAbort(work, request.signal, prepared.endpoint);
     if (stored) void stored.finally(() => ctx.inflight?.delete(id));
     else ctx.inflight?.delete(id);
     return outcome;
@@ -231,13 +163,25 @@ export async function judgeWithCache(ctx: JudgeCacheContext, request: JudgeReque
   }
 }
 
+/** `work`, or a RetryableError(JUDGE_ABORTED) as soon as `signal` fires; the work goes on. */
+function abandonOnAbort<T>(work: Promise<T>, signal: AbortSignal | undefined, endpoint: string): Promise<T> {
+  if (!signal) return work;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new RetryableError(`judge call on ${endpoint} abandoned by its caller`, { code: 'JUDGE_ABORTED' }));
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
 async function resolveThroughCache(
   ctx: JudgeCacheContext,
   call: PreparedCall,
-  signal: AbortSignal | undefined,
+  request: JudgeRequest,
   onWrite: (write: Promise<void>) => void,
 ): Promise<JudgeOutcome> {
   const { db, events } = ctx;
+  const { signal, applicationId } = request;
   const key = call.key;
   const started = performance.now();
   const claimant = `${ctx.claimantId}/${randomBytes(6).toString('hex')}`;
@@ -251,9 +195,9 @@ async function resolveThroughCache(
       throw classifyPgError(error);
     }
   };
-  const hit = (stored: StoredOutcome): JudgeOutcome => {
+  const hit = (row: CacheRow): JudgeOutcome => {
     events?.emit('judge:cache', { dimension: key.dimension, result: 'hit' });
-    return fromRow(key, stored, performance.now() - started);
+    return fromRow(key, row, applicationId, performance.now() - started);
   };
   const runClaimed = async (): Promise<JudgeOutcome> => {
     events?.emit('judge:cache', { dimension: key.dimension, result: 'miss' });
@@ -265,7 +209,7 @@ async function resolveThroughCache(
       await releaseQuietly(ctx, key, claimant);
       throw error;
     }
-    return executeClaimed(ctx, call, admission, claimant, signal, onWrite);
+    return executeClaimed(ctx, call, admission, claimant, applicationId ?? null, onWrite);
   };
 
   let waitingSince: number | undefined;
@@ -274,7 +218,7 @@ async function resolveThroughCache(
     const first = await withDb(() => claimOrRead(db, key, claimant, call.claimTtlMs));
     if (first.claimed) return runClaimed();
     let row = first.row;
-    if (row?.state === 'DONE' && row.outcome) return hit(row.outcome);
+    if (row?.state === 'DONE' && row.outcome) return hit(row);
     if (!row) continue; // a claim committed after our snapshot: look again
 
     // Another replica holds a claim: wait for its verdict, or take the claim over once it expires.
@@ -296,7 +240,7 @@ async function resolveThroughCache(
       await sleep(Math.min(pollMs, maxWaitMs - waited), signal);
       pollMs = Math.min(pollMaxMs, pollMs * 2);
       row = await withDb(() => readCacheRow(db, key));
-      if (row?.state === 'DONE' && row.outcome) return hit(row.outcome);
+      if (row?.state === 'DONE' && row.outcome) return hit(row);
     }
   }
 }
@@ -306,12 +250,15 @@ async function executeClaimed(
   call: PreparedCall,
   admission: Admission,
   claimant: string,
-  signal: AbortSignal | undefined,
+  paidBy: string | null,
   onWrite: (write: Promise<void>) => void,
 ): Promise<JudgeOutcome> {
   let outcome: JudgeOutcome;
   try {
-    outcome = await call.execute(admission, signal);
+    // Once the provider is answering, the call is paid for: the caller's abort (a revoked
+    // partition, a shutdown) does not cancel it. It finishes into the cache, bounded by the
+    // endpoint's timeout (and by judge.close()), so whoever scores this content next gets a hit.
+    outcome = await call.execute(admission);
   } catch (error) {
     await releaseQuietly(ctx, call.key, claimant);
     throw error;
@@ -324,7 +271,7 @@ async function executeClaimed(
   // The verdict is paid for and valid: hand it back now and store it alongside. Replicas waiting
   // on the claim see it a round trip later; if the write fails (the database is down), the claim
   // expires and a later duplicate pays again, the price of an outage at this exact moment.
-  const write = storeOutcome(ctx.db, call.key, outcome).catch((error: unknown) => {
+  const write = storeOutcome(ctx.db, call.key, outcome, paidBy).catch((error: unknown) => {
     ctx.events?.emit('judge:cacheError', { dimension: call.key.dimension, error: coerceError(error) });
   });
   ctx.pendingWrites?.add(write);

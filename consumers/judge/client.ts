@@ -5,13 +5,12 @@
 // are classified by HTTP status, the provider's structured error fields and undici/socket error
 // codes, never by message text: 429 (with Retry-After), 408, 5xx, timeouts and connection errors
 // are retryable; other 4xx are permanent.
-import { EvalboxError, PermanentError, RetryableError } from '../../src/errors.js';
-import type { CallHealth } from './breaker.js';
+import { EvalboxError, PermanentError, RetryableError, specOf } from '../../src/errors.js';
+import { storableText } from '../score-rows.js';
 import type { Clock } from './clock.js';
 import { costOf, type ModelPrice } from './config.js';
 import type { CallReport, JudgeEndpoint } from './endpoint.js';
 import type { JudgeEventEmitter, RequestOutcome, RetryClass } from './events.js';
-import type { PermitResult } from './limiter.js';
 import type { ChatMessage, CompiledRubric, NormalisedInputs, ResponseFormatMode } from './rubrics.js';
 
 /**
@@ -53,38 +52,22 @@ export interface RequestContext {
   signal?: AbortSignal;
 }
 
-/** What an error code means for the breaker, the limiter, metrics and retries. */
-interface CodeInfo {
-  outcome: RequestOutcome;
-  health: CallHealth;
-  permit: PermitResult;
-  retryClass?: RetryClass;
+/** How a call that ended with `error`'s code counts (src/errors.ts, ERROR_CODES[code].judgeCall). */
+function judgeCallOf(error: unknown) {
+  return error instanceof EvalboxError ? specOf(error.code)?.judgeCall : undefined;
 }
 
-const CODE_INFO: Record<string, CodeInfo> = {
-  JUDGE_RATE_LIMITED: { outcome: 'rate_limited', health: 'ignore', permit: 'rate_limited', retryClass: 'rate_limited' },
-  JUDGE_SERVER_ERROR: { outcome: 'server_error', health: 'failure', permit: 'ignore', retryClass: 'server_error' },
-  JUDGE_TIMEOUT: { outcome: 'timeout', health: 'failure', permit: 'ignore', retryClass: 'timeout' },
-  JUDGE_CONNECTION: { outcome: 'connection_error', health: 'failure', permit: 'ignore', retryClass: 'connection_error' },
-  JUDGE_BAD_RESPONSE: { outcome: 'bad_response', health: 'failure', permit: 'ignore', retryClass: 'bad_response' },
-  JUDGE_ABORTED: { outcome: 'aborted', health: 'ignore', permit: 'ignore', retryClass: 'aborted' },
-  // A 4xx says the provider is up and answering: healthy, whatever is wrong with our request.
-  JUDGE_CLIENT_ERROR: { outcome: 'client_error', health: 'success', permit: 'ignore' },
-  JUDGE_CONTEXT_TOO_LONG: { outcome: 'client_error', health: 'success', permit: 'ignore' },
-  JUDGE_AUTH: { outcome: 'client_error', health: 'success', permit: 'ignore' },
-  JUDGE_RESPONSE_FORMAT_REJECTED: { outcome: 'response_format_rejected', health: 'success', permit: 'ignore' },
-};
-
-/** How a call that ended in `error` reports to the breaker and the limiter. */
+/** How a call that ended in `error` reports to the breaker and the limiter, and its retry class. */
 export function reportFor(error: unknown): CallReport & { retryClass?: RetryClass } {
-  const info = error instanceof EvalboxError ? CODE_INFO[error.code] : undefined;
+  const call = judgeCallOf(error);
+  if (!call) return { health: 'ignore', permit: 'ignore' };
   const retryAfterMs = error instanceof RetryableError ? error.retryAfterMs : undefined;
-  if (!info) return { health: 'ignore', permit: 'ignore' };
+  const retryClass = specOf((error as EvalboxError).code)?.retryClass;
   return {
-    health: info.health,
-    permit: info.permit,
+    health: call.health,
+    permit: call.permit,
     ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
-    ...(info.retryClass ? { retryClass: info.retryClass } : {}),
+    ...(retryClass ? { retryClass } : {}),
   };
 }
 
@@ -253,6 +236,9 @@ export async function requestVerdict(endpoint: JudgeEndpoint, rubric: CompiledRu
   const outcome = (fields: Pick<JudgeOutcome, 'status' | 'value' | 'label' | 'rawValue' | 'reasoning' | 'errorCode'>): JudgeOutcome => ({
     dimension: rubric.id,
     ...fields,
+    // A NUL in the judge's text is not a reason to lose (or pay again for) its verdict.
+    reasoning: storableText(fields.reasoning),
+    label: storableText(fields.label),
     direction: rubric.direction,
     scorerName: rubric.scorerName,
     scorerVersion: rubric.version,
@@ -287,7 +273,7 @@ export async function requestVerdict(endpoint: JudgeEndpoint, rubric: CompiledRu
     try {
       answer = await post(endpoint, requestBody(endpoint, rubric, messages, mode), ctx.signal);
     } catch (error) {
-      emit(CODE_INFO[(error as EvalboxError).code]?.outcome ?? 'connection_error', null);
+      emit(judgeCallOf(error)?.outcome ?? 'connection_error', null);
       throw error;
     }
 
@@ -308,7 +294,7 @@ export async function requestVerdict(endpoint: JudgeEndpoint, rubric: CompiledRu
         continue;
       }
       const error = errorForStatus(endpoint.name, answer.status, providerError, parseRetryAfter(answer.headers, ctx.clock.now()));
-      emit(CODE_INFO[error.code]?.outcome ?? 'client_error', answer.status);
+      emit(judgeCallOf(error)?.outcome ?? 'client_error', answer.status);
       throw error;
     }
 

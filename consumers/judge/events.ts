@@ -2,6 +2,7 @@
 // consumption while an endpoint is throttled or its circuit is open) subscribe to them, so the
 // judge itself carries no metrics or pause logic.
 import { EventEmitter } from 'node:events';
+import type { ErrorRetryClass } from '../../src/errors.js';
 
 /** How one judge request ended, as a low-cardinality metric label. */
 export type RequestOutcome =
@@ -17,20 +18,8 @@ export type RequestOutcome =
   | 'bad_response'
   | 'aborted';
 
-/** Why the judge asked for (or made) a retry. */
-export type RetryClass =
-  | 'rate_limited'
-  | 'server_error'
-  | 'timeout'
-  | 'connection_error'
-  | 'bad_response'
-  | 'aborted'
-  | 'circuit_open'
-  | 'throttled'
-  | 'queue_timeout'
-  | 'claim_busy'
-  | 'reask'
-  | 'response_format_fallback';
+/** Why the judge asked for (or made) a retry: an error's class (src/errors.ts), or a re-ask or format fallback. */
+export type RetryClass = ErrorRetryClass | 'reask' | 'response_format_fallback';
 
 export interface JudgeEvents {
   /** One HTTP request to an endpoint (a re-ask or a fallback is a request of its own). */

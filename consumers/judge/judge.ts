@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import type { Insertable } from 'kysely';
 import type { Db } from '../../src/db/index.js';
 import type { ScoresTable } from '../../src/db/types.js';
-import { EvalboxError, PermanentError } from '../../src/errors.js';
+import { EvalboxError, PermanentError, specOf } from '../../src/errors.js';
 import type { Logger } from '../../src/logging.js';
 import { judgeWithCache, type JudgeCacheContext, type JudgeRequest, type JudgeRunner, type PreparedCall } from './cache.js';
 import { reportFor, requestVerdict, type JudgeOutcome } from './client.js';
@@ -14,7 +14,7 @@ import { systemClock, type Clock } from './clock.js';
 import { judgeDimensionDefinitions, type JudgeConfig } from './config.js';
 import { JudgeEndpoint, type EndpointState } from './endpoint.js';
 import { DEFAULT_QUEUE_WAIT_MS } from './limiter.js';
-import { createJudgeEvents, type JudgeEventEmitter, type RetryClass } from './events.js';
+import { createJudgeEvents, type JudgeEventEmitter } from './events.js';
 import { compileRubric, inputsHash, normaliseInputs, type CompiledRubric, type JudgeDimensionDefinition, type JudgeInputs } from './rubrics.js';
 
 export interface JudgeContext {
@@ -43,7 +43,8 @@ export interface Judge {
   /** For the dimensions registry (scorerKind LLM_JUDGE). */
   dimensions: JudgeDimensionDefinition[];
   events: JudgeEventEmitter;
-  score(dimension: string, inputs: JudgeInputs, options?: { signal?: AbortSignal }): Promise<JudgeOutcome>;
+  /** `applicationId`: the tenant asking; a verdict another tenant paid for is not shown to it as a cache hit. */
+  score(dimension: string, inputs: JudgeInputs, options?: { signal?: AbortSignal; applicationId?: string }): Promise<JudgeOutcome>;
   /** One scorer per judge dimension, for the consumer's Map<dimension, Scorer>. */
   scorers(): Map<string, JudgeScorer>;
   endpointOf(dimension: string): string;
@@ -55,23 +56,8 @@ export interface Judge {
   close(): Promise<void>;
 }
 
-/** Errors that mean "the provider is pushing back", not "this evaluation failed". */
-export const PROVIDER_PRESSURE_CODES = new Set(['JUDGE_RATE_LIMITED', 'JUDGE_THROTTLED', 'JUDGE_CIRCUIT_OPEN', 'JUDGE_QUEUE_TIMEOUT', 'JUDGE_CLAIM_BUSY']);
-
-/**
- * True for errors that should slow or pause consumption and not use up an evaluation's retry
- * budget (guarantee 6): rate limits, holds, an open circuit, a busy claim.
- */
-export function isProviderPressure(error: unknown): boolean {
-  return error instanceof EvalboxError && PROVIDER_PRESSURE_CODES.has(error.code);
-}
-
-const ADMISSION_RETRY_CLASS: Record<string, RetryClass> = {
-  JUDGE_CIRCUIT_OPEN: 'circuit_open',
-  JUDGE_THROTTLED: 'throttled',
-  JUDGE_QUEUE_TIMEOUT: 'queue_timeout',
-  JUDGE_ABORTED: 'aborted',
-};
+// Which errors are provider pressure (guarantee 6) is said once, in src/errors.ts (ERROR_CODES).
+export { isProviderPressure } from '../../src/errors.js';
 
 export function createJudge(ctx: JudgeContext): Judge {
   const { config } = ctx;
@@ -83,7 +69,7 @@ export function createJudge(ctx: JudgeContext): Judge {
   const endpoints = new Map(config.endpoints.map((e) => [e.name, new JudgeEndpoint(e, clock, events)]));
   const dimensions = judgeDimensionDefinitions(config);
   const rubrics = new Map<string, CompiledRubric>(config.rubrics.filter((r) => dimensions.some((d) => d.id === r.id)).map((r) => [r.id, compileRubric(r)]));
-  const inflight = new Map<string, Promise<JudgeOutcome>>();
+  const inflight: JudgeCacheContext['inflight'] = new Map();
   const pendingWrites = new Set<Promise<void>>();
   const instanceId = ctx.instanceId ?? `judge-${randomBytes(4).toString('hex')}`;
 
@@ -135,6 +121,7 @@ export function createJudge(ctx: JudgeContext): Judge {
           dimension: rubric.id,
           scorerVersion: rubric.version,
           judgeModel: endpoint.model,
+          judgeEndpoint: `${endpoint.origin}${endpoint.path}`,
           promptHash: rubric.promptHash,
           inputsHash: inputsHash(rubric, inputs),
         },
@@ -146,7 +133,7 @@ export function createJudge(ctx: JudgeContext): Judge {
           try {
             return await endpoint.admit(signal);
           } catch (error) {
-            const cls = error instanceof EvalboxError ? ADMISSION_RETRY_CLASS[error.code] : undefined;
+            const cls = error instanceof EvalboxError ? specOf(error.code)?.retryClass : undefined;
             if (cls) events.emit('judge:retry', { endpoint: endpoint.name, dimension: rubric.id, class: cls });
             throw error;
           }
@@ -171,8 +158,13 @@ export function createJudge(ctx: JudgeContext): Judge {
     ? { db: ctx.db, runner, claimantId: instanceId, events, inflight, pendingWrites, options: config.cache }
     : undefined;
 
-  async function score(dimension: string, inputs: JudgeInputs, options: { signal?: AbortSignal } = {}): Promise<JudgeOutcome> {
-    const request: JudgeRequest = { dimension, inputs, ...(options.signal ? { signal: options.signal } : {}) };
+  async function score(dimension: string, inputs: JudgeInputs, options: { signal?: AbortSignal; applicationId?: string } = {}): Promise<JudgeOutcome> {
+    const request: JudgeRequest = {
+      dimension,
+      inputs,
+      ...(options.signal ? { signal: options.signal } : {}),
+      ...(options.applicationId === undefined ? {} : { applicationId: options.applicationId }),
+    };
     if (cacheContext) return judgeWithCache(cacheContext, request);
     const prepared = runner.prepare(request);
     if ('outcome' in prepared) return prepared.outcome;

@@ -72,7 +72,8 @@ export function createApiApp(ctx: ApiContext): Hono<ApiEnv> {
       // another realm, as Node's socket errors are under a test VM) is answered here instead.
       c.res = problemResponse(c, toProblem(thrown, routeLabel(c), c.get('log')));
     }
-    if (c.res.status >= 400) await drainUnreadBody(c, 4 * config.api.bodyLimitBytes, 5_000);
+    // Any answer sent before the body was read (an error, a GET or HEAD with a body): drain it.
+    await drainUnreadBody(c, 4 * config.api.bodyLimitBytes, 5_000);
     c.res.headers.set('x-request-id', requestId);
     duration.observe({ route: routeLabel(c), method: c.req.method, status: String(c.res.status) }, Number(process.hrtime.bigint() - started) / 1e9);
   });

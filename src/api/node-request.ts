@@ -99,7 +99,7 @@ async function readWeb(body: ReadableStream<Uint8Array> | null, limit: number, t
 }
 
 /**
- * Reads and discards what is left of a request body that an error answer did not need (a 401,
+ * Reads and discards what is left of a request body that the answer did not need (a 401,
  * 404 or 413 decided from the headers), up to `maxBytes` or `maxMs`. Closing the connection
  * with the upload still arriving makes the kernel answer it with a reset, which can destroy the
  * error response before the client reads it (the reason web servers "linger" on close).

@@ -1,6 +1,6 @@
 // `evalbox dlt list|show|redrive`: inspect and republish dead letters.
 import { loadConfig, requireSetting } from '../config.js';
-import { readDeadLetters, redriveDeadLetters, type DeadLetter } from '../dlt.js';
+import { latestPerEvent, readDeadLetters, redriveDeadLetters, type DeadLetter } from '../dlt.js';
 import { createIdempotentProducer, createKafka } from '../kafka.js';
 import { CONNECTION_HELP, CONNECTION_OPTIONS, parse, printJson, printTable, UsageError, type Command } from './args.js';
 
@@ -22,13 +22,15 @@ export const dltCommand: Command = {
   help: `Usage:
   evalbox dlt list                      every dead letter: ref (partition:offset), error, dimension, origin
   evalbox dlt show REF                  one dead letter in full (headers and value)
-  evalbox dlt redrive --id REF | --all  republish to the original topic (safe to repeat: scoring is idempotent)
+  evalbox dlt redrive --id REF | --all  republish to the original topic and partition; --all takes the newest
+                                        dead letter of each event. Safe to repeat: a redrive is applied once.
+                                        --again: try the same dead letters once more on purpose (pays again)
 Options: --topic-dlt T (env EVALBOX_TOPIC_DLT, default llm-evaluation-events.DLT)
 ${CONNECTION_HELP}`,
   async run(argv) {
     const { values, positionals } = parse(
       argv,
-      { ...CONNECTION_OPTIONS, id: { type: 'string', multiple: true }, all: { type: 'boolean' }, 'topic-dlt': { type: 'string' } },
+      { ...CONNECTION_OPTIONS, id: { type: 'string', multiple: true }, all: { type: 'boolean' }, again: { type: 'boolean' }, 'topic-dlt': { type: 'string' } },
       true,
     );
     if (values.help) {
@@ -57,13 +59,13 @@ ${CONNECTION_HELP}`,
       printJson({ ...summary(record), headers: record.headers, value: value && /^[[{]/.test(value) ? safeJson(value) : value });
       return 0;
     }
-    const chosen = values.all ? records : records.filter((r) => values.id?.includes(r.ref));
+    const chosen = values.all ? latestPerEvent(records) : records.filter((r) => values.id?.includes(r.ref));
     const missing = (values.id ?? []).filter((id) => !records.some((r) => r.ref === id));
     if (missing.length > 0) process.stderr.write(`not found: ${missing.join(', ')}\n`);
     const producer = createIdempotentProducer(createKafka(brokers, 'evalbox-dlt'));
     await producer.connect();
     try {
-      const redriven = await redriveDeadLetters(producer, config.topics.dlt, chosen);
+      const redriven = await redriveDeadLetters(producer, config.topics.dlt, chosen, { again: Boolean(values.again) });
       if (values.json) printJson({ redriven });
       else process.stdout.write(`redriven ${redriven.length} dead letter(s)${redriven.length ? `: ${redriven.join(', ')}` : ''}\n`);
       return missing.length > 0 ? 1 : 0;

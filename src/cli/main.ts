@@ -24,6 +24,7 @@ export const commands: Command[] = [
   lazy('outbox', 'inspect the outbox: backlog, oldest, throughput, key, parked, redrive', async () => (await import('./outbox.js')).outboxCommand),
   lazy('scorer', 'run the scoring consumer group', async () => (await import('../../consumers/command.js')).scorerCommand),
   lazy('dlt', 'list, show and redrive dead letters', async () => (await import('./dlt.js')).dltCommand),
+  lazy('console', 'run the web console: pipeline, evaluations, quality, dead letters', async () => (await import('../console/command.js')).consoleCommand),
   lazy('dev', 'run the whole pipeline locally with demo traffic and a live view', async () => (await import('../dev/command.js')).devCommand),
   lazy(
     'fake-judge',

@@ -1,6 +1,8 @@
 // The database handle every process shares: one pg Pool wrapped by Kysely.
 import { Kysely, PostgresDialect, Migrator, type MigrationResult } from 'kysely';
 import pg from 'pg';
+import { classifyPgError } from '../errors.js';
+import { withRetry, type BackoffPolicy } from '../retry.js';
 import { migrations } from '../../db/migrations/index.js';
 import type { Database } from './types.js';
 
@@ -53,4 +55,29 @@ export async function migrateToLatest(db: Kysely<any>): Promise<MigrateOutcome> 
   const migrator = new Migrator({ db, provider: { getMigrations: async () => migrations } });
   const { error, results } = await migrator.migrateToLatest();
   return { error, results: results ?? [] };
+}
+
+/** How long a process starting next to a database that is not up yet (or still recovering) waits for it. */
+export const DATABASE_START_BACKOFF: BackoffPolicy = { baseMs: 250, maxMs: 5_000, maxAttempts: Number.MAX_SAFE_INTEGER, maxAgeMs: 120_000 };
+
+/**
+ * Waits until the database answers a query: a process started while Postgres restarts or
+ * replays its WAL ("the database system is not yet accepting connections") waits, with backoff,
+ * instead of exiting. A permanent failure (a wrong password, no such database) fails at once.
+ */
+export async function waitForDatabase(
+  handle: Pick<DbHandle, 'pool'>,
+  options: { policy?: BackoffPolicy; signal?: AbortSignal; onRetry?: (error: unknown, attempt: number, delayMs: number) => void } = {},
+): Promise<void> {
+  await withRetry(
+    () =>
+      handle.pool.query('SELECT 1').then(
+        () => undefined,
+        (error: unknown) => {
+          throw classifyPgError(error);
+        },
+      ),
+    options.policy ?? DATABASE_START_BACKOFF,
+    { signal: options.signal, onRetry: options.onRetry },
+  );
 }

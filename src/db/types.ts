@@ -60,10 +60,9 @@ export interface ScoresTable {
   updated_at: Timestamp;
 }
 
-export interface OutboxTable {
+/** The columns an outbox row and its parked copy share. */
+interface OutboxEventColumns {
   id: string;
-  seq: Generated<string>;
-  xid: Generated<string>;
   shard: number;
   topic: string;
   key: string;
@@ -72,6 +71,11 @@ export interface OutboxTable {
   headers: Json<Record<string, string>>;
   payload: Json<unknown>;
   created_at: Timestamp;
+}
+
+export interface OutboxTable extends OutboxEventColumns {
+  seq: Generated<string>;
+  xid: Generated<string>;
 }
 
 export interface OutboxSettingsTable {
@@ -89,18 +93,9 @@ export interface RelayLeasesTable {
   published_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
 }
 
-export interface OutboxParkedTable {
-  id: string;
+export interface OutboxParkedTable extends OutboxEventColumns {
   seq: string;
   xid: string;
-  shard: number;
-  topic: string;
-  key: string;
-  type: string;
-  source: string;
-  headers: Json<Record<string, string>>;
-  payload: Json<unknown>;
-  created_at: Timestamp;
   error_code: string;
   error_message: string;
   parked_at: Timestamp;

@@ -8,6 +8,7 @@ import logUpdate from 'log-update';
 import { parse, UsageError, type Command } from '../cli/args.js';
 import { loadConfig } from '../config.js';
 import { createDb, migrateToLatest, type DbHandle } from '../db/index.js';
+import { coerceError } from '../errors.js';
 import { randomBytes } from 'node:crypto';
 import { createApiKey } from '../keys.js';
 import { stackUp } from '../stack/index.js';
@@ -19,7 +20,7 @@ import { DEMO_APPLICATIONS, DEMO_DIMENSIONS_OFFLINE, demoEvaluations, MALFORMED_
 
 const JUDGE_DIMENSIONS = ['judge_faithfulness', 'judge_relevance'];
 /** The order processes stop in: intake first, then publishing, then scoring, the judge last. */
-const STOP_ORDER = ['api', 'relay-a', 'relay-b', 'scorer', 'fake-judge'];
+const STOP_ORDER = ['console', 'api', 'relay-a', 'relay-b', 'scorer', 'fake-judge'];
 
 async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs: number, signal: AbortSignal): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -192,6 +193,7 @@ async function runDev(options: DevOptions): Promise<number> {
       relayB: await freePort(),
       scorer: await freePort(),
       judge: await freePort(),
+      console: await freePort(),
     };
     const env = {
       ...process.env,
@@ -219,6 +221,8 @@ async function runDev(options: DevOptions): Promise<number> {
     await waitUntil('the first relay', () => ok(`http://127.0.0.1:${ports.relayA}/readyz`), startupMs, stop.signal);
     supervisor.start(spec('relay-b', ['relay'], ports.relayB));
     supervisor.start(spec('api', ['api', '--port', String(ports.api)], ports.apiAdmin));
+    // The web console on loopback (open to operators here), reading judge state from the scorer's /metrics.
+    supervisor.start(spec('console', ['console', '--port', String(ports.console), '--scorer-metrics', `http://127.0.0.1:${ports.scorer}/metrics`]));
     const base = `http://127.0.0.1:${ports.api}`;
     await waitUntil('the API', () => ok(`${base}/openapi.json`), startupMs, stop.signal);
     await waitUntil('the second relay', () => ok(`http://127.0.0.1:${ports.relayB}/readyz`), startupMs, stop.signal);
@@ -233,6 +237,7 @@ async function runDev(options: DevOptions): Promise<number> {
       stop.signal,
     );
     if (stop.signal.aborted) return await shutdown(supervisor, handle, 130);
+    say(`console: http://127.0.0.1:${ports.console}  (watch the pipeline live while the demo traffic flows)`);
     say(`all processes ready; sending ${options.evaluations} demo evaluations at ${options.rate}/s (seed ${options.seed})`);
 
     const traffic: Traffic = {
@@ -298,12 +303,12 @@ async function runDev(options: DevOptions): Promise<number> {
 
 async function migrate(handle: DbHandle): Promise<{ rows: number }> {
   const { error, results } = await migrateToLatest(handle.db);
-  if (error) throw new Error(`migration failed: ${error instanceof Error ? error.message : String(error)}`);
+  if (error) throw new Error(`migration failed: ${coerceError(error).message}`);
   return { rows: results.filter((r) => r.status === 'Success').length };
 }
 
 async function shutdown(supervisor: Supervisor, handle: DbHandle, code: number): Promise<number> {
-  process.stdout.write('stopping: api, relay-a, relay-b, scorer, fake-judge...\n');
+  process.stdout.write('stopping: console, api, relay-a, relay-b, scorer, fake-judge...\n');
   await supervisor.stop(STOP_ORDER);
   await handle.close();
   process.stdout.write('stopped.\n');
@@ -415,14 +420,12 @@ async function printSummary(handle: DbHandle, traffic: Traffic, statuses: Status
 
 async function printNextSteps(
   base: string,
-  ports: { apiAdmin: number; relayA: number; relayB: number; scorer: number },
+  ports: { apiAdmin: number; relayA: number; relayB: number; scorer: number; console: number },
   applications: DemoApplication[],
   supervisor: Supervisor,
   { databaseUrl, kafkaBrokers }: { databaseUrl: string; kafkaBrokers: string },
   say: (line: string) => void,
 ): Promise<void> {
-  const { commands } = await import('../cli/main.js');
-  const hasConsole = commands.some((c) => c.name === 'console');
   const key = applications[0]?.key ?? '';
   say('\n== Where to look next');
   say(`API            ${base}   (key of ${applications[0]?.id}: ${key})`);
@@ -432,7 +435,7 @@ async function printNextSteps(
   );
   say(`inspect        export DATABASE_URL='${databaseUrl}' KAFKA_BROKERS='${kafkaBrokers}'`);
   say('               npx evalbox outbox backlog | npx evalbox outbox throughput | npx evalbox dlt list | npx evalbox stack status');
-  if (hasConsole) say('console        npx evalbox console');
+  say(`console        http://127.0.0.1:${ports.console}   (pipeline, evaluations, quality, dead letters; open to operators on loopback)`);
   say(
     `logs           ${supervisor
       .list()

@@ -76,7 +76,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     const log = fs.openSync(state.logFile, 'a');
     fs.writeSync(log, `--- ${new Date().toISOString()} evalbox ${state.spec.args.join(' ')}\n`);
     const child = spawn(process.execPath, [EVALBOX_BIN, ...state.spec.args], {
-      env: state.spec.env as NodeJS.ProcessEnv,
+      env: state.spec.env,
       stdio: ['ignore', log, log],
       // Its own process group: a Ctrl-C reaches this process only, which stops the children in order.
       detached: true,

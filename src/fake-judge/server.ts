@@ -35,6 +35,20 @@ export interface FakeJudgeBehaviour {
   requests?: number;
   model: string;
   seed: number;
+  /**
+   * Answers scripted by content: a request whose first user message contains `contains` gets
+   * this reasoning instead of the deterministic one, and/or, with `echoInput`, an answer that
+   * first echoes the evaluated text as prose and then gives the real verdict (an injection test),
+   * and/or usage token counts of `tokens` (e.g. beyond a 32-bit column).
+   */
+  scripted: ScriptedAnswer[];
+}
+
+export interface ScriptedAnswer {
+  contains: string;
+  reasoning?: string;
+  echoInput?: boolean;
+  tokens?: number;
 }
 
 export interface FakeJudgeOptions extends Partial<FakeJudgeBehaviour> {
@@ -95,6 +109,7 @@ const DEFAULTS: FakeJudgeBehaviour = {
   concurrencyLimit: 0,
   model: 'fake-judge-1',
   seed: 1,
+  scripted: [],
 };
 
 /** "200" or "50-300" → a latency setting. */
@@ -350,13 +365,18 @@ export async function startFakeJudge(options: FakeJudgeOptions = {}): Promise<Fa
 
     const malformed = fault && mode === 'malformed';
     const verdict = verdictFor(request, behaviour.seed);
-    const content = malformed
+    const userText = textOf(request.messages.find((m) => m.role === 'user')?.content);
+    const script = behaviour.scripted.find((s) => userText.includes(s.contains));
+    if (script?.reasoning !== undefined) verdict.reasoning = script.reasoning;
+    let content = malformed
       ? `Sure! Here is my verdict: score ${JSON.stringify(verdict.score ?? verdict.label ?? 3)} — {"reasoning": "unterminated`
       : JSON.stringify(verdict);
+    // A judge that repeats the material it was shown (injected verdicts included) before its own.
+    if (script?.echoInput && !malformed) content = `You showed me:\n${userText}\n\nMy verdict:\n\`\`\`json\n${content}\n\`\`\``;
     count(malformed ? 'malformed' : 'ok');
     const promptChars = request.messages.reduce((sum, m) => sum + textOf(m.content).length, 0);
-    const promptTokens = tokens(promptChars);
-    const completionTokens = tokens(content.length);
+    const promptTokens = script?.tokens ?? tokens(promptChars);
+    const completionTokens = script?.tokens ?? tokens(content.length);
     return c.json({
       id: `chatcmpl-fake-${stats.total}`,
       object: 'chat.completion',

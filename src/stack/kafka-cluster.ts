@@ -68,7 +68,7 @@ export async function startKafkaNode(cluster: KafkaClusterState, nodeId: number,
   fs.mkdirSync(node.dir, { recursive: true });
   fs.writeFileSync(configFile(node), nodeProperties(node, cluster.nodes));
   if (!fs.existsSync(path.join(node.dir, 'data', 'meta.properties'))) {
-    run('java', [...javaArgs(libs), 'kafka.tools.StorageTool', 'format', '-t', cluster.clusterId, '-c', configFile(node)], {
+    run('java', [...javaArgs(libs), 'kafka.tools.StorageTool', 'format', `--cluster-id=${cluster.clusterId}`, '-c', configFile(node)], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
   }

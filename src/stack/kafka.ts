@@ -51,16 +51,26 @@ export function ensureKafkaJars(cacheDir: string, log: (line: string) => void): 
   return libs;
 }
 
-function serverProperties(dir: string, port: number, controllerPort: number): string {
+/**
+ * Where clients are sent after bootstrap. A test that puts its own TCP proxy in front of a private
+ * broker advertises the proxy's port to clients, and keeps the broker's own traffic (transaction
+ * markers) on an internal listener that the proxy does not see.
+ */
+export interface KafkaListenerOptions {
+  advertisedPort?: number;
+}
+
+function serverProperties(dir: string, port: number, controllerPort: number, internalPort: number | undefined, options: KafkaListenerOptions): string {
+  const internal = internalPort === undefined ? [] : [`INTERNAL://127.0.0.1:${internalPort}`];
   return [
     'process.roles=broker,controller',
     'node.id=1',
     `controller.quorum.voters=1@127.0.0.1:${controllerPort}`,
-    `listeners=PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort}`,
-    `advertised.listeners=PLAINTEXT://127.0.0.1:${port}`,
+    `listeners=${[`PLAINTEXT://127.0.0.1:${port}`, ...internal, `CONTROLLER://127.0.0.1:${controllerPort}`].join(',')}`,
+    `advertised.listeners=${[`PLAINTEXT://127.0.0.1:${options.advertisedPort ?? port}`, ...internal].join(',')}`,
     'controller.listener.names=CONTROLLER',
-    'inter.broker.listener.name=PLAINTEXT',
-    'listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT',
+    `inter.broker.listener.name=${internal.length ? 'INTERNAL' : 'PLAINTEXT'}`,
+    `listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT${internal.length ? ',INTERNAL:PLAINTEXT' : ''}`,
     `log.dirs=${path.join(dir, 'data')}`,
     'num.partitions=3',
     'auto.create.topics.enable=true',
@@ -95,6 +105,7 @@ export async function startKafka(
   previous: KafkaState | undefined,
   log: (line: string) => void,
   jarsCacheDir: string = cacheDir,
+  listenerOptions: KafkaListenerOptions = {},
 ): Promise<KafkaState> {
   ensureJava(log);
   const libs = ensureKafkaJars(jarsCacheDir, log);
@@ -103,11 +114,12 @@ export async function startKafka(
   const port = await freePort(previous?.port);
   let controllerPort = await freePort(previous?.controllerPort);
   if (controllerPort === port) controllerPort = await freePort();
+  const internalPort = listenerOptions.advertisedPort === undefined ? undefined : await freePort();
   const config = path.join(dir, 'server.properties');
-  fs.writeFileSync(config, serverProperties(dir, port, controllerPort));
+  fs.writeFileSync(config, serverProperties(dir, port, controllerPort, internalPort, listenerOptions));
   if (!fs.existsSync(path.join(dir, 'data', 'meta.properties'))) {
     log(`formatting the KRaft log directory ${path.join(dir, 'data')}`);
-    run('java', [...javaArgs(libs), 'kafka.tools.StorageTool', 'format', '-t', clusterId(), '-c', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+    run('java', [...javaArgs(libs), 'kafka.tools.StorageTool', 'format', `--cluster-id=${clusterId()}`, '-c', config], { stdio: ['ignore', 'pipe', 'pipe'] });
   }
   const logFile = path.join(dir, 'server.log');
   const logFd = fs.openSync(logFile, 'a');
@@ -125,7 +137,7 @@ export async function startKafka(
   return { port, controllerPort, dir, logFile, pid, brokers: `127.0.0.1:${port}` };
 }
 
-/** A Kafka cluster id: 16 random bytes, URL-safe base64 without padding. */
+/** A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (it may start with '-': pass it as --cluster-id=ID). */
 export function clusterId(): string {
   return Buffer.from(randomUUID().replace(/-/g, ''), 'hex').toString('base64url');
 }

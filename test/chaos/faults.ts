@@ -80,16 +80,18 @@ async function judgeControl(context: FaultContext, patch: Record<string, unknown
 }
 
 async function sigterm(context: FaultContext, process: EvalboxProcess, boundMs: number): Promise<void> {
+  await process.waitReady();
   const began = Date.now();
   const record = await process.stop(boundMs);
   const ms = Date.now() - began;
   const ok = record?.code === 0;
   context.results.push({
     name: `SIGTERM of ${process.name} exits 0 within ${boundMs / 1000} s`,
-    figure: record ? `exit ${record.code} after ${ms} ms` : `still running after ${boundMs} ms`,
+    figure: record ? `exit ${record.code}${record.signal ? ` (${record.signal})` : ''} after ${ms} ms` : `still running after ${boundMs} ms`,
     ok,
   });
   process.start();
+  await process.waitReady();
 }
 
 export async function runFault(name: FaultName, context: FaultContext): Promise<void> {
@@ -102,6 +104,7 @@ export async function runFault(name: FaultName, context: FaultContext): Promise<
       await leader.kill9();
       await sleep(1000);
       leader.start();
+      await leader.waitReady();
       return;
     }
     case 'kill-scorer': {
@@ -110,6 +113,7 @@ export async function runFault(name: FaultName, context: FaultContext): Promise<
       await scorer.kill9();
       await sleep(1000);
       scorer.start();
+      await scorer.waitReady();
       return;
     }
     case 'kill-broker': {

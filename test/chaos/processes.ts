@@ -27,7 +27,26 @@ export class EvalboxProcess {
     private readonly env: NodeJS.ProcessEnv,
     private readonly logDir: string,
     private readonly exits: ExitRecord[],
+    /** Its admin port (/healthz), when it has one. */
+    readonly adminPort?: number,
   ) {}
+
+  /** Resolves once the process answers /healthz on its admin port (a booting Node process
+   *  dies of a SIGTERM before its handler is installed; the chaos run signals ready ones). */
+  async waitReady(timeoutMs = 90_000): Promise<boolean> {
+    if (this.adminPort === undefined) return true;
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      try {
+        const response = await fetch(`http://127.0.0.1:${this.adminPort}/healthz`);
+        if (response.ok) return true;
+      } catch {
+        // not listening yet
+      }
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    return false;
+  }
 
   get pid(): number | undefined {
     return this.child?.exitCode === null && this.child.signalCode === null ? this.child.pid : undefined;

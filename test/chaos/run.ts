@@ -81,7 +81,7 @@ async function main(): Promise<number> {
     const apiPort = await freePort();
     const make = async (name: string, args: string[], extraEnv: NodeJS.ProcessEnv = {}) => {
       const admin = await freePort();
-      const p = new EvalboxProcess(name, [...args, '--admin-port', String(admin)], { ...envNow(), ...extraEnv }, logDir, exits);
+      const p = new EvalboxProcess(name, [...args, '--admin-port', String(admin)], { ...envNow(), ...extraEnv }, logDir, exits, admin);
       processes.push(p);
       return p;
     };
@@ -96,7 +96,7 @@ async function main(): Promise<number> {
     const judgeEnv = { EVALBOX_JUDGE_BASE_URL: `http://127.0.0.1:${judgePort}`, EVALBOX_JUDGE_MODEL: 'fake-judge-1' };
     const scorers = [await make('scorer-0', ['scorer'], judgeEnv), await make('scorer-1', ['scorer'], judgeEnv)];
     const relays = [await make('relay-0', ['relay']), await make('relay-1', ['relay'])];
-    const api = await make('api', ['api', '--port', String(apiPort)]);
+    await make('api', ['api', '--port', String(apiPort)]);
     for (const p of processes) p.start();
     const baseUrl = `http://127.0.0.1:${apiPort}`;
     await waitHttp(`${baseUrl}/v1/dimensions`, (body) => body.includes('judge_relevance'), 90_000);

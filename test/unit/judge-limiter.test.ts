@@ -2,10 +2,10 @@
 // one multiplicative decrease per window of 429s, the Retry-After hold, FIFO waiters, bounded
 // waits that fail with a RetryableError carrying the hold.
 import { describe, expect, it } from '@jest/globals';
-import { RetryableError } from '../src/errors.js';
-import { ManualClock } from '../consumers/judge/clock.js';
-import { createJudgeEvents, type JudgeEvents } from '../consumers/judge/events.js';
-import { AimdLimiter, type Permit } from '../consumers/judge/limiter.js';
+import { RetryableError } from '../../src/errors.js';
+import { ManualClock } from '../../consumers/judge/clock.js';
+import { createJudgeEvents, type JudgeEvents } from '../../consumers/judge/events.js';
+import { AimdLimiter, type Permit } from '../../consumers/judge/limiter.js';
 
 const flush = () => new Promise((resolve) => setImmediate(resolve));
 

@@ -1,8 +1,8 @@
 // The offline heuristic scorers on hand-written positive and negative cases.
 import { describe, expect, it } from '@jest/globals';
-import { HEURISTIC_DIMENSIONS } from '../src/dimensions.js';
-import { HEURISTIC_SCORERS } from '../consumers/heuristics/index.js';
-import { ibanValid, luhnValid } from '../consumers/heuristics/pii.js';
+import { HEURISTIC_DIMENSIONS } from '../../src/dimensions.js';
+import { HEURISTIC_SCORERS } from '../../consumers/heuristics/index.js';
+import { ibanValid, luhnValid } from '../../consumers/heuristics/pii.js';
 
 const score = (dimension: string, input: { prompt?: string; response: string; context?: string | string[] | null }) =>
   (HEURISTIC_SCORERS.get(dimension) as NonNullable<ReturnType<typeof HEURISTIC_SCORERS.get>>).score({

@@ -2,12 +2,12 @@
 // per-dimension routing, prices and user-defined rubrics; errors that name the field; judge
 // dimensions that the registry accepts; a user rubric and a routed dimension scored for real.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { createDimensionRegistry } from '../src/dimensions.js';
-import { ConfigError } from '../src/errors.js';
-import { costOf, judgeDimensionDefinitions, loadJudgeConfig } from '../consumers/judge/config.js';
-import { createJudge } from '../consumers/judge/judge.js';
-import { compileRubric, BUILTIN_RUBRICS, JUDGE_DIMENSIONS } from '../consumers/judge/rubrics.js';
-import { startFakeJudge, type FakeJudge } from '../src/fake-judge/server.js';
+import { createDimensionRegistry } from '../../src/dimensions.js';
+import { ConfigError } from '../../src/errors.js';
+import { costOf, judgeDimensionDefinitions, loadJudgeConfig } from '../../consumers/judge/config.js';
+import { createJudge } from '../../consumers/judge/judge.js';
+import { compileRubric, BUILTIN_RUBRICS, JUDGE_DIMENSIONS } from '../../consumers/judge/rubrics.js';
+import { startFakeJudge, type FakeJudge } from '../../src/fake-judge/server.js';
 
 const fileEnv = (file: unknown, env: Record<string, string> = {}) => [{ EVALBOX_JUDGE_CONFIG: '/etc/judge.json', ...env }, () => JSON.stringify(file)] as const;
 

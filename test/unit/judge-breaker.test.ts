@@ -3,10 +3,10 @@
 // to half-open, lets exactly one probe through after the cool-down, closes on its success and
 // reopens (with a longer cool-down) on its failure.
 import { describe, expect, it } from '@jest/globals';
-import { RetryableError } from '../src/errors.js';
-import { CircuitBreaker, type BreakerOptions } from '../consumers/judge/breaker.js';
-import { ManualClock } from '../consumers/judge/clock.js';
-import { createJudgeEvents } from '../consumers/judge/events.js';
+import { RetryableError } from '../../src/errors.js';
+import { CircuitBreaker, type BreakerOptions } from '../../consumers/judge/breaker.js';
+import { ManualClock } from '../../consumers/judge/clock.js';
+import { createJudgeEvents } from '../../consumers/judge/events.js';
 
 function setup(options: BreakerOptions = {}) {
   const clock = new ManualClock();

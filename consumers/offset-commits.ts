@@ -1,0 +1,90 @@
+// Offset commits of the key-parallel consumer. A partition's position counts as committed only
+// once the broker acknowledged it: a commit lost to a rebalance or a broken connection is sent
+// again on the next round instead of being taken for done.
+import type { PartitionProgress } from './partition-progress.js';
+
+export interface TopicPartitionOffset {
+  topic: string;
+  partition: number;
+  offset: number;
+}
+
+/** How commits reach the broker (the consumer's commitCb and commitSync). */
+export interface CommitTransport {
+  commitAsync(offsets: TopicPartitionOffset[], done: (error: unknown) => void): void;
+  /** Throws when the broker does not acknowledge. */
+  commitSync(offsets: TopicPartitionOffset[]): void;
+}
+
+export const partitionKey = (topic: string, partition: number): string => `${topic}|${partition}`;
+
+export function parsePartitionKey(key: string): { topic: string; partition: number } {
+  const at = key.lastIndexOf('|');
+  return { topic: key.slice(0, at), partition: Number(key.slice(at + 1)) };
+}
+
+/** What is due in `partitions`, marked as being committed. */
+function collectDue(partitions: Iterable<[string, PartitionProgress]>, resend = false): { offsets: TopicPartitionOffset[]; progress: PartitionProgress[] } {
+  const offsets: TopicPartitionOffset[] = [];
+  const progress: PartitionProgress[] = [];
+  for (const [key, p] of partitions) {
+    const offset = p.due(resend);
+    if (offset === undefined) continue;
+    offsets.push({ ...parsePartitionKey(key), offset });
+    progress.push(p);
+  }
+  return { offsets, progress };
+}
+
+/**
+ * Sends one asynchronous commit of everything due; bookkeeping happens in the acknowledgement.
+ * Resolves when the broker answered (true: acknowledged, false: failed or nothing was due).
+ */
+export function commitDueAsync(
+  partitions: Iterable<[string, PartitionProgress]>,
+  transport: CommitTransport,
+  onAcknowledged: (offset: TopicPartitionOffset) => void,
+  onFailed: (error: unknown) => void,
+): Promise<boolean> {
+  const { offsets, progress } = collectDue(partitions);
+  if (offsets.length === 0) return Promise.resolve(false);
+  progress.forEach((p, i) => (p.committing = offsets[i]?.offset));
+  return new Promise((resolve) => {
+    const settle = (error: unknown) => {
+      progress.forEach((p, i) => {
+        const offset = offsets[i]?.offset as number;
+        if (error) p.commitFailed(offset);
+        else p.acknowledged(offset);
+      });
+      if (error) onFailed(error);
+      else offsets.forEach(onAcknowledged);
+      resolve(!error);
+    };
+    try {
+      transport.commitAsync(offsets, settle);
+    } catch (error) {
+      settle(error);
+    }
+  });
+}
+
+/** Commits everything due and waits for the broker (on revocation and at shutdown). */
+export function commitDueSync(
+  partitions: Iterable<[string, PartitionProgress]>,
+  transport: CommitTransport,
+  onAcknowledged: (offset: TopicPartitionOffset) => void,
+  onFailed: (error: unknown) => void,
+): boolean {
+  const { offsets, progress } = collectDue(partitions, true);
+  if (offsets.length === 0) return true;
+  try {
+    transport.commitSync(offsets);
+  } catch (error) {
+    progress.forEach((p, i) => p.commitFailed(offsets[i]?.offset as number));
+    onFailed(error);
+    return false;
+  }
+  progress.forEach((p, i) => p.acknowledged(offsets[i]?.offset as number));
+  offsets.forEach(onAcknowledged);
+  return true;
+}

@@ -1,0 +1,74 @@
+// What to do with a batch once every row has an outcome: a pure function, so the rules are tested
+// without a broker. A batch is one Kafka transaction: it commits only if every row that was sent
+// was acknowledged; any failed send aborts it whole (read_committed consumers never see it), and
+// the batch is redone from the same cursor, so no key can be repeated or reordered by a redo.
+import type { EvalboxError } from '../src/errors.js';
+import { isFatalKafkaError } from '../src/kafka.js';
+import type { RowOutcome } from './publisher.js';
+import type { Cursor, OutboxRow, ParkedRow } from './sql.js';
+
+export type BatchSettlement =
+  /**
+   * Commit the transaction, then move the cursor to `cursor` and park `parked`, in one database
+   * transaction. `partial` when only a prefix of the rows was produced (librdkafka refused the
+   * rest at enqueue, so they never left the process): the rest is read again from the new cursor.
+   */
+  | { kind: 'commit'; cursor: Cursor; parked: ParkedRow[]; published: number; publishLatencies: number[]; partial: boolean }
+  /**
+   * Abort the transaction and send the batch again, without the rows in `parked` (they failed for
+   * good and are parked when the batch finally commits). `backoff` when an infrastructure fault
+   * caused it; `replaceProducer` when the producer instance is unusable.
+   */
+  | { kind: 'redo'; parked: ParkedRow[]; backoff: boolean; replaceProducer: boolean; error: EvalboxError };
+
+/**
+ * `outcomes[i]` belongs to `rows[i]`; undefined means the row was already parked in an earlier
+ * attempt of the same batch. `alreadyParked` are those rows' records.
+ */
+export function settleBatch(rows: OutboxRow[], outcomes: (RowOutcome | undefined)[], alreadyParked: ParkedRow[] = []): BatchSettlement {
+  const parked: ParkedRow[] = [];
+  const latencies: number[] = [];
+  let sendFailed: EvalboxError | undefined;
+  let retryable: EvalboxError | undefined;
+  let fatal = false;
+  // The first row librdkafka refused at enqueue with a retryable error: it and every row after it
+  // were never produced, so a transaction over the rows before it can commit.
+  const refusedAt = outcomes.findIndex((o) => o !== undefined && !o.ok && !o.sent && o.error.retryable);
+  const considered = refusedAt === -1 ? rows : rows.slice(0, refusedAt);
+  considered.forEach((row, i) => {
+    const outcome = outcomes[i];
+    if (!outcome) return;
+    if (outcome.ok) {
+      latencies.push((outcome.ackedAt - row.created_at.getTime()) / 1000);
+      return;
+    }
+    const { error } = outcome;
+    if (outcome.sent) sendFailed ??= error;
+    if (isFatalKafkaError(error)) fatal = true;
+    if (error.retryable) retryable ??= error;
+    else parked.push({ seq: row.seq, errorCode: error.code, errorMessage: error.message });
+  });
+  const last = considered[considered.length - 1];
+  if (!sendFailed && !retryable && last) {
+    const parkedBefore = alreadyParked.filter((p) => considered.some((row) => row.seq === p.seq));
+    return {
+      kind: 'commit',
+      cursor: { xid: last.xid, seq: last.seq },
+      parked: [...parkedBefore, ...parked],
+      published: latencies.length,
+      publishLatencies: latencies,
+      partial: considered.length < rows.length,
+    };
+  }
+  if (!sendFailed && !retryable && refusedAt !== -1) {
+    const refused = outcomes[refusedAt] as { error: EvalboxError };
+    return { kind: 'redo', parked: [...alreadyParked], backoff: true, replaceProducer: false, error: refused.error };
+  }
+  return {
+    kind: 'redo',
+    parked: [...alreadyParked, ...parked],
+    backoff: retryable !== undefined,
+    replaceProducer: fatal,
+    error: (retryable ?? sendFailed) as EvalboxError,
+  };
+}

@@ -1,0 +1,110 @@
+// The key-parallel consumer's bookkeeping on its own: contiguous progress, acknowledged commits,
+// revocation. No broker: the commit transport is a recorder that answers like librdkafka does.
+import { describe, expect, it } from '@jest/globals';
+import { commitDueAsync, commitDueSync, partitionKey, type CommitTransport, type TopicPartitionOffset } from '../consumers/offset-commits.js';
+import { PartitionProgress } from '../consumers/partition-progress.js';
+import { assignPartitions, revokePartitions } from '../consumers/rebalance.js';
+
+/** Records commits; answers each asynchronous commit with the next scripted error (or success). */
+function recordingTransport(asyncErrors: unknown[] = [], syncErrors: unknown[] = []) {
+  const sent: { mode: 'async' | 'sync'; offsets: TopicPartitionOffset[] }[] = [];
+  const transport: CommitTransport = {
+    commitAsync(offsets, done) {
+      sent.push({ mode: 'async', offsets });
+      const error = asyncErrors.shift();
+      setImmediate(() => done(error));
+    },
+    commitSync(offsets) {
+      sent.push({ mode: 'sync', offsets });
+      const error = syncErrors.shift();
+      if (error) throw error as Error;
+    },
+  };
+  return { transport, sent };
+}
+
+// What librdkafka reports for a commit that a rebalance overtook.
+const rebalanceInProgress = Object.assign(new Error('Broker: Group rebalance in progress'), { code: 27 });
+const noop = () => undefined;
+
+describe('partition progress', () => {
+  it('commits only past the contiguous completed prefix, whatever order offsets complete in', () => {
+    const p = new PartitionProgress();
+    for (const o of [10, 11, 12, 13]) p.add(o, 0);
+    p.complete(12);
+    p.complete(11);
+    expect(p.commitable).toBeUndefined();
+    p.complete(10);
+    expect(p.commitable).toBe(13);
+    expect(p.inFlight()).toBe(1);
+    p.complete(13);
+    expect(p.commitable).toBe(14);
+  });
+
+  it('revocation fires the partition’s abort signal', () => {
+    const p = new PartitionProgress();
+    expect(p.signal.aborted).toBe(false);
+    p.revoke();
+    expect(p.signal.aborted).toBe(true);
+    expect(p.due()).toBeUndefined();
+  });
+});
+
+describe('offset commits', () => {
+  it('committed bookkeeping only after the broker acknowledges: a commit lost to a rebalance is sent again on the next round', async () => {
+    const partitions = new Map([[partitionKey('t', 0), new PartitionProgress()]]);
+    const p = partitions.get('t|0') as PartitionProgress;
+    p.add(0, 0);
+    p.complete(0);
+    const { transport, sent } = recordingTransport([rebalanceInProgress]);
+    const failures: unknown[] = [];
+    expect(await commitDueAsync(partitions, transport, noop, (e) => failures.push(e))).toBe(false);
+    expect(failures).toEqual([rebalanceInProgress]);
+    expect(p.committed).toBeUndefined();
+    // Nothing new completed, yet the next round must send offset 1 again.
+    const acknowledged: TopicPartitionOffset[] = [];
+    expect(await commitDueAsync(partitions, transport, (o) => acknowledged.push(o), noop)).toBe(true);
+    expect(sent.map((s) => s.offsets)).toEqual([[{ topic: 't', partition: 0, offset: 1 }], [{ topic: 't', partition: 0, offset: 1 }]]);
+    expect(acknowledged).toEqual([{ topic: 't', partition: 0, offset: 1 }]);
+    expect(p.committed).toBe(1);
+    // Acknowledged: nothing more to send.
+    expect(await commitDueAsync(partitions, transport, noop, noop)).toBe(false);
+    expect(sent).toHaveLength(2);
+  });
+
+  it('one unacknowledged commit at a time per offset; a synchronous commit does not rely on it', async () => {
+    const partitions = new Map([[partitionKey('t', 1), new PartitionProgress()]]);
+    const p = partitions.get('t|1') as PartitionProgress;
+    p.add(5, 0);
+    p.complete(5);
+    const { transport, sent } = recordingTransport();
+    const pending = commitDueAsync(partitions, transport, noop, noop);
+    expect(p.due()).toBeUndefined(); // under way
+    expect(commitDueSync(partitions, transport, noop, noop)).toBe(true);
+    expect(sent.map((s) => s.mode)).toEqual(['async', 'sync']);
+    await pending;
+    expect(p.committed).toBe(6);
+  });
+});
+
+describe('rebalance', () => {
+  it('a revoked partition commits its finished prefix synchronously, aborts its work and is forgotten; a failed commit leaves it uncommitted', () => {
+    const partitions = new Map<string, PartitionProgress>();
+    assignPartitions(partitions, [
+      { topic: 't', partition: 0 },
+      { topic: 't', partition: 1 },
+    ]);
+    const p0 = partitions.get('t|0') as PartitionProgress;
+    p0.add(0, 0);
+    p0.add(1, 0);
+    p0.complete(0);
+    const { transport, sent } = recordingTransport([], [rebalanceInProgress]);
+    const failures: unknown[] = [];
+    revokePartitions(partitions, [{ topic: 't', partition: 0 }], transport, { onAcknowledged: noop, onFailed: (e) => failures.push(e) });
+    expect(sent).toEqual([{ mode: 'sync', offsets: [{ topic: 't', partition: 0, offset: 1 }] }]);
+    expect(failures).toHaveLength(1);
+    expect(p0.committed).toBeUndefined();
+    expect(p0.signal.aborted).toBe(true);
+    expect([...partitions.keys()]).toEqual(['t|1']);
+  });
+});
