@@ -53,6 +53,8 @@ export interface Config {
     concurrencyPerApp: number;
     /** Per application: database connections held at once (its fair share of the pool). */
     poolSharePerApp: number;
+    /** Seals list cursors; every replica must share it (default: derived from the database URL). */
+    cursorSecret: string;
   };
   relay: {
     batchSize: number;
@@ -177,7 +179,7 @@ const DESCRIPTIONS: Record<string, string> = {
 export const describeSetting = (envName: string): string => DESCRIPTIONS[envName] ?? '';
 
 /** Settings whose values are never printed. A URL setting is printed with its password masked. */
-const SECRET_SETTINGS = new Set(['EVALBOX_JUDGE_API_KEY', 'EVALBOX_CONSOLE_TOKEN']);
+const SECRET_SETTINGS = new Set(['EVALBOX_JUDGE_API_KEY', 'EVALBOX_CONSOLE_TOKEN', 'EVALBOX_API_CURSOR_SECRET']);
 
 export function maskSecret(env: string, value: string | number): string {
   const text = String(value);
@@ -338,6 +340,7 @@ function buildConfig(env: Env, flags: Flags, record?: (setting: SettingRecord) =
       rateBurst: read.int('rate-burst', 'EVALBOX_API_RATE_BURST', 1_000, 1),
       concurrencyPerApp: read.int('concurrency-per-app', 'EVALBOX_API_CONCURRENCY_PER_APP', 32, 1),
       poolSharePerApp: read.int('pool-share-per-app', 'EVALBOX_API_POOL_SHARE_PER_APP', 0, 0),
+      cursorSecret: read.string('cursor-secret', 'EVALBOX_API_CURSOR_SECRET', ''),
     },
     relay: {
       batchSize: read.int('batch-size', 'EVALBOX_RELAY_BATCH_SIZE', 2000, 1),

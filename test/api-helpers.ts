@@ -6,6 +6,7 @@ import { createDimensionRegistry } from '../src/dimensions.js';
 import { createApiKey } from '../src/keys.js';
 import { silentLogger } from '../src/logging.js';
 import { createRegistry } from '../src/metrics.js';
+import { checkResponses } from './api-contract.js';
 import { createTestDatabase, type TestDatabase } from './helpers.js';
 
 export interface ApiFixture {
@@ -22,15 +23,17 @@ export async function createApiFixture(env: Record<string, string> = {}): Promis
   const database = await createTestDatabase({ max: 20 });
   const config = loadConfig({ ...env, DATABASE_URL: database.url });
   const registry = createRegistry('api-test');
-  const app = createApiApp({
-    db: database.db,
-    pool: database.pool,
-    config,
-    registry,
-    logger: silentLogger(),
-    dimensions: createDimensionRegistry(),
-    keys: createKeyResolver(database.db),
-  });
+  const app = checkResponses(
+    createApiApp({
+      db: database.db,
+      pool: database.pool,
+      config,
+      registry,
+      logger: silentLogger(),
+      dimensions: createDimensionRegistry(),
+      keys: createKeyResolver(database.db),
+    }),
+  );
   const keyA = (await createApiKey(database.db, 'app-a')).key;
   const keyB = (await createApiKey(database.db, 'app-b')).key;
   return {

@@ -15,6 +15,7 @@ import { evaluationRequestSchema } from '../src/schemas/evaluation-request.js';
 import { evaluationCreatedSchema } from '../src/schemas/events.js';
 import { createAjv } from '../src/schemas/validator.js';
 import { freePort } from '../src/stack/process.js';
+import { checkResponses } from './api-contract.js';
 import { createApiFixture, validEvaluation, type ApiFixture } from './api-helpers.js';
 
 describe('ingest API', () => {
@@ -330,13 +331,15 @@ describe('ingest API', () => {
   });
 
   it('builds from the minimal context {db, config, registry, logger, dimensions} alone', async () => {
-    const app = createApiApp({
-      db: f.database.db,
-      config: loadConfig({}),
-      registry: createRegistry('api-min'),
-      logger: silentLogger(),
-      dimensions: createDimensionRegistry(),
-    });
+    const app = checkResponses(
+      createApiApp({
+        db: f.database.db,
+        config: loadConfig({}),
+        registry: createRegistry('api-min'),
+        logger: silentLogger(),
+        dimensions: createDimensionRegistry(),
+      }),
+    );
     const post = () =>
       app.request('/v1/evaluations', {
         method: 'POST',
@@ -356,15 +359,17 @@ describe('ingest API', () => {
     // port where nothing listens, as when Postgres is down or restarting.
     const down = createDb(`postgres://evalbox@127.0.0.1:${await freePort()}/evalbox`, { max: 2 });
     try {
-      const app = createApiApp({
-        db: down.db,
-        pool: down.pool,
-        config: loadConfig({}),
-        registry: createRegistry('api-down'),
-        logger: silentLogger(),
-        dimensions: createDimensionRegistry(),
-        keys: createKeyResolver(f.database.db),
-      });
+      const app = checkResponses(
+        createApiApp({
+          db: down.db,
+          pool: down.pool,
+          config: loadConfig({}),
+          registry: createRegistry('api-down'),
+          logger: silentLogger(),
+          dimensions: createDimensionRegistry(),
+          keys: createKeyResolver(f.database.db),
+        }),
+      );
       const request = (path: string, init: RequestInit = {}) =>
         app.request(path, { ...init, headers: { authorization: `Bearer ${f.keyA}`, 'content-type': 'application/json' } });
       for (const res of [

@@ -8,6 +8,7 @@ import { createDb } from '../src/db/index.js';
 import { createDimensionRegistry } from '../src/dimensions.js';
 import { silentLogger } from '../src/logging.js';
 import { createRegistry } from '../src/metrics.js';
+import { checkResponses } from './api-contract.js';
 import { createApiFixture, validEvaluation, type ApiFixture } from './api-helpers.js';
 import { waitFor } from './helpers.js';
 
@@ -34,16 +35,18 @@ describe('API quotas and fairness', () => {
   }
 
   const appWith = (env: Record<string, string>) =>
-    createApiApp({
-      db: f.database.db,
-      pool: f.database.pool,
-      config: loadConfig({ ...env, DATABASE_URL: f.database.url }),
-      registry: createRegistry('api-limits'),
-      logger: silentLogger(),
-      dimensions: createDimensionRegistry(),
-      keys: createKeyResolver(f.database.db),
-    });
-  const post = async (app: ReturnType<typeof createApiApp>, key: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> =>
+    checkResponses(
+      createApiApp({
+        db: f.database.db,
+        pool: f.database.pool,
+        config: loadConfig({ ...env, DATABASE_URL: f.database.url }),
+        registry: createRegistry('api-limits'),
+        logger: silentLogger(),
+        dimensions: createDimensionRegistry(),
+        keys: createKeyResolver(f.database.db),
+      }),
+    );
+  const post = async (app: ReturnType<typeof createApiApp>, key: string, body: unknown, headers: Record<string, string> = {}) =>
     app.request(body && typeof body === 'object' && 'items' in body ? '/v1/evaluations:batch' : '/v1/evaluations', {
       method: 'POST',
       headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...headers },
@@ -84,10 +87,10 @@ describe('API quotas and fairness', () => {
       ];
       await waitFor(
         async () => {
-          const { rows } = await f.database.pool.query(
+          const { rows } = await f.database.pool.query<{ n: number }>(
             `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
           );
-          return (rows[0] as { n: number }).n >= 2;
+          return (rows[0]?.n ?? 0) >= 2;
         },
         { what: 'both requests to wait on the row lock' },
       );
@@ -106,25 +109,27 @@ describe('API quotas and fairness', () => {
   it('one tenant’s batch flood cannot push another tenant into 503s: each application gets a fair share of the pool', async () => {
     // A pool of 6 connections that fail after 3 s of waiting, as a loaded API's would.
     const handle = createDb(f.database.url, { max: 6, connectionTimeoutMs: 3_000 });
-    const app = createApiApp({
-      db: handle.db,
-      pool: handle.pool,
-      config: loadConfig({ DATABASE_URL: f.database.url, EVALBOX_API_POOL_SIZE: '6' }),
-      registry: createRegistry('api-fair'),
-      logger: silentLogger(),
-      dimensions: createDimensionRegistry(),
-      keys: createKeyResolver(f.database.db),
-    });
+    const app = checkResponses(
+      createApiApp({
+        db: handle.db,
+        pool: handle.pool,
+        config: loadConfig({ DATABASE_URL: f.database.url, EVALBOX_API_POOL_SIZE: '6' }),
+        registry: createRegistry('api-fair'),
+        logger: silentLogger(),
+        dimensions: createDimensionRegistry(),
+        keys: createKeyResolver(f.database.db),
+      }),
+    );
     const release = await holdIdempotencyKey('app-a', 'flood');
     try {
       // Application A floods: batches whose items all wait on a lock, holding what they get.
       const flood = Array.from({ length: 3 }, () => post(app, f.keyA, { items: Array.from({ length: 20 }, () => validEvaluation({ externalId: 'flood' })) }));
       await waitFor(
         async () => {
-          const { rows } = await f.database.pool.query(
+          const { rows } = await f.database.pool.query<{ n: number }>(
             `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
           );
-          return (rows[0] as { n: number }).n >= 1;
+          return (rows[0]?.n ?? 0) >= 1;
         },
         { what: 'the flood to hold connections' },
       );
@@ -144,15 +149,17 @@ describe('API quotas and fairness', () => {
 
   it('a statement that outlives statement_timeout is cancelled: a 503, not a request that hangs', async () => {
     const handle = createDb(f.database.url, { max: 2, statementTimeoutMs: 300 });
-    const app = createApiApp({
-      db: handle.db,
-      pool: handle.pool,
-      config: loadConfig({ DATABASE_URL: f.database.url }),
-      registry: createRegistry('api-timeout'),
-      logger: silentLogger(),
-      dimensions: createDimensionRegistry(),
-      keys: createKeyResolver(f.database.db),
-    });
+    const app = checkResponses(
+      createApiApp({
+        db: handle.db,
+        pool: handle.pool,
+        config: loadConfig({ DATABASE_URL: f.database.url }),
+        registry: createRegistry('api-timeout'),
+        logger: silentLogger(),
+        dimensions: createDimensionRegistry(),
+        keys: createKeyResolver(f.database.db),
+      }),
+    );
     const release = await holdIdempotencyKey('app-a', 'slow-1');
     try {
       const res = await Promise.race([

@@ -89,4 +89,24 @@ describe('GET /v1/evaluations pagination', () => {
       expect(res.status).toBe(400);
     }
   });
+
+  it('the list cursor is opaque: it does not expose the cluster-wide transaction id, and a tampered or foreign cursor is refused', async () => {
+    const { evaluationId } = (await (await f.post('/v1/evaluations', validEvaluation())).json()) as { evaluationId: string };
+    const { rows } = await f.database.pool.query<{ xid: string }>('SELECT xid::text AS xid FROM evaluations WHERE id = $1', [evaluationId]);
+    const xid = rows[0]?.xid ?? '';
+    const p = await waitFor(async () => {
+      const listed = await page('limit=500');
+      return listed.items.some((i) => i.evaluationId === evaluationId) && listed;
+    });
+    const cursor = p.nextCursor ?? '';
+    const decoded = Buffer.from(cursor, 'base64url').toString('latin1');
+    expect(decoded).not.toContain(xid);
+    expect(decoded).not.toContain(p.items[p.items.length - 1]?.evaluationId ?? '');
+    // Still a working cursor.
+    expect((await f.get(`/v1/evaluations?cursor=${cursor}`)).status).toBe(200);
+    // Flipping one character, or using another application's cursor, is a 400.
+    const flipped = `${cursor.slice(0, 10)}${cursor[10] === 'A' ? 'B' : 'A'}${cursor.slice(11)}`;
+    expect((await f.get(`/v1/evaluations?cursor=${flipped}`)).status).toBe(400);
+    expect((await f.get(`/v1/evaluations?cursor=${cursor}`, f.keyB)).status).toBe(400);
+  });
 });

@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { sql } from 'kysely';
+import { checkedFetch } from './api-contract.js';
 import { createApiKey } from '../src/keys.js';
 import { freePort } from '../src/stack/process.js';
 import { createTestDatabase, waitFor, type TestDatabase } from './helpers.js';
@@ -36,7 +37,7 @@ describe('evalbox api process', () => {
 
   it('accepts a POST over HTTP with 202 and the row is visible in Postgres', async () => {
     const { key } = await createApiKey(database.db, 'proc-app');
-    const res = await fetch(`http://127.0.0.1:${port}/v1/evaluations`, {
+    const res = await checkedFetch(`http://127.0.0.1:${port}/v1/evaluations`, {
       method: 'POST',
       headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
       body: JSON.stringify({ prompt: 'Say hi', response: 'hi' }),
@@ -50,7 +51,7 @@ describe('evalbox api process', () => {
   it('reads bodies from the socket within the limit: 413 declared or streamed, 415, 400 malformed, BOM tolerated', async () => {
     const { key } = await createApiKey(database.db, 'limits-app');
     const post = (body: string | ReadableStream<Uint8Array>, headers: Record<string, string> = {}, extra: RequestInit = {}) =>
-      fetch(`http://127.0.0.1:${port}/v1/evaluations`, {
+      checkedFetch(`http://127.0.0.1:${port}/v1/evaluations`, {
         method: 'POST',
         headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...headers },
         body,
@@ -81,7 +82,7 @@ describe('evalbox api process', () => {
 
   it('logs ids, never prompt or response text', async () => {
     const { key } = await createApiKey(database.db, 'log-app');
-    const res = await fetch(`http://127.0.0.1:${port}/v1/evaluations`, {
+    const res = await checkedFetch(`http://127.0.0.1:${port}/v1/evaluations`, {
       method: 'POST',
       headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
       body: JSON.stringify({ prompt: 'secret-prompt-text', response: 'secret-response-text' }),
@@ -89,6 +90,26 @@ describe('evalbox api process', () => {
     const { evaluationId } = (await res.json()) as { evaluationId: string };
     await waitFor(() => stderr.includes(evaluationId), { what: 'the accepted evaluation to be logged' });
     expect(stderr).not.toMatch(/secret-(prompt|response)-text/);
+  });
+
+  it('every response carries a request id that the logs name too; authentication failures are logged without the key', async () => {
+    const { key } = await createApiKey(database.db, 'rid-app');
+    const wrong = `${key.slice(0, -4)}AAAA`;
+    const res = await checkedFetch(`http://127.0.0.1:${port}/v1/evaluations`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${wrong}`, 'content-type': 'application/json', 'x-request-id': 'client-rid-42' },
+      body: '{}',
+    });
+    expect(res.status).toBe(401);
+    expect(res.headers.get('x-request-id')).toBe('client-rid-42');
+    expect(((await res.json()) as { requestId: string }).requestId).toBe('client-rid-42');
+    const line = await waitFor(() => stderr.split('\n').find((l) => l.includes('client-rid-42')));
+    expect(JSON.parse(line)).toMatchObject({ requestId: 'client-rid-42', msg: 'authentication failed', reason: 'unknown or revoked' });
+    expect(stderr).not.toContain(wrong);
+    expect(stderr).not.toContain(wrong.slice(4, 20));
+    // A made-up request id that is not tame is replaced.
+    const other = await checkedFetch(`http://127.0.0.1:${port}/v1/dimensions`, { headers: { 'x-request-id': 'bad id with spaces' } });
+    expect(other.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
   });
 
   it('readyz checks the database: 503 while Postgres is unreachable, healthz still 200', async () => {
@@ -117,7 +138,7 @@ describe('evalbox api process', () => {
     await blocker.query(
       `INSERT INTO evaluations (id, application_id, prompt, response, dimensions, idempotency_key) VALUES ('00000000-0000-7000-8000-0000000000aa', 'drain-app', 'p', 'r', '{toxicity}', 'drain-1')`,
     );
-    const inflight = fetch(`http://127.0.0.1:${port}/v1/evaluations`, {
+    const inflight = checkedFetch(`http://127.0.0.1:${port}/v1/evaluations`, {
       method: 'POST',
       headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'idempotency-key': 'drain-1' },
       body: JSON.stringify({ prompt: 'Say hi', response: 'hi' }),
@@ -138,7 +159,7 @@ describe('evalbox api process', () => {
     // Intake has stopped: a new connection is refused while the old request is still running.
     await waitFor(
       async () =>
-        fetch(`http://127.0.0.1:${port}/v1/dimensions`).then(
+        checkedFetch(`http://127.0.0.1:${port}/v1/dimensions`).then(
           () => false,
           () => true,
         ),

@@ -3,6 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
+import { checkedFetch } from './api-contract.js';
 import { createApiKey } from '../src/keys.js';
 import { freePort } from '../src/stack/process.js';
 import { createTestDatabase, waitFor, type TestDatabase } from './helpers.js';
@@ -76,12 +77,17 @@ describe('evalbox api server', () => {
         setTimeout(() => socket.destroy(), 200);
       });
     }
-    const metrics = await waitFor(async () => {
-      const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
-      return /http_request_duration_seconds_count\{[^}]*route="\/v1\/evaluations"[^}]*method="POST"/.test(text) && text;
-    });
-    expect(metrics).not.toMatch(/http_request_duration_seconds_count\{[^}]*status="503"/);
-    expect(metrics).toMatch(/http_request_duration_seconds_count\{[^}]*route="\/v1\/evaluations"[^}]*status="499"[^}]*\} 3/);
+    // Each aborted request is counted once it has been handled: as a 499, never as a 503.
+    const count = (text: string, status: string) =>
+      Number(new RegExp(`http_request_duration_seconds_count\\{[^}]*route="/v1/evaluations"[^}]*status="${status}"[^}]*\\} (\\d+)`).exec(text)?.[1] ?? 0);
+    const metrics = await waitFor(
+      async () => {
+        const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+        return count(text, '499') + count(text, '503') >= 3 && text;
+      },
+      { what: 'the three aborted requests to be counted', timeoutMs: 15_000 },
+    );
+    expect({ aborted: count(metrics, '499'), unavailable: count(metrics, '503') }).toEqual({ aborted: 3, unavailable: 0 });
     expect(api.output()).not.toMatch(/database unavailable/);
   });
 
@@ -115,7 +121,10 @@ describe('evalbox api server', () => {
     const admin = await freePort();
     const other = startApi(['--port', String(publicPort), '--admin-port', String(admin), '--database-url', database.url, '--host', '127.0.0.2']);
     try {
-      await waitFor(async () => (await fetch(`http://127.0.0.2:${publicPort}/v1/dimensions`)).ok, { what: 'the public port on 127.0.0.2', timeoutMs: 30_000 });
+      await waitFor(async () => (await checkedFetch(`http://127.0.0.2:${publicPort}/v1/dimensions`)).ok, {
+        what: 'the public port on 127.0.0.2',
+        timeoutMs: 30_000,
+      });
       expect((await fetch(`http://127.0.0.1:${admin}/healthz`)).status).toBe(200);
       await expect(fetch(`http://127.0.0.2:${admin}/healthz`)).rejects.toThrow();
     } finally {

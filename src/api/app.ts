@@ -1,16 +1,19 @@
 // The ingest API as a hono app. createApiApp(ctx) builds it from injected parts so tests can call
 // app.request() without a socket; src/api/command.ts is the composition root that serves it.
 // Routes are in routes.ts, response bodies in responses.ts, error mapping in error-mapping.ts.
+import { randomUUID } from 'node:crypto';
 import { Hono, type Context } from 'hono';
 import { matchedRoutes } from 'hono/route';
 import { Histogram, type Registry } from 'prom-client';
 import type { Config } from '../config.js';
 import type { Db } from '../db/index.js';
 import type { DimensionRegistry } from '../dimensions.js';
+import { isWellFormedApiKey } from '../keys.js';
 import type { Logger } from '../logging.js';
 import { batchRequestSchema, evaluationRequestSchema } from '../schemas/evaluation-request.js';
 import { createBoundedValidator } from '../schemas/validator.js';
 import { bearerToken, createKeyResolver, type KeyResolver } from './auth.js';
+import { createCursorCodec } from './cursor.js';
 import { problemResponse, toProblem } from './error-mapping.js';
 import { createOutboxNudger, type OutboxNudger } from '../outbox-wakeup.js';
 import { createIngestWriter, type Queryable } from './evaluations.js';
@@ -38,6 +41,9 @@ export interface ApiContext {
   nudger?: OutboxNudger;
 }
 
+/** A client's own X-Request-Id is kept when it is this tame; otherwise one is made. */
+const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
+
 export function createApiApp(ctx: ApiContext): Hono<ApiEnv> {
   const { db, config, logger } = ctx;
   const keys = ctx.keys ?? createKeyResolver(db, { ttlMs: config.api.keyCacheTtlMs });
@@ -54,25 +60,39 @@ export function createApiApp(ctx: ApiContext): Hono<ApiEnv> {
 
   app.use('*', async (c: Context<ApiEnv>, next) => {
     const started = process.hrtime.bigint();
+    // Every answer carries a request id, and every log line about the request names it.
+    const given = header(c, 'x-request-id');
+    const requestId = given !== undefined && REQUEST_ID.test(given) ? given : randomUUID();
+    c.set('requestId', requestId);
+    c.set('log', logger.child({ requestId }));
     try {
       await next();
     } catch (thrown) {
       // hono hands only Error instances to onError; anything else thrown (or an Error from
       // another realm, as Node's socket errors are under a test VM) is answered here instead.
-      c.res = problemResponse(c, toProblem(thrown, routeLabel(c), logger));
+      c.res = problemResponse(c, toProblem(thrown, routeLabel(c), c.get('log')));
     }
     // Any answer sent before the body was read (an error, a GET or HEAD with a body): drain it.
     await drainUnreadBody(c, 4 * config.api.bodyLimitBytes, 5_000);
+    c.res.headers.set('x-request-id', requestId);
     duration.observe({ route: routeLabel(c), method: c.req.method, status: String(c.res.status) }, Number(process.hrtime.bigint() - started) / 1e9);
   });
-  app.onError((error, c) => problemResponse(c, toProblem(error, routeLabel(c), logger)));
+  app.onError((error, c) => problemResponse(c, toProblem(error, routeLabel(c), c.get('log'))));
   app.notFound((c) => problemResponse(c, new ProblemError(404, `no route for ${c.req.method} ${c.req.path}`)));
 
   app.use('/v1/evaluations*', async (c: Context<ApiEnv>, next) => {
-    const token = bearerToken(header(c, 'authorization'));
-    if (!token) throw new ProblemError(401, 'send an API key as Authorization: Bearer <key>', { headers: { 'www-authenticate': 'Bearer' } });
+    const authorization = header(c, 'authorization');
+    const token = bearerToken(authorization);
+    // Failures are logged with the request id and the reason, never with the key.
+    if (!token) {
+      c.get('log').info({ reason: authorization === undefined ? 'missing' : 'malformed' }, 'authentication failed');
+      throw new ProblemError(401, 'send an API key as Authorization: Bearer <key>', { headers: { 'www-authenticate': 'Bearer' } });
+    }
     const applicationId = await keys.resolve(token);
-    if (!applicationId) throw new ProblemError(401, 'the API key is unknown or revoked', { headers: { 'www-authenticate': 'Bearer' } });
+    if (!applicationId) {
+      c.get('log').info({ reason: isWellFormedApiKey(token) ? 'unknown or revoked' : 'not an evalbox key' }, 'authentication failed');
+      throw new ProblemError(401, 'the API key is unknown or revoked', { headers: { 'www-authenticate': 'Bearer' } });
+    }
     c.set('applicationId', applicationId);
     const release = limits.enter(applicationId);
     if (!release) throw tooManyRequests(`more than ${config.api.concurrencyPerApp} requests of this application are in flight`, 1);
@@ -98,6 +118,7 @@ export function createApiApp(ctx: ApiContext): Hono<ApiEnv> {
     openapi: buildOpenApiDocument('1'),
     routeLabel,
     limits,
+    cursors: createCursorCodec(config.api.cursorSecret || config.databaseUrl),
     writer: createIngestWriter({
       db,
       pool: ctx.pool,
@@ -110,7 +131,7 @@ export function createApiApp(ctx: ApiContext): Hono<ApiEnv> {
 }
 
 /** The route pattern a request matched (low-cardinality metric label); middleware patterns end in '*'. */
-function routeLabel(c: Context): string {
+function routeLabel(c: Context<ApiEnv>): string {
   const routes = matchedRoutes(c);
   for (let i = routes.length - 1; i >= 0; i--) {
     const path = routes[i]?.path;

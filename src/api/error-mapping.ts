@@ -70,7 +70,8 @@ export function loggable(error: unknown): Record<string, unknown> {
 }
 
 export function problemResponse(c: Context, error: ProblemError): Response {
-  const body = { ...error.problem, instance: c.req.path };
+  const requestId = c.get('requestId') as string | undefined;
+  const body = { ...error.problem, instance: c.req.path, ...(requestId ? { requestId } : {}) };
   return new Response(JSON.stringify(body), {
     status: error.problem.status,
     headers: { 'content-type': PROBLEM_CONTENT_TYPE, ...error.headers },

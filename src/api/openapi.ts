@@ -1,5 +1,14 @@
-// The OpenAPI 3.1 document, built from the same JSON Schema objects ajv validates with.
-import { evaluationCreatedSchema, evaluationScoredSchema } from '../schemas/events.js';
+// The OpenAPI 3.1 document, built from the same JSON Schema objects ajv validates with and the
+// response schemas the test suite checks every response against (src/schemas/).
+import {
+  batchItemResultSchema,
+  batchResultSchema,
+  dimensionsSchema,
+  evaluationPageSchema,
+  evaluationSchema,
+  evaluationSummarySchema,
+  scoreSchema,
+} from '../schemas/api-responses.js';
 import { acceptedSchema, batchRequestSchema, evaluationRequestSchema, problemSchema } from '../schemas/evaluation-request.js';
 
 // OpenAPI components are referenced by name; $id (and an event schema's version, which its
@@ -9,8 +18,29 @@ function component<T extends object>(schema: T): Omit<T, '$id' | 'version'> {
   return rest;
 }
 
-const problem = (description: string) => ({ description, content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } } });
-const json = (ref: string) => ({ 'application/json': { schema: { $ref: `#/components/schemas/${ref}` } } });
+const schemaRef = (name: string) => ({ $ref: `#/components/schemas/${name}` });
+const headerRef = (name: string) => ({ $ref: `#/components/headers/${name}` });
+const responseRef = (name: string) => ({ $ref: `#/components/responses/${name}` });
+const json = (name: string) => ({ 'application/json': { schema: schemaRef(name) } });
+const problemContent = { 'application/problem+json': { schema: schemaRef('Problem') } };
+
+/** Headers on every answer to an authenticated request. */
+const quotaHeaders = { 'X-Request-Id': headerRef('X-Request-Id'), RateLimit: headerRef('RateLimit'), 'RateLimit-Policy': headerRef('RateLimit-Policy') };
+
+const problem = (description: string, headers: Record<string, unknown> = {}) => ({
+  description,
+  headers: { 'X-Request-Id': headerRef('X-Request-Id'), ...headers },
+  content: problemContent,
+});
+
+/** The statuses every authenticated operation can answer besides its own. */
+const commonErrors = {
+  '401': responseRef('Unauthorized'),
+  '405': responseRef('MethodNotAllowed'),
+  '429': responseRef('TooManyRequests'),
+  '500': responseRef('InternalError'),
+  '503': responseRef('Unavailable'),
+};
 
 export function buildOpenApiDocument(version: string) {
   return {
@@ -18,76 +48,204 @@ export function buildOpenApiDocument(version: string) {
     info: {
       title: 'evalbox ingest API',
       version,
-      description: 'Submit LLM interactions for scoring. 202 means the evaluation and its event are durably committed.',
+      description:
+        'Submit LLM interactions for scoring. 202 means the evaluation and its event are durably committed. Limits, quotas, idempotency and deletion are described in docs/api.md.',
+      contact: { name: 'evalbox maintainers', url: 'https://evalbox.dev' },
+      license: { name: 'Apache-2.0', identifier: 'Apache-2.0' },
     },
+    servers: [{ url: '/', description: 'The API process itself (evalbox api).' }],
+    tags: [
+      { name: 'evaluations', description: 'Submit, read and list evaluations.' },
+      { name: 'meta', description: 'What the API offers: the dimensions registry and this document.' },
+    ],
+    security: [{ apiKey: [] }],
     components: {
       securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: 'An evalbox API key (evalbox keys create --app APP).' } },
       schemas: {
         EvaluationRequest: component(evaluationRequestSchema),
         EvaluationBatchRequest: {
           ...component(batchRequestSchema),
-          properties: { items: { type: 'array', minItems: 1, items: { $ref: '#/components/schemas/EvaluationRequest' } } },
+          properties: { items: { type: 'array', minItems: 1, items: schemaRef('EvaluationRequest') } },
         },
         EvaluationAccepted: acceptedSchema,
+        BatchItemResult: batchItemResultSchema,
+        EvaluationBatchResult: batchResultSchema,
+        Evaluation: evaluationSchema,
+        EvaluationSummary: evaluationSummarySchema,
+        EvaluationPage: evaluationPageSchema,
+        Score: scoreSchema,
+        Dimensions: dimensionsSchema,
         Problem: problemSchema,
-        EvaluationCreatedEvent: component(evaluationCreatedSchema),
-        EvaluationScoredEvent: component(evaluationScoredSchema),
+      },
+      headers: {
+        'X-Request-Id': {
+          description: 'Identifies the request in the server logs; the client’s own value is kept when it is 1-128 characters of [A-Za-z0-9._-].',
+          required: true,
+          schema: { type: 'string', maxLength: 128 },
+        },
+        Location: { description: 'The evaluation’s URL.', required: true, schema: { type: 'string' } },
+        'Idempotent-Replayed': { description: 'Sent (true) when an earlier request with the same key created the evaluation.', schema: { const: 'true' } },
+        'Retry-After': { description: 'Seconds to wait before retrying.', required: true, schema: { type: 'string', pattern: '^[0-9]+$' } },
+        RateLimit: {
+          description:
+            'IETF RateLimit header field: the application’s remaining quota units (r) and seconds until the bucket is full again or, on a 429, holds enough (t).',
+          schema: { type: 'string', pattern: '^"app";r=[0-9]+;t=[0-9]+$' },
+        },
+        'RateLimit-Policy': {
+          description: 'IETF RateLimit-Policy header field: the bucket size (q) and the seconds it takes to refill (w).',
+          schema: { type: 'string', pattern: '^"app";q=[0-9]+;w=[0-9]+$' },
+        },
+        Allow: { description: 'The methods the path serves.', required: true, schema: { type: 'string' } },
+        'WWW-Authenticate': { description: 'Always `Bearer`.', required: true, schema: { const: 'Bearer' } },
+      },
+      responses: {
+        BadRequest: problem('Invalid input; `errors` names each failing field (at most 20).'),
+        Unauthorized: problem('Missing, malformed, unknown or revoked API key.', { 'WWW-Authenticate': headerRef('WWW-Authenticate') }),
+        NotFound: problem('No such evaluation (or another application’s).'),
+        MethodNotAllowed: problem('The path does not serve this method; `Allow` names those it does.', { Allow: headerRef('Allow') }),
+        ExternalIdConflict: problem('The externalId already names an evaluation created from a different body.'),
+        IdempotencyKeyReused: problem('The Idempotency-Key was already used with a different request body.'),
+        TooLarge: problem('The body is over the limit (the connection is closed).'),
+        UnsupportedMediaType: problem('The body is not application/json.'),
+        TooManyRequests: problem('The application is over its rate or in-flight quota.', {
+          'Retry-After': headerRef('Retry-After'),
+          RateLimit: headerRef('RateLimit'),
+          'RateLimit-Policy': headerRef('RateLimit-Policy'),
+        }),
+        InternalError: problem('An unexpected server error (logged with the request id).'),
+        Unavailable: problem('The database is unavailable or too slow; retry after Retry-After.', { 'Retry-After': headerRef('Retry-After') }),
       },
     },
-    security: [{ apiKey: [] }],
     paths: {
       '/v1/evaluations': {
         post: {
+          operationId: 'createEvaluation',
+          tags: ['evaluations'],
           summary: 'Submit one evaluation',
-          parameters: [{ name: 'Idempotency-Key', in: 'header', required: false, schema: { type: 'string', maxLength: 200 } }],
+          description: 'Stores the evaluation and its evaluation.created event in one transaction; 202 means both are committed.',
+          parameters: [
+            {
+              name: 'Idempotency-Key',
+              in: 'header',
+              required: false,
+              description: 'A replay with the same key answers with the original evaluation.',
+              schema: { type: 'string', minLength: 1, maxLength: 200 },
+            },
+          ],
           requestBody: { required: true, content: json('EvaluationRequest') },
           responses: {
-            '202': { description: 'Accepted: the evaluation and its outbox event are committed.', content: json('EvaluationAccepted') },
-            '400': problem('Invalid body; `errors` names each failing field.'),
-            '401': problem('Missing or invalid API key.'),
-            '413': problem('Body over the limit.'),
-            '415': problem('Body is not JSON.'),
-            '503': problem('Database unavailable; retry after Retry-After.'),
+            '202': {
+              description: 'Accepted: the evaluation and its outbox event are committed.',
+              headers: { ...quotaHeaders, Location: headerRef('Location'), 'Idempotent-Replayed': headerRef('Idempotent-Replayed') },
+              content: json('EvaluationAccepted'),
+            },
+            '400': responseRef('BadRequest'),
+            '409': responseRef('ExternalIdConflict'),
+            '413': responseRef('TooLarge'),
+            '415': responseRef('UnsupportedMediaType'),
+            '422': responseRef('IdempotencyKeyReused'),
+            ...commonErrors,
           },
         },
         get: {
+          operationId: 'listEvaluations',
+          tags: ['evaluations'],
           summary: 'List evaluations of the key’s application, in stable pages',
+          description: 'Pages in commit order; keep nextCursor and ask again to receive rows committed later (an empty page means caught up).',
           parameters: [
-            { name: 'applicationId', in: 'query', schema: { type: 'string' } },
-            { name: 'status', in: 'query', schema: { enum: ['PENDING', 'SCORED', 'PARTIALLY_SCORED', 'SCORING_FAILED'] } },
-            { name: 'since', in: 'query', schema: { type: 'string', format: 'date-time' } },
-            { name: 'cursor', in: 'query', schema: { type: 'string' } },
-            { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 500, default: 50 } },
+            { name: 'applicationId', in: 'query', description: 'Must be the key’s own application (else 404).', schema: { type: 'string' } },
+            {
+              name: 'status',
+              in: 'query',
+              description: 'Only evaluations in this status.',
+              schema: { enum: ['PENDING', 'SCORED', 'PARTIALLY_SCORED', 'SCORING_FAILED'] },
+            },
+            {
+              name: 'since',
+              in: 'query',
+              description: 'Only evaluations created at or after this RFC 3339 date-time.',
+              schema: { type: 'string', format: 'date-time' },
+            },
+            { name: 'cursor', in: 'query', description: 'A nextCursor returned by this endpoint.', schema: { type: 'string' } },
+            { name: 'limit', in: 'query', description: 'Page size.', schema: { type: 'integer', minimum: 1, maximum: 500, default: 50 } },
           ],
           responses: {
-            '200': { description: 'A page; keep nextCursor to continue (an empty page means caught up).' },
-            '400': problem('Bad query parameter.'),
-            '401': problem('Missing or invalid API key.'),
+            '200': { description: 'A page.', headers: quotaHeaders, content: json('EvaluationPage') },
+            '400': responseRef('BadRequest'),
+            '404': problem('`applicationId` names another application.'),
+            ...commonErrors,
           },
         },
       },
       '/v1/evaluations:batch': {
         post: {
+          operationId: 'createEvaluations',
+          tags: ['evaluations'],
           summary: 'Submit several evaluations; one result per item',
+          description: 'Each item gets the result a single POST of it would have had; each item costs one unit of the rate quota.',
+          parameters: [
+            {
+              name: 'Idempotency-Key',
+              in: 'header',
+              required: false,
+              description: 'Item i is idempotent under this key and its index: a replay of the batch answers with the original evaluations.',
+              schema: { type: 'string', minLength: 1, maxLength: 200 },
+            },
+          ],
           requestBody: { required: true, content: json('EvaluationBatchRequest') },
           responses: {
-            '207': { description: 'One result per item, each with its own status (202 with the accepted body, or a problem: 400, 413, 503).' },
-            '400': problem('Not a batch, or more items than the batch limit.'),
-            '401': problem('Missing or invalid API key.'),
-            '413': problem('Body over the limit.'),
-            '415': problem('Body is not JSON.'),
-            '503': problem('Database unavailable and no item committed; retry the whole batch after Retry-After.'),
+            '207': { description: 'One result per item, in request order.', headers: quotaHeaders, content: json('EvaluationBatchResult') },
+            '400': responseRef('BadRequest'),
+            '413': responseRef('TooLarge'),
+            '415': responseRef('UnsupportedMediaType'),
+            ...commonErrors,
           },
         },
       },
       '/v1/evaluations/{id}': {
         get: {
+          operationId: 'getEvaluation',
+          tags: ['evaluations'],
           summary: 'One evaluation with its scores',
-          parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string', format: 'uuid' } }],
-          responses: { '200': { description: 'The evaluation and its scores.' }, '404': problem('No such evaluation for this application.') },
+          description: 'Another application’s evaluation answers 404, as an unknown one does.',
+          parameters: [{ name: 'id', in: 'path', required: true, description: 'The evaluationId.', schema: { type: 'string' } }],
+          responses: {
+            '200': { description: 'The evaluation and its scores.', headers: quotaHeaders, content: json('Evaluation') },
+            '404': responseRef('NotFound'),
+            ...commonErrors,
+          },
         },
       },
-      '/v1/dimensions': { get: { summary: 'The dimensions evalbox can score', security: [], responses: { '200': { description: 'The registry.' } } } },
+      '/v1/dimensions': {
+        get: {
+          operationId: 'listDimensions',
+          tags: ['meta'],
+          summary: 'The dimensions evalbox can score',
+          description: 'Built-in dimensions and the judge rubrics the scorers published; needs no key.',
+          security: [],
+          responses: {
+            '200': { description: 'The registry.', headers: { 'X-Request-Id': headerRef('X-Request-Id') }, content: json('Dimensions') },
+            '405': responseRef('MethodNotAllowed'),
+          },
+        },
+      },
+      '/openapi.json': {
+        get: {
+          operationId: 'getOpenApiDocument',
+          tags: ['meta'],
+          summary: 'This document',
+          description: 'The OpenAPI 3.1 document; needs no key.',
+          security: [],
+          responses: {
+            '200': {
+              description: 'The document.',
+              headers: { 'X-Request-Id': headerRef('X-Request-Id') },
+              content: { 'application/json': { schema: { type: 'object' } } },
+            },
+            '405': responseRef('MethodNotAllowed'),
+          },
+        },
+      },
     },
   };
 }

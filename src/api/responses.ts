@@ -1,7 +1,7 @@
 // Response mapping: database rows and results to the JSON bodies the OpenAPI document describes.
 import type { DimensionRegistry } from '../dimensions.js';
 import { toScoreResult } from '../schemas/events.js';
-import { encodeCursor } from './cursor.js';
+import type { CursorCodec } from './cursor.js';
 import type { IngestResult } from './evaluations.js';
 import type { findEvaluation, listEvaluationsPage } from './queries.js';
 
@@ -48,7 +48,7 @@ export function evaluationBody({ evaluation: e, scores }: Found) {
   };
 }
 
-export function pageBody(page: Page) {
+export function pageBody(page: Page, cursors: CursorCodec, applicationId: string) {
   return {
     items: page.items.map((e) => ({
       evaluationId: e.id,
@@ -59,7 +59,7 @@ export function pageBody(page: Page) {
       createdAt: e.created_at,
       scoredAt: e.scored_at,
     })),
-    nextCursor: page.next ? encodeCursor(page.next) : null,
+    nextCursor: page.next ? cursors.encode(page.next, applicationId) : null,
     hasMore: page.hasMore,
   };
 }

@@ -9,7 +9,7 @@ import { ValidationError, type FieldError } from '../errors.js';
 import type { Logger } from '../logging.js';
 import type { EvaluationRequest } from '../schemas/evaluation-request.js';
 import { MAX_FIELD_ERRORS, type BoundedValidator } from '../schemas/validator.js';
-import { decodeCursor } from './cursor.js';
+import type { CursorCodec } from './cursor.js';
 import { databaseUnavailable, toProblem } from './error-mapping.js';
 import { prepareEvaluation, type IngestOutcome, type IngestWriter, type PreparedEvaluation, type Queryable } from './evaluations.js';
 import { tooManyRequests, type Limits } from './limits.js';
@@ -19,7 +19,7 @@ import { findEvaluation, listEvaluationsPage } from './queries.js';
 import { acceptedBody, dimensionsBody, evaluationBody, evaluationLink, pageBody } from './responses.js';
 import { unstorableFields } from './storable.js';
 
-export type ApiEnv = { Variables: { applicationId: string } };
+export type ApiEnv = { Variables: { applicationId: string; requestId: string; log: Logger } };
 
 export interface RouteDeps {
   db: Db;
@@ -31,10 +31,12 @@ export interface RouteDeps {
   validateRequest: BoundedValidator;
   validateBatch: BoundedValidator;
   openapi: unknown;
-  routeLabel: (c: Context) => string;
+  routeLabel: (c: Context<ApiEnv>) => string;
   limits: Limits;
   /** Writes evaluations, grouping concurrent requests into one statement when configured. */
   writer: IngestWriter;
+  /** Seals and opens the list cursors (opaque to clients). */
+  cursors: CursorCodec;
 }
 
 /** Field errors reported for a whole batch at most. */
@@ -135,7 +137,7 @@ export function registerRoutes(app: Hono<ApiEnv>, deps: RouteDeps): void {
     if (!outcome?.ok) throw outcome?.error;
     const { result } = outcome;
     if (logger.isLevelEnabled('debug'))
-      logger.debug({ evaluationId: result.evaluationId, applicationId: c.get('applicationId'), replayed: result.replayed }, 'evaluation accepted');
+      c.get('log').debug({ evaluationId: result.evaluationId, applicationId: c.get('applicationId'), replayed: result.replayed }, 'evaluation accepted');
     if (result.replayed) c.header('idempotent-replayed', 'true');
     c.header('location', evaluationLink(result.evaluationId));
     return c.json(acceptedBody(result), 202);
@@ -161,7 +163,7 @@ export function registerRoutes(app: Hono<ApiEnv>, deps: RouteDeps): void {
     // The field errors of all items together are bounded, like those of one request.
     let errorBudget = BATCH_ERROR_BUDGET;
     const failed = (index: number, error: unknown) => {
-      const { problem } = toProblem(error, deps.routeLabel(c), logger);
+      const { problem } = toProblem(error, deps.routeLabel(c), c.get('log'));
       const kept = problem.errors?.slice(0, Math.max(0, errorBudget));
       errorBudget -= kept?.length ?? 0;
       const errors = kept?.map((e) => ({ pointer: `/items/${index}${e.pointer === '/' ? '' : e.pointer}`, detail: e.detail }));
@@ -210,13 +212,13 @@ export function registerRoutes(app: Hono<ApiEnv>, deps: RouteDeps): void {
     if (since === null) errors.push({ pointer: 'query:since', detail: 'an RFC 3339 date-time, e.g. 2024-05-01T12:00:00Z' });
     const limit = query.limit === undefined ? 50 : /^\d{1,3}$/.test(query.limit) ? Number(query.limit) : NaN;
     if (!(limit >= 1 && limit <= 500)) errors.push({ pointer: 'query:limit', detail: 'an integer from 1 to 500, in digits' });
-    const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor);
+    const after = query.cursor === undefined ? undefined : deps.cursors.decode(query.cursor, applicationId);
     if (query.cursor !== undefined && !after) errors.push({ pointer: 'query:cursor', detail: 'a nextCursor returned by this endpoint' });
     if (errors.length > 0) throw new ProblemError(400, 'invalid query parameters', { errors });
     const page = await deps.limits.withConnection(applicationId, () =>
       listEvaluationsPage(db, { applicationId, status: status as EvaluationStatus | undefined, since: since ?? undefined, after, limit }),
     );
-    return c.json(pageBody(page));
+    return c.json(pageBody(page, deps.cursors, applicationId));
   });
 
   // A known path with a method it does not serve: 405 with Allow (registered last, so the

@@ -60,11 +60,12 @@ export const acceptedSchema = {
   title: 'EvaluationAccepted',
   type: 'object',
   required: ['evaluationId', 'status', 'dimensions', 'links'],
+  additionalProperties: false,
   properties: {
     evaluationId: { type: 'string', format: 'uuid' },
     status: { enum: ['PENDING', 'SCORED', 'PARTIALLY_SCORED', 'SCORING_FAILED'] },
     dimensions: { type: 'array', items: { type: 'string' } },
-    links: { type: 'object', properties: { self: { type: 'string' } } },
+    links: { type: 'object', required: ['self'], additionalProperties: false, properties: { self: { type: 'string' } } },
   },
 } as const;
 
@@ -79,9 +80,18 @@ export const problemSchema = {
     status: { type: 'integer' },
     detail: { type: 'string' },
     instance: { type: 'string' },
+    requestId: { type: 'string', description: 'The X-Request-Id of the request; it is in the server logs too.' },
     errors: {
       type: 'array',
-      items: { type: 'object', required: ['pointer', 'detail'], properties: { pointer: { type: 'string' }, detail: { type: 'string' } } },
+      maxItems: 20,
+      description: 'The failing fields (at most 20; `errorsTruncated` says when there were more).',
+      items: {
+        type: 'object',
+        required: ['pointer', 'detail'],
+        additionalProperties: false,
+        properties: { pointer: { type: 'string', maxLength: 200 }, detail: { type: 'string', maxLength: 200 } },
+      },
     },
+    errorsTruncated: { type: 'boolean', description: 'Present (true) when more fields failed than `errors` lists.' },
   },
 } as const;
