@@ -17,7 +17,7 @@ function recordingTransport(asyncErrors: unknown[] = [], syncErrors: Error[] = [
     commitSync(offsets) {
       sent.push({ mode: 'sync', offsets });
       const error = syncErrors.shift();
-      if (error) throw error as Error;
+      if (error) throw error;
     },
   };
   return { transport, sent };
