@@ -252,7 +252,10 @@ describe('two scorer processes sharing one judge provider', () => {
       const rows = await database.db.selectFrom('scores').select(['status', 'cache_hit']).where('dimension', '=', 'judge_relevance').execute();
       expect(rows).toHaveLength(60);
       expect(rows.every((r) => r.status === 'COMPLETED')).toBe(true);
-      expect(rows.filter((r) => !r.cache_hit)).toHaveLength(15);
+      // Cache hits are visible per tenant: each application's first use of a content reads as its
+      // own call (at least 15 contents x 2 applications; concurrent uses by one application on two
+      // replicas can each read so), while the provider is paid once per content.
+      expect(rows.filter((r) => !r.cache_hit).length).toBeGreaterThanOrEqual(30);
       expect(fake.stats().total).toBe(15);
       expect(fake.stats().duplicates).toBe(0);
     } finally {

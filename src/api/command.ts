@@ -2,7 +2,7 @@
 // validated config, serves the public and admin ports, and shuts down in LIFO order on SIGTERM.
 import { CONNECTION_HELP, CONNECTION_OPTIONS, parse, type Command } from '../cli/args.js';
 import { loadConfig, requireSetting, optionsHelp, settingFlags } from '../config.js';
-import { createDb, waitForDatabase } from '../db/index.js';
+import { createDb } from '../db/index.js';
 import { createPublishedDimensionRegistry } from '../dimensions.js';
 import { createLogger } from '../logging.js';
 import { Releasers, serveAdminPort, stopSignal } from '../lifecycle.js';
@@ -66,7 +66,6 @@ ${CONNECTION_HELP}`,
       applicationName: 'evalbox-api',
       statementTimeoutMs: config.api.statementTimeoutMs,
     });
-    await waitForDatabase(handle, { onRetry: (error, attempt) => logger.warn({ err: error, attempt }, 'waiting for the database') });
     const registry = createRegistry('api');
     const keys = createKeyResolver(handle.db, { ttlMs: config.api.keyCacheTtlMs });
     // Built-in dimensions plus the judge rubrics the scorers published.

@@ -10,6 +10,7 @@ import {
   scoreSchema,
 } from '../schemas/api-responses.js';
 import { acceptedSchema, batchRequestSchema, evaluationRequestSchema, problemSchema } from '../schemas/evaluation-request.js';
+import { evaluationCreatedSchema, evaluationScoredSchema } from '../schemas/events.js';
 
 // OpenAPI components are referenced by name; $id (and an event schema's version, which its
 // title and dataschema carry) are JSON Schema details they do not need.
@@ -76,6 +77,9 @@ export function buildOpenApiDocument(version: string) {
         Score: scoreSchema,
         Dimensions: dimensionsSchema,
         Problem: problemSchema,
+        // The events on Kafka, from the same versioned schemas ajv validates (src/schemas/events/).
+        EvaluationCreatedEvent: component(evaluationCreatedSchema),
+        EvaluationScoredEvent: component(evaluationScoredSchema),
       },
       headers: {
         'X-Request-Id': {
