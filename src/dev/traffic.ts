@@ -1,6 +1,7 @@
 // Demo traffic for `evalbox dev`: RAG-style interactions of a few applications, a share of them
 // with answers that are ungrounded, off-topic, leak personal data or are abusive, plus a few
 // malformed requests that must each get their 4xx. Deterministic for a given seed.
+import { seededRandom } from '../random.js';
 
 export interface DemoApplication {
   id: string;
@@ -104,18 +105,6 @@ const KIND_WEIGHTS: [AnswerKind, number][] = [
   ['pii', 0.1],
   ['toxic', 0.1],
 ];
-
-/** A small seeded generator (mulberry32), so a run's traffic can be reproduced. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export interface DemoEvaluation {
   application: string;

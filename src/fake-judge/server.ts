@@ -10,6 +10,7 @@ import { setMaxListeners } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { serve, type ServerType } from '@hono/node-server';
 import { Hono, type Context } from 'hono';
+import { seededRandom } from '../random.js';
 
 export const FAKE_JUDGE_MODES = ['ok', 'rate-limit', 'error-burst', 'hang', 'malformed', 'no-response-format', 'bad-request'] as const;
 export type FakeJudgeMode = (typeof FAKE_JUDGE_MODES)[number];
@@ -129,18 +130,6 @@ export function parseLatency(text: string): number | [number, number] {
   return fixed;
 }
 
-/** mulberry32: a small seeded PRNG, so latency and fault draws repeat run to run. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 const tokens = (chars: number) => Math.max(1, Math.ceil(chars / 4));
 const textOf = (content: unknown): string => (typeof content === 'string' ? content : JSON.stringify(content ?? ''));
@@ -202,7 +191,7 @@ function openAiError(
 export async function startFakeJudge(options: FakeJudgeOptions = {}): Promise<FakeJudge> {
   const { port: wantedPort = 0, host = '127.0.0.1', apiKey, ...initial } = options;
   let behaviour: FakeJudgeBehaviour = { ...DEFAULTS, ...initial };
-  let random = seeded(behaviour.seed);
+  let random = seededRandom(behaviour.seed);
   let revertTimer: NodeJS.Timeout | undefined;
   const closing = new AbortController();
   // Every request waiting on a latency or a hang listens to it.
@@ -254,7 +243,7 @@ export async function startFakeJudge(options: FakeJudgeOptions = {}): Promise<Fa
     delete behaviour.durationMs;
     // A new mode without a request budget is open-ended.
     if (patch.mode !== undefined && patch.requests === undefined) delete behaviour.requests;
-    if (patch.seed !== undefined) random = seeded(patch.seed);
+    if (patch.seed !== undefined) random = seededRandom(patch.seed);
     if (revertTimer) clearTimeout(revertTimer);
     revertTimer = undefined;
     if (durationMs !== undefined && durationMs > 0) {

@@ -4,6 +4,7 @@ import pg from 'pg';
 import { request } from 'undici';
 import type { EvalboxProcess } from './processes.js';
 import type { ChaosStack } from './stack.js';
+import { seededRandom } from '../../src/random.js';
 
 export const FAULTS = [
   'kill-relay-leader',
@@ -29,18 +30,6 @@ export interface FaultContext {
   results: { name: string; ok: boolean; figure: string }[];
   judgeInFlightAtKills: number;
   seed: number;
-}
-
-/** mulberry32: a small seeded generator, enough for a replayable schedule. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 export function planFaults(seed: number, count: number, brokers: number): { name: FaultName; at: number }[] {
