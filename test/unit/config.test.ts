@@ -24,8 +24,10 @@ describe('configuration', () => {
 
   it('a bad value is a ConfigError that names the flag and the variable', () => {
     expect(() => loadConfig({ EVALBOX_RELAY_BATCH_SIZE: '0' })).toThrow(ConfigError);
-    expect(() => loadConfig({ EVALBOX_RELAY_BATCH_SIZE: '1.5' })).toThrow('--batch-size / EVALBOX_RELAY_BATCH_SIZE must be an integer >= 1, got "1.5"');
-    expect(() => loadConfig({}, { wakeup: 'sometimes' })).toThrow('--wakeup / EVALBOX_RELAY_WAKEUP must be one of notify, poll, got "sometimes"');
+    expect(() => loadConfig({ EVALBOX_RELAY_BATCH_SIZE: '1.5' })).toThrow(
+      'EVALBOX_RELAY_BATCH_SIZE must be an integer >= 1, got "1.5" (--batch-size / EVALBOX_RELAY_BATCH_SIZE)',
+    );
+    expect(() => loadConfig({}, { wakeup: 'sometimes' })).toThrow('--wakeup must be one of notify, poll, got "sometimes" (--wakeup / EVALBOX_RELAY_WAKEUP)');
     expect(() => requireSetting('', 'DATABASE_URL')).toThrow(/DATABASE_URL is not set/);
   });
 });
