@@ -3,7 +3,7 @@
 import kafkaJs, { type KafkaJS as KafkaJSTypes, type ProducerGlobalConfig, type ProducerTopicConfig } from '@confluentinc/kafka-javascript';
 import { PermanentError, RetryableError, type EvalboxError, coerceError } from './errors.js';
 import type { Logger } from './logging.js';
-import { withRetry, type BackoffPolicy } from './retry.js';
+import { STARTUP_BACKOFF, withRetry, type BackoffPolicy } from './retry.js';
 
 const { KafkaJS } = kafkaJs;
 export const kafkaCodes = kafkaJs.CODES.ERRORS as Record<string, number>;
@@ -266,9 +266,6 @@ export interface TopicSpec {
   replicationFactor?: number;
 }
 
-/** How long a process starting next to a broker that is not up yet waits for it. */
-export const TOPIC_SETUP_BACKOFF: BackoffPolicy = { baseMs: 250, maxMs: 5_000, maxAttempts: Number.MAX_SAFE_INTEGER, maxAgeMs: 120_000 };
-
 /**
  * Creates the topics that do not exist yet; existing ones are left as they are. A broker that
  * does not answer yet (a process started during a broker restart) is waited for, with backoff,
@@ -284,7 +281,7 @@ export async function ensureTopics(
       createMissingTopics(kafka, topics).catch((error: unknown) => {
         throw classifyKafkaError(error);
       }),
-    options.policy ?? TOPIC_SETUP_BACKOFF,
+    options.policy ?? STARTUP_BACKOFF,
     { signal: options.signal, onRetry: options.onRetry },
   );
 }

@@ -12,6 +12,12 @@ export interface BackoffPolicy {
 
 export const DEFAULT_BACKOFF: BackoffPolicy = { baseMs: 100, maxMs: 30_000, maxAttempts: 8, maxAgeMs: 10 * 60_000 };
 
+/**
+ * How long a process starting next to a dependency that is not up yet (Postgres restarting or
+ * recovering, a broker being restarted) waits for it before failing its start.
+ */
+export const STARTUP_BACKOFF: BackoffPolicy = { baseMs: 250, maxMs: 5_000, maxAttempts: Number.MAX_SAFE_INTEGER, maxAgeMs: 120_000 };
+
 /** Full jitter: a uniform delay in [0, min(max, base * 2^attempt)). */
 export function fullJitterDelay(policy: Pick<BackoffPolicy, 'baseMs' | 'maxMs'>, attempt: number, random: () => number = Math.random): number {
   const ceiling = Math.min(policy.maxMs, policy.baseMs * 2 ** Math.max(0, attempt - 1));

@@ -2,7 +2,7 @@
 import { Kysely, PostgresDialect, Migrator, type MigrationResult } from 'kysely';
 import pg from 'pg';
 import { classifyPgError } from '../errors.js';
-import { withRetry, type BackoffPolicy } from '../retry.js';
+import { STARTUP_BACKOFF, withRetry, type BackoffPolicy } from '../retry.js';
 import { migrations } from '../../db/migrations/index.js';
 import type { Database } from './types.js';
 
@@ -57,9 +57,6 @@ export async function migrateToLatest(db: Kysely<any>): Promise<MigrateOutcome> 
   return { error, results: results ?? [] };
 }
 
-/** How long a process starting next to a database that is not up yet (or still recovering) waits for it. */
-export const DATABASE_START_BACKOFF: BackoffPolicy = { baseMs: 250, maxMs: 5_000, maxAttempts: Number.MAX_SAFE_INTEGER, maxAgeMs: 120_000 };
-
 /**
  * Waits until the database answers a query: a process started while Postgres restarts or
  * replays its WAL ("the database system is not yet accepting connections") waits, with backoff,
@@ -77,7 +74,7 @@ export async function waitForDatabase(
           throw classifyPgError(error);
         },
       ),
-    options.policy ?? DATABASE_START_BACKOFF,
+    options.policy ?? STARTUP_BACKOFF,
     { signal: options.signal, onRetry: options.onRetry },
   );
 }
