@@ -170,7 +170,19 @@ export function buildOpenApiDocument(version: string) {
               description: 'Only evaluations created at or after this RFC 3339 date-time.',
               schema: { type: 'string', format: 'date-time' },
             },
-            { name: 'cursor', in: 'query', description: 'A nextCursor returned by this endpoint.', schema: { type: 'string' } },
+            {
+              name: 'scoredSince',
+              in: 'query',
+              description:
+                'Poll for results: only evaluations whose result was decided at or after this RFC 3339 date-time (at most 24 hours ago), in the order they were scored. Keep nextCursor and pass it alone to receive results decided later.',
+              schema: { type: 'string', format: 'date-time' },
+            },
+            {
+              name: 'cursor',
+              in: 'query',
+              description: 'A nextCursor returned by this endpoint; it keeps the order it was issued in (created, or scored with scoredSince).',
+              schema: { type: 'string' },
+            },
             { name: 'limit', in: 'query', description: 'Page size.', schema: { type: 'integer', minimum: 1, maximum: 500, default: 50 } },
           ],
           responses: {

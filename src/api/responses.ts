@@ -3,10 +3,10 @@ import type { DimensionRegistry } from '../dimensions.js';
 import { toScoreResult } from '../schemas/events.js';
 import type { CursorCodec } from './cursor.js';
 import type { IngestResult } from './evaluations.js';
-import type { findEvaluation, listEvaluationsPage } from './queries.js';
+import type { findEvaluation, listEvaluationsPage, listScoredPage } from './queries.js';
 
 type Found = NonNullable<Awaited<ReturnType<typeof findEvaluation>>>;
-type Page = Awaited<ReturnType<typeof listEvaluationsPage>>;
+type Page = Awaited<ReturnType<typeof listEvaluationsPage>> | Awaited<ReturnType<typeof listScoredPage>>;
 
 export const evaluationLink = (id: string) => `/v1/evaluations/${id}`;
 

@@ -15,7 +15,7 @@ import { prepareEvaluation, type IngestOutcome, type IngestWriter, type Prepared
 import { tooManyRequests, type Limits } from './limits.js';
 import { header, readBodyText } from './node-request.js';
 import { ProblemError } from './problem.js';
-import { findEvaluation, listEvaluationsPage } from './queries.js';
+import { findEvaluation, listEvaluationsPage, listScoredPage, SCORED_SINCE_MAX_WINDOW_MS } from './queries.js';
 import { acceptedBody, dimensionsBody, evaluationBody, evaluationLink, pageBody } from './responses.js';
 import { unstorableFields } from './storable.js';
 
@@ -214,9 +214,17 @@ export function registerRoutes(app: Hono<ApiEnv>, deps: RouteDeps): void {
     if (!(limit >= 1 && limit <= 500)) errors.push({ pointer: 'query:limit', detail: 'an integer from 1 to 500, in digits' });
     const after = query.cursor === undefined ? undefined : deps.cursors.decode(query.cursor, applicationId);
     if (query.cursor !== undefined && !after) errors.push({ pointer: 'query:cursor', detail: 'a nextCursor returned by this endpoint' });
+    const scoredSince = query.scoredSince === undefined ? undefined : parseRfc3339(query.scoredSince);
+    if (scoredSince === null) errors.push({ pointer: 'query:scoredSince', detail: 'an RFC 3339 date-time, e.g. 2024-05-01T12:00:00Z' });
+    else if (scoredSince && scoredSince.getTime() < deps.clock().getTime() - SCORED_SINCE_MAX_WINDOW_MS)
+      errors.push({ pointer: 'query:scoredSince', detail: `at most ${SCORED_SINCE_MAX_WINDOW_MS / 3_600_000} hours ago; keep polling with nextCursor` });
+    if (scoredSince && after && after.order !== 'scored')
+      errors.push({ pointer: 'query:cursor', detail: 'a cursor of the created order; scoredSince pages in the scored order' });
     if (errors.length > 0) throw new ProblemError(400, 'invalid query parameters', { errors });
+    const scored = scoredSince !== undefined || after?.order === 'scored';
+    const filters = { applicationId, status: status as EvaluationStatus | undefined, since: since ?? undefined, after, limit };
     const page = await deps.limits.withConnection(applicationId, () =>
-      listEvaluationsPage(db, { applicationId, status: status as EvaluationStatus | undefined, since: since ?? undefined, after, limit }),
+      scored ? listScoredPage(db, { ...filters, scoredSince: scoredSince ?? undefined }) : listEvaluationsPage(db, filters),
     );
     return c.json(pageBody(page, deps.cursors, applicationId));
   });

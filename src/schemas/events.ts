@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Selectable } from 'kysely';
-import type { EvaluationStatus, ScoresTable, ScoreStatus } from '../db/types.js';
+import type { EvaluationStatus, ScoresTable, ScoreSource, ScoreStatus } from '../db/types.js';
 
 export const EVENT_SCHEMA_VERSION = 1;
 
@@ -32,7 +32,8 @@ export interface ScoreResult {
   label: string | null;
   direction: 'higher_is_better' | 'lower_is_better' | null;
   reasoning: string | null;
-  source: 'LLM_JUDGE' | 'HEURISTIC';
+  /** evaluation.scored carries only evalbox's own (LLM_JUDGE, HEURISTIC); the API shows them all. */
+  source: ScoreSource;
   scorerName: string;
   scorerVersion: string;
   errorCode: string | null;
