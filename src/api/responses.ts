@@ -34,17 +34,23 @@ export function evaluationBody({ evaluation: e, scores }: Found) {
     externalId: e.external_id,
     createdAt: e.created_at,
     scoredAt: e.scored_at,
-    scores: scores.map((s) => ({
-      ...toScoreResult(s),
-      judgeModel: s.judge_model,
-      attempts: s.attempts,
-      inputTokens: s.input_tokens,
-      outputTokens: s.output_tokens,
-      latencyMs: s.latency_ms,
-      costUsd: s.cost_usd === null ? null : Number(s.cost_usd),
-      cacheHit: s.cache_hit,
-      updatedAt: s.updated_at,
-    })),
+    scores: scores.map(scoreBody),
+  };
+}
+
+type ScoreRow = Found['scores'][number];
+
+export function scoreBody(s: ScoreRow) {
+  return {
+    ...toScoreResult(s),
+    judgeModel: s.judge_model,
+    attempts: s.attempts,
+    inputTokens: s.input_tokens,
+    outputTokens: s.output_tokens,
+    latencyMs: s.latency_ms,
+    costUsd: s.cost_usd === null ? null : Number(s.cost_usd),
+    cacheHit: s.cache_hit,
+    updatedAt: s.updated_at,
   };
 }
 

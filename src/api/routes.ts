@@ -7,7 +7,8 @@ import type { EvaluationStatus } from '../db/types.js';
 import { dimensionIdsIn, type DimensionRegistry } from '../dimensions.js';
 import { ValidationError, type FieldError } from '../errors.js';
 import type { Logger } from '../logging.js';
-import type { EvaluationRequest } from '../schemas/evaluation-request.js';
+import type { OutboxNudger } from '../outbox-wakeup.js';
+import type { ClientScoreInput, EvaluationRequest } from '../schemas/evaluation-request.js';
 import { MAX_FIELD_ERRORS, type BoundedValidator } from '../schemas/validator.js';
 import type { CursorCodec } from './cursor.js';
 import { databaseUnavailable, toProblem } from './error-mapping.js';
@@ -16,7 +17,8 @@ import { tooManyRequests, type Limits } from './limits.js';
 import { header, readBodyText } from './node-request.js';
 import { ProblemError } from './problem.js';
 import { findEvaluation, listEvaluationsPage, listScoredPage, SCORED_SINCE_MAX_WINDOW_MS } from './queries.js';
-import { acceptedBody, dimensionsBody, evaluationBody, evaluationLink, pageBody } from './responses.js';
+import { acceptedBody, dimensionsBody, evaluationBody, evaluationLink, pageBody, scoreBody } from './responses.js';
+import { deleteEvaluation, recordClientScores } from './scores.js';
 import { unstorableFields } from './storable.js';
 
 export type ApiEnv = { Variables: { applicationId: string; requestId: string; log: Logger } };
@@ -37,6 +39,9 @@ export interface RouteDeps {
   writer: IngestWriter;
   /** Seals and opens the list cursors (opaque to clients). */
   cursors: CursorCodec;
+  /** Wakes the relay after a commit that wrote outbox rows. */
+  nudger: OutboxNudger;
+  validateScores: BoundedValidator;
 }
 
 /** Field errors reported for a whole batch at most. */
@@ -49,7 +54,8 @@ const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
 export const ALLOWED_METHODS: [string, string][] = [
   ['/v1/evaluations', 'GET, HEAD, POST'],
   ['/v1/evaluations:batch', 'POST'],
-  ['/v1/evaluations/:id', 'GET, HEAD'],
+  ['/v1/evaluations/:id', 'GET, HEAD, DELETE'],
+  ['/v1/evaluations/:id/scores', 'POST'],
   ['/v1/dimensions', 'GET, HEAD'],
   ['/openapi.json', 'GET, HEAD'],
 ];
@@ -197,6 +203,30 @@ export function registerRoutes(app: Hono<ApiEnv>, deps: RouteDeps): void {
     const found = await deps.limits.withConnection(applicationId, () => findEvaluation(db, applicationId, c.req.param('id')));
     if (!found) throw new ProblemError(404, 'no such evaluation');
     return c.json(evaluationBody(found));
+  });
+
+  app.post('/v1/evaluations/:id/scores', async (c) => {
+    const applicationId = c.get('applicationId');
+    const body = deps.validateScores.assert<{ scores: ClientScoreInput[] }>(await readJson(c), 'the scores');
+    const unstorable = unstorableFields(body);
+    if (unstorable.length > 0) throw new ValidationError('the scores hold values that cannot be stored', unstorable);
+    const stored = await deps.limits.withConnection(applicationId, () =>
+      recordClientScores(db, { applicationId, evaluationId: c.req.param('id'), scores: body.scores, topics: config.topics, now: deps.clock() }),
+    );
+    if (!stored) throw new ProblemError(404, 'no such evaluation');
+    deps.nudger.nudge();
+    return c.json({ evaluationId: c.req.param('id'), scores: stored.map(scoreBody) });
+  });
+
+  app.delete('/v1/evaluations/:id', async (c) => {
+    const applicationId = c.get('applicationId');
+    const deleted = await deps.limits.withConnection(applicationId, () =>
+      deleteEvaluation(db, { applicationId, evaluationId: c.req.param('id'), topics: config.topics, now: deps.clock() }),
+    );
+    if (!deleted) throw new ProblemError(404, 'no such evaluation');
+    c.get('log').info({ evaluationId: c.req.param('id'), applicationId }, 'evaluation deleted');
+    deps.nudger.nudge();
+    return c.body(null, 204);
   });
 
   app.get('/v1/evaluations', async (c) => {
