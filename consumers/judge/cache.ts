@@ -14,7 +14,7 @@ import { COST_MAX, INT4_MAX } from '../score-rows.js';
 import { claimOrRead, readCacheRow, releaseClaim, storeVerdict, takeOverExpiredClaim, type CacheKey, type CacheRow } from './cache-sql.js';
 
 export { claimOrRead, pruneJudgeCache, readCacheRow, releaseClaim, takeOverExpiredClaim, type CacheKey } from './cache-sql.js';
-import { sleep } from '../../src/retry.js';
+import { sleep, withRetry, type BackoffPolicy } from '../../src/retry.js';
 import type { JudgeOutcome } from './client.js';
 import type { JudgeCacheConfig } from './config.js';
 import type { Admission } from './endpoint.js';
@@ -64,6 +64,9 @@ type StoredOutcome = Pick<
   JudgeOutcome,
   'status' | 'value' | 'label' | 'rawValue' | 'reasoning' | 'direction' | 'errorCode' | 'scorerName' | 'endpoint' | 'responseFormat'
 >;
+
+/** How a verdict write that failed for a passing reason is tried again (its age: the claim's life). */
+const STORE_RETRY: Omit<BackoffPolicy, 'maxAgeMs'> = { baseMs: 100, maxMs: 2000, maxAttempts: Number.MAX_SAFE_INTEGER };
 
 const keyId = (k: CacheKey): string => JSON.stringify([k.dimension, k.scorerVersion, k.judgeModel, k.judgeEndpoint, k.promptHash, k.inputsHash]);
 
@@ -269,9 +272,18 @@ async function executeClaimed(
     return outcome;
   }
   // The verdict is paid for and valid: hand it back now and store it alongside. Replicas waiting
-  // on the claim see it a round trip later; if the write fails (the database is down), the claim
-  // expires and a later duplicate pays again, the price of an outage at this exact moment.
-  const write = storeOutcome(ctx.db, call.key, outcome, paidBy).catch((error: unknown) => {
+  // on the claim see it a round trip later. A write that fails for a reason that passes (the
+  // database restarting, a connection cut) is tried again for as long as the claim lives, so an
+  // outage at this moment does not throw a paid verdict away; duplicates in this process share it
+  // (its in-flight entry stays) meanwhile. Only a longer outage lets the claim expire, and then
+  // a later duplicate pays again.
+  const write = withRetry(
+    () =>
+      storeOutcome(ctx.db, call.key, outcome, paidBy).catch((error: unknown) => {
+        throw classifyPgError(error);
+      }),
+    { ...STORE_RETRY, maxAgeMs: call.claimTtlMs },
+  ).catch((error: unknown) => {
     ctx.events?.emit('judge:cacheError', { dimension: call.key.dimension, error: coerceError(error) });
   });
   ctx.pendingWrites?.add(write);

@@ -3,9 +3,7 @@
 // registry, hands out one scorer per dimension, and reports endpoint pressure (throttled, circuit
 // open) so the consumer can pause consumption instead of failing evaluations.
 import { randomBytes } from 'node:crypto';
-import type { Insertable } from 'kysely';
 import type { Db } from '../../src/db/index.js';
-import type { ScoresTable } from '../../src/db/types.js';
 import { EvalboxError, PermanentError, specOf } from '../../src/errors.js';
 import type { Logger } from '../../src/logging.js';
 import { judgeWithCache, type JudgeCacheContext, type JudgeRequest, type JudgeRunner, type PreparedCall } from './cache.js';
@@ -199,29 +197,5 @@ export function createJudge(ctx: JudgeContext): Judge {
       await Promise.all([...pendingWrites]);
       await Promise.all([...endpoints.values()].map((e) => e.close()));
     },
-  };
-}
-
-/** The score-row columns of an outcome (the consumer adds evaluation_id and attempts). */
-export function scoreColumns(outcome: JudgeOutcome): Omit<Insertable<ScoresTable>, 'evaluation_id' | 'attempts' | 'created_at' | 'updated_at'> {
-  return {
-    dimension: outcome.dimension,
-    value: outcome.value,
-    label: outcome.label,
-    raw_value: outcome.rawValue,
-    direction: outcome.direction,
-    reasoning: outcome.reasoning,
-    source: 'LLM_JUDGE',
-    scorer_name: outcome.scorerName,
-    scorer_version: outcome.scorerVersion,
-    judge_model: outcome.judgeModel,
-    prompt_hash: outcome.promptHash,
-    status: outcome.status,
-    error_code: outcome.errorCode,
-    input_tokens: outcome.inputTokens,
-    output_tokens: outcome.outputTokens,
-    latency_ms: outcome.latencyMs,
-    cost_usd: outcome.costUsd,
-    cache_hit: outcome.cacheHit,
   };
 }
