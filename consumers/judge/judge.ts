@@ -69,6 +69,7 @@ export function createJudge(ctx: JudgeContext): Judge {
   const rubrics = new Map<string, CompiledRubric>(config.rubrics.filter((r) => dimensions.some((d) => d.id === r.id)).map((r) => [r.id, compileRubric(r)]));
   const inflight: JudgeCacheContext['inflight'] = new Map();
   const pendingWrites = new Set<Promise<void>>();
+  const closing = new AbortController();
   const instanceId = ctx.instanceId ?? `judge-${randomBytes(4).toString('hex')}`;
 
   if (ctx.logger) {
@@ -153,7 +154,7 @@ export function createJudge(ctx: JudgeContext): Judge {
   };
 
   const cacheContext: JudgeCacheContext | undefined = ctx.db
-    ? { db: ctx.db, runner, claimantId: instanceId, events, inflight, pendingWrites, options: config.cache }
+    ? { db: ctx.db, runner, claimantId: instanceId, events, inflight, pendingWrites, closing: closing.signal, options: config.cache }
     : undefined;
 
   async function score(dimension: string, inputs: JudgeInputs, options: { signal?: AbortSignal; applicationId?: string } = {}): Promise<JudgeOutcome> {
@@ -193,7 +194,9 @@ export function createJudge(ctx: JudgeContext): Judge {
       return { pause: retryAfterMs > 0, retryAfterMs, endpoints: states };
     },
     async close() {
-      // Verdict writes first: they need the database pool, which the caller closes after us.
+      // Verdict writes first: they need the database pool, which the caller closes after us. One
+      // that is retrying (the database is down) makes its current attempt and gives up.
+      closing.abort();
       await Promise.all([...pendingWrites]);
       await Promise.all([...endpoints.values()].map((e) => e.close()));
     },
