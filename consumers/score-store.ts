@@ -61,6 +61,8 @@ export interface CommitItem {
   redriven: boolean;
   /** The redrive's id: applied at most once, recorded in the same transaction. */
   redriveId?: string;
+  /** The scoring span's context: the evaluation.scored event carries it. */
+  traceparent?: string | undefined;
 }
 
 export interface ScoreStore {
@@ -293,7 +295,7 @@ async function writeBatch(trx: Transaction<Database>, topics: Topics, items: Com
       )
         continue;
       results.set(id, status);
-      const applicationId = (finalising.find((i) => i.evaluationId === id) as CommitItem).applicationId;
+      const { applicationId, traceparent } = finalising.find((i) => i.evaluationId === id) as CommitItem;
       const scores: ScoreResult[] = own.map(toScoreResult);
       const data: EvaluationScoredData = {
         schemaVersion: EVENT_SCHEMA_VERSION,
@@ -303,7 +305,14 @@ async function writeBatch(trx: Transaction<Database>, topics: Topics, items: Com
         scores,
         scoredAt: scoredAt.toISOString(),
       };
-      events.push({ topic: topics.scores, key: applicationId, type: EVENT_TYPES.evaluationScored, source: '/evalbox/scorer', data });
+      events.push({
+        topic: topics.scores,
+        key: applicationId,
+        type: EVENT_TYPES.evaluationScored,
+        source: '/evalbox/scorer',
+        data,
+        ...(traceparent ? { headers: { traceparent } } : {}),
+      });
     }
     if (results.size > 0) {
       await sql`

@@ -1,6 +1,7 @@
-// A small TCP proxy for fault injection between Kafka clients and a real broker: it forwards bytes
-// both ways until told to hold the broker's answers back (requests still arrive and are written,
-// acknowledgements do not come back) or to cut every connection.
+// A small TCP proxy for fault injection between clients and a real server (a Kafka broker,
+// Postgres): it forwards bytes both ways until told to hold the server's answers back (requests
+// still arrive and are written, acknowledgements do not come back), to cut every connection, or to
+// refuse new ones (the server is down, as far as the client can tell).
 import net from 'node:net';
 
 export interface TcpProxy {
@@ -13,6 +14,8 @@ export interface TcpProxy {
   release(): void;
   /** Resets every open connection (new ones are accepted). */
   cutAll(): void;
+  /** While on, every new connection is reset at once, as if nothing listened. */
+  refuse(on: boolean): void;
   /** Client-to-broker bytes forwarded so far: lets a test act once a request went out. */
   bytesUp(): number;
   close(): Promise<void>;
@@ -23,9 +26,14 @@ export async function startTcpProxy(targetPort: () => number, listenPort = 0): P
   const pairs = new Set<{ client: net.Socket; upstream: net.Socket; held: Buffer[]; heldUp: Buffer[] }>();
   let holding = false;
   let holdingUp = false;
+  let refusing = false;
   let up = 0;
 
   const server = net.createServer((client) => {
+    if (refusing) {
+      client.resetAndDestroy();
+      return;
+    }
     const upstream = net.connect(targetPort(), '127.0.0.1');
     const pair = { client, upstream, held: [] as Buffer[], heldUp: [] as Buffer[] };
     pairs.add(pair);
@@ -65,6 +73,9 @@ export async function startTcpProxy(targetPort: () => number, listenPort = 0): P
         pair.client.resetAndDestroy();
         pair.upstream.destroy();
       }
+    },
+    refuse: (on) => {
+      refusing = on;
     },
     bytesUp: () => up,
     close: () =>

@@ -56,6 +56,8 @@ export interface JudgeCacheContext {
   inflight?: Map<string, { work: Promise<JudgeOutcome>; applicationId?: string }>;
   /** Verdict writes still under way (they are off the caller's path); await them before closing the pool. */
   pendingWrites?: Set<Promise<void>>;
+  /** Fires when the judge closes: a verdict write that keeps failing stops retrying. */
+  closing?: AbortSignal;
   options?: JudgeCacheConfig;
 }
 
@@ -64,9 +66,6 @@ type StoredOutcome = Pick<
   JudgeOutcome,
   'status' | 'value' | 'label' | 'rawValue' | 'reasoning' | 'direction' | 'errorCode' | 'scorerName' | 'endpoint' | 'responseFormat'
 >;
-
-/** How a verdict write that failed for a passing reason is tried again (its age: the claim's life). */
-const STORE_RETRY: Omit<BackoffPolicy, 'maxAgeMs'> = { baseMs: 100, maxMs: 2000, maxAttempts: Number.MAX_SAFE_INTEGER };
 
 const keyId = (k: CacheKey): string => JSON.stringify([k.dimension, k.scorerVersion, k.judgeModel, k.judgeEndpoint, k.promptHash, k.inputsHash]);
 
@@ -272,24 +271,34 @@ async function executeClaimed(
     return outcome;
   }
   // The verdict is paid for and valid: hand it back now and store it alongside. Replicas waiting
-  // on the claim see it a round trip later. A write that fails for a reason that passes (the
-  // database restarting, a connection cut) is tried again for as long as the claim lives, so an
-  // outage at this moment does not throw a paid verdict away; duplicates in this process share it
-  // (its in-flight entry stays) meanwhile. Only a longer outage lets the claim expire, and then
-  // a later duplicate pays again.
-  const write = withRetry(
-    () =>
-      storeOutcome(ctx.db, call.key, outcome, paidBy).catch((error: unknown) => {
-        throw classifyPgError(error);
-      }),
-    { ...STORE_RETRY, maxAgeMs: call.claimTtlMs },
-  ).catch((error: unknown) => {
+  // on the claim see it a round trip later. While the database is unreachable the write is
+  // retried (and the in-process entry keeps the verdict for a redelivery here): given up, the
+  // claim would only expire and the next duplicate pay again.
+  const write = storeUntilStored(ctx, call, outcome, paidBy).catch((error: unknown) => {
     ctx.events?.emit('judge:cacheError', { dimension: call.key.dimension, error: coerceError(error) });
   });
   ctx.pendingWrites?.add(write);
   void write.finally(() => ctx.pendingWrites?.delete(write));
   onWrite(write);
   return outcome;
+}
+
+/** How a paid verdict's store is retried while the database is unreachable (its age bound is the claim's TTL). */
+const VERDICT_STORE_BACKOFF: Omit<BackoffPolicy, 'maxAgeMs'> = { baseMs: 100, maxMs: 2000, maxAttempts: Number.MAX_SAFE_INTEGER };
+
+/**
+ * Stores a paid verdict, retrying transient database failures until the claim's TTL has passed
+ * (after that another replica may have taken the claim over and paid) or the judge closes.
+ */
+function storeUntilStored(ctx: JudgeCacheContext, call: PreparedCall, outcome: JudgeOutcome, paidBy: string | null): Promise<void> {
+  const store = async () => {
+    try {
+      await storeOutcome(ctx.db, call.key, outcome, paidBy);
+    } catch (error) {
+      throw classifyPgError(error);
+    }
+  };
+  return withRetry(store, { ...VERDICT_STORE_BACKOFF, maxAgeMs: call.claimTtlMs }, ctx.closing ? { signal: ctx.closing } : {});
 }
 
 /** A claim that cannot be released (database down) simply expires; the caller's error matters more. */
