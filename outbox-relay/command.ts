@@ -66,7 +66,7 @@ ${CONNECTION_HELP}`,
     const databaseUrl = requireSetting(config.databaseUrl, 'DATABASE_URL');
     const brokers = requireSetting(config.kafkaBrokers, 'KAFKA_BROKERS');
     const kafka = createKafka(brokers, 'evalbox-relay', logger);
-    const handle = createDb(databaseUrl, { max: 10, applicationName: 'evalbox-relay' });
+    const handle = createDb(databaseUrl, { max: 10, applicationName: 'evalbox-relay', statementTimeoutMs: config.relay.statementTimeoutMs, keepAlive: true });
     await waitForDatabase(handle, { onRetry: (error, attempt) => logger.warn({ err: error, attempt }, 'waiting for the database') });
     try {
       if (shards !== undefined) await setShardCount(handle.db, shards);

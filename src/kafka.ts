@@ -306,9 +306,10 @@ async function createMissingTopics(kafka: Kafka, topics: TopicSpec[]): Promise<v
   }
 }
 
-// Errors that concern one message and will not go away by retrying it. A missing authorization
-// for a topic or a request too large for the broker concern every message sent with it: they are
-// retried (and counted in the produce-error metric) instead of parking innocent rows.
+// Errors that will not go away by retrying the message. A missing authorization for a topic and a
+// record list too large for the broker are refused for a whole request, which may carry innocent
+// rows: the relay then sends the rows one per transaction, where a refusal names its row, and
+// parks only that row (outbox-relay/settle.ts).
 const PERMANENT_MESSAGE_CODES = new Set(
   [
     'ERR_MSG_SIZE_TOO_LARGE',
@@ -318,6 +319,8 @@ const PERMANENT_MESSAGE_CODES = new Set(
     'ERR__MSG_TIMED_OUT_NEVER',
     'ERR__INVALID_ARG',
     'ERR_INVALID_RECORD',
+    'ERR_TOPIC_AUTHORIZATION_FAILED',
+    'ERR_RECORD_LIST_TOO_LARGE',
   ]
     .map((name) => kafkaCodes[name])
     .filter((code): code is number => code !== undefined),
