@@ -96,7 +96,9 @@ ${CONNECTION_HELP}`,
     const releasers = new Releasers();
     releasers.add(() => handle.close());
     await serveAdminPort({ config, requested: values['admin-port'] !== undefined, registry, db: handle.db, logger, releasers });
-    const backlogTimer = setInterval(() => void metrics.refreshBacklog().catch((error) => logger.warn({ err: error }, 'backlog query failed')), 5_000);
+    // Only a relay that leads a shard counts the backlog: standbys would repeat the same scans.
+    const refreshBacklog = () => (relay.ownedShards().length > 0 ? metrics.refreshBacklog() : Promise.resolve(metrics.clearBacklog()));
+    const backlogTimer = setInterval(() => void refreshBacklog().catch((error) => logger.warn({ err: error }, 'backlog query failed')), 5_000);
     releasers.add(() => clearInterval(backlogTimer));
 
     await relay.start();
