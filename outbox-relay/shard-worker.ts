@@ -13,7 +13,8 @@ import type { Db } from '../src/db/index.js';
 import { coerceError, ConfigError, type EvalboxError } from '../src/errors.js';
 import { classifyKafkaError, isFencedKafkaError, type TransactionalProducer } from '../src/kafka.js';
 import { withRetry, type BackoffPolicy } from '../src/retry.js';
-import { publishRows } from './publisher.js';
+import { inSpan, ROOT, SpanKind } from '../src/tracing.js';
+import { publishLinks, publishRows } from './publisher.js';
 import type { RelayEvents, ResolvedRelaySettings } from './relay.js';
 import { parkUnknownTopicsAfter, settleBatch, type UnknownTopicClock } from './settle.js';
 import { advanceCursor, cursorAheadOfDatabase, readBatchBelowHorizon, type Cursor, type Lease, type OutboxRow, type ParkedRow } from './sql.js';
@@ -120,7 +121,24 @@ export function startShardWorker(ctx: ShardWorkerContext, lease: Lease, claimSen
   const backoff: BackoffPolicy = { baseMs: settings.retryBaseMs, maxMs: settings.retryMaxMs, maxAttempts: Infinity, maxAgeMs: Infinity };
 
   /** Sends `rows` as one transaction until it commits, the lease is lost, or the relay stops. */
-  async function publishBatch(rows: OutboxRow[], unknownTopic: UnknownTopicClock = { since: undefined }): Promise<BatchResult> {
+  function publishBatch(rows: OutboxRow[], unknownTopic: UnknownTopicClock = { since: undefined }): Promise<BatchResult> {
+    // One span per batch, linked to the trace of every row it carries (each row's Kafka record
+    // carries that row's own traceparent header, from the stored headers).
+    const links = publishLinks(rows);
+    return inSpan('outbox publish', { kind: SpanKind.PRODUCER, links, parent: ROOT }, async (span) => {
+      const result = await publishBatchAttempts(rows, unknownTopic);
+      if (span.isRecording())
+        span.setAttributes({
+          'messaging.system': 'kafka',
+          'messaging.batch.message_count': rows.length,
+          'evalbox.shard': shard,
+          'evalbox.relay.result': result,
+        });
+      return result;
+    });
+  }
+
+  async function publishBatchAttempts(rows: OutboxRow[], unknownTopic: UnknownTopicClock): Promise<BatchResult> {
     const state: BatchState = { parked: [], unknownTopic };
     try {
       return await withRetry((attempt) => attemptBatch(rows, state, attempt - 1), backoff, {
