@@ -72,8 +72,28 @@ export function createIdempotentProducer(kafka: Kafka, overrides: ProducerSettin
 export interface OutgoingMessage {
   topic: string;
   key: string;
-  value: string;
+  /** A Buffer is handed to librdkafka as it is (no copy); a string is encoded once. */
+  value: string | Buffer;
   headers: Record<string, string>;
+}
+
+/** Headers whose values repeat across a batch: one librdkafka header object per distinct value and batch. */
+const REPEATED_HEADERS = new Set(['ce_type', 'ce_source', 'ce_specversion', 'content-type', 'ce_dataschema']);
+
+function headerList(headers: Record<string, string>, repeated: Map<string, Record<string, string>>): Record<string, string>[] {
+  const list: Record<string, string>[] = [];
+  for (const name in headers) {
+    const value = headers[name] as string;
+    if (!REPEATED_HEADERS.has(name)) {
+      list.push({ [name]: value });
+      continue;
+    }
+    const id = `${name}\0${value}`;
+    let header = repeated.get(id);
+    if (!header) repeated.set(id, (header = { [name]: value }));
+    list.push(header);
+  }
+  return list;
 }
 
 /** A message librdkafka refused at enqueue (e.g. a full local queue): it never left the process. */
@@ -136,12 +156,14 @@ function nativeBatchProducer(config: ProducerSettings, options: { clientId?: str
       const outcomes: DeliveryOutcome[] = new Array<DeliveryOutcome>(messages.length);
       return new Promise((resolve) => {
         const batch: PendingBatch = { outcomes, remaining: 1, resolve: () => resolve(outcomes) };
+        const repeated = new Map<string, Record<string, string>>();
         for (let index = 0; index < messages.length; index++) {
           const message = messages[index] as OutgoingMessage;
-          const headers = Object.entries(message.headers).map(([name, value]) => ({ [name]: value }));
+          const headers = headerList(message.headers, repeated);
+          const value = typeof message.value === 'string' ? Buffer.from(message.value) : message.value;
           try {
             batch.remaining++;
-            producer.produce(message.topic, -1, Buffer.from(message.value), message.key, 0, { batch, index }, headers);
+            producer.produce(message.topic, -1, value, message.key, 0, { batch, index }, headers);
           } catch (thrown) {
             batch.remaining--;
             const error = classifyKafkaError(thrown);
