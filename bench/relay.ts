@@ -1,7 +1,11 @@
 // Benchmark: relay throughput against kcat producing the same messages to the same broker, and
 // commit→Kafka-ack latency under a steady write rate for NOTIFY mode, poll mode and a naive
 // 1 s poller.   node --import tsx bench/relay.ts [--events 50000] [--rate 200] [--seconds 10]
+// Memory only: node --import tsx bench/relay.ts --memory 200000 (each case in a process of its own:
+// peak RSS while the relay drains a backlog of small rows, and of 256 kB rows bounded by rows
+// only against bounded by bytes).
 import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -15,7 +19,13 @@ import { createOutboxNudger } from '../src/outbox-wakeup.js';
 import { freshDatabase, machine, percentile, requireEnv } from './lib.js';
 
 const { values } = parseArgs({
-  options: { events: { type: 'string', default: '50000' }, rate: { type: 'string', default: '200' }, seconds: { type: 'string', default: '10' } },
+  options: {
+    events: { type: 'string', default: '50000' },
+    rate: { type: 'string', default: '200' },
+    seconds: { type: 'string', default: '10' },
+    memory: { type: 'string' },
+    'memory-case': { type: 'string' },
+  },
 });
 const events = Number(values.events);
 const rate = Number(values.rate);
@@ -183,6 +193,71 @@ async function latency(label: string, overrides: Partial<RelaySettings>, mode: P
   await handle.close();
   latencies.sort((a, b) => a - b);
   return `${label.padEnd(34)} p50 ${percentile(latencies, 50).toFixed(1)} ms   p99 ${percentile(latencies, 99).toFixed(1)} ms   (${latencies.length} events)`;
+}
+
+/** One memory case, in this process: drains a backlog and reports the peak RSS and heap. */
+async function memoryCase(name: string, backlog: number): Promise<string> {
+  const big = name !== 'small rows';
+  const rows = big ? 400 : backlog;
+  const rowBytes = big ? 256 * 1024 : payload.length;
+  const url = await freshDatabase('evalbox_bench_relay_memory');
+  const handle = createDb(url, { max: 4 });
+  const topic = `bench-memory-${Date.now()}`;
+  await ensureTopics(kafka, [{ topic, numPartitions: 6 }]);
+  const value = big ? sql`jsonb_build_object('data', repeat('x', ${rowBytes}))` : sql`${payload}::jsonb`;
+  await sql`INSERT INTO outbox (id, shard, topic, key, type, source, payload)
+            SELECT gen_random_uuid(), outbox_shard_of('app-' || (i % 50)), ${topic}, 'app-' || (i % 50), 'evaluation.created', '/bench', ${value}
+            FROM generate_series(1, ${rows}) i`.execute(handle.db);
+  const bytesBound = name === 'big rows, rows bound only' ? Number.MAX_SAFE_INTEGER : undefined;
+  const relay = createRelay({
+    db: handle.db,
+    databaseUrl: url,
+    createProducer: producerFor('transactional', `bench-${topic}`),
+    logger: silentLogger(),
+    settings: settings(bytesBound === undefined ? {} : { batchBytes: bytesBound }),
+  });
+  let published = 0;
+  relay.events.on('relay:batchPublished', (e) => (published += e.rows));
+  const peak = { rss: process.memoryUsage().rss, heap: process.memoryUsage().heapUsed };
+  const before = peak.rss;
+  const sampler = setInterval(() => {
+    const m = process.memoryUsage();
+    peak.rss = Math.max(peak.rss, m.rss);
+    peak.heap = Math.max(peak.heap, m.heapUsed);
+  }, 20);
+  const started = Date.now();
+  await relay.start();
+  while (published < rows) await new Promise((r) => setTimeout(r, 20));
+  const secs = (Date.now() - started) / 1000;
+  clearInterval(sampler);
+  await relay.stop();
+  await handle.close();
+  const mb = (n: number) => (n / 1024 / 1024).toFixed(0);
+  return `${name.padEnd(28)} ${rows} rows of ${(rowBytes / 1024).toFixed(1)} kB: peak RSS ${mb(peak.rss)} MB (${mb(before)} MB before), peak heap ${mb(peak.heap)} MB, ${(rows / secs).toFixed(0)} events/s`;
+}
+
+if (values['memory-case']) {
+  process.stdout.write(`${await memoryCase(values['memory-case'], events)}\n`);
+  process.exit(0);
+}
+if (values.memory) {
+  const lines = [
+    `relay memory — ${new Date().toISOString()}`,
+    `machine: ${machine()}`,
+    `load average: ${os
+      .loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' ')}`,
+  ];
+  for (const name of ['small rows', 'big rows, rows bound only', 'big rows, bytes bound']) {
+    const child = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--memory-case', name, '--events', values.memory], {
+      encoding: 'utf8',
+      env: process.env,
+    });
+    lines.push(`  ${child.status === 0 ? child.stdout.trim() : `${name}: failed ${child.stderr.slice(-400)}`}`);
+  }
+  process.stdout.write(`${lines.join('\n')}\n`);
+  process.exit(0);
 }
 
 // Alternating rounds, so both modes see the same machine load.

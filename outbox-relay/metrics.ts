@@ -1,12 +1,13 @@
 // Relay metrics (base units, low-cardinality labels), fed by the relay's lifecycle events and a
-// periodic backlog query. Every relay reports the backlog, standbys included: aggregate with max.
+// periodic backlog query. Relays that lead a shard report the backlog (each the whole outbox's):
+// aggregate with max.
 import type { EventEmitter } from 'node:events';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Db } from '../src/db/index.js';
 import { runInspection, type BacklogRow } from '../src/inspect.js';
 import type { RelayEvents } from './relay.js';
 
-export function registerRelayMetrics(registry: Registry, events: EventEmitter<RelayEvents>, db: Db): { refreshBacklog(): Promise<void> } {
+export function registerRelayMetrics(registry: Registry, events: EventEmitter<RelayEvents>, db: Db): { refreshBacklog(): Promise<void>; clearBacklog(): void } {
   const registers = [registry];
   const backlog = new Gauge({ name: 'evalbox_outbox_backlog_events', help: 'Outbox events not yet published, per topic.', labelNames: ['topic'], registers });
   const oldest = new Gauge({
@@ -80,6 +81,10 @@ export function registerRelayMetrics(registry: Registry, events: EventEmitter<Re
   events.on('relay:partitions', ({ dropped }) => partitionsDropped.inc(dropped.length));
 
   return {
+    clearBacklog() {
+      backlog.reset();
+      oldest.reset();
+    },
     async refreshBacklog() {
       const rows = await runInspection<BacklogRow>(db, 'backlog');
       backlog.reset();
