@@ -136,7 +136,8 @@ export async function listScoredPage(db: Db, query: ScoredPageQuery) {
   const page = rows.slice(0, query.limit);
   const last = page[page.length - 1];
   return {
-    items: page.map(({ xid_text: _xid, ...row }) => row),
+    // Each item keeps its own position (the results stream names every event by it).
+    items: page.map(({ xid_text, ...row }) => ({ ...row, position: { xid: xid_text, id: row.id, order: 'scored' as const } })),
     next: last ? { xid: last.xid_text, id: last.id, order: 'scored' as const } : query.after ? { ...query.after, order: 'scored' as const } : undefined,
     hasMore: rows.length > query.limit,
   };
