@@ -24,6 +24,14 @@ export async function selectEvaluation(db: Db, applicationId: string, id: string
       'external_id',
       'created_at',
       'scored_at',
+      'messages',
+      'tags',
+      'session_id',
+      'user_id',
+      'call_input_tokens',
+      'call_output_tokens',
+      'call_latency_ms',
+      'call_cost_usd',
     ])
     .where('id', '=', id)
     .where('application_id', '=', applicationId)

@@ -8,7 +8,7 @@ import { dimensionIdsIn, type DimensionRegistry } from '../dimensions.js';
 import { ValidationError, type FieldError } from '../errors.js';
 import type { Logger } from '../logging.js';
 import type { OutboxNudger } from '../outbox-wakeup.js';
-import type { ClientScoreInput, EvaluationRequest } from '../schemas/evaluation-request.js';
+import { promptOfMessages, type ClientScoreInput, type EvaluationRequest } from '../schemas/evaluation-request.js';
 import { MAX_FIELD_ERRORS, type BoundedValidator } from '../schemas/validator.js';
 import type { CursorCodec } from './cursor.js';
 import { databaseUnavailable, toProblem } from './error-mapping.js';
@@ -97,7 +97,13 @@ export function registerRoutes(app: Hono<ApiEnv>, deps: RouteDeps): void {
 
   /** Validates one item against the schema, what Postgres can store, and the dimensions registry. */
   function toRequest(body: unknown): { request: EvaluationRequest; dimensions: string[] } {
-    const request = deps.validateRequest.assert<EvaluationRequest>(body, 'the evaluation');
+    const validated = deps.validateRequest.assert<Omit<EvaluationRequest, 'prompt'> & { prompt?: string }>(body, 'the evaluation');
+    const prompt = validated.prompt ?? promptOfMessages(validated.messages ?? []);
+    if (prompt === undefined)
+      throw new ValidationError('the evaluation has no prompt', [
+        { pointer: '/messages', detail: 'without prompt, a user message with text content is needed' },
+      ]);
+    const request: EvaluationRequest = { ...validated, prompt };
     const unstorable = unstorableFields(request);
     if (unstorable.length > 0) throw new ValidationError('the evaluation holds values that cannot be stored', unstorable);
     const requested = request.dimensions ?? dimensions.defaults;
