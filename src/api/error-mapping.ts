@@ -25,48 +25,25 @@ export function toProblem(error: unknown, route: string, logger: Logger): Proble
   if (error instanceof EvalboxError && error.code === 'EVENT_TOO_LARGE') return new ProblemError(413, error.message);
   const classified = classifyPgError(error);
   if (classified.retryable) {
-    logger.warn({ err: loggable(classified), route }, 'database unavailable');
+    logger.warn({ err: classified, route }, 'database unavailable');
     return databaseUnavailable();
   }
   const sqlstate = sqlstateOf(error);
   // A value the database refuses (class 22 data exception, 54001 nesting too deep) is bad
   // input that slipped past validation: still the client's error, never a 5xx.
   if (sqlstate && (sqlstate.startsWith('22') || sqlstate === '54001')) {
-    logger.warn({ err: loggable(error), route }, 'the database refused a value that passed validation');
+    logger.warn({ err: error, route }, 'the database refused a value that passed validation');
     return new ProblemError(400, 'the request holds a value that cannot be stored', {
       errors: [{ pointer: '/', detail: `refused by the database (SQLSTATE ${sqlstate})` }],
     });
   }
-  logger.error({ err: loggable(error), route }, 'request failed');
+  logger.error({ err: error, route }, 'request failed');
   return new ProblemError(500, 'internal error');
 }
 
 function sqlstateOf(error: unknown): string | undefined {
   const code = (error as { code?: unknown } | null)?.code;
   return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
-}
-
-/**
- * The parts of an error worth logging. A Postgres error's `detail` can quote the failing row
- * (prompt and response text), so it is left out; the SQLSTATE and constraint say enough.
- */
-export function loggable(error: unknown): Record<string, unknown> {
-  const chain: Record<string, unknown>[] = [];
-  let current: unknown = error;
-  for (let depth = 0; typeof current === 'object' && current !== null && 'message' in current && depth < 5; depth++) {
-    const e = current as Error & { code?: unknown; constraint?: unknown; table?: unknown; column?: unknown };
-    chain.push({
-      type: e.name,
-      message: e.message,
-      code: e.code,
-      constraint: e.constraint,
-      table: e.table,
-      column: e.column,
-      stack: depth === 0 ? e.stack : undefined,
-    });
-    current = e.cause;
-  }
-  return { ...chain[0], causes: chain.slice(1) };
 }
 
 export function problemResponse(c: Context, error: ProblemError): Response {
