@@ -21,6 +21,7 @@ import type { ConsumedMessage } from './runtime.js';
 import { baseRow, errorRow } from './score-rows.js';
 import { contextFromTraceparent, inSpan, SpanKind, traceIdOf, traceparentOf, type Span } from '../src/tracing.js';
 import type { LoadedEvaluation, ScoreRowValues, ScoreStore } from './score-store.js';
+import { isTerminalEvaluation, keepsStoredResult } from './terminal-status.js';
 
 export interface ScoringInputs {
   prompt: string;
@@ -157,7 +158,7 @@ async function scoreMessage(ctx: ScorerContext, message: ConsumedMessage, signal
   const redriveId = message.headers.dlt_redriven_from?.toString();
   const redriven =
     redriveId !== undefined && [...existing.values()].some((row) => row.status === 'ERROR') && !(await withDb(() => ctx.store.redriveApplied(redriveId)));
-  const terminal = evaluation.status !== 'PENDING' && evaluation.dimensions.every((d) => existing.get(d)?.status && existing.get(d)?.status !== 'PENDING');
+  const terminal = isTerminalEvaluation(evaluation, existing);
   if (!redriven && terminal) {
     ctx.events.emit('scorer:redelivery', { evaluationId: evaluation.id });
     return; // already terminal: a redelivery changes nothing and publishes nothing
@@ -175,10 +176,9 @@ async function scoreMessage(ctx: ScorerContext, message: ConsumedMessage, signal
     evaluation.dimensions.map(async (dimension): Promise<{ row: ScoreRow; attempts: number } | undefined> => {
       const scorer = ctx.scorers.get(dimension);
       const previous = existing.get(dimension);
-      const done = previous?.status === 'COMPLETED' || previous?.status === 'SKIPPED';
       // A redrive retries only the ERROR dimensions: a result of an older scorer version stays as
       // it is (re-scoring it is the next event's business, not a redrive's).
-      if (done && ((scorer && previous?.scorer_version === scorer.version) || (redriven && terminal))) {
+      if (previous && keepsStoredResult(previous, scorer?.version, redriven && terminal)) {
         ctx.events.emit('scorer:dimensionScored', { dimension, status: previous.status, seconds: 0, reused: true });
         return undefined; // already done with this version: never scored (or paid for) twice
       }

@@ -192,6 +192,35 @@ describe('fake judge', () => {
     expect(models.data[0]?.id).toBe('fake-judge-1');
   });
 
+  it('logs every request: content, rubric, outcome, times, the naming client, and whether the client was gone when it was answered', async () => {
+    fake.control({ latencyMs: 300 });
+    const named = { 'content-type': 'application/json', 'x-judge-client': 'scorer-7' };
+    const answered = await fetch(`${fake.url}/v1/chat/completions`, { method: 'POST', headers: named, body: JSON.stringify(chat('kept', likertSchema)) });
+    expect(answered.status).toBe(200);
+    await answered.text();
+    // A client that goes away while its request is being answered (killed, or its timeout) is still answered, and paid for.
+    await expect(
+      fetch(`${fake.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: named,
+        body: JSON.stringify(chat('abandoned', likertSchema)),
+        signal: AbortSignal.timeout(100),
+      }),
+    ).rejects.toThrow();
+    await waitFor(() => fake.requestLog().length === 2, { what: 'the abandoned request to be answered' });
+    const log = (await (await fetch(`${fake.url}/_requests`)).json()) as ReturnType<FakeJudge['requestLog']>;
+    expect(log).toEqual(fake.requestLog());
+    const [kept, abandoned] = log;
+    expect(kept).toMatchObject({ n: 1, outcome: 'ok', clientGone: false, client: 'scorer-7' });
+    expect(abandoned).toMatchObject({ n: 2, outcome: 'ok', clientGone: true, client: 'scorer-7' });
+    expect(kept?.contentHash).not.toBe(abandoned?.contentHash);
+    expect(kept?.rubricHash).toBe(abandoned?.rubricHash);
+    expect((abandoned?.endedAt ?? 0) - (abandoned?.startedAt ?? 0)).toBeGreaterThanOrEqual(250);
+    expect(Object.keys(fake.stats().byContentHash)).toEqual(log.map((r) => r.contentHash));
+    fake.resetStats();
+    expect(fake.requestLog()).toEqual([]);
+  });
+
   it('caps concurrency when asked: requests beyond the limit get 429', async () => {
     fake.control({ concurrencyLimit: 2, latencyMs: 100 });
     const statuses = await Promise.all(Array.from({ length: 5 }, (_, i) => post(chat(`c ${i}`, likertSchema)).then((r) => r.status)));

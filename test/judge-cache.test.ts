@@ -12,6 +12,7 @@ import { createJudge, isProviderPressure, type Judge } from '../consumers/judge/
 import { compileRubric, BUILTIN_RUBRICS, inputsHash, normaliseInputs, type NormalisedInputs } from '../consumers/judge/rubrics.js';
 import { startFakeJudge, type FakeJudge } from '../src/fake-judge/server.js';
 import { createTestDatabase, waitFor, type TestDatabase } from './helpers.js';
+import { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
 
 const sample = {
   prompt: 'How long do refunds take?',
@@ -151,6 +152,77 @@ describe('judge cache', () => {
     expect(fake.stats().total).toBe(1);
     // The verdict is stored alongside the caller, a round trip later.
     await waitFor(async () => (await readCacheRow(database.db, key))?.state === 'DONE', { what: 'the stored verdict' });
+  });
+
+  it('guarantee 4: a verdict whose cache write fails in a database outage just after the answer is written once the database is back, not paid again', async () => {
+    // The judge's pool reaches Postgres through a proxy that, from the moment the provider answers,
+    // lets nothing through, then cuts the connections 1.5 s later (the write fails) and lets new ones through.
+    const port = Number(new URL(database.url).port || 5432);
+    const proxy = await startTcpProxy(() => port);
+    const proxied = new URL(database.url);
+    proxied.port = String(proxy.port);
+    proxied.hostname = '127.0.0.1';
+    const handle = createDb(proxied.toString(), { max: 4, applicationName: 'evalbox-test-proxied' });
+    pools.push(handle);
+    let outage: Promise<void> | undefined;
+    const provider = await startFakeJudge({
+      latencyMs: 5,
+      onAnswered: () => {
+        if (outage) return;
+        proxy.holdRequests();
+        outage = new Promise((resolve) =>
+          setTimeout(() => {
+            proxy.cutAll();
+            proxy.release();
+            resolve();
+          }, 1500),
+        );
+      },
+    });
+    try {
+      const judge = judgeFor(configFor(provider.url, { cache: { claimTtlMs: 2000, maxWaitMs: 3000 } }), handle);
+      const first = await judge.score('judge_relevance', sample);
+      expect(first).toMatchObject({ status: 'COMPLETED', cacheHit: false });
+      await outage;
+      // Past the claim's expiry: a verdict that never reached the cache would be paid for again here.
+      await new Promise((resolve) => setTimeout(resolve, 2500));
+      const second = await judge.score('judge_relevance', sample);
+      expect(second).toMatchObject({ status: 'COMPLETED', cacheHit: true, value: first.value });
+      expect(provider.stats().byOutcome.ok).toBe(1);
+    } finally {
+      await provider.close();
+      await proxy.close();
+    }
+  });
+
+  it('guarantee 4: a paid verdict whose store fails while the database is unreachable is stored once it is back, and the redelivery does not pay again', async () => {
+    // The cache's pool reaches Postgres through a proxy that stands in for the database going away.
+    const proxy: TcpProxy = await startTcpProxy(() => Number(new URL(database.url).port));
+    try {
+      const url = new URL(database.url);
+      url.port = String(proxy.port);
+      const handle = createDb(url.toString(), { max: 4, applicationName: 'evalbox-test-outage' });
+      pools.push(handle);
+      // A short claim TTL, so that the old behaviour (wait out its own claim, then pay again) shows within the test.
+      const judge = judgeFor(configFor(fake.url, { cache: { claimTtlMs: 3000 } }), handle);
+      fake.control({ latencyMs: 300 });
+      const first = judge.score('judge_relevance', sample);
+      await waitFor(() => fake.stats().inFlight === 1, { what: 'the judge call in flight' });
+      // The database goes away while the provider answers: the verdict is paid for, its store fails.
+      proxy.refuse(true);
+      proxy.cutAll();
+      expect(await first).toMatchObject({ status: 'COMPLETED', cacheHit: false });
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(fake.stats().total).toBe(1);
+      proxy.refuse(false);
+      // The evaluation's score write failed too, so the event is redelivered to this replica.
+      const again = await judge.score('judge_relevance', sample);
+      expect(again).toMatchObject({ status: 'COMPLETED', value: (await first).value });
+      expect(fake.stats().total).toBe(1);
+      await waitFor(async () => (await readCacheRow(database.db, relevanceKey(sample)))?.state === 'DONE', { what: 'the verdict stored' });
+    } finally {
+      await proxy.close();
+    }
   });
 
   it('waits for a live claim of another replica and returns its result as a hit', async () => {

@@ -14,7 +14,7 @@ import { COST_MAX, INT4_MAX } from '../score-rows.js';
 import { claimOrRead, readCacheRow, releaseClaim, storeVerdict, takeOverExpiredClaim, type CacheKey, type CacheRow } from './cache-sql.js';
 
 export { claimOrRead, pruneJudgeCache, readCacheRow, releaseClaim, takeOverExpiredClaim, type CacheKey } from './cache-sql.js';
-import { sleep } from '../../src/retry.js';
+import { sleep, withRetry, type BackoffPolicy } from '../../src/retry.js';
 import type { JudgeOutcome } from './client.js';
 import type { JudgeCacheConfig } from './config.js';
 import type { Admission } from './endpoint.js';
@@ -56,6 +56,8 @@ export interface JudgeCacheContext {
   inflight?: Map<string, { work: Promise<JudgeOutcome>; applicationId?: string }>;
   /** Verdict writes still under way (they are off the caller's path); await them before closing the pool. */
   pendingWrites?: Set<Promise<void>>;
+  /** Fires when the judge closes: a verdict write that keeps failing stops retrying. */
+  closing?: AbortSignal;
   options?: JudgeCacheConfig;
 }
 
@@ -269,15 +271,34 @@ async function executeClaimed(
     return outcome;
   }
   // The verdict is paid for and valid: hand it back now and store it alongside. Replicas waiting
-  // on the claim see it a round trip later; if the write fails (the database is down), the claim
-  // expires and a later duplicate pays again, the price of an outage at this exact moment.
-  const write = storeOutcome(ctx.db, call.key, outcome, paidBy).catch((error: unknown) => {
+  // on the claim see it a round trip later. While the database is unreachable the write is
+  // retried (and the in-process entry keeps the verdict for a redelivery here): given up, the
+  // claim would only expire and the next duplicate pay again.
+  const write = storeUntilStored(ctx, call, outcome, paidBy).catch((error: unknown) => {
     ctx.events?.emit('judge:cacheError', { dimension: call.key.dimension, error: coerceError(error) });
   });
   ctx.pendingWrites?.add(write);
   void write.finally(() => ctx.pendingWrites?.delete(write));
   onWrite(write);
   return outcome;
+}
+
+/** How a paid verdict's store is retried while the database is unreachable (its age bound is the claim's TTL). */
+const VERDICT_STORE_BACKOFF: Omit<BackoffPolicy, 'maxAgeMs'> = { baseMs: 100, maxMs: 2000, maxAttempts: Number.MAX_SAFE_INTEGER };
+
+/**
+ * Stores a paid verdict, retrying transient database failures until the claim's TTL has passed
+ * (after that another replica may have taken the claim over and paid) or the judge closes.
+ */
+function storeUntilStored(ctx: JudgeCacheContext, call: PreparedCall, outcome: JudgeOutcome, paidBy: string | null): Promise<void> {
+  const store = async () => {
+    try {
+      await storeOutcome(ctx.db, call.key, outcome, paidBy);
+    } catch (error) {
+      throw classifyPgError(error);
+    }
+  };
+  return withRetry(store, { ...VERDICT_STORE_BACKOFF, maxAgeMs: call.claimTtlMs }, ctx.closing ? { signal: ctx.closing } : {});
 }
 
 /** A claim that cannot be released (database down) simply expires; the caller's error matters more. */

@@ -3,9 +3,7 @@
 // registry, hands out one scorer per dimension, and reports endpoint pressure (throttled, circuit
 // open) so the consumer can pause consumption instead of failing evaluations.
 import { randomBytes } from 'node:crypto';
-import type { Insertable } from 'kysely';
 import type { Db } from '../../src/db/index.js';
-import type { ScoresTable } from '../../src/db/types.js';
 import { EvalboxError, PermanentError, specOf } from '../../src/errors.js';
 import type { Logger } from '../../src/logging.js';
 import { inSpan, SpanKind } from '../../src/tracing.js';
@@ -72,6 +70,7 @@ export function createJudge(ctx: JudgeContext): Judge {
   const rubrics = new Map<string, CompiledRubric>(config.rubrics.filter((r) => dimensions.some((d) => d.id === r.id)).map((r) => [r.id, compileRubric(r)]));
   const inflight: JudgeCacheContext['inflight'] = new Map();
   const pendingWrites = new Set<Promise<void>>();
+  const closing = new AbortController();
   const instanceId = ctx.instanceId ?? `judge-${randomBytes(4).toString('hex')}`;
 
   if (ctx.logger) {
@@ -156,7 +155,7 @@ export function createJudge(ctx: JudgeContext): Judge {
   };
 
   const cacheContext: JudgeCacheContext | undefined = ctx.db
-    ? { db: ctx.db, runner, claimantId: instanceId, events, inflight, pendingWrites, options: config.cache }
+    ? { db: ctx.db, runner, claimantId: instanceId, events, inflight, pendingWrites, closing: closing.signal, options: config.cache }
     : undefined;
 
   /** One judge call (or cache hit) as a span: model, tokens and whether the cache answered. */
@@ -215,33 +214,11 @@ export function createJudge(ctx: JudgeContext): Judge {
       return { pause: retryAfterMs > 0, retryAfterMs, endpoints: states };
     },
     async close() {
-      // Verdict writes first: they need the database pool, which the caller closes after us.
+      // Verdict writes first: they need the database pool, which the caller closes after us. One
+      // that is retrying (the database is down) makes its current attempt and gives up.
+      closing.abort();
       await Promise.all([...pendingWrites]);
       await Promise.all([...endpoints.values()].map((e) => e.close()));
     },
-  };
-}
-
-/** The score-row columns of an outcome (the consumer adds evaluation_id and attempts). */
-export function scoreColumns(outcome: JudgeOutcome): Omit<Insertable<ScoresTable>, 'evaluation_id' | 'attempts' | 'created_at' | 'updated_at'> {
-  return {
-    dimension: outcome.dimension,
-    value: outcome.value,
-    label: outcome.label,
-    raw_value: outcome.rawValue,
-    direction: outcome.direction,
-    reasoning: outcome.reasoning,
-    source: 'LLM_JUDGE',
-    scorer_name: outcome.scorerName,
-    scorer_version: outcome.scorerVersion,
-    judge_model: outcome.judgeModel,
-    prompt_hash: outcome.promptHash,
-    status: outcome.status,
-    error_code: outcome.errorCode,
-    input_tokens: outcome.inputTokens,
-    output_tokens: outcome.outputTokens,
-    latency_ms: outcome.latencyMs,
-    cost_usd: outcome.costUsd,
-    cache_hit: outcome.cacheHit,
   };
 }

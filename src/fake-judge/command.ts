@@ -35,6 +35,8 @@ Control and counters:
                                   errorStatus, hangMs, concurrencyLimit, durationMs, requests, seed}
                  (durationMs / requests: the mode reverts to ok after that long / that many faults)
   GET  /_stats   total, inFlight, maxInFlight, byMode, byOutcome, byContentHash, duplicates
+  GET  /_requests  every request: contentHash, rubricHash, outcome, startedAt, endedAt, clientGone,
+                 client (its x-judge-client header)
   POST /_stats/reset
 
 Options:

@@ -4,7 +4,9 @@
 // (response_format json_schema, or the JSON Schema found in the prompt for plain JSON), after a
 // fixed or random latency. Faults are switchable at run time through POST /_control: 429 with
 // Retry-After, 500 bursts, hangs, malformed content, refusal of response_format, 400s. It counts
-// what it receives (GET /_stats) so tests can assert on calls, e.g. "paid once".
+// what it receives (GET /_stats) so tests can assert on calls, e.g. "paid once", and keeps a log
+// of every request (GET /_requests: content, rubric, outcome, times, whether the client was still
+// there when it was answered) so a test can tell why a content was paid for twice.
 import { createHash } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import type { AddressInfo } from 'node:net';
@@ -59,6 +61,11 @@ export interface FakeJudgeOptions extends Partial<FakeJudgeBehaviour> {
   host?: string;
   /** When set, requests must carry `Authorization: Bearer <apiKey>`. */
   apiKey?: string;
+  /**
+   * Called as each paid answer (one with usage) is sent: lets a test act at exactly that moment,
+   * e.g. kill -9 the caller after the provider answered and before the caller stored the verdict.
+   */
+  onAnswered?: (answer: { contentHash: string; total: number }) => void;
 }
 
 export type FakeJudgeOutcome =
@@ -78,6 +85,24 @@ export interface FakeJudgeStats {
   byResponseFormat: { json_schema: number; plain: number };
 }
 
+/** One chat completion request as the fake judge saw it (GET /_requests). */
+export interface FakeJudgeRequestRecord {
+  /** 1-based arrival number. */
+  n: number;
+  /** sha256 of model + messages, as in byContentHash (the same content means the same verdict). */
+  contentHash: string;
+  /** sha256 of the system message(s): which rubric (dimension) asked. */
+  rubricHash: string;
+  outcome: FakeJudgeOutcome;
+  /** Arrival and answer, ms since the epoch. */
+  startedAt: number;
+  endedAt: number;
+  /** The client had closed its connection before the answer was ready (killed, timed out, aborted). */
+  clientGone: boolean;
+  /** Who sent it, when the caller names itself in an `x-judge-client` header (e.g. one per scorer replica). */
+  client: string;
+}
+
 export interface FakeJudge {
   /** The base URL to give a client (`{url}/v1/chat/completions`). */
   url: string;
@@ -86,6 +111,8 @@ export interface FakeJudge {
   control(patch: Partial<FakeJudgeBehaviour>): FakeJudgeBehaviour;
   behaviour(): FakeJudgeBehaviour;
   stats(): FakeJudgeStats;
+  /** Every request since the last reset (at most REQUEST_LOG_LIMIT), oldest first. */
+  requestLog(): FakeJudgeRequestRecord[];
   resetStats(): void;
   close(): Promise<void>;
 }
@@ -129,6 +156,9 @@ export function parseLatency(text: string): number | [number, number] {
   if (!Number.isFinite(fixed) || fixed < 0) throw new RangeError(`latency "${text}" is not a number of milliseconds or a range like 50-300`);
   return fixed;
 }
+
+/** The request log keeps this many records at most (about 200 bytes each), then stops growing. */
+export const REQUEST_LOG_LIMIT = 1_000_000;
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 const tokens = (chars: number) => Math.max(1, Math.ceil(chars / 4));
@@ -189,7 +219,7 @@ function openAiError(
 }
 
 export async function startFakeJudge(options: FakeJudgeOptions = {}): Promise<FakeJudge> {
-  const { port: wantedPort = 0, host = '127.0.0.1', apiKey, ...initial } = options;
+  const { port: wantedPort = 0, host = '127.0.0.1', apiKey, onAnswered, ...initial } = options;
   let behaviour: FakeJudgeBehaviour = { ...DEFAULTS, ...initial };
   let random = seededRandom(behaviour.seed);
   let revertTimer: NodeJS.Timeout | undefined;
@@ -197,7 +227,9 @@ export async function startFakeJudge(options: FakeJudgeOptions = {}): Promise<Fa
   // Every request waiting on a latency or a hang listens to it.
   setMaxListeners(0, closing.signal);
   let stats: FakeJudgeStats;
+  let requestLog: FakeJudgeRequestRecord[] = [];
   const resetStats = () => {
+    requestLog = [];
     stats = {
       total: 0,
       inFlight: stats?.inFlight ?? 0,
@@ -212,8 +244,11 @@ export async function startFakeJudge(options: FakeJudgeOptions = {}): Promise<Fa
   };
   resetStats();
 
-  const count = (outcome: FakeJudgeOutcome) => {
+  // The request being answered, filled in as answer() learns its content and outcome.
+  type PendingRecord = Partial<FakeJudgeRequestRecord> & Pick<FakeJudgeRequestRecord, 'n' | 'startedAt' | 'client'>;
+  const count = (outcome: FakeJudgeOutcome, record: PendingRecord) => {
     stats.byOutcome[outcome] = (stats.byOutcome[outcome] ?? 0) + 1;
+    record.outcome = outcome;
   };
   // Ends early when the server closes or the client goes away (a client that timed out).
   const wait = (ms: number, client?: AbortSignal) =>
@@ -265,18 +300,33 @@ export async function startFakeJudge(options: FakeJudgeOptions = {}): Promise<Fa
     stats.total++;
     stats.inFlight++;
     stats.maxInFlight = Math.max(stats.maxInFlight, stats.inFlight);
+    // Reading the signal now makes the server watch the connection: it aborts if the client goes away.
+    const clientSignal = c.req.raw.signal;
+    const record: PendingRecord = { n: stats.total, startedAt: Date.now(), client: c.req.header('x-judge-client') ?? '' };
     try {
-      return await answer(c);
+      return await answer(c, record);
     } finally {
       stats.inFlight--;
+      const { contentHash, rubricHash, outcome } = record;
+      if (contentHash !== undefined && rubricHash !== undefined && outcome !== undefined && requestLog.length < REQUEST_LOG_LIMIT)
+        requestLog.push({
+          n: record.n,
+          contentHash,
+          rubricHash,
+          outcome,
+          startedAt: record.startedAt,
+          endedAt: Date.now(),
+          clientGone: clientSignal.aborted,
+          client: record.client,
+        });
     }
   });
 
-  async function answer(c: Context) {
+  async function answer(c: Context, record: PendingRecord) {
     const mode = behaviour.sequence.shift() ?? behaviour.mode;
     stats.byMode[mode] = (stats.byMode[mode] ?? 0) + 1;
     if (apiKey && c.req.header('authorization') !== `Bearer ${apiKey}`) {
-      count('unauthorized');
+      count('unauthorized', record);
       return openAiError(c, 401, { message: 'Incorrect API key provided.', type: 'invalid_request_error', code: 'invalid_api_key' });
     }
     let request: ChatRequest;
@@ -284,10 +334,12 @@ export async function startFakeJudge(options: FakeJudgeOptions = {}): Promise<Fa
       request = await c.req.json<ChatRequest>();
       if (!Array.isArray(request?.messages) || request.messages.length === 0) throw new TypeError('messages must be a non-empty array');
     } catch (error) {
-      count('invalid');
+      count('invalid', record);
       return openAiError(c, 400, { message: `Invalid request: ${(error as Error).message}`, type: 'invalid_request_error', param: 'messages' });
     }
     const contentHash = sha256(JSON.stringify([request.model ?? '', request.messages]));
+    record.contentHash = contentHash;
+    record.rubricHash = sha256(JSON.stringify(request.messages.filter((m) => m.role === 'system'))).slice(0, 16);
     const seen = stats.byContentHash[contentHash] ?? 0;
     stats.byContentHash[contentHash] = seen + 1;
     if (seen === 0) stats.distinctContent++;
@@ -301,14 +353,14 @@ export async function startFakeJudge(options: FakeJudgeOptions = {}): Promise<Fa
       return { 'retry-after': String(behaviour.retryAfterSeconds) };
     };
     if (behaviour.concurrencyLimit > 0 && stats.inFlight > behaviour.concurrencyLimit) {
-      count('rate_limited');
+      count('rate_limited', record);
       return openAiError(c, 429, { message: 'Rate limit reached: too many concurrent requests.', type: 'requests', code: 'rate_limit_exceeded' }, retryAfter());
     }
 
     // Capability, not a fault: a server without structured outputs rejects every json_schema request.
     if (mode === 'no-response-format' && request.response_format !== undefined) {
       await wait(latency());
-      count('response_format_rejected');
+      count('response_format_rejected', record);
       return openAiError(c, 400, {
         message: "Invalid parameter: 'response_format' of type 'json_schema' is not supported with this model.",
         type: 'invalid_request_error',
@@ -325,7 +377,7 @@ export async function startFakeJudge(options: FakeJudgeOptions = {}): Promise<Fa
       }
     }
     if (fault && mode === 'hang') {
-      count('hang');
+      count('hang', record);
       await wait(behaviour.hangMs, c.req.raw.signal);
       // The client gave up (its timeout): nothing more to answer or count.
       if (c.req.raw.signal.aborted) return new Response(null, { status: 499 });
@@ -333,11 +385,11 @@ export async function startFakeJudge(options: FakeJudgeOptions = {}): Promise<Fa
       await wait(latency());
     }
     if (fault && mode === 'rate-limit') {
-      count('rate_limited');
+      count('rate_limited', record);
       return openAiError(c, 429, { message: 'Rate limit reached for requests.', type: 'requests', code: 'rate_limit_exceeded' }, retryAfter());
     }
     if (fault && mode === 'error-burst') {
-      count('server_error');
+      count('server_error', record);
       return openAiError(
         c,
         behaviour.errorStatus,
@@ -346,7 +398,7 @@ export async function startFakeJudge(options: FakeJudgeOptions = {}): Promise<Fa
       );
     }
     if (fault && mode === 'bad-request') {
-      count('bad_request');
+      count('bad_request', record);
       return openAiError(c, 400, {
         message: "This model's maximum context length is 8192 tokens.",
         type: 'invalid_request_error',
@@ -365,10 +417,11 @@ export async function startFakeJudge(options: FakeJudgeOptions = {}): Promise<Fa
       : JSON.stringify(verdict);
     // A judge that repeats the material it was shown (injected verdicts included) before its own.
     if (script?.echoInput && !malformed) content = `You showed me:\n${userText}\n\nMy verdict:\n\`\`\`json\n${content}\n\`\`\``;
-    count(malformed ? 'malformed' : 'ok');
+    count(malformed ? 'malformed' : 'ok', record);
     const promptChars = request.messages.reduce((sum, m) => sum + textOf(m.content).length, 0);
     const promptTokens = script?.tokens ?? tokens(promptChars);
     const completionTokens = script?.tokens ?? tokens(content.length);
+    onAnswered?.({ contentHash, total: stats.total });
     return c.json({
       id: `chatcmpl-fake-${stats.total}`,
       object: 'chat.completion',
@@ -391,6 +444,7 @@ export async function startFakeJudge(options: FakeJudgeOptions = {}): Promise<Fa
     }
   });
   app.get('/_stats', (c) => c.json(stats));
+  app.get('/_requests', (c) => c.json(requestLog));
   app.post('/_stats/reset', (c) => {
     resetStats();
     return c.json(stats);
@@ -407,6 +461,7 @@ export async function startFakeJudge(options: FakeJudgeOptions = {}): Promise<Fa
     control,
     behaviour: () => ({ ...behaviour }),
     stats: () => structuredClone(stats),
+    requestLog: () => requestLog.map((r) => ({ ...r })),
     resetStats,
     async close() {
       if (revertTimer) clearTimeout(revertTimer);

@@ -30,6 +30,16 @@ export interface FaultContext {
   results: { name: string; ok: boolean; figure: string }[];
   judgeInFlightAtKills: number;
   seed: number;
+  /** When each fault began and ended (ms since the epoch), for attributing its effects. */
+  timeline: FaultMoment[];
+}
+
+export interface FaultMoment {
+  name: FaultName;
+  /** The process the fault hit, when it hit one. */
+  target?: string;
+  startedAt: number;
+  endedAt: number;
 }
 
 export function planFaults(seed: number, count: number, brokers: number): { name: FaultName; at: number }[] {
@@ -38,6 +48,11 @@ export function planFaults(seed: number, count: number, brokers: number): { name
     .map((name) => ({ name, at: Math.max(1, Math.floor(count * (0.05 + 0.8 * random()))) }))
     .sort((a, b) => a.at - b.at);
 }
+
+/** How long a hung judge request is held before it is answered (below the judge client's 30 s timeout). */
+export const JUDGE_HANG_MS = 20_000;
+/** How long each judge fault mode lasts. */
+const JUDGE_FAULT_MS = 5000;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -68,9 +83,16 @@ async function judgeControl(context: FaultContext, patch: Record<string, unknown
   await response.body.text();
 }
 
-async function sigterm(context: FaultContext, process: EvalboxProcess, boundMs: number): Promise<void> {
+/** A fault's moment while it runs: when it hit, and when its effect ends if not when fire() returns. */
+interface FaultMomentDraft {
+  startedAt: number;
+  endedAt?: number;
+}
+
+async function sigterm(context: FaultContext, process: EvalboxProcess, boundMs: number, moment: FaultMomentDraft): Promise<string> {
   await process.waitReady();
   const began = Date.now();
+  moment.startedAt = began;
   const record = await process.stop(boundMs);
   const ms = Date.now() - began;
   const ok = record?.code === 0;
@@ -81,60 +103,80 @@ async function sigterm(context: FaultContext, process: EvalboxProcess, boundMs: 
   });
   process.start();
   await process.waitReady();
+  return process.name;
 }
 
 export async function runFault(name: FaultName, context: FaultContext): Promise<void> {
+  context.say(`fault: ${name}`);
+  const moment: FaultMomentDraft = { startedAt: Date.now() };
+  const target = await fire(name, context, moment);
+  context.timeline.push({ name, ...(target === undefined ? {} : { target }), startedAt: moment.startedAt, endedAt: moment.endedAt ?? Date.now() });
+}
+
+/** Fires one fault; `moment.startedAt` is set to when it hit (the signal, the kill). Returns what it hit. */
+async function fire(name: FaultName, context: FaultContext, moment: FaultMomentDraft): Promise<string | undefined> {
   const random = seededRandom(context.seed ^ name.length);
   const pick = <T>(items: T[]): T => items[Math.floor(random() * items.length)] as T;
-  context.say(`fault: ${name}`);
   switch (name) {
     case 'kill-relay-leader': {
       const leader = (await leadingRelay(context)) ?? pick(context.relays);
+      moment.startedAt = Date.now();
       await leader.kill9();
       await sleep(1000);
       leader.start();
       await leader.waitReady();
-      return;
+      return leader.name;
     }
     case 'kill-scorer': {
       const scorer = pick(context.scorers);
       context.judgeInFlightAtKills += await judgeInFlight(context);
+      moment.startedAt = Date.now();
       await scorer.kill9();
       await sleep(1000);
       scorer.start();
       await scorer.waitReady();
-      return;
+      return scorer.name;
     }
     case 'kill-broker': {
       const node = pick(context.stack.kafka.nodes).nodeId;
+      moment.startedAt = Date.now();
       context.stack.killBroker(node);
       await sleep(10_000);
       await context.stack.restartBroker(node);
-      return;
+      return `broker-${node}`;
     }
     case 'kill-postgres': {
+      moment.startedAt = Date.now();
       context.stack.killPostgres();
       await sleep(3000);
       await context.stack.restartPostgres();
-      return;
+      return 'postgres';
     }
     case 'zombie-relay': {
       const leader = (await leadingRelay(context)) ?? pick(context.relays);
+      moment.startedAt = Date.now();
       leader.signal('SIGSTOP');
       // Past the default lease (3 s): a standby takes over while the old leader sleeps.
       await sleep(8000);
       leader.signal('SIGCONT');
-      return;
+      return leader.name;
     }
     case 'sigterm-relay':
-      return sigterm(context, pick(context.relays), 30_000);
+      return sigterm(context, pick(context.relays), 30_000, moment);
     case 'sigterm-scorer':
-      return sigterm(context, pick(context.scorers), 30_000);
+      return sigterm(context, pick(context.scorers), 30_000, moment);
     case 'judge-429':
-      return judgeControl(context, { mode: 'rate-limit', retryAfterSeconds: 1, durationMs: 5000 });
+      await judgeControl(context, { mode: 'rate-limit', retryAfterSeconds: 1, durationMs: JUDGE_FAULT_MS });
+      moment.endedAt = Date.now() + JUDGE_FAULT_MS;
+      return 'fake-judge';
     case 'judge-500':
-      return judgeControl(context, { mode: 'error-burst', durationMs: 5000 });
+      await judgeControl(context, { mode: 'error-burst', durationMs: JUDGE_FAULT_MS });
+      moment.endedAt = Date.now() + JUDGE_FAULT_MS;
+      return 'fake-judge';
     case 'judge-hang':
-      return judgeControl(context, { mode: 'hang', fraction: 0.2, hangMs: 20_000, durationMs: 5000 });
+      await judgeControl(context, { mode: 'hang', fraction: 0.2, hangMs: JUDGE_HANG_MS, durationMs: JUDGE_FAULT_MS });
+      // The last request held arrives just before the mode reverts and is answered a hang later.
+      moment.endedAt = Date.now() + JUDGE_FAULT_MS + JUDGE_HANG_MS;
+      return 'fake-judge';
   }
 }

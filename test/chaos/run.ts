@@ -115,6 +115,7 @@ async function main(): Promise<number> {
       results: [],
       judgeInFlightAtKills: 0,
       seed,
+      timeline: [],
     };
     let acceptedCount = 0;
     let nextFault = 0;
@@ -172,6 +173,9 @@ async function main(): Promise<number> {
 
     const judgeStats = (await (await request(`${faultContext.judgeUrl}/_stats`)).body.json()) as { byOutcome: Record<string, number>; distinctContent: number };
     const paidDuplicates = Math.max(0, (judgeStats.byOutcome.ok ?? 0) - judgeStats.distinctContent);
+    const judgeRequests = (await (await request(`${faultContext.judgeUrl}/_requests`)).body.json()) as unknown[];
+    fs.writeFileSync(path.join(logDir, 'judge-requests.json'), JSON.stringify(judgeRequests));
+    fs.writeFileSync(path.join(logDir, 'faults.json'), JSON.stringify(faultContext.timeline, null, 1));
 
     const signals = faultContext.results;
     for (const p of processes) await p.stop(30_000, true);
