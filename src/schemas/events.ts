@@ -1,5 +1,6 @@
 // The events evalbox publishes (the CloudEvents `data`, i.e. the Kafka value). Their JSON Schemas
-// live in ./events/ as JSON documents: ajv validates with them, the OpenAPI document shows them,
+// live in ./events/ as JSON documents: ajv validates with them, the TypeScript types below are
+// generated from them (event-types.generated.ts), the OpenAPI document shows them,
 // each event names its schema in `dataschema`, and test/schema-compat.test.ts checks each against
 // its last released version. Adding an optional field keeps old consumers working, so the
 // schemas allow additional properties.
@@ -7,36 +8,19 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Selectable } from 'kysely';
-import type { EvaluationStatus, ScoresTable, ScoreStatus } from '../db/types.js';
+import type { ScoresTable, ScoreStatus } from '../db/types.js';
 
 export const EVENT_SCHEMA_VERSION = 1;
 
-export interface EvaluationCreatedData {
-  schemaVersion: number;
-  evaluationId: string;
-  applicationId: string;
-  modelId: string | null;
-  prompt: string;
-  response: string;
-  context: string | string[] | null;
-  reference: string | null;
-  metadata: Record<string, unknown>;
-  dimensions: string[];
-  createdAt: string;
-}
+// The data types are generated from the schemas (scripts/generate-event-types.ts).
+import type { EvaluationCreatedData, EvaluationScoredData, ScoreResult } from './event-types.generated.js';
+export type { EvaluationCreatedData, EvaluationScoredData, ScoreResult };
 
-export interface ScoreResult {
-  dimension: string;
-  status: ScoreStatus;
-  value: number | null;
-  label: string | null;
-  direction: 'higher_is_better' | 'lower_is_better' | null;
-  reasoning: string | null;
-  source: 'LLM_JUDGE' | 'HEURISTIC';
-  scorerName: string;
-  scorerVersion: string;
-  errorCode: string | null;
-}
+/** A score as API responses show it: any status, PENDING included (events carry only terminal ones). */
+export type ScoreView = Omit<ScoreResult, 'status'> & { status: ScoreStatus };
+
+/** Whether a score may appear in an evaluation.scored event (the schema admits no PENDING). */
+export const isTerminalScore = (score: ScoreView): score is ScoreResult => score.status !== 'PENDING';
 
 /** A stored score row as it appears in events and API responses. */
 export function toScoreResult(
@@ -44,7 +28,7 @@ export function toScoreResult(
     Selectable<ScoresTable>,
     'dimension' | 'status' | 'value' | 'label' | 'direction' | 'reasoning' | 'source' | 'scorer_name' | 'scorer_version' | 'error_code'
   >,
-): ScoreResult {
+): ScoreView {
   return {
     dimension: row.dimension,
     status: row.status,
@@ -57,15 +41,6 @@ export function toScoreResult(
     scorerVersion: row.scorer_version,
     errorCode: row.error_code,
   };
-}
-
-export interface EvaluationScoredData {
-  schemaVersion: number;
-  evaluationId: string;
-  applicationId: string;
-  status: Exclude<EvaluationStatus, 'PENDING'>;
-  scores: ScoreResult[];
-  scoredAt: string;
 }
 
 /** The folder of event schemas: `<type>.json` is the current schema, `released/<type>.v<N>.json` each released version. */

@@ -1,0 +1,46 @@
+// Generated from src/schemas/events/*.json by scripts/generate-event-types.ts (npm run generate:event-types).
+// Do not edit: change the schema and generate again; test/unit/event-types.test.ts fails when this file is stale.
+
+/** The data of the evaluation.created event (schema version 1). */
+
+export interface EvaluationCreatedData {
+  schemaVersion: number;
+  evaluationId: string;
+  applicationId: string;
+  modelId?: string | null;
+  prompt: string;
+  response: string;
+  context?: string | string[] | null;
+  reference?: string | null;
+  metadata?: {
+    [k: string]: unknown;
+  };
+  /**
+   * @minItems 1
+   */
+  dimensions: string[];
+  createdAt: string;
+}
+
+/** The data of the evaluation.scored event (schema version 1). */
+
+export interface EvaluationScoredData {
+  schemaVersion: number;
+  evaluationId: string;
+  applicationId: string;
+  status: 'SCORED' | 'PARTIALLY_SCORED' | 'SCORING_FAILED';
+  scores: ScoreResult[];
+  scoredAt: string;
+}
+export interface ScoreResult {
+  dimension: string;
+  status: 'COMPLETED' | 'SKIPPED' | 'ERROR';
+  value?: number | null;
+  label?: string | null;
+  direction?: 'higher_is_better' | 'lower_is_better' | null;
+  reasoning?: string | null;
+  source?: 'LLM_JUDGE' | 'HEURISTIC';
+  scorerName?: string;
+  scorerVersion?: string;
+  errorCode?: string | null;
+}
