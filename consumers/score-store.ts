@@ -70,6 +70,8 @@ export interface ScoreStore {
   commit(item: CommitItem): Promise<EvaluationStatus | undefined>;
   /** Whether the redrive `redriveId` was applied already. */
   redriveApplied(redriveId: string): Promise<boolean>;
+  /** Whether the evaluation was deleted through the API (a tombstone exists), rather than never written. */
+  wasDeleted?(evaluationId: string): Promise<boolean>;
 }
 
 interface Waiter<I, O> {
@@ -178,7 +180,10 @@ export function createScoreStore(db: Db, topics: Topics, options: { maxBatch?: n
   const redriveApplied = async (redriveId: string) =>
     (await sql`SELECT 1 FROM evaluation_redrives WHERE redrive_id = ${redriveId}`.execute(db)).rows.length > 0;
 
-  return { load, commit, redriveApplied };
+  const wasDeleted = async (evaluationId: string) =>
+    (await sql`SELECT 1 FROM evaluation_deletions WHERE evaluation_id = ${evaluationId}`.execute(db)).rows.length > 0;
+
+  return { load, commit, redriveApplied, wasDeleted };
 }
 
 /**

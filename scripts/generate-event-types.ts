@@ -15,6 +15,8 @@ const SCHEMA_DIR = path.join(ROOT, 'src/schemas/events');
 /** The type name of each event's data, and of the object types nested in it (by JSON pointer). */
 const TYPE_NAMES: Record<string, { root: string; nested?: Record<string, string> }> = {
   'evaluation.created': { root: 'EvaluationCreatedData' },
+  'evaluation.client_scored': { root: 'EvaluationClientScoredData', nested: { '/properties/scores/items': 'ClientScore' } },
+  'evaluation.deleted': { root: 'EvaluationDeletedData' },
   'evaluation.scored': { root: 'EvaluationScoredData', nested: { '/properties/scores/items': 'ScoreResult' } },
 };
 

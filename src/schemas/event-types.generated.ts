@@ -1,6 +1,30 @@
 // Generated from src/schemas/events/*.json by scripts/generate-event-types.ts (npm run generate:event-types).
 // Do not edit: change the schema and generate again; test/unit/event-types.test.ts fails when this file is stale.
 
+/** The data of the evaluation.client_scored event (schema version 1). */
+
+/**
+ * Scores recorded through the API by a person (HUMAN) or the client application (CLIENT), as stored after the upsert.
+ */
+export interface EvaluationClientScoredData {
+  schemaVersion: number;
+  evaluationId: string;
+  applicationId: string;
+  scores: ClientScore[];
+  recordedAt: string;
+}
+export interface ClientScore {
+  dimension: string;
+  status?: 'COMPLETED';
+  value?: number | null;
+  label?: string | null;
+  direction?: 'higher_is_better' | 'lower_is_better' | null;
+  reasoning?: string | null;
+  source: 'HUMAN' | 'CLIENT';
+  scorerName: string;
+  scorerVersion: string;
+}
+
 /** The data of the evaluation.created event (schema version 1). */
 
 export interface EvaluationCreatedData {
@@ -20,6 +44,18 @@ export interface EvaluationCreatedData {
    */
   dimensions: string[];
   createdAt: string;
+}
+
+/** The data of the evaluation.deleted event (schema version 1). */
+
+/**
+ * The evaluation and its scores were deleted through the API; a consumer that kept a copy of its text or results deletes it too.
+ */
+export interface EvaluationDeletedData {
+  schemaVersion: number;
+  evaluationId: string;
+  applicationId: string;
+  deletedAt: string;
 }
 
 /** The data of the evaluation.scored event (schema version 1). */

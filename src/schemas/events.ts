@@ -8,19 +8,31 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Selectable } from 'kysely';
-import type { ScoresTable, ScoreStatus } from '../db/types.js';
+import type { ScoresTable, ScoreSource, ScoreStatus } from '../db/types.js';
 
 export const EVENT_SCHEMA_VERSION = 1;
 
 // The data types are generated from the schemas (scripts/generate-event-types.ts).
-import type { EvaluationCreatedData, EvaluationScoredData, ScoreResult } from './event-types.generated.js';
-export type { EvaluationCreatedData, EvaluationScoredData, ScoreResult };
+import type {
+  ClientScore,
+  EvaluationClientScoredData,
+  EvaluationCreatedData,
+  EvaluationDeletedData,
+  EvaluationScoredData,
+  ScoreResult,
+} from './event-types.generated.js';
+export type { ClientScore, EvaluationClientScoredData, EvaluationCreatedData, EvaluationDeletedData, EvaluationScoredData, ScoreResult };
 
-/** A score as API responses show it: any status, PENDING included (events carry only terminal ones). */
-export type ScoreView = Omit<ScoreResult, 'status'> & { status: ScoreStatus };
+/** A score as API responses show it: any status (PENDING included) and any source. */
+export type ScoreView = Omit<ScoreResult, 'status' | 'source'> & { status: ScoreStatus; source: ScoreSource };
 
-/** Whether a score may appear in an evaluation.scored event (the schema admits no PENDING). */
-export const isTerminalScore = (score: ScoreView): score is ScoreResult => score.status !== 'PENDING';
+/** Whether a score may appear in an evaluation.scored event: terminal, and scored by evalbox. */
+export const isTerminalScore = (score: ScoreView): score is ScoreView & ScoreResult =>
+  score.status !== 'PENDING' && (score.source === 'LLM_JUDGE' || score.source === 'HEURISTIC');
+
+/** Whether a score may appear in an evaluation.client_scored event: COMPLETED, recorded through the API. */
+export const isClientScore = (score: ScoreView): score is ScoreView & ClientScore =>
+  score.status === 'COMPLETED' && (score.source === 'HUMAN' || score.source === 'CLIENT');
 
 /** A stored score row as it appears in events and API responses. */
 export function toScoreResult(
@@ -60,10 +72,14 @@ export function readEventSchema(file: string): EventSchema {
 /** The current schema of each event type: what ajv validates, what the OpenAPI document shows. */
 export const evaluationCreatedSchema = readEventSchema('evaluation.created.json');
 export const evaluationScoredSchema = readEventSchema('evaluation.scored.json');
+export const evaluationClientScoredSchema = readEventSchema('evaluation.client_scored.json');
+export const evaluationDeletedSchema = readEventSchema('evaluation.deleted.json');
 
 const SCHEMAS_BY_TYPE: Record<string, EventSchema> = {
   [evaluationCreatedSchema.title]: evaluationCreatedSchema,
   [evaluationScoredSchema.title]: evaluationScoredSchema,
+  [evaluationClientScoredSchema.title]: evaluationClientScoredSchema,
+  [evaluationDeletedSchema.title]: evaluationDeletedSchema,
 };
 
 /** The CloudEvents `dataschema` of an event type: the $id of its current schema. */
