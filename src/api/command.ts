@@ -22,7 +22,7 @@ GET /v1/dimensions and GET /openapi.json on --port, and /healthz, /readyz, /metr
 Options (flags override the environment, which overrides the file EVALBOX_CONFIG_FILE):
 ${optionsHelp('api')}
 
-Logs carry evaluation and application ids, never prompt or response text.
+Logs carry request, trace and evaluation ids, never prompt or response text (EVALBOX_LOG_CONTENT).
 ${CONNECTION_HELP}`,
   async run(argv) {
     const running = await startProcess(this, argv, 'api');
