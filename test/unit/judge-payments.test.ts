@@ -65,7 +65,7 @@ describe('judge payments attribution', () => {
     const justBefore = attributeJudgePayments([answer('a', 'scorer-0', 39_500, 39_600), answer('a', 'scorer-0', 170_000, 170_020)], timeline);
     expect(justBefore.unexplained).toEqual([]);
     expect(justBefore.causes.find((c) => c.cause === 'Postgres kill')?.extra).toBe(1);
-    const earlier = attributeJudgePayments([answer('a', 'scorer-0', 38_000, 38_700), answer('a', 'scorer-0', 165_000, 165_020)], timeline);
+    const earlier = attributeJudgePayments([answer('a', 'scorer-0', 36_000, 37_500), answer('a', 'scorer-0', 165_000, 165_020)], timeline);
     expect(earlier.unexplained).toHaveLength(1);
   });
 
