@@ -11,7 +11,8 @@ import type { Env } from '../src/config.js';
 import type { DimensionDefinition } from '../src/dimensions.js';
 import { ConfigError } from '../src/errors.js';
 import { HEURISTIC_SCORERS, type HeuristicOutcome, type HeuristicScorer } from './heuristics/index.js';
-import { scoreColumns, type Judge, type JudgeOutcome } from './judge/index.js';
+import type { Judge, JudgeOutcome } from './judge/index.js';
+import { heuristicRow, judgeRow } from './score-rows.js';
 import type { Scorer, ScoreRow, ScoringInputs } from './scorer.js';
 
 export const SCORING_MODES = ['heuristic', 'judge', 'cascade'] as const;
@@ -94,29 +95,7 @@ export function flagsProblem(dimension: string, source: 'offline' | 'judge', val
 const auditFraction = (evaluationId: string, dimension: string) =>
   createHash('sha256').update(`audit|${evaluationId}|${dimension}`).digest().readUInt32BE(0) / 2 ** 32;
 
-function heuristicRow(heuristic: HeuristicScorer, definition: DimensionDefinition, version: string, outcome: HeuristicOutcome, latencyMs: number): ScoreRow {
-  const base = {
-    dimension: heuristic.dimension,
-    direction: definition.direction,
-    source: 'HEURISTIC' as const,
-    scorer_name: heuristic.name,
-    scorer_version: version,
-    error_code: null,
-    latency_ms: latencyMs,
-  };
-  return outcome.status === 'COMPLETED'
-    ? {
-        ...base,
-        status: 'COMPLETED',
-        value: outcome.value,
-        raw_value: outcome.rawValue,
-        label: outcome.label,
-        reasoning: `${outcome.reasoning} (confidence ${outcome.confidence})`,
-      }
-    : { ...base, status: 'SKIPPED', value: null, raw_value: null, label: outcome.label, reasoning: outcome.reasoning };
-}
-
-function judgeRow(
+function cascadeJudgeRow(
   dimension: string,
   definition: DimensionDefinition,
   name: string,
@@ -124,7 +103,7 @@ function judgeRow(
   outcome: JudgeOutcome,
   offline?: HeuristicOutcome,
 ): ScoreRow {
-  const columns = scoreColumns(outcome);
+  const columns = judgeRow(outcome);
   const offlineNote = offline?.status === 'COMPLETED' ? ` [offline scorer: ${offline.label} ${offline.value}, confidence ${offline.confidence}]` : '';
   return {
     ...columns,
@@ -133,8 +112,7 @@ function judgeRow(
     scorer_name: name,
     scorer_version: version,
     reasoning: columns.reasoning === null || columns.reasoning === undefined ? null : `${columns.reasoning}${offlineNote}`.slice(0, 4000),
-    cost_usd: columns.cost_usd === null || columns.cost_usd === undefined ? null : Number(columns.cost_usd),
-  } as ScoreRow;
+  };
 }
 
 export interface CascadeContext {
@@ -165,16 +143,16 @@ export function cascadeScorer(ctx: CascadeContext, heuristic: HeuristicScorer, d
       const offlineLatency = performance.now() - started;
       if (offline?.status === 'SKIPPED') {
         decide({ route: 'offline', reason: 'skipped', offlineConfidence: null, agreed: null, judgeCostUsd: 0, savedUsd: 0 });
-        return heuristicRow(heuristic, definition, version, offline, offlineLatency);
+        return heuristicRow({ ...heuristic, version }, definition, offline, offlineLatency, true);
       }
       const confident = offline?.status === 'COMPLETED' && offline.confidence >= ctx.config.confidenceThreshold;
       const audit = confident && ctx.config.auditRate > 0 && auditFraction(evaluationId, definition.id) < ctx.config.auditRate;
       if (offline?.status === 'COMPLETED' && confident && !audit) {
         decide({ route: 'offline', reason: 'confident', offlineConfidence: offline.confidence, agreed: null, judgeCostUsd: 0, savedUsd: meanCost() });
-        return heuristicRow(heuristic, definition, version, offline, offlineLatency);
+        return heuristicRow({ ...heuristic, version }, definition, offline, offlineLatency, true);
       }
       const outcome = await ctx.judge.score(rubric, inputs, { signal, applicationId });
-      if (outcome.status === 'SKIPPED' && offline) return heuristicRow(heuristic, definition, version, offline, offlineLatency);
+      if (outcome.status === 'SKIPPED' && offline) return heuristicRow({ ...heuristic, version }, definition, offline, offlineLatency, true);
       const cost = outcome.costUsd ?? 0;
       if (!outcome.cacheHit && outcome.costUsd !== null) {
         paidCalls++;
@@ -193,8 +171,8 @@ export function cascadeScorer(ctx: CascadeContext, heuristic: HeuristicScorer, d
         savedUsd: 0,
       });
       // An audited confident verdict still stands: the audit measures, it does not overrule.
-      if (audit && offline) return heuristicRow(heuristic, definition, version, offline, offlineLatency);
-      return judgeRow(definition.id, definition, name, version, outcome, offline);
+      if (audit && offline) return heuristicRow({ ...heuristic, version }, definition, offline, offlineLatency, true);
+      return cascadeJudgeRow(definition.id, definition, name, version, outcome, offline);
     },
   };
 }

@@ -1,14 +1,13 @@
 // `evalbox scorer`: the composition root of the scoring consumer. Builds the scorers (offline
 // heuristics, plus the LLM judge when one is configured), the key-parallel consumer and the DLT
 // producer; on SIGTERM stops fetching, drains in-flight work, commits, and exits 0.
-import { CONNECTION_HELP, CONNECTION_OPTIONS, parse, type Command } from '../src/cli/args.js';
-import { loadConfig, requireSetting, optionsHelp, settingFlags } from '../src/config.js';
+import { CONNECTION_HELP, type Command } from '../src/cli/args.js';
+import { requireSetting, optionsHelp } from '../src/config.js';
 import { createDb, waitForDatabase } from '../src/db/index.js';
 import { createDimensionRegistry, publishDimensions, PUBLISH_INTERVAL_MS, type DimensionDefinition } from '../src/dimensions.js';
 import { createIdempotentProducer, createKafka, ensureTopics } from '../src/kafka.js';
-import { createLogger } from '../src/logging.js';
-import { Releasers, serveAdminPort, stopSignal } from '../src/lifecycle.js';
 import { createRegistry } from '../src/metrics.js';
+import { startProcess } from '../src/process.js';
 import { createJudge, judgeDimensionDefinitions, loadJudgeConfig, registerJudgeMetrics } from './judge/index.js';
 import { registerScorerMetrics } from './metrics.js';
 import { createKeyParallelConsumer, type ConsumedMessage } from './runtime.js';
@@ -47,37 +46,17 @@ Who scores groundedness, answer_relevance and toxicity when a judge is configure
   EVALBOX_CASCADE_AUDIT_RATE share of confident verdicts also sent to the judge (default 0)
 ${CONNECTION_HELP}`,
   async run(argv) {
-    const { values } = parse(argv, {
-      // Every setting of the process is a flag; the configuration lists them.
-      ...settingFlags('scorer'),
-      ...CONNECTION_OPTIONS,
-      'admin-port': { type: 'string' },
-      host: { type: 'string' },
-      group: { type: 'string' },
-      'ordering-key': { type: 'string' },
-      'max-in-flight': { type: 'string' },
-      'max-attempts': { type: 'string' },
-      'max-retry-age-ms': { type: 'string' },
-      'retry-base-ms': { type: 'string' },
-      'pool-size': { type: 'string' },
-      'grace-ms': { type: 'string' },
-      'topic-events': { type: 'string' },
-      'topic-scores': { type: 'string' },
-      'topic-dlt': { type: 'string' },
-    });
-    if (values.help) {
-      process.stdout.write(`${this.help}\n`);
-      return 0;
-    }
-    const stopped = stopSignal();
     // The scorer's --pool-size is its own pool, not the API's.
-    const config = loadConfig(process.env, { ...values, 'pool-size': undefined, 'scorer-pool-size': values['pool-size'] });
+    const running = await startProcess(this, argv, 'scorer', {
+      configFlags: (values) => ({ ...values, 'pool-size': undefined, 'scorer-pool-size': values['pool-size'] }),
+    });
+    if (!running) return 0;
+    const { config, logger, releasers } = running;
     const { scorer } = config;
     const orderingMode = scorer.orderingKey;
     const groupId = scorer.group;
     const graceMs = scorer.graceMs;
 
-    const logger = createLogger({ level: config.logLevel, name: 'evalbox-scorer' });
     const brokers = requireSetting(config.kafkaBrokers, 'KAFKA_BROKERS');
     const handle = createDb(requireSetting(config.databaseUrl, 'DATABASE_URL'), {
       max: scorer.poolSize,
@@ -149,22 +128,17 @@ ${CONNECTION_HELP}`,
     const metrics = registerScorerMetrics(registry, groupId, consumer, scorerEvents, consumer.events);
     if (judge) pauseOnJudgePressure(judge, consumer);
 
-    const releasers = new Releasers();
     releasers.add(() => handle.close());
     releasers.add(() => clearInterval(heartbeat));
     releasers.add(() => judge?.close());
     releasers.add(() => producer.disconnect());
-    await serveAdminPort({ config, requested: values['admin-port'] !== undefined, registry, db: handle.db, logger, releasers });
+    await running.serveAdmin(registry, handle.db);
     const lagTimer = setInterval(() => void metrics.refreshLag().catch((error) => logger.warn({ err: error }, 'lag query failed')), 5_000);
     releasers.add(() => clearInterval(lagTimer));
 
     await consumer.start();
     releasers.add(() => consumer.stop(graceMs));
     logger.info({ groupId, topic: config.topics.events, dimensions: [...scorers.keys()], judge: Boolean(judge), modes: cascade.modes }, 'scorer started');
-    const signal = await stopped;
-    logger.info({ signal }, 'shutting down');
-    await releasers.releaseAll();
-    logger.info('stopped');
-    return 0;
+    return running.untilStopped();
   },
 };

@@ -1,9 +1,13 @@
-// The one mapping from a scorer's result to a `scores` row. Every row the scorer writes passes
+// The one mapping from a scorer's result to a `scores` row: `heuristicRow` and `judgeRow` turn an
+// offline or a judge outcome into row values, `errorRow` a failure. Every row the scorer writes passes
 // through `toScoreRecord`, which makes anything a scorer or a judge can return storable: text
 // loses NUL characters (Postgres text and jsonb cannot hold them), token counts are clamped to
 // the integer column, cost to its numeric(14, 8) column, and non-finite numbers become null. An
 // input can therefore not turn a paid verdict into a write that fails on every retry.
+import type { DimensionDefinition } from '../src/dimensions.js';
 import type { EvalboxError } from '../src/errors.js';
+import type { HeuristicOutcome } from './heuristics/types.js';
+import type { JudgeOutcome } from './judge/client.js';
 import type { ScoreRowValues } from './score-store.js';
 
 export const INT4_MAX = 2_147_483_647;
@@ -86,5 +90,49 @@ export function errorRow(dimension: string, kind: 'HEURISTIC' | 'LLM_JUDGE', nam
     label: 'error',
     reasoning: error.message.slice(0, 500),
     error_code: error.code,
+  };
+}
+
+/** The row of an offline scorer's outcome; `confidenceNote` adds its confidence to the reasoning. */
+export function heuristicRow(
+  scorer: { dimension: string; name: string; version: string },
+  definition: Pick<DimensionDefinition, 'direction'>,
+  outcome: HeuristicOutcome,
+  latencyMs: number,
+  confidenceNote = false,
+): ScoreRowValues {
+  const base = { ...baseRow(scorer, 'HEURISTIC', definition.direction), latency_ms: latencyMs };
+  if (outcome.status !== 'COMPLETED') return { ...base, status: 'SKIPPED', label: outcome.label, reasoning: outcome.reasoning };
+  return {
+    ...base,
+    status: 'COMPLETED',
+    value: outcome.value,
+    raw_value: outcome.rawValue,
+    label: outcome.label,
+    reasoning: confidenceNote ? `${outcome.reasoning} (confidence ${outcome.confidence})` : outcome.reasoning,
+  };
+}
+
+/** The row of a judge's outcome (its status is the judge's: COMPLETED, SKIPPED or ERROR). */
+export function judgeRow(outcome: JudgeOutcome): ScoreRowValues {
+  return {
+    dimension: outcome.dimension,
+    value: outcome.value,
+    label: outcome.label,
+    raw_value: outcome.rawValue,
+    direction: outcome.direction,
+    reasoning: outcome.reasoning,
+    source: 'LLM_JUDGE',
+    scorer_name: outcome.scorerName,
+    scorer_version: outcome.scorerVersion,
+    judge_model: outcome.judgeModel,
+    prompt_hash: outcome.promptHash,
+    status: outcome.status,
+    error_code: outcome.errorCode,
+    input_tokens: outcome.inputTokens,
+    output_tokens: outcome.outputTokens,
+    latency_ms: outcome.latencyMs,
+    cost_usd: outcome.costUsd === null ? null : Number(outcome.costUsd),
+    cache_hit: outcome.cacheHit,
   };
 }

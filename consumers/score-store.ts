@@ -13,6 +13,7 @@ import { classifyPgError } from '../src/errors.js';
 import { EVENT_TYPES, insertOutboxEvents } from '../src/events.js';
 import { createOutboxNudger, type OutboxNudger } from '../src/outbox-wakeup.js';
 import { toScoreRecord, type ScoreRecord } from './score-rows.js';
+import { evaluationStatus, REPLACES_STORED_SQL } from './terminal-status.js';
 import { EVENT_SCHEMA_VERSION, toScoreResult, type EvaluationScoredData, type ScoreResult } from '../src/schemas/events.js';
 
 export interface ScoreRowValues {
@@ -59,6 +60,8 @@ export interface CommitItem {
   redriven: boolean;
   /** The redrive's id: applied at most once, recorded in the same transaction. */
   redriveId?: string;
+  /** The scoring span's context: the evaluation.scored event carries it. */
+  traceparent?: string | undefined;
 }
 
 export interface ScoreStore {
@@ -255,7 +258,7 @@ async function writeBatch(trx: Transaction<Database>, topics: Topics, items: Com
           }))
           // A result that is COMPLETED with the same scorer version never changes, and a
           // COMPLETED result is never replaced by an ERROR.
-          .where(sql<boolean>`NOT (scores.status = 'COMPLETED' AND (scores.scorer_version = excluded.scorer_version OR excluded.status = 'ERROR'))`),
+          .where(REPLACES_STORED_SQL),
       )
       .execute();
   }
@@ -270,9 +273,8 @@ async function writeBatch(trx: Transaction<Database>, topics: Topics, items: Com
     for (const id of finalIds) {
       const evaluation = byId.get(id) as (typeof locked)[number];
       const own = all.filter((s) => s.evaluation_id === id && evaluation.dimensions.includes(s.dimension));
-      if (own.length < evaluation.dimensions.length || own.some((s) => s.status === 'PENDING')) continue;
-      const errors = own.filter((s) => s.status === 'ERROR').length;
-      const status: EvaluationStatus = errors === 0 ? 'SCORED' : errors === own.length ? 'SCORING_FAILED' : 'PARTIALLY_SCORED';
+      const status = evaluationStatus(evaluation.dimensions, own);
+      if (status === undefined) continue;
       if (
         evaluation.status !== 'PENDING' &&
         evaluation.status === status &&
@@ -283,7 +285,7 @@ async function writeBatch(trx: Transaction<Database>, topics: Topics, items: Com
       )
         continue;
       results.set(id, status);
-      const applicationId = (finalising.find((i) => i.evaluationId === id) as CommitItem).applicationId;
+      const { applicationId, traceparent } = finalising.find((i) => i.evaluationId === id) as CommitItem;
       const scores: ScoreResult[] = own.map(toScoreResult);
       const data: EvaluationScoredData = {
         schemaVersion: EVENT_SCHEMA_VERSION,
@@ -293,7 +295,14 @@ async function writeBatch(trx: Transaction<Database>, topics: Topics, items: Com
         scores,
         scoredAt: scoredAt.toISOString(),
       };
-      events.push({ topic: topics.scores, key: applicationId, type: EVENT_TYPES.evaluationScored, source: '/evalbox/scorer', data });
+      events.push({
+        topic: topics.scores,
+        key: applicationId,
+        type: EVENT_TYPES.evaluationScored,
+        source: '/evalbox/scorer',
+        data,
+        ...(traceparent ? { headers: { traceparent } } : {}),
+      });
     }
     if (results.size > 0) {
       await sql`

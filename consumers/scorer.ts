@@ -19,7 +19,9 @@ import { createAjv } from '../src/schemas/validator.js';
 import { paidUsageOf } from './judge/client.js';
 import type { ConsumedMessage } from './runtime.js';
 import { baseRow, errorRow } from './score-rows.js';
+import { contextFromTraceparent, inSpan, SpanKind, traceIdOf, traceparentOf, type Span } from '../src/tracing.js';
 import type { LoadedEvaluation, ScoreRowValues, ScoreStore } from './score-store.js';
+import { isTerminalEvaluation, keepsStoredResult } from './terminal-status.js';
 
 export interface ScoringInputs {
   prompt: string;
@@ -80,15 +82,24 @@ interface Failure {
  * for anything else (the runtime dead-letters the message with `deadLetterMessage`).
  */
 export async function handleEvaluationMessage(ctx: ScorerContext, message: ConsumedMessage, signal: AbortSignal): Promise<void> {
-  try {
-    await scoreMessage(ctx, message, signal);
-  } catch (thrown) {
-    // Database errors by SQLSTATE; anything unforeseen (a bug, an odd value) is permanent.
-    throw classifyPgError(thrown);
-  }
+  // The evaluation's span continues the trace the event carries (its traceparent header).
+  const traceparent = message.headers.traceparent?.toString();
+  await inSpan('evaluation score', { kind: SpanKind.CONSUMER, parent: contextFromTraceparent(traceparent) }, async (span) => {
+    const where = { topic: message.topic, partition: message.partition, offset: message.offset };
+    if (span.isRecording())
+      span.setAttributes({ 'messaging.system': 'kafka', 'messaging.destination.name': message.topic, 'messaging.kafka.offset': message.offset });
+    const traceId = traceIdOf(traceparentOf(span));
+    const logger = ctx.logger.child({ ...where, eventId: message.headers.ce_id?.toString(), ...(traceId ? { traceId } : {}) });
+    try {
+      await scoreMessage({ ...ctx, logger }, message, signal, span);
+    } catch (thrown) {
+      // Database errors by SQLSTATE; anything unforeseen (a bug, an odd value) is permanent.
+      throw classifyPgError(thrown);
+    }
+  });
 }
 
-async function scoreMessage(ctx: ScorerContext, message: ConsumedMessage, signal: AbortSignal): Promise<void> {
+async function scoreMessage(ctx: ScorerContext, message: ConsumedMessage, signal: AbortSignal, span: Span): Promise<void> {
   const started = Date.now();
   const type = message.headers.ce_type?.toString();
   if (type !== undefined && type !== EVENT_TYPES.evaluationCreated) return; // not ours: other event types share no contract with us
@@ -114,6 +125,8 @@ async function scoreMessage(ctx: ScorerContext, message: ConsumedMessage, signal
     ]);
     return;
   }
+  if (span.isRecording()) span.setAttribute('evalbox.evaluation_id', data.evaluationId);
+  ctx = { ...ctx, logger: ctx.logger.child({ evaluationId: data.evaluationId }) };
   let loaded: LoadedEvaluation | undefined;
   try {
     loaded = await ctx.store.load(data.evaluationId);
@@ -136,7 +149,7 @@ async function scoreMessage(ctx: ScorerContext, message: ConsumedMessage, signal
   const redriveId = message.headers.dlt_redriven_from?.toString();
   const redriven =
     redriveId !== undefined && [...existing.values()].some((row) => row.status === 'ERROR') && !(await withDb(() => ctx.store.redriveApplied(redriveId)));
-  const terminal = evaluation.status !== 'PENDING' && evaluation.dimensions.every((d) => existing.get(d)?.status && existing.get(d)?.status !== 'PENDING');
+  const terminal = isTerminalEvaluation(evaluation, existing);
   if (!redriven && terminal) {
     ctx.events.emit('scorer:redelivery', { evaluationId: evaluation.id });
     return; // already terminal: a redelivery changes nothing and publishes nothing
@@ -154,10 +167,9 @@ async function scoreMessage(ctx: ScorerContext, message: ConsumedMessage, signal
     evaluation.dimensions.map(async (dimension): Promise<{ row: ScoreRow; attempts: number } | undefined> => {
       const scorer = ctx.scorers.get(dimension);
       const previous = existing.get(dimension);
-      const done = previous?.status === 'COMPLETED' || previous?.status === 'SKIPPED';
       // A redrive retries only the ERROR dimensions: a result of an older scorer version stays as
       // it is (re-scoring it is the next event's business, not a redrive's).
-      if (done && ((scorer && previous?.scorer_version === scorer.version) || (redriven && terminal))) {
+      if (previous && keepsStoredResult(previous, scorer?.version, redriven && terminal)) {
         ctx.events.emit('scorer:dimensionScored', { dimension, status: previous.status, seconds: 0, reused: true });
         return undefined; // already done with this version: never scored (or paid for) twice
       }
@@ -228,6 +240,8 @@ async function scoreMessage(ctx: ScorerContext, message: ConsumedMessage, signal
     rows: written,
     redriven,
     ...(redriven && redriveId ? { redriveId } : {}),
+    // The evaluation.scored event continues this evaluation's trace.
+    traceparent: traceparentOf(span),
   };
   let status: EvaluationStatus | undefined;
   try {

@@ -4,9 +4,10 @@ import { performance } from 'node:perf_hooks';
 import type { DimensionDefinition } from '../src/dimensions.js';
 import { HEURISTIC_SCORERS, type HeuristicScorer } from './heuristics/index.js';
 import { isRetryable } from '../src/errors.js';
-import { isProviderPressure, scoreColumns, type Judge } from './judge/index.js';
+import { isProviderPressure, type Judge } from './judge/index.js';
+import { heuristicRow, judgeRow } from './score-rows.js';
 import type { KeyParallelConsumer } from './runtime.js';
-import type { Scorer, ScoreRow } from './scorer.js';
+import type { Scorer } from './scorer.js';
 
 export function heuristicScorer(heuristic: HeuristicScorer, definition: DimensionDefinition): Scorer {
   return {
@@ -16,18 +17,7 @@ export function heuristicScorer(heuristic: HeuristicScorer, definition: Dimensio
     async score(inputs) {
       const started = performance.now();
       const outcome = heuristic.score(inputs);
-      const base = {
-        dimension: heuristic.dimension,
-        direction: definition.direction,
-        source: 'HEURISTIC' as const,
-        scorer_name: heuristic.name,
-        scorer_version: heuristic.version,
-        error_code: null,
-        latency_ms: performance.now() - started,
-      };
-      return outcome.status === 'COMPLETED'
-        ? { ...base, status: 'COMPLETED', value: outcome.value, raw_value: outcome.rawValue, label: outcome.label, reasoning: outcome.reasoning }
-        : { ...base, status: 'SKIPPED', value: null, raw_value: null, label: outcome.label, reasoning: outcome.reasoning };
+      return heuristicRow(heuristic, definition, outcome, performance.now() - started);
     },
   };
 }
@@ -38,9 +28,7 @@ export function judgeScorer(judge: Judge, definition: DimensionDefinition): Scor
     name: definition.scorerName,
     version: definition.scorerVersion,
     async score(inputs, { signal, applicationId }) {
-      const outcome = await judge.score(definition.id, inputs, { signal, applicationId });
-      const columns = scoreColumns(outcome);
-      return { ...columns, cost_usd: columns.cost_usd === null || columns.cost_usd === undefined ? null : Number(columns.cost_usd) } as ScoreRow;
+      return judgeRow(await judge.score(definition.id, inputs, { signal, applicationId }));
     },
   };
 }

@@ -1,13 +1,12 @@
 // `evalbox relay`: the composition root of the relay process. Builds the relay from the validated
 // config, serves the admin port, and on SIGTERM drains, flushes, releases its leases, exits 0.
-import { CONNECTION_HELP, CONNECTION_OPTIONS, parse, UsageError, type Command } from '../src/cli/args.js';
-import { loadConfig, requireSetting, optionsHelp, settingFlags } from '../src/config.js';
+import { CONNECTION_HELP, UsageError, type Command } from '../src/cli/args.js';
+import { requireSetting, optionsHelp } from '../src/config.js';
 import { createDb, waitForDatabase } from '../src/db/index.js';
 import { sql } from 'kysely';
 import { createKafka, createTransactionalProducer, ensureTopics } from '../src/kafka.js';
-import { createLogger } from '../src/logging.js';
-import { Releasers, serveAdminPort, stopSignal } from '../src/lifecycle.js';
 import { createRegistry } from '../src/metrics.js';
+import { startProcess } from '../src/process.js';
 import { logRelayEvents, registerRelayMetrics } from './metrics.js';
 import { createRelay, setShardCount } from './relay.js';
 
@@ -26,43 +25,18 @@ Options (flags override the environment, which overrides the file EVALBOX_CONFIG
 ${optionsHelp('relay')}
 ${CONNECTION_HELP}`,
   async run(argv) {
-    const { values } = parse(argv, {
-      // Every setting of the process is a flag; the configuration lists them.
-      ...settingFlags('relay'),
-      ...CONNECTION_OPTIONS,
-      'admin-port': { type: 'string' },
-      host: { type: 'string' },
-      wakeup: { type: 'string' },
-      'batch-size': { type: 'string' },
-      'poll-min-ms': { type: 'string' },
-      'poll-max-ms': { type: 'string' },
-      'lease-ttl-ms': { type: 'string' },
-      'heartbeat-ms': { type: 'string' },
-      shards: { type: 'string' },
-      'max-shards': { type: 'string' },
-      'retention-hours': { type: 'string' },
-      'transactional-id-prefix': { type: 'string' },
-      'partitions-ahead': { type: 'string' },
-      'topic-events': { type: 'string' },
-      'topic-scores': { type: 'string' },
-      'topic-partitions': { type: 'string' },
-    });
-    if (values.help) {
-      process.stdout.write(`${this.help}\n`);
-      return 0;
-    }
-    const stopped = stopSignal();
-    const config = loadConfig(process.env, values);
-    const int = (value: string | undefined, name: string, fallback: number): number => {
+    const running = await startProcess(this, argv, 'relay', { extraFlags: { shards: { type: 'string' } } });
+    if (!running) return 0;
+    const { values, config, logger, releasers } = running;
+    const int = (value: string | boolean | undefined, name: string, fallback: number): number => {
       if (value === undefined || value === '') return fallback;
       const n = Number(value);
-      if (!Number.isInteger(n) || n < 1) throw new UsageError(`${name} must be a positive integer, got "${value}"`);
+      if (!Number.isInteger(n) || n < 1) throw new UsageError(`${name} must be a positive integer, got "${String(value)}"`);
       return n;
     };
     const { maxShards, topicPartitions } = config.relay;
     const shards = values.shards === undefined ? undefined : int(values.shards, '--shards', 1);
 
-    const logger = createLogger({ level: config.logLevel, name: 'evalbox-relay' });
     const databaseUrl = requireSetting(config.databaseUrl, 'DATABASE_URL');
     const brokers = requireSetting(config.kafkaBrokers, 'KAFKA_BROKERS');
     const kafka = createKafka(brokers, 'evalbox-relay', logger);
@@ -93,19 +67,14 @@ ${CONNECTION_HELP}`,
     });
     logRelayEvents(relay.events, logger);
     const metrics = registerRelayMetrics(registry, relay.events, handle.db);
-    const releasers = new Releasers();
     releasers.add(() => handle.close());
-    await serveAdminPort({ config, requested: values['admin-port'] !== undefined, registry, db: handle.db, logger, releasers });
+    await running.serveAdmin(registry, handle.db);
     const backlogTimer = setInterval(() => void metrics.refreshBacklog().catch((error) => logger.warn({ err: error }, 'backlog query failed')), 5_000);
     releasers.add(() => clearInterval(backlogTimer));
 
     await relay.start();
     releasers.add(() => relay.stop());
     logger.info({ instanceId: relay.instanceId, wakeup: config.relay.wakeup, shards: relay.ownedShards() }, 'relay started');
-    const signal = await stopped;
-    logger.info({ signal }, 'shutting down');
-    await releasers.releaseAll();
-    logger.info('stopped');
-    return 0;
+    return running.untilStopped();
   },
 };

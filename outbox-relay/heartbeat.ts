@@ -7,7 +7,7 @@ import type { Db } from '../src/db/index.js';
 import { coerceError } from '../src/errors.js';
 import type { RelayEvents } from './relay.js';
 import type { ShardWorker } from './shard-worker.js';
-import { claimLease, readShardCount, renewLease, type Lease } from './sql.js';
+import { claimableShards, claimLease, readActiveShards, renewLease, type Lease } from './sql.js';
 
 export interface HeartbeatContext {
   db: Db;
@@ -18,6 +18,8 @@ export interface HeartbeatContext {
   workers: Map<number, ShardWorker>;
   /** Starts a worker on a lease just claimed; `sentAt` is when the claim was sent (performance.now()). */
   startWorker: (lease: Lease, sentAt: number) => void;
+  /** Stops the worker of a shard that is no longer active (its generation is drained) and releases its lease. */
+  retireWorker: (shard: number) => void;
 }
 
 /** Renews every held lease. A renewal that finds a newer owner, or that fails, loses the lease. */
@@ -36,12 +38,21 @@ export async function renewLeases(ctx: HeartbeatContext): Promise<void> {
   }
 }
 
-/** Claims free or expired shards, up to maxShards. */
+/**
+ * Claims free or expired shards of the active generation, up to maxShards, and retires workers of
+ * shards that left it. Standbys only read here: a lease row is written only when it is claimable.
+ */
 export async function claimFreeShards(ctx: HeartbeatContext): Promise<void> {
   try {
-    const shards = await readShardCount(ctx.db);
-    for (let shard = 0; shard < shards && ctx.workers.size < ctx.maxShards; shard++) {
-      if (ctx.workers.has(shard)) continue;
+    const active = await readActiveShards(ctx.db);
+    for (const shard of ctx.workers.keys()) if (!active.includes(shard)) ctx.retireWorker(shard);
+    if (ctx.workers.size >= ctx.maxShards) return;
+    const free = await claimableShards(
+      ctx.db,
+      active.filter((shard) => !ctx.workers.has(shard)),
+    );
+    for (const shard of free) {
+      if (ctx.workers.size >= ctx.maxShards) break;
       const sentAt = performance.now();
       const lease = await claimLease(ctx.db, shard, ctx.instanceId, ctx.leaseTtlMs);
       if (lease) ctx.startWorker(lease, sentAt);

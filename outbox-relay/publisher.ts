@@ -5,6 +5,7 @@ import { cloudEventHeaders } from '../src/cloudevents.js';
 import type { EvalboxError } from '../src/errors.js';
 import { kafkaRecordBytes, unpublishableReason } from '../src/events.js';
 import type { DeliveryOutcome, OutgoingMessage } from '../src/kafka.js';
+import { linksTo, tracingStarted, type Link } from '../src/tracing.js';
 import type { OutboxRow } from './sql.js';
 
 /** A row's fate in one attempt: acknowledged, or failed before (sent: false) or after it was sent. */
@@ -18,6 +19,9 @@ export function toKafkaMessage(row: OutboxRow): OutgoingMessage {
     headers: cloudEventHeaders({ id: row.id, type: row.type, source: row.source, time: row.created_at.toISOString() }, row.headers),
   };
 }
+
+/** Links from a batch's span to the trace of each row (none while tracing is off: no parsing). */
+export const publishLinks = (rows: OutboxRow[]): Link[] => (tracingStarted() ? linksTo(rows.map((row) => row.headers.traceparent)) : []);
 
 /** Checks what Kafka would refuse for this row alone, before sending it (the insert-time rule). */
 export function precheck(row: OutboxRow, message: OutgoingMessage = toKafkaMessage(row)): EvalboxError | undefined {

@@ -5,14 +5,15 @@ import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import type { Db } from '../src/db/index.js';
-import { coerceError, ConfigError } from '../src/errors.js';
+import { coerceError } from '../src/errors.js';
+import { withRetry, type BackoffPolicy } from '../src/retry.js';
 import type { HorizonBlocker } from '../src/inspect.js';
 import type { TransactionalProducer } from '../src/kafka.js';
 import type { Logger } from '../src/logging.js';
 import { claimFreeShards, renewLeases, type HeartbeatContext } from './heartbeat.js';
 import { createHorizonCheck, runPartitionMaintenance, type HousekeepingContext } from './housekeeping.js';
 import { startShardWorker, type LeaseLossReason, type ShardWorker } from './shard-worker.js';
-import { anyRowPending, releaseLease, type Lease } from './sql.js';
+import { releaseLease, reshard, type Lease } from './sql.js';
 import { listenWakeups, type WakeupSource } from './wakeup.js';
 
 export interface RelaySettings {
@@ -81,6 +82,7 @@ export function createRelay(ctx: RelayContext): Relay {
   const stopping = new AbortController();
   const wakeups = ctx.wakeups ?? (settings.wakeup === 'notify' ? listenWakeups(ctx.databaseUrl) : undefined);
   const timers: NodeJS.Timeout[] = [];
+  const retiring = new Set<number>();
   let heartbeatRunning: Promise<void> = Promise.resolve();
 
   const reportError = (where: string, error: unknown): void => {
@@ -97,7 +99,34 @@ export function createRelay(ctx: RelayContext): Relay {
     });
   }
 
-  const heartbeat: HeartbeatContext = { db, events, instanceId, leaseTtlMs: settings.leaseTtlMs, maxShards: settings.maxShards, workers, startWorker };
+  // A shard whose generation is drained has nothing left to publish: its worker leaves.
+  function retireWorker(shard: number): void {
+    const worker = workers.get(shard);
+    if (!worker || retiring.has(shard)) return;
+    retiring.add(shard);
+    worker.giveUp();
+    void worker.done
+      .then(async () => {
+        if (!worker.lost()) await releaseLease(db, worker.lease);
+        events.emit('relay:leaseReleased', { shard, epoch: worker.lease.epoch });
+      })
+      .catch((e) => reportError('lease release', e))
+      .finally(() => {
+        retiring.delete(shard);
+        if (workers.get(shard) === worker) workers.delete(shard);
+      });
+  }
+
+  const heartbeat: HeartbeatContext = {
+    db,
+    events,
+    instanceId,
+    leaseTtlMs: settings.leaseTtlMs,
+    maxShards: settings.maxShards,
+    workers,
+    startWorker,
+    retireWorker,
+  };
   const housekeeping: HousekeepingContext = {
     db,
     events,
@@ -168,14 +197,14 @@ export function createRelay(ctx: RelayContext): Relay {
   };
 }
 
-/** Sets the shard count, refusing while any shard has unpublished rows (keys would move). */
-export async function setShardCount(db: Db, shards: number): Promise<void> {
-  await db.transaction().execute(async (trx) => {
-    const current = await trx.selectFrom('outbox_settings').select('shards').forUpdate().executeTakeFirstOrThrow();
-    if (current.shards === shards) return;
-    if (await anyRowPending(trx)) {
-      throw new ConfigError(`cannot change the shard count from ${current.shards} to ${shards} while events are pending: drain the outbox first`);
-    }
-    await trx.updateTable('outbox_settings').set({ shards }).execute();
-  });
+/**
+ * Sets the shard count: starts a new shard generation (db/migrations/0011). Rows already written,
+ * and those of writers still open when it runs, stay on the old generation's shards, which relays
+ * drain before they start any shard of the new one. Safe while events are pending and writers run.
+ */
+export async function setShardCount(db: Db, shards: number, lockTimeoutMs = 2_000): Promise<string> {
+  return withRetry(() => reshard(db, shards, lockTimeoutMs), RESHARD_BACKOFF, { retryable: isLockTimeout });
 }
+
+const RESHARD_BACKOFF: BackoffPolicy = { baseMs: 200, maxMs: 2_000, maxAttempts: 30, maxAgeMs: 120_000 };
+const isLockTimeout = (error: unknown) => (error as { code?: string }).code === '55P03';

@@ -46,7 +46,7 @@ export function settleBatch(rows: OutboxRow[], outcomes: (RowOutcome | undefined
     if (outcome.sent) sendFailed ??= error;
     if (isFatalKafkaError(error)) fatal = true;
     if (error.retryable) retryable ??= error;
-    else parked.push({ seq: row.seq, errorCode: error.code, errorMessage: error.message });
+    else parked.push({ seq: row.seq, xid: row.xid, errorCode: error.code, errorMessage: error.message });
   });
   // The broker refuses a whole request (e.g. too large for the topic's max.message.bytes), so a
   // refusal among several rows sent together does not say which row is at fault: send them one

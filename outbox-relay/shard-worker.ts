@@ -13,7 +13,8 @@ import type { Db } from '../src/db/index.js';
 import { coerceError, type EvalboxError } from '../src/errors.js';
 import { classifyKafkaError, isFencedKafkaError, type TransactionalProducer } from '../src/kafka.js';
 import { fullJitterDelay, sleep } from '../src/retry.js';
-import { publishRows } from './publisher.js';
+import { publishLinks, publishRows } from './publisher.js';
+import { inSpan, ROOT, SpanKind } from '../src/tracing.js';
 import type { RelayEvents, RelaySettings } from './relay.js';
 import { settleBatch } from './settle.js';
 import { advanceCursor, readBatchBelowHorizon, type Cursor, type Lease, type OutboxRow, type ParkedRow } from './sql.js';
@@ -103,7 +104,24 @@ export function startShardWorker(ctx: ShardWorkerContext, lease: Lease, claimSen
   }
 
   /** Sends `rows` as one transaction until it commits, the lease is lost, or the relay stops. */
-  async function publishBatch(rows: OutboxRow[]): Promise<BatchResult> {
+  function publishBatch(rows: OutboxRow[]): Promise<BatchResult> {
+    // One span per batch, linked to the trace of every row it carries (each row's Kafka record
+    // carries that row's own traceparent header, from the stored headers).
+    const links = publishLinks(rows);
+    return inSpan('outbox publish', { kind: SpanKind.PRODUCER, links, parent: ROOT }, async (span) => {
+      const result = await publishBatchAttempts(rows);
+      if (span.isRecording())
+        span.setAttributes({
+          'messaging.system': 'kafka',
+          'messaging.batch.message_count': rows.length,
+          'evalbox.shard': shard,
+          'evalbox.relay.result': result,
+        });
+      return result;
+    });
+  }
+
+  async function publishBatchAttempts(rows: OutboxRow[]): Promise<BatchResult> {
     let parked: ParkedRow[] = [];
     let attempt = 0;
     for (;;) {

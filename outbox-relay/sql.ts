@@ -34,6 +34,8 @@ export interface OutboxRow {
 
 export interface ParkedRow {
   seq: string;
+  /** With shard and seq, finds the row through outbox_shard_xid_seq_idx (seq alone scans the shard). */
+  xid: string;
   errorCode: string;
   errorMessage: string;
 }
@@ -61,9 +63,39 @@ export async function horizonBlockedSeconds(db: Db, shard: number, cursor: Curso
   return rows[0]?.age ?? 0;
 }
 
-export async function readShardCount(db: Db): Promise<number> {
-  const row = await db.selectFrom('outbox_settings').select('shards').executeTakeFirstOrThrow();
-  return row.shards;
+/**
+ * The shards relays work now: those of the oldest shard generation that still has unpublished
+ * rows, or the current generation's (db/migrations/0011). Past generations whose rows are all
+ * published are marked drained first, so the next one becomes active.
+ */
+export async function readActiveShards(db: Db): Promise<number[]> {
+  await sql`SELECT outbox_mark_drained()`.execute(db);
+  const { rows } = await sql<{ shard: number }>`SELECT outbox_active_shards() AS shard`.execute(db);
+  return rows.map((r) => r.shard);
+}
+
+/**
+ * Of `shards`, those nobody leads (no lease row, released, or expired): a plain read, so a
+ * standby polling for work locks no lease row.
+ */
+export async function claimableShards(db: Db, shards: number[]): Promise<number[]> {
+  if (shards.length === 0) return [];
+  const { rows } = await sql<{ shard: number }>`
+    SELECT s.shard FROM unnest(${shards}::int[]) AS s(shard) LEFT JOIN relay_leases l ON l.shard = s.shard
+    WHERE l.shard IS NULL OR l.owner IS NULL OR l.expires_at < now() ORDER BY s.shard`.execute(db);
+  return rows.map((r) => r.shard);
+}
+
+/**
+ * Starts a shard generation of `shards` shards (outbox_reshard): waits, `lockTimeoutMs` at a time,
+ * for the open writers of outbox; meanwhile new ingest INSERTs wait at most that long.
+ */
+export async function reshard(db: Db, shards: number, lockTimeoutMs: number): Promise<string> {
+  return db.transaction().execute(async (trx) => {
+    await sql`SELECT set_config('lock_timeout', ${`${lockTimeoutMs}ms`}, true)`.execute(trx);
+    const { rows } = await sql<{ generation: string }>`SELECT outbox_reshard(${shards})::text AS generation`.execute(trx);
+    return rows[0]?.generation ?? '';
+  });
 }
 
 /** Claims `shard` if it is free or its lease has expired. Returns the lease, or undefined. */
@@ -109,17 +141,9 @@ export async function advanceCursor(db: Db, lease: Lease, to: Cursor, parked: Pa
       await sql`
         INSERT INTO outbox_parked (id, seq, xid, shard, topic, key, type, source, headers, payload, created_at, error_code, error_message)
         SELECT id, seq, xid, shard, topic, key, type, source, headers, payload, created_at, ${p.errorCode}, ${p.errorMessage}
-        FROM outbox WHERE shard = ${lease.shard} AND seq = ${p.seq}::bigint
+        FROM outbox WHERE shard = ${lease.shard} AND xid = ${p.xid}::xid8 AND seq = ${p.seq}::bigint
         ON CONFLICT (seq) DO NOTHING`.execute(trx);
     }
     return true;
   });
-}
-
-/** True when any shard has rows past its cursor (or rows of a shard that has no lease row yet). */
-export async function anyRowPending(db: Db): Promise<boolean> {
-  const pending = await sql<{ one: number }>`
-    SELECT 1 AS one FROM outbox o LEFT JOIN relay_leases l ON l.shard = o.shard
-    WHERE l.shard IS NULL OR (o.xid, o.seq) > (l.cursor_xid, l.cursor_seq) LIMIT 1`.execute(db);
-  return pending.rows.length > 0;
 }

@@ -1,5 +1,6 @@
-// Configuration: environment variables prefixed EVALBOX_ (plus DATABASE_URL and KAFKA_BROKERS),
-// overridden by command-line flags. Every process builds its parts from one validated Config.
+// Configuration: environment variables prefixed EVALBOX_ (plus DATABASE_URL, KAFKA_BROKERS and the
+// standard OTEL_* tracing variables), overridden by command-line flags. Every process builds its
+// parts from one validated Config.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -86,6 +87,18 @@ export interface Config {
   /** The web console's operator token (src/console reads its other settings itself). */
   console: { token: string };
   /** The LLM judge endpoint (consumers/judge reads the same variables, or EVALBOX_JUDGE_CONFIG). */
+  /** Traces and log content (see docs/operations.md, "Tracing and logs"). */
+  telemetry: {
+    /** `otlp` turns tracing on; `none` (the default) leaves the OpenTelemetry SDK unloaded. */
+    tracesExporter: 'none' | 'otlp';
+    /** Base URL of the OTLP/HTTP receiver (the SDK appends /v1/traces); empty: the SDK's default. */
+    otlpEndpoint: string;
+    otlpProtocol: 'http/protobuf' | 'http/json';
+    /** Empty: the process's own name (evalbox-api, evalbox-relay, evalbox-scorer). */
+    serviceName: string;
+    /** Whether prompt, response, context and reference text may appear in logs (never by default). */
+    logContent: boolean;
+  };
   judge: {
     baseUrl: string;
     model: string;
@@ -171,6 +184,11 @@ const DESCRIPTIONS: Record<string, string> = {
   EVALBOX_SCORER_GRACE_MS: 'on SIGTERM, time in-flight scoring gets before it is abandoned',
   EVALBOX_CONSOLE_TOKEN: 'operator token of the web console (secret)',
   EVALBOX_API_CURSOR_SECRET: 'key the API seals list cursors with; the same on every replica (secret; default derived from the database URL)',
+  OTEL_TRACES_EXPORTER: 'otlp: export traces over OTLP/HTTP; none: tracing off, the SDK not even loaded',
+  OTEL_EXPORTER_OTLP_ENDPOINT: 'OTLP/HTTP receiver base URL, /v1/traces is appended (unset: http://localhost:4318)',
+  OTEL_EXPORTER_OTLP_PROTOCOL: 'OTLP encoding',
+  OTEL_SERVICE_NAME: 'service.name of the spans (unset: evalbox-api, evalbox-relay or evalbox-scorer)',
+  EVALBOX_LOG_CONTENT: 'on: logs may carry prompt, response, context and reference text (off: never, error paths included)',
   EVALBOX_JUDGE_BASE_URL: 'OpenAI-compatible judge endpoint',
   EVALBOX_JUDGE_MODEL: 'judge model',
   EVALBOX_JUDGE_API_KEY: 'judge API key (secret)',
@@ -285,10 +303,22 @@ export function optionsHelp(scope: 'api' | 'relay' | 'scorer'): string {
 /** Flags a command spells differently from the configuration's flag (whose names are shared by all). */
 const FLAG_ALIASES: Record<string, string> = { 'scorer-pool-size': 'pool-size' };
 /** Settings read from the environment (or the file) only. */
-const ENV_ONLY = /^(judge|console)-/;
+const ENV_ONLY = /^(judge|console|otel)-|^log-content$/;
 
 /** Shared settings that a process command also lists in its --help. */
-const COMMON_FLAGS_SHOWN = new Set(['admin-port', 'host', 'admin-host', 'topic-events', 'topic-scores', 'topic-dlt']);
+const COMMON_FLAGS_SHOWN = new Set([
+  'admin-port',
+  'host',
+  'admin-host',
+  'topic-events',
+  'topic-scores',
+  'topic-dlt',
+  'otel-traces-exporter',
+  'otel-exporter-otlp-endpoint',
+  'otel-exporter-otlp-protocol',
+  'otel-service-name',
+  'log-content',
+]);
 
 /** The parseArgs options of every flag a scope's settings accept. */
 export function settingFlags(scope: 'api' | 'relay' | 'scorer'): Record<string, { type: 'string' }> {
@@ -367,6 +397,13 @@ function buildConfig(env: Env, flags: Flags, record?: (setting: SettingRecord) =
       graceMs: read.int('grace-ms', 'EVALBOX_SCORER_GRACE_MS', 20_000, 1),
     },
     console: { token: read.string('console-token', 'EVALBOX_CONSOLE_TOKEN', '') },
+    telemetry: {
+      tracesExporter: read.oneOf('otel-traces-exporter', 'OTEL_TRACES_EXPORTER', ['none', 'otlp'] as const, 'none'),
+      otlpEndpoint: read.string('otel-exporter-otlp-endpoint', 'OTEL_EXPORTER_OTLP_ENDPOINT', ''),
+      otlpProtocol: read.oneOf('otel-exporter-otlp-protocol', 'OTEL_EXPORTER_OTLP_PROTOCOL', ['http/protobuf', 'http/json'] as const, 'http/protobuf'),
+      serviceName: read.string('otel-service-name', 'OTEL_SERVICE_NAME', ''),
+      logContent: read.oneOf('log-content', 'EVALBOX_LOG_CONTENT', ['off', 'on'] as const, 'off') === 'on',
+    },
     judge: {
       baseUrl: read.string('judge-base-url', 'EVALBOX_JUDGE_BASE_URL', ''),
       model: read.string('judge-model', 'EVALBOX_JUDGE_MODEL', ''),

@@ -154,6 +154,47 @@ describe('judge cache', () => {
     await waitFor(async () => (await readCacheRow(database.db, key))?.state === 'DONE', { what: 'the stored verdict' });
   });
 
+  it('guarantee 4: a verdict whose cache write fails in a database outage just after the answer is written once the database is back, not paid again', async () => {
+    // The judge's pool reaches Postgres through a proxy that, from the moment the provider answers,
+    // lets nothing through, then cuts the connections 1.5 s later (the write fails) and lets new ones through.
+    const port = Number(new URL(database.url).port || 5432);
+    const proxy = await startTcpProxy(() => port);
+    const proxied = new URL(database.url);
+    proxied.port = String(proxy.port);
+    proxied.hostname = '127.0.0.1';
+    const handle = createDb(proxied.toString(), { max: 4, applicationName: 'evalbox-test-proxied' });
+    pools.push(handle);
+    let outage: Promise<void> | undefined;
+    const provider = await startFakeJudge({
+      latencyMs: 5,
+      onAnswered: () => {
+        if (outage) return;
+        proxy.holdRequests();
+        outage = new Promise((resolve) =>
+          setTimeout(() => {
+            proxy.cutAll();
+            proxy.release();
+            resolve();
+          }, 1500),
+        );
+      },
+    });
+    try {
+      const judge = judgeFor(configFor(provider.url, { cache: { claimTtlMs: 2000, maxWaitMs: 3000 } }), handle);
+      const first = await judge.score('judge_relevance', sample);
+      expect(first).toMatchObject({ status: 'COMPLETED', cacheHit: false });
+      await outage;
+      // Past the claim's expiry: a verdict that never reached the cache would be paid for again here.
+      await new Promise((resolve) => setTimeout(resolve, 2500));
+      const second = await judge.score('judge_relevance', sample);
+      expect(second).toMatchObject({ status: 'COMPLETED', cacheHit: true, value: first.value });
+      expect(provider.stats().byOutcome.ok).toBe(1);
+    } finally {
+      await provider.close();
+      await proxy.close();
+    }
+  });
+
   it('guarantee 4: a paid verdict whose store fails while the database is unreachable is stored once it is back, and the redelivery does not pay again', async () => {
     // The cache's pool reaches Postgres through a proxy that stands in for the database going away.
     const proxy: TcpProxy = await startTcpProxy(() => Number(new URL(database.url).port));

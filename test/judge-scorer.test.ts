@@ -189,7 +189,7 @@ describe('LLM judge in the scoring consumer', () => {
     expect(row?.input_tokens).toBe(paid.reduce((n, r) => n + r.inputTokens, 0));
   });
 
-  it('guarantee 4: a crash between the judge’s answer and the database write costs no second paid call', async () => {
+  it('guarantee 4: a lost database connection between the judge’s answer and the score write costs no second paid call (the kill -9 case: judge-crash.test.ts)', async () => {
     let failures = 1;
     const topics = await start({
       wrapStore: (store) => ({

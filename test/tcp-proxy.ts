@@ -8,6 +8,8 @@ export interface TcpProxy {
   port: number;
   /** From now on, broker-to-client bytes are held (on every connection, new ones too) until release(). */
   holdResponses(): void;
+  /** From now on, client-to-server bytes are held too (nothing the client sends arrives) until release(). */
+  holdRequests(): void;
   /** Delivers what was held and forwards normally again. */
   release(): void;
   /** Resets every open connection (new ones are accepted). */
@@ -21,8 +23,9 @@ export interface TcpProxy {
 
 /** `targetPort` is asked per connection, so the proxy can be started before the broker it fronts. */
 export async function startTcpProxy(targetPort: () => number, listenPort = 0): Promise<TcpProxy> {
-  const pairs = new Set<{ client: net.Socket; upstream: net.Socket; held: Buffer[] }>();
+  const pairs = new Set<{ client: net.Socket; upstream: net.Socket; held: Buffer[]; heldUp: Buffer[] }>();
   let holding = false;
+  let holdingUp = false;
   let refusing = false;
   let up = 0;
 
@@ -32,7 +35,7 @@ export async function startTcpProxy(targetPort: () => number, listenPort = 0): P
       return;
     }
     const upstream = net.connect(targetPort(), '127.0.0.1');
-    const pair = { client, upstream, held: [] as Buffer[] };
+    const pair = { client, upstream, held: [] as Buffer[], heldUp: [] as Buffer[] };
     pairs.add(pair);
     const end = () => {
       pairs.delete(pair);
@@ -41,7 +44,8 @@ export async function startTcpProxy(targetPort: () => number, listenPort = 0): P
     };
     client.on('data', (data) => {
       up += data.length;
-      upstream.write(data);
+      if (holdingUp) pair.heldUp.push(data);
+      else upstream.write(data);
     });
     upstream.on('data', (data) => (holding ? pair.held.push(data) : client.write(data)));
     client.on('error', end).on('close', end);
@@ -55,9 +59,14 @@ export async function startTcpProxy(targetPort: () => number, listenPort = 0): P
     holdResponses: () => {
       holding = true;
     },
+    holdRequests: () => {
+      holdingUp = true;
+    },
     release: () => {
       holding = false;
+      holdingUp = false;
       for (const pair of pairs) for (const data of pair.held.splice(0)) pair.client.write(data);
+      for (const pair of pairs) for (const data of pair.heldUp.splice(0)) pair.upstream.write(data);
     },
     cutAll: () => {
       for (const pair of [...pairs]) {

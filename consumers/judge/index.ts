@@ -1,7 +1,7 @@
 // The judge's public surface for the scoring consumer: build it with createJudge from
 // loadJudgeConfig, register judge.dimensions in the registry, plug judge.scorers() into the
 // consumer, and pause consumption on judge.pressure() / the judge:* events.
-export { createJudge, isProviderPressure, scoreColumns, type Judge, type JudgeContext, type JudgePressure, type JudgeScorer } from './judge.js';
+export { createJudge, isProviderPressure, type Judge, type JudgeContext, type JudgePressure, type JudgeScorer } from './judge.js';
 export { loadJudgeConfig, judgeDimensionDefinitions, costOf, type JudgeConfig, type JudgeEndpointConfig, type ModelPrice } from './config.js';
 export { judgeWithCache, pruneJudgeCache, type CacheKey, type JudgeCacheContext, type JudgeRequest } from './cache.js';
 export { requestVerdict, parseRetryAfter, type JudgeOutcome } from './client.js';

@@ -3,11 +3,10 @@
 // registry, hands out one scorer per dimension, and reports endpoint pressure (throttled, circuit
 // open) so the consumer can pause consumption instead of failing evaluations.
 import { randomBytes } from 'node:crypto';
-import type { Insertable } from 'kysely';
 import type { Db } from '../../src/db/index.js';
-import type { ScoresTable } from '../../src/db/types.js';
 import { EvalboxError, PermanentError, specOf } from '../../src/errors.js';
 import type { Logger } from '../../src/logging.js';
+import { inSpan, SpanKind } from '../../src/tracing.js';
 import { judgeWithCache, type JudgeCacheContext, type JudgeRequest, type JudgeRunner, type PreparedCall } from './cache.js';
 import { reportFor, requestVerdict, type JudgeOutcome } from './client.js';
 import { systemClock, type Clock } from './clock.js';
@@ -159,7 +158,26 @@ export function createJudge(ctx: JudgeContext): Judge {
     ? { db: ctx.db, runner, claimantId: instanceId, events, inflight, pendingWrites, closing: closing.signal, options: config.cache }
     : undefined;
 
-  async function score(dimension: string, inputs: JudgeInputs, options: { signal?: AbortSignal; applicationId?: string } = {}): Promise<JudgeOutcome> {
+  /** One judge call (or cache hit) as a span: model, tokens and whether the cache answered. */
+  function score(dimension: string, inputs: JudgeInputs, options: { signal?: AbortSignal; applicationId?: string } = {}): Promise<JudgeOutcome> {
+    return inSpan('judge call', { kind: SpanKind.CLIENT }, async (span) => {
+      const outcome = await scoreUntraced(dimension, inputs, options);
+      if (span.isRecording())
+        span.setAttributes({
+          'gen_ai.operation.name': 'chat',
+          'gen_ai.request.model': outcome.judgeModel,
+          'gen_ai.usage.input_tokens': outcome.inputTokens,
+          'gen_ai.usage.output_tokens': outcome.outputTokens,
+          'evalbox.dimension': outcome.dimension,
+          'evalbox.judge.endpoint': outcome.endpoint,
+          'evalbox.judge.cache_hit': outcome.cacheHit,
+          'evalbox.judge.status': outcome.status,
+        });
+      return outcome;
+    });
+  }
+
+  async function scoreUntraced(dimension: string, inputs: JudgeInputs, options: { signal?: AbortSignal; applicationId?: string }): Promise<JudgeOutcome> {
     const request: JudgeRequest = {
       dimension,
       inputs,
@@ -202,29 +220,5 @@ export function createJudge(ctx: JudgeContext): Judge {
       await Promise.all([...pendingWrites]);
       await Promise.all([...endpoints.values()].map((e) => e.close()));
     },
-  };
-}
-
-/** The score-row columns of an outcome (the consumer adds evaluation_id and attempts). */
-export function scoreColumns(outcome: JudgeOutcome): Omit<Insertable<ScoresTable>, 'evaluation_id' | 'attempts' | 'created_at' | 'updated_at'> {
-  return {
-    dimension: outcome.dimension,
-    value: outcome.value,
-    label: outcome.label,
-    raw_value: outcome.rawValue,
-    direction: outcome.direction,
-    reasoning: outcome.reasoning,
-    source: 'LLM_JUDGE',
-    scorer_name: outcome.scorerName,
-    scorer_version: outcome.scorerVersion,
-    judge_model: outcome.judgeModel,
-    prompt_hash: outcome.promptHash,
-    status: outcome.status,
-    error_code: outcome.errorCode,
-    input_tokens: outcome.inputTokens,
-    output_tokens: outcome.outputTokens,
-    latency_ms: outcome.latencyMs,
-    cost_usd: outcome.costUsd,
-    cache_hit: outcome.cacheHit,
   };
 }

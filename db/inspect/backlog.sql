@@ -1,11 +1,12 @@
 -- Backlog: how many outbox events are not yet published, and how old the oldest one is, per topic.
 -- Pending = (xid, seq) past its shard's cursor (a shard without a lease row has published nothing).
+-- Shards: the current generation's and every earlier one not yet drained (outbox_live_shards).
 -- Served by outbox_shard_xid_seq_idx: one index range scan per shard, over pending rows only.
 SELECT p.topic,
        sum(p.pending)::bigint AS pending,
        max(p.oldest_age_seconds)::double precision AS oldest_age_seconds,
        min(p.oldest_created_at) AS oldest_created_at
-FROM generate_series(0, (SELECT shards FROM outbox_settings) - 1) AS s(shard)
+FROM outbox_live_shards() AS s(shard)
 LEFT JOIN relay_leases l ON l.shard = s.shard
 CROSS JOIN LATERAL (
   SELECT o.topic, count(*) AS pending, min(o.created_at) AS oldest_created_at,

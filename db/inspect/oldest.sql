@@ -5,7 +5,7 @@
 SELECT p.id, p.shard, p.topic, p.key, p.type, p.xid::text AS xid, p.seq, p.created_at,
        extract(epoch FROM now() - p.created_at)::double precision AS age_seconds,
        p.xid >= pg_snapshot_xmin(pg_current_snapshot()) AS above_horizon
-FROM generate_series(0, (SELECT shards FROM outbox_settings) - 1) AS s(shard)
+FROM outbox_live_shards() AS s(shard)
 LEFT JOIN relay_leases l ON l.shard = s.shard
 CROSS JOIN LATERAL (
   SELECT o.* FROM outbox o

@@ -10,6 +10,6 @@ SELECT s.shard,
        l.cursor_seq,
        l.published_at,
        extract(epoch FROM now() - l.published_at)::double precision AS since_publish_seconds
-FROM generate_series(0, (SELECT shards FROM outbox_settings) - 1) AS s(shard)
+FROM outbox_live_shards() AS s(shard)
 LEFT JOIN relay_leases l ON l.shard = s.shard
 ORDER BY s.shard;

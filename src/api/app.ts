@@ -21,6 +21,7 @@ import { createLimits, tooManyRequests, type Limits } from './limits.js';
 import { drainUnreadBody, header } from './node-request.js';
 import { buildOpenApiDocument } from './openapi.js';
 import { ProblemError } from './problem.js';
+import { contextFromTraceparent, inSpan, SpanKind, traceIdOf, traceparentOf } from '../tracing.js';
 import { registerRoutes, type ApiEnv } from './routes.js';
 
 export interface ApiContext {
@@ -64,18 +65,31 @@ export function createApiApp(ctx: ApiContext): Hono<ApiEnv> {
     const given = header(c, 'x-request-id');
     const requestId = given !== undefined && REQUEST_ID.test(given) ? given : randomUUID();
     c.set('requestId', requestId);
-    c.set('log', logger.child({ requestId }));
-    try {
-      await next();
-    } catch (thrown) {
-      // hono hands only Error instances to onError; anything else thrown (or an Error from
-      // another realm, as Node's socket errors are under a test VM) is answered here instead.
-      c.res = problemResponse(c, toProblem(thrown, routeLabel(c), c.get('log')));
-    }
-    // Any answer sent before the body was read (an error, a GET or HEAD with a body): drain it.
-    await drainUnreadBody(c, 4 * config.api.bodyLimitBytes, 5_000);
-    c.res.headers.set('x-request-id', requestId);
-    duration.observe({ route: routeLabel(c), method: c.req.method, status: String(c.res.status) }, Number(process.hrtime.bigint() - started) / 1e9);
+    // The request's span continues the client's trace (a valid traceparent header) or starts one.
+    await inSpan(c.req.method, { kind: SpanKind.SERVER, parent: contextFromTraceparent(header(c, 'traceparent')) }, async (span) => {
+      const traceId = traceIdOf(traceparentOf(span));
+      c.set('log', logger.child(traceId ? { requestId, traceId } : { requestId }));
+      try {
+        await next();
+      } catch (thrown) {
+        // hono hands only Error instances to onError; anything else thrown (or an Error from
+        // another realm, as Node's socket errors are under a test VM) is answered here instead.
+        c.res = problemResponse(c, toProblem(thrown, routeLabel(c), c.get('log')));
+      }
+      // Any answer sent before the body was read (an error, a GET or HEAD with a body): drain it.
+      await drainUnreadBody(c, 4 * config.api.bodyLimitBytes, 5_000);
+      c.res.headers.set('x-request-id', requestId);
+      duration.observe({ route: routeLabel(c), method: c.req.method, status: String(c.res.status) }, Number(process.hrtime.bigint() - started) / 1e9);
+      if (span.isRecording()) {
+        span.updateName(`${c.req.method} ${routeLabel(c)}`);
+        span.setAttributes({
+          'http.request.method': c.req.method,
+          'http.route': routeLabel(c),
+          'http.response.status_code': c.res.status,
+          'evalbox.request_id': requestId,
+        });
+      }
+    });
   });
   app.onError((error, c) => problemResponse(c, toProblem(error, routeLabel(c), c.get('log'))));
   app.notFound((c) => problemResponse(c, new ProblemError(404, `no route for ${c.req.method} ${c.req.path}`)));

@@ -1,12 +1,11 @@
 // `evalbox api`: the composition root of the ingest API process. Builds its parts from the
 // validated config, serves the public and admin ports, and shuts down in LIFO order on SIGTERM.
-import { CONNECTION_HELP, CONNECTION_OPTIONS, parse, type Command } from '../cli/args.js';
-import { loadConfig, requireSetting, optionsHelp, settingFlags } from '../config.js';
+import { CONNECTION_HELP, type Command } from '../cli/args.js';
+import { requireSetting, optionsHelp } from '../config.js';
 import { createDb } from '../db/index.js';
 import { createPublishedDimensionRegistry } from '../dimensions.js';
-import { createLogger } from '../logging.js';
-import { Releasers, serveAdminPort, stopSignal } from '../lifecycle.js';
 import { closeServer, createRegistry } from '../metrics.js';
+import { startProcess } from '../process.js';
 import { createApiApp } from './app.js';
 import { createKeyResolver } from './auth.js';
 import { serveApi } from './server.js';
@@ -26,41 +25,9 @@ ${optionsHelp('api')}
 Logs carry evaluation and application ids, never prompt or response text.
 ${CONNECTION_HELP}`,
   async run(argv) {
-    const { values } = parse(argv, {
-      // Every setting of the process is a flag; the configuration lists them.
-      ...settingFlags('api'),
-      ...CONNECTION_OPTIONS,
-      port: { type: 'string' },
-      'admin-port': { type: 'string' },
-      host: { type: 'string' },
-      'admin-host': { type: 'string' },
-      'headers-timeout-ms': { type: 'string' },
-      'request-timeout-ms': { type: 'string' },
-      'keep-alive-timeout-ms': { type: 'string' },
-      'body-idle-timeout-ms': { type: 'string' },
-      'statement-timeout-ms': { type: 'string' },
-      'rate-per-second': { type: 'string' },
-      'rate-burst': { type: 'string' },
-      'concurrency-per-app': { type: 'string' },
-      'pool-share-per-app': { type: 'string' },
-      'body-limit': { type: 'string' },
-      'batch-limit': { type: 'string' },
-      'topic-events': { type: 'string' },
-      'pool-size': { type: 'string' },
-      'key-cache-ttl-ms': { type: 'string' },
-      'shutdown-grace-ms': { type: 'string' },
-      'group-commit': { type: 'string' },
-      'group-commit-window-ms': { type: 'string' },
-      'group-commit-max-rows': { type: 'string' },
-      'idempotency-ttl-hours': { type: 'string' },
-    });
-    if (values.help) {
-      process.stdout.write(`${this.help}\n`);
-      return 0;
-    }
-    const stopped = stopSignal();
-    const config = loadConfig(process.env, values);
-    const logger = createLogger({ level: config.logLevel, name: 'evalbox-api' });
+    const running = await startProcess(this, argv, 'api');
+    if (!running) return 0;
+    const { config, logger, releasers } = running;
     const handle = createDb(requireSetting(config.databaseUrl, 'DATABASE_URL'), {
       max: config.api.poolSize,
       applicationName: 'evalbox-api',
@@ -72,7 +39,6 @@ ${CONNECTION_HELP}`,
     const dimensions = await createPublishedDimensionRegistry(handle.db, { onError: (error) => logger.warn({ err: error }, 'dimension refresh failed') });
     const app = createApiApp({ db: handle.db, pool: handle.pool, config, registry, logger, dimensions, keys });
 
-    const releasers = new Releasers();
     releasers.add(() => handle.close());
     releasers.add(() => dimensions.close());
     const { server, port } = await serveApi(app, config, logger);
@@ -91,14 +57,12 @@ ${CONNECTION_HELP}`,
       clearInterval(sweep);
       clearTimeout(grace);
     });
-    await serveAdminPort({ config, requested: values['admin-port'] !== undefined, registry, db: handle.db, logger, releasers });
+    await running.serveAdmin(registry, handle.db);
     logger.info({ port, host: config.host }, 'api listening');
     // A line on stdout for scripts that start the API on port 0.
     process.stdout.write(`evalbox api listening on http://${config.host}:${port}\n`);
 
-    logger.info({ signal: await stopped }, 'shutting down');
     // LIFO: stop intake (admin, then public server, which waits for in-flight requests), then the pool.
-    await releasers.releaseAll();
-    return 0;
+    return running.untilStopped();
   },
 };

@@ -17,6 +17,7 @@ import { header, readBodyText } from './node-request.js';
 import { ProblemError } from './problem.js';
 import { findEvaluation, listEvaluationsPage } from './queries.js';
 import { acceptedBody, dimensionsBody, evaluationBody, evaluationLink, pageBody } from './responses.js';
+import { activeTraceparent } from '../tracing.js';
 import { unstorableFields } from './storable.js';
 
 export type ApiEnv = { Variables: { applicationId: string; requestId: string; log: Logger } };
@@ -96,13 +97,15 @@ export function registerRoutes(app: Hono<ApiEnv>, deps: RouteDeps): void {
   /** Validates one item and builds the rows it will write (throws for the client's errors). */
   function prepare(c: Context<ApiEnv>, body: unknown, idempotencyKey: string | undefined): PreparedEvaluation {
     const { request, dimensions: requested } = toRequest(body);
-    const traceparent = header(c, 'traceparent');
+    // The ingest span's context (tracing on), else the client's own valid traceparent, if any.
+    const given = header(c, 'traceparent');
+    const traceparent = activeTraceparent() ?? (given && TRACEPARENT.test(given) ? given : undefined);
     return prepareEvaluation({
       applicationId: c.get('applicationId'),
       request,
       dimensions: requested,
       idempotencyKey,
-      traceparent: traceparent && TRACEPARENT.test(traceparent) ? traceparent : undefined,
+      traceparent,
       eventsTopic: config.topics.events,
       now: deps.clock(),
     });

@@ -17,7 +17,7 @@ import type { Db } from '../db/index.js';
 import type { EvaluationStatus } from '../db/types.js';
 import { readDeadLetters, redriveDeadLetters, type DeadLetter } from '../dlt.js';
 import { inspectionSql } from '../inspect.js';
-import { createIdempotentProducer, createKafka, type Producer } from '../kafka.js';
+import { createIdempotentProducer, createKafka } from '../kafka.js';
 import type { Logger } from '../logging.js';
 import { resolveViewer, SESSION_COOKIE, type Viewer } from './auth.js';
 import {
@@ -35,7 +35,7 @@ import {
   STATUSES,
 } from './data.js';
 import { html, query, SOURCES, timeTag, type Html } from './html.js';
-import { createKafkaState, isUnknownTopic, type KafkaState } from './kafka-state.js';
+import { createKafkaState, isUnknownTopic, sharedConnection, type KafkaState } from './kafka-state.js';
 import {
   confirmPage,
   deadLetterRecords,
@@ -127,25 +127,12 @@ export function createConsoleApp(ctx: ConsoleContext): ConsoleApp {
   const assets = loadAssets();
   const policy = { operatorToken: ctx.operatorToken };
   let kafka: KafkaState | undefined;
-  let producer: Promise<Producer> | undefined;
   const kafkaState = (): KafkaState => {
     if (!config.kafkaBrokers) throw new Error('KAFKA_BROKERS is not set');
     kafka ??= createKafkaState(config.kafkaBrokers, logger);
     return kafka;
   };
-  const dltProducer = (): Promise<Producer> => {
-    if (!producer) {
-      const created = createIdempotentProducer(createKafka(config.kafkaBrokers, 'evalbox-console', logger));
-      producer = created.connect().then(
-        () => created,
-        (error: unknown) => {
-          producer = undefined;
-          throw error;
-        },
-      );
-    }
-    return producer;
-  };
+  const dltProducer = sharedConnection(() => createIdempotentProducer(createKafka(config.kafkaBrokers, 'evalbox-console', logger)));
 
   const app = new Hono<Env>();
   const clearedCookie = serializeCookie(SESSION_COOKIE, '', { httpOnly: true, sameSite: 'Strict', path: '/', maxAge: 0 });
@@ -456,7 +443,7 @@ export function createConsoleApp(ctx: ConsoleContext): ConsoleApp {
     try {
       const records = await readDeadLetters(config.kafkaBrokers, config.topics.dlt);
       const chosen = all ? records : records.filter((r) => r.ref === ref);
-      const redriven = await redriveDeadLetters(await dltProducer(), config.topics.dlt, chosen);
+      const redriven = await redriveDeadLetters(await dltProducer.get(), config.topics.dlt, chosen);
       logger.info({ redriven, all }, 'dead letters redriven from the console');
       return c.redirect(`/dead-letters${query({ done: 'redriven', what: 'dlt', count: redriven.length, refs: redriven.slice(0, 10).join(', ') })}`, 303);
     } catch (error) {
@@ -516,9 +503,7 @@ export function createConsoleApp(ctx: ConsoleContext): ConsoleApp {
   return {
     app,
     async close() {
-      const pending = producer;
-      producer = undefined;
-      await Promise.all([kafka?.close(), pending?.then((p) => p.disconnect()).catch(() => {})]);
+      await Promise.all([kafka?.close(), dltProducer.close()]);
     },
   };
 }

@@ -216,3 +216,21 @@ export const chart = (spec: ChartSpec, caption: string): Html =>
     <div class="chart" data-chart="${JSON.stringify(spec)}" role="img" aria-label="${caption}"><p class="loading">Drawing chart…</p></div>
     <figcaption>${caption}</figcaption>
   </figure>`;
+
+/** A column heading: its title, and `n` for a right-aligned number column. */
+export type Column = string | [title: string, align: 'n'];
+
+/** A data table: one heading per column, one body row per item. */
+export const dataTable = (name: string, columns: Column[], rows: Html[], options: { className?: string } = {}): Html =>
+  html`<div class="table-wrap">
+    <table ${options.className ? html`class="${options.className}" ` : ''}data-table="${name}">
+      <thead>
+        <tr>
+          ${columns.map((c) => (typeof c === 'string' ? html`<th>${c}</th>` : html`<th class="n">${c[0]}</th>`))}
+        </tr>
+      </thead>
+      <tbody>
+        ${rows}
+      </tbody>
+    </table>
+  </div>`;

@@ -50,30 +50,47 @@ async function orEmpty<T>(work: Promise<T>, empty: T): Promise<T> {
   }
 }
 
-export function createKafkaState(brokers: string, logger?: Logger): KafkaState {
-  let connecting: Promise<Admin> | undefined;
+/**
+ * A client connected on first use and shared by every caller; a failed connect is forgotten, so
+ * the next use tries again instead of failing for good.
+ */
+export function sharedConnection<T extends { connect(): Promise<unknown>; disconnect(): Promise<unknown> }>(create: () => T) {
+  let pending: Promise<T> | undefined;
+  return {
+    get(): Promise<T> {
+      if (!pending) {
+        const client = create();
+        pending = client.connect().then(
+          () => client,
+          (error: unknown) => {
+            pending = undefined;
+            throw error;
+          },
+        );
+      }
+      return pending;
+    },
+    forget(): void {
+      pending = undefined;
+    },
+    async close(): Promise<void> {
+      const current = pending;
+      pending = undefined;
+      if (current) await (await current.catch(() => undefined))?.disconnect().catch(() => {});
+    },
+  };
+}
 
-  function admin(): Promise<Admin> {
-    if (!connecting) {
-      const client = createKafka(brokers, 'evalbox-console', logger).admin();
-      connecting = client.connect().then(
-        () => client,
-        (error: unknown) => {
-          connecting = undefined;
-          throw error;
-        },
-      );
-    }
-    return connecting;
-  }
+export function createKafkaState(brokers: string, logger?: Logger): KafkaState {
+  const admin = sharedConnection(() => createKafka(brokers, 'evalbox-console', logger).admin());
 
   /** Runs one admin call; a failed call drops the client so the next one reconnects. */
   async function call<T>(work: (a: Admin) => Promise<T>): Promise<T> {
-    const client = await admin();
+    const client = await admin.get();
     try {
       return await work(client);
     } catch (error) {
-      connecting = undefined;
+      admin.forget();
       await client.disconnect().catch(() => {});
       throw error;
     }
@@ -138,9 +155,7 @@ export function createKafkaState(brokers: string, logger?: Logger): KafkaState {
       );
     },
     async close() {
-      const pending = connecting;
-      connecting = undefined;
-      if (pending) await (await pending.catch(() => undefined))?.disconnect().catch(() => {});
+      await admin.close();
     },
   };
 }

@@ -5,6 +5,7 @@ import type { EvaluationStatus } from '../db/types.js';
 import type { Viewer } from './auth.js';
 import type { EvaluationDetail, EvaluationListItem, HorizonBlockerRow, ParkedRow, QualityData, RelayShardRow, StageCountRow } from './data.js';
 import {
+  dataTable,
   chart,
   emptyState,
   errorState,
@@ -200,27 +201,18 @@ function backlogSection(d: PipelineData): Html {
     title,
     rows.length === 0
       ? emptyState('Nothing waiting: every committed event is on Kafka.')
-      : html`<div class="table-wrap">
-          <table data-table="backlog">
-            <thead>
-              <tr>
-                <th>Topic</th>
-                <th class="n">Pending</th>
-                <th class="n">Oldest pending</th>
-              </tr>
-            </thead>
-            <tbody>
-              ${rows.map(
-                (r) =>
-                  html`<tr data-topic="${r.topic}">
-                    <td class="mono">${r.topic}</td>
-                    <td class="n" data-pending>${figure(formatCount(r.pending), 'backlog')}</td>
-                    <td class="n">${figure(formatAge(r.oldest_age_seconds), 'oldest', r.oldest_age_seconds > 30 ? 'warn' : '')}</td>
-                  </tr>`,
-              )}
-            </tbody>
-          </table>
-        </div>`,
+      : dataTable(
+          'backlog',
+          ['Topic', ['Pending', 'n'], ['Oldest pending', 'n']],
+          rows.map(
+            (r) =>
+              html`<tr data-topic="${r.topic}">
+                <td class="mono">${r.topic}</td>
+                <td class="n" data-pending>${figure(formatCount(r.pending), 'backlog')}</td>
+                <td class="n">${figure(formatAge(r.oldest_age_seconds), 'oldest', r.oldest_age_seconds > 30 ? 'warn' : '')}</td>
+              </tr>`,
+          ),
+        ),
     { source: 'backlog' },
   );
 }
@@ -233,31 +225,20 @@ function shardsSection(d: PipelineData): Html {
     title,
     rows.length === 0
       ? emptyState('No shards configured.')
-      : html`<div class="table-wrap">
-          <table data-table="shards">
-            <thead>
-              <tr>
-                <th>Shard</th>
-                <th>Leader</th>
-                <th class="n">Epoch</th>
-                <th>Cursor (xid, seq)</th>
-                <th>Last publish</th>
-              </tr>
-            </thead>
-            <tbody>
-              ${rows.map(
-                (r) =>
-                  html`<tr>
-                    <td>${figure(r.shard, 'shards')}</td>
-                    <td>${r.leader ? html`<span class="mono">${r.leader}</span>` : html`<span class="badge badge-scoring-failed">no leader</span>`}</td>
-                    <td class="n">${figure(r.epoch ?? '—', 'shards')}</td>
-                    <td class="mono">${r.cursor_xid === null ? '—' : `${r.cursor_xid}, ${r.cursor_seq}`}</td>
-                    <td>${r.published_at ? html`${figure(`${formatAge(r.since_publish_seconds)} ago`, 'shards')}` : 'never'}</td>
-                  </tr>`,
-              )}
-            </tbody>
-          </table>
-        </div>`,
+      : dataTable(
+          'shards',
+          ['Shard', 'Leader', ['Epoch', 'n'], 'Cursor (xid, seq)', 'Last publish'],
+          rows.map(
+            (r) =>
+              html`<tr>
+                <td>${figure(r.shard, 'shards')}</td>
+                <td>${r.leader ? html`<span class="mono">${r.leader}</span>` : html`<span class="badge badge-scoring-failed">no leader</span>`}</td>
+                <td class="n">${figure(r.epoch ?? '—', 'shards')}</td>
+                <td class="mono">${r.cursor_xid === null ? '—' : `${r.cursor_xid}, ${r.cursor_seq}`}</td>
+                <td>${r.published_at ? html`${figure(`${formatAge(r.since_publish_seconds)} ago`, 'shards')}` : 'never'}</td>
+              </tr>`,
+          ),
+        ),
     { source: 'shards' },
   );
 }
@@ -272,33 +253,22 @@ function lagSection(d: PipelineData): Html {
     title,
     rows.length === 0
       ? emptyState('The topic has no partitions yet.', 'It is created when the first scorer or the relay starts.')
-      : html`<div class="table-wrap">
-          <table data-table="lag">
-            <thead>
-              <tr>
-                <th>Partition</th>
-                <th class="n">Committed</th>
-                <th class="n">End</th>
-                <th class="n">Lag</th>
-                <th class="n">Time lag</th>
-              </tr>
-            </thead>
-            <tbody>
-              ${rows.map((r) => {
-                const seconds = timeLag?.get(`${r.topic}/${r.partition}`);
-                return html`<tr>
-                  <td>${r.partition}</td>
-                  <td class="n">${r.committed === null ? 'none' : formatCount(r.committed)}</td>
-                  <td class="n">${formatCount(r.high)}</td>
-                  <td class="n">${figure(formatCount(r.lag), 'lag', r.lag > 0 ? 'warn' : '')}</td>
-                  <td class="n">
-                    ${seconds === undefined ? html`<span class="muted" title="configure EVALBOX_CONSOLE_SCORER_METRICS">n/a</span>` : figure(formatAge(seconds), 'lag')}
-                  </td>
-                </tr>`;
-              })}
-            </tbody>
-          </table>
-        </div>`,
+      : dataTable(
+          'lag',
+          ['Partition', ['Committed', 'n'], ['End', 'n'], ['Lag', 'n'], ['Time lag', 'n']],
+          rows.map((r) => {
+            const seconds = timeLag?.get(`${r.topic}/${r.partition}`);
+            return html`<tr>
+              <td>${r.partition}</td>
+              <td class="n">${r.committed === null ? 'none' : formatCount(r.committed)}</td>
+              <td class="n">${formatCount(r.high)}</td>
+              <td class="n">${figure(formatCount(r.lag), 'lag', r.lag > 0 ? 'warn' : '')}</td>
+              <td class="n">
+                ${seconds === undefined ? html`<span class="muted" title="configure EVALBOX_CONSOLE_SCORER_METRICS">n/a</span>` : figure(formatAge(seconds), 'lag')}
+              </td>
+            </tr>`;
+          }),
+        ),
     { source: 'lag', note },
   );
 }
@@ -322,33 +292,21 @@ function judgeSection(d: PipelineData): Html {
     ${
       endpoints.length === 0
         ? emptyState('No judge endpoints reported.', 'The scorers run offline heuristics only, or have not made a judge call yet.')
-        : html`<div class="table-wrap">
-            <table data-table="judge">
-              <thead>
-                <tr>
-                  <th>Endpoint</th>
-                  <th>Circuit</th>
-                  <th class="n">Concurrency</th>
-                  <th>Throttled</th>
-                  <th class="n">429s</th>
-                  <th class="n">Requests</th>
-                </tr>
-              </thead>
-              <tbody>
-                ${endpoints.map(
-                  (e) =>
-                    html`<tr>
-                      <td class="mono" title="${e.source}">${e.endpoint}</td>
-                      <td><span class="badge badge-circuit-${e.circuit}">${e.circuit}</span></td>
-                      <td class="n">${figure(e.concurrencyLimit ?? '—', 'judge')}</td>
-                      <td>${e.throttled ? html`<span class="badge badge-scoring-failed">throttled</span>` : 'no'}</td>
-                      <td class="n">${figure(formatCount(e.rateLimited), 'judge')}</td>
-                      <td class="n">${formatCount(e.requests)}</td>
-                    </tr>`,
-                )}
-              </tbody>
-            </table>
-          </div>`
+        : dataTable(
+            'judge',
+            ['Endpoint', 'Circuit', ['Concurrency', 'n'], 'Throttled', ['429s', 'n'], ['Requests', 'n']],
+            endpoints.map(
+              (e) =>
+                html`<tr>
+                  <td class="mono" title="${e.source}">${e.endpoint}</td>
+                  <td><span class="badge badge-circuit-${e.circuit}">${e.circuit}</span></td>
+                  <td class="n">${figure(e.concurrencyLimit ?? '—', 'judge')}</td>
+                  <td>${e.throttled ? html`<span class="badge badge-scoring-failed">throttled</span>` : 'no'}</td>
+                  <td class="n">${figure(formatCount(e.rateLimited), 'judge')}</td>
+                  <td class="n">${formatCount(e.requests)}</td>
+                </tr>`,
+            ),
+          )
     }`,
     { source: 'judge' },
   );
@@ -665,34 +623,22 @@ export function qualityPage(options: {
     const costDays = [...new Set(d.cost.map((c) => c.day.getTime() / 1000))].sort((a, b) => a - b);
     body = html`${section(
       'Per dimension',
-      html`<div class="table-wrap">
-        <table data-table="quality">
-          <thead>
-            <tr>
-              <th>Dimension</th>
-              <th class="n">Scored</th>
-              <th class="n">Mean</th>
-              <th class="n">Failed</th>
-              <th class="n">Failure rate</th>
-              <th class="n">Skipped</th>
-            </tr>
-          </thead>
-          <tbody>
-            ${d.dimensions.map((dim) => {
-              const t = d.totals.get(dim);
-              const rate = t && t.scored > 0 ? t.failed / t.scored : 0;
-              return html`<tr data-dimension="${dim}">
-                <td>${dim}</td>
-                <td class="n">${formatCount(t?.scored)}</td>
-                <td class="n">${formatScore(t?.mean)}</td>
-                <td class="n">${formatCount(t?.failed)}</td>
-                <td class="n ${rate > 0.05 ? 'warn' : ''}">${(rate * 100).toFixed(1)}%</td>
-                <td class="n">${formatCount(t?.skipped)}</td>
-              </tr>`;
-            })}
-          </tbody>
-        </table>
-      </div>`,
+      dataTable(
+        'quality',
+        ['Dimension', ['Scored', 'n'], ['Mean', 'n'], ['Failed', 'n'], ['Failure rate', 'n'], ['Skipped', 'n']],
+        d.dimensions.map((dim) => {
+          const t = d.totals.get(dim);
+          const rate = t && t.scored > 0 ? t.failed / t.scored : 0;
+          return html`<tr data-dimension="${dim}">
+            <td>${dim}</td>
+            <td class="n">${formatCount(t?.scored)}</td>
+            <td class="n">${formatScore(t?.mean)}</td>
+            <td class="n">${formatCount(t?.failed)}</td>
+            <td class="n ${rate > 0.05 ? 'warn' : ''}">${(rate * 100).toFixed(1)}%</td>
+            <td class="n">${formatCount(t?.skipped)}</td>
+          </tr>`;
+        }),
+      ),
     )}
     ${section(
       'Score distribution',
@@ -732,48 +678,35 @@ export function qualityPage(options: {
       d.cost.length === 0
         ? emptyState('No judge calls in this window.', 'Only LLM-judge dimensions cost money; heuristics are free.')
         : html`${chart(
-              {
-                kind: 'bars',
-                x: costDays,
-                series: costModels.map((m) => ({
-                  label: m,
-                  values: costDays.map((t) => d.cost.find((c) => c.model === m && c.day.getTime() / 1000 === t)?.costUsd ?? 0),
-                })),
-                y: 'usd',
-                height: 200,
-                range: [Math.floor(d.range[0] / 86400) * 86400 - 43200, Math.floor(d.range[1] / 86400) * 86400 + 43200],
-              },
-              'USD per day, per judge model',
-            )}
-            <div class="table-wrap">
-              <table data-table="cost">
-                <thead>
-                  <tr>
-                    <th>Day</th>
-                    <th>Model</th>
-                    <th class="n">Cost</th>
-                    <th class="n">Scores</th>
-                    <th class="n">Cache hits</th>
-                    <th class="n">Input tokens</th>
-                    <th class="n">Output tokens</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  ${d.cost.map(
-                    (c) =>
-                      html`<tr>
-                        <td>${c.day.toISOString().slice(0, 10)}</td>
-                        <td>${c.model}</td>
-                        <td class="n">${formatUsd(c.costUsd)}</td>
-                        <td class="n">${formatCount(c.calls)}</td>
-                        <td class="n">${formatCount(c.cacheHits)}</td>
-                        <td class="n">${formatCount(c.inputTokens)}</td>
-                        <td class="n">${formatCount(c.outputTokens)}</td>
-                      </tr>`,
-                  )}
-                </tbody>
-              </table>
-            </div>`,
+            {
+              kind: 'bars',
+              x: costDays,
+              series: costModels.map((m) => ({
+                label: m,
+                values: costDays.map((t) => d.cost.find((c) => c.model === m && c.day.getTime() / 1000 === t)?.costUsd ?? 0),
+              })),
+              y: 'usd',
+              height: 200,
+              range: [Math.floor(d.range[0] / 86400) * 86400 - 43200, Math.floor(d.range[1] / 86400) * 86400 + 43200],
+            },
+            'USD per day, per judge model',
+          )}
+          ${dataTable(
+            'cost',
+            ['Day', 'Model', ['Cost', 'n'], ['Scores', 'n'], ['Cache hits', 'n'], ['Input tokens', 'n'], ['Output tokens', 'n']],
+            d.cost.map(
+              (c) =>
+                html`<tr>
+                  <td>${c.day.toISOString().slice(0, 10)}</td>
+                  <td>${c.model}</td>
+                  <td class="n">${formatUsd(c.costUsd)}</td>
+                  <td class="n">${formatCount(c.calls)}</td>
+                  <td class="n">${formatCount(c.cacheHits)}</td>
+                  <td class="n">${formatCount(c.inputTokens)}</td>
+                  <td class="n">${formatCount(c.outputTokens)}</td>
+                </tr>`,
+            ),
+          )}`,
     )}`;
   }
   return page(
@@ -795,37 +728,25 @@ export function deadLettersPage(viewer: Viewer, options: { parked: Outcome<Parke
       rows.length === 0
         ? emptyState('No parked rows.', 'The relay parks a row only when Kafka refuses it for good (too large, illegal topic).')
         : html`${waiting.length > 1 ? html`<p><a class="button danger" href="/parked/redrive?all=1">Redrive all ${waiting.length} parked rows…</a></p>` : ''}
-            <div class="table-wrap">
-              <table class="cards" data-table="parked">
-                <thead>
-                  <tr>
-                    <th>Parked</th>
-                    <th>Event</th>
-                    <th>Topic</th>
-                    <th>Key</th>
-                    <th>Reason</th>
-                    <th class="n">Bytes</th>
-                    <th></th>
-                  </tr>
-                </thead>
-                <tbody>
-                  ${rows.map(
-                    (r) =>
-                      html`<tr data-parked="${r.id}">
-                        <td class="nowrap">${timeTag(r.parked_at)}</td>
-                        <td class="mono">${r.id.slice(0, 8)}… <span class="muted">${r.type}</span></td>
-                        <td class="mono">${r.topic}</td>
-                        <td>${r.key}</td>
-                        <td><code>${r.error_code}</code> ${r.error_message}</td>
-                        <td class="n">${formatCount(r.payload_bytes)}</td>
-                        <td>
-                          ${r.redriven_at ? html`<span class="muted">redriven ${timeTag(r.redriven_at)}</span>` : html`<a class="button" href="/parked/redrive?id=${r.id}">Redrive…</a>`}
-                        </td>
-                      </tr>`,
-                  )}
-                </tbody>
-              </table>
-            </div>`;
+          ${dataTable(
+            'parked',
+            ['Parked', 'Event', 'Topic', 'Key', 'Reason', ['Bytes', 'n'], ''],
+            rows.map(
+              (r) =>
+                html`<tr data-parked="${r.id}">
+                  <td class="nowrap">${timeTag(r.parked_at)}</td>
+                  <td class="mono">${r.id.slice(0, 8)}… <span class="muted">${r.type}</span></td>
+                  <td class="mono">${r.topic}</td>
+                  <td>${r.key}</td>
+                  <td><code>${r.error_code}</code> ${r.error_message}</td>
+                  <td class="n">${formatCount(r.payload_bytes)}</td>
+                  <td>
+                    ${r.redriven_at ? html`<span class="muted">redriven ${timeTag(r.redriven_at)}</span>` : html`<a class="button" href="/parked/redrive?id=${r.id}">Redrive…</a>`}
+                  </td>
+                </tr>`,
+            ),
+            { className: 'cards' },
+          )}`;
   }
   return page(
     { title: 'Dead letters', viewer, active: 'dead-letters' },
@@ -858,43 +779,33 @@ export function deadLetterRecords(topic: string, outcome: Outcome<DeadLetterView
       <span>${formatCount(records.length)} record(s) on <code>${topic}</code>, oldest first.</span>
       <a class="button danger" href="/dead-letters/redrive?all=1">Redrive all…</a>
     </p>
-    <div class="table-wrap">
-      <table class="cards" data-table="dlt">
-        <thead>
-          <tr>
-            <th>Record</th>
-            <th>Reason</th>
-            <th>From</th>
-            <th>Evaluation</th>
-            <th></th>
-          </tr>
-        </thead>
-        <tbody>
-          ${records.map(({ record: r, evaluationId, evaluation }) => {
-            const h = r.headers;
-            return html`<tr data-ref="${r.ref}">
-              <td class="nowrap"><span class="mono">${r.ref}</span><br /><span class="small muted">${timeTag(h.dlt_failed_at ?? null)}</span></td>
-              <td class="reason-cell">
-                <code>${h.dlt_error_code ?? '?'}</code>
-                <span class="reason">${h.dlt_error_message ?? ''}</span
-                >${h.dlt_redriven_from ? html` <span class="muted">(failed again after a redrive)</span>` : ''} <br /><span class="small muted"
-                  >${h.dlt_dimension ? `dimension ${h.dlt_dimension.split(',').join(', ')}` : 'no dimension'} · ${h.dlt_attempts ?? '?'} attempt(s)</span
-                >
-              </td>
-              <td class="mono small wrap">
-                ${h.dlt_original_topic ?? '?'}:${h.dlt_original_partition ?? '?'}:${h.dlt_original_offset ?? '?'}<br /><span class="muted"
-                  >group ${h.dlt_consumer_group ?? '?'}</span
-                >
-              </td>
-              <td>
-                ${evaluationId ? html`<a class="mono" href="/evaluations/${evaluationId}">${evaluationId.slice(0, 8)}…</a> ${evaluation ? statusBadge(evaluation.status) : html`<span class="muted">not in the database</span>`}` : html`<span class="muted">unreadable value</span>`}
-              </td>
-              <td><a class="button" href="/dead-letters/redrive?ref=${encodeURIComponent(r.ref)}">Redrive…</a></td>
-            </tr>`;
-          })}
-        </tbody>
-      </table>
-    </div>`;
+    ${dataTable(
+      'dlt',
+      ['Record', 'Reason', 'From', 'Evaluation', ''],
+      records.map(({ record: r, evaluationId, evaluation }) => {
+        const h = r.headers;
+        return html`<tr data-ref="${r.ref}">
+          <td class="nowrap"><span class="mono">${r.ref}</span><br /><span class="small muted">${timeTag(h.dlt_failed_at ?? null)}</span></td>
+          <td class="reason-cell">
+            <code>${h.dlt_error_code ?? '?'}</code>
+            <span class="reason">${h.dlt_error_message ?? ''}</span
+            >${h.dlt_redriven_from ? html` <span class="muted">(failed again after a redrive)</span>` : ''} <br /><span class="small muted"
+              >${h.dlt_dimension ? `dimension ${h.dlt_dimension.split(',').join(', ')}` : 'no dimension'} · ${h.dlt_attempts ?? '?'} attempt(s)</span
+            >
+          </td>
+          <td class="mono small wrap">
+            ${h.dlt_original_topic ?? '?'}:${h.dlt_original_partition ?? '?'}:${h.dlt_original_offset ?? '?'}<br /><span class="muted"
+              >group ${h.dlt_consumer_group ?? '?'}</span
+            >
+          </td>
+          <td>
+            ${evaluationId ? html`<a class="mono" href="/evaluations/${evaluationId}">${evaluationId.slice(0, 8)}…</a> ${evaluation ? statusBadge(evaluation.status) : html`<span class="muted">not in the database</span>`}` : html`<span class="muted">unreadable value</span>`}
+          </td>
+          <td><a class="button" href="/dead-letters/redrive?ref=${encodeURIComponent(r.ref)}">Redrive…</a></td>
+        </tr>`;
+      }),
+      { className: 'cards' },
+    )}`;
 }
 
 export function confirmPage(

@@ -61,6 +61,11 @@ export interface FakeJudgeOptions extends Partial<FakeJudgeBehaviour> {
   host?: string;
   /** When set, requests must carry `Authorization: Bearer <apiKey>`. */
   apiKey?: string;
+  /**
+   * Called as each paid answer (one with usage) is sent: lets a test act at exactly that moment,
+   * e.g. kill -9 the caller after the provider answered and before the caller stored the verdict.
+   */
+  onAnswered?: (answer: { contentHash: string; total: number }) => void;
 }
 
 export type FakeJudgeOutcome =
@@ -214,7 +219,7 @@ function openAiError(
 }
 
 export async function startFakeJudge(options: FakeJudgeOptions = {}): Promise<FakeJudge> {
-  const { port: wantedPort = 0, host = '127.0.0.1', apiKey, ...initial } = options;
+  const { port: wantedPort = 0, host = '127.0.0.1', apiKey, onAnswered, ...initial } = options;
   let behaviour: FakeJudgeBehaviour = { ...DEFAULTS, ...initial };
   let random = seededRandom(behaviour.seed);
   let revertTimer: NodeJS.Timeout | undefined;
@@ -416,6 +421,7 @@ export async function startFakeJudge(options: FakeJudgeOptions = {}): Promise<Fa
     const promptChars = request.messages.reduce((sum, m) => sum + textOf(m.content).length, 0);
     const promptTokens = script?.tokens ?? tokens(promptChars);
     const completionTokens = script?.tokens ?? tokens(content.length);
+    onAnswered?.({ contentHash, total: stats.total });
     return c.json({
       id: `chatcmpl-fake-${stats.total}`,
       object: 'chat.completion',

@@ -1,11 +1,14 @@
 // The offline heuristic scorers on cases labelled as a careful reader would label them (none of
 // them is in the labelled set of bench/scorer-cases/): the probes that used to fool the first
 // scorers, their adversarial neighbours, and the contract (value, label, confidence, version).
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from '@jest/globals';
 import { HEURISTIC_DIMENSIONS } from '../../src/dimensions.js';
 import { HEURISTIC_SCORERS, type HeuristicOutcome } from '../../consumers/heuristics/index.js';
 import { cardIssuer, ibanValid, luhnValid } from '../../consumers/heuristics/pii.js';
 import { CLASSES } from '../../bench/scorer-cases.js';
+import { scoreLabelledCases } from './heuristics-scores.js';
 
 const score = (dimension: string, input: { prompt?: string; response: string; context?: string | string[] | null }): HeuristicOutcome =>
   (HEURISTIC_SCORERS.get(dimension) as NonNullable<ReturnType<typeof HEURISTIC_SCORERS.get>>).score({
@@ -34,17 +37,26 @@ describe('heuristic scorers', () => {
     }
   });
 
-  it('is deterministic and gives every verdict a confidence in [0, 1]', () => {
-    const input = { prompt: 'What is the capital of France?', response: 'Paris. Call +33 1 42 68 53 00.', context: 'Paris is the capital of France.' };
-    for (const d of HEURISTIC_SCORERS.keys()) {
-      const first = score(d, input);
-      expect(score(d, input)).toEqual(first);
-      if (first.status === 'COMPLETED') {
-        expect(first.confidence).toBeGreaterThanOrEqual(0);
-        expect(first.confidence).toBeLessThanOrEqual(1);
+  it('is deterministic: a fresh process scoring the labelled cases in reverse order gives the same outcomes as this one, in order, after warm caches', () => {
+    // Warm this process's caches (the parse LRU, module-level regular expressions) on other texts first.
+    for (const d of HEURISTIC_SCORERS.keys())
+      score(d, { prompt: 'Call me at +33 1 42 68 53 00?', response: 'sk-proj-abcdefghijklmnopqrstuv, 078-05-1120', context: 'x' });
+    const here = scoreLabelledCases('forward');
+    const child = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./heuristics-scores.ts', import.meta.url)), 'reverse'], {
+      encoding: 'utf8',
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    expect(child.status).toBe(0);
+    const fresh = JSON.parse(child.stdout) as Record<string, HeuristicOutcome>;
+    expect(Object.keys(here).length).toBeGreaterThan(1000);
+    const differing = Object.keys(here).filter((k) => JSON.stringify(here[k]) !== JSON.stringify(fresh[k]));
+    expect(differing).toEqual([]);
+    for (const outcome of Object.values(fresh))
+      if (outcome.status === 'COMPLETED') {
+        expect(outcome.confidence).toBeGreaterThanOrEqual(0);
+        expect(outcome.confidence).toBeLessThanOrEqual(1);
       }
-    }
-  });
+  }, 60_000);
 
   describe('groundedness', () => {
     const context = ['Paris is the capital and largest city of France.', 'The Eiffel Tower was completed in 1889.'];
