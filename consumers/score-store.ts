@@ -73,6 +73,8 @@ export interface ScoreStore {
   redriveApplied(redriveId: string): Promise<boolean>;
   /** Which of these dimensions a running scorer still offers (re-published within the stale bound). */
   offeredByLiveScorers(dimensions: string[]): Promise<string[]>;
+  /** Whether the evaluation was deleted through the API (a tombstone exists), rather than never written. */
+  wasDeleted?(evaluationId: string): Promise<boolean>;
 }
 
 interface Waiter<I, O> {
@@ -188,7 +190,10 @@ export function createScoreStore(db: Db, topics: Topics, options: { maxBatch?: n
         WHERE id = ANY(${dimensions}::text[]) AND updated_at > now() - make_interval(secs => ${PUBLISHED_STALE_AFTER_MS / 1000})`.execute(db)
     ).rows.map((r) => r.id);
 
-  return { load, commit, redriveApplied, offeredByLiveScorers };
+  const wasDeleted = async (evaluationId: string) =>
+    (await sql`SELECT 1 FROM evaluation_deletions WHERE evaluation_id = ${evaluationId}`.execute(db)).rows.length > 0;
+
+  return { load, commit, redriveApplied, offeredByLiveScorers, wasDeleted };
 }
 
 /**

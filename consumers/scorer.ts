@@ -140,6 +140,12 @@ async function scoreMessage(ctx: ScorerContext, message: ConsumedMessage, signal
     return;
   }
   if (!loaded) {
+    // Deleted through the API before it was scored: nothing to score and nothing to dead-letter
+    // (a DLT record would keep the text the client asked to delete).
+    if (await withDb(async () => (await ctx.store.wasDeleted?.(data.evaluationId)) ?? false)) {
+      ctx.logger.debug({ evaluationId: data.evaluationId }, 'evaluation deleted before it was scored');
+      return;
+    }
     await deadLetter(ctx, message, [
       { dimension: null, error: new PermanentError(`evaluation ${data.evaluationId} does not exist`, { code: 'UNKNOWN_EVALUATION' }), attempts: 1 },
     ]);

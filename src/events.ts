@@ -12,6 +12,8 @@ import type { Database } from './db/index.js';
 export const EVENT_TYPES = {
   evaluationCreated: 'evaluation.created',
   evaluationScored: 'evaluation.scored',
+  evaluationClientScored: 'evaluation.client_scored',
+  evaluationDeleted: 'evaluation.deleted',
 } as const;
 
 /** librdkafka's default message.max.bytes: a record (key, value, headers, framing) above it is refused. */

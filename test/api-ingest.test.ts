@@ -217,8 +217,8 @@ describe('ingest API', () => {
     const wrongBatch = await call('GET', '/v1/evaluations:batch');
     expect({ status: wrongBatch.status, allow: wrongBatch.headers.get('allow') }).toEqual({ status: 405, allow: 'POST' });
     expect(((await wrongBatch.json()) as { status: number }).status).toBe(405);
-    const wrongItem = await call('DELETE', `/v1/evaluations/${created.evaluationId}`);
-    expect({ status: wrongItem.status, allow: wrongItem.headers.get('allow') }).toEqual({ status: 405, allow: 'GET, HEAD' });
+    const wrongItem = await call('PUT', `/v1/evaluations/${created.evaluationId}`);
+    expect({ status: wrongItem.status, allow: wrongItem.headers.get('allow') }).toEqual({ status: 405, allow: 'GET, HEAD, DELETE' });
     expect((await call('PUT', '/v1/evaluations')).status).toBe(405);
     // ":batch" is not a parameter: the batch route is not /v1/evaluations/{id}, and {id} still works.
     expect((await f.get('/v1/evaluations:batch')).status).toBe(405);

@@ -7,6 +7,7 @@ import * as m0004 from './0004_dimensions.js';
 import * as m0005 from './0005_outbox_read_batch.js';
 import * as m0007 from './0007_ingest_wakeup_idempotency.js';
 import * as m0009 from './0009_redrives_and_judge_cache_scope.js';
+import * as m0010 from './0010_api_results_scores_deletion_input.js';
 import * as m0011 from './0011_outbox_generations.js';
 
 export const migrations: Record<string, Migration> = {
@@ -17,5 +18,6 @@ export const migrations: Record<string, Migration> = {
   '0005_outbox_read_batch': m0005,
   '0007_ingest_wakeup_idempotency': m0007,
   '0009_redrives_and_judge_cache_scope': m0009,
+  '0010_api_results_scores_deletion_input': m0010,
   '0011_outbox_generations': m0011,
 };

@@ -10,7 +10,7 @@ import type { Db } from '../db/index.js';
 import type { DimensionRegistry } from '../dimensions.js';
 import { isWellFormedApiKey } from '../keys.js';
 import type { Logger } from '../logging.js';
-import { batchRequestSchema, evaluationRequestSchema } from '../schemas/evaluation-request.js';
+import { batchRequestSchema, clientScoresRequestSchema, evaluationRequestSchema } from '../schemas/evaluation-request.js';
 import { createBoundedValidator } from '../schemas/validator.js';
 import { bearerToken, createKeyResolver, type KeyResolver } from './auth.js';
 import { createCursorCodec } from './cursor.js';
@@ -120,6 +120,7 @@ export function createApiApp(ctx: ApiContext): Hono<ApiEnv> {
     }
   });
 
+  const nudger = ctx.nudger ?? createOutboxNudger(db, { onError: (error) => logger.warn({ err: error }, 'relay nudge failed') });
   registerRoutes(app, {
     db,
     pool: ctx.pool,
@@ -129,6 +130,8 @@ export function createApiApp(ctx: ApiContext): Hono<ApiEnv> {
     clock: ctx.clock ?? (() => new Date()),
     validateRequest: createBoundedValidator(evaluationRequestSchema),
     validateBatch: createBoundedValidator(batchRequestSchema),
+    validateScores: createBoundedValidator(clientScoresRequestSchema),
+    nudger,
     openapi: buildOpenApiDocument('1'),
     routeLabel,
     limits,
@@ -136,7 +139,7 @@ export function createApiApp(ctx: ApiContext): Hono<ApiEnv> {
     writer: createIngestWriter({
       db,
       pool: ctx.pool,
-      nudger: ctx.nudger ?? createOutboxNudger(db, { onError: (error) => logger.warn({ err: error }, 'relay nudge failed') }),
+      nudger,
       groupCommit: config.api.groupCommit,
       idempotencyTtlMs: config.api.idempotencyTtlHours * 3_600_000,
     }),

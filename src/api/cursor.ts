@@ -9,6 +9,12 @@ import { UUID } from './queries.js';
 export interface Position {
   xid: string;
   id: string;
+  /**
+   * Which order the position is in: evaluations in the order they were created (the default), or
+   * results in the order they were scored (scoredSince, the results stream). A cursor of one
+   * order is refused where the other is expected.
+   */
+  order?: 'scored';
 }
 
 export interface CursorCodec {
@@ -24,7 +30,10 @@ export function createCursorCodec(secret: string): CursorCodec {
       const iv = randomBytes(12);
       const cipher = createCipheriv('aes-256-gcm', key, iv);
       cipher.setAAD(Buffer.from(applicationId));
-      const sealed = Buffer.concat([cipher.update(JSON.stringify([position.xid, position.id])), cipher.final()]);
+      const sealed = Buffer.concat([
+        cipher.update(JSON.stringify(position.order ? [position.xid, position.id, position.order] : [position.xid, position.id])),
+        cipher.final(),
+      ]);
       return Buffer.concat([iv, sealed, cipher.getAuthTag()]).toString('base64url');
     },
     decode(cursor, applicationId) {
@@ -36,8 +45,11 @@ export function createCursorCodec(secret: string): CursorCodec {
         decipher.setAAD(Buffer.from(applicationId));
         decipher.setAuthTag(bytes.subarray(bytes.length - 16));
         const plain = Buffer.concat([decipher.update(bytes.subarray(12, bytes.length - 16)), decipher.final()]).toString('utf8');
-        const [xid, id] = JSON.parse(plain) as unknown[];
-        if (typeof xid === 'string' && /^\d{1,20}$/.test(xid) && typeof id === 'string' && UUID.test(id)) return { xid, id };
+        const [xid, id, order] = JSON.parse(plain) as unknown[];
+        if (typeof xid === 'string' && /^\d{1,20}$/.test(xid) && typeof id === 'string' && UUID.test(id)) {
+          if (order === undefined) return { xid, id };
+          if (order === 'scored') return { xid, id, order };
+        }
       } catch {
         // fall through: not a cursor we issued (or not to this application)
       }

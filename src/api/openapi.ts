@@ -3,14 +3,15 @@
 import {
   batchItemResultSchema,
   batchResultSchema,
+  clientScoresRecordedSchema,
   dimensionsSchema,
   evaluationPageSchema,
   evaluationSchema,
   evaluationSummarySchema,
   scoreSchema,
 } from '../schemas/api-responses.js';
-import { acceptedSchema, batchRequestSchema, evaluationRequestSchema, problemSchema } from '../schemas/evaluation-request.js';
-import { evaluationCreatedSchema, evaluationScoredSchema } from '../schemas/events.js';
+import { acceptedSchema, batchRequestSchema, clientScoresRequestSchema, evaluationRequestSchema, problemSchema } from '../schemas/evaluation-request.js';
+import { evaluationClientScoredSchema, evaluationCreatedSchema, evaluationDeletedSchema, evaluationScoredSchema } from '../schemas/events.js';
 
 // OpenAPI components are referenced by name; $id (and an event schema's version, which its
 // title and dataschema carry) are JSON Schema details they do not need.
@@ -75,11 +76,15 @@ export function buildOpenApiDocument(version: string) {
         EvaluationSummary: evaluationSummarySchema,
         EvaluationPage: evaluationPageSchema,
         Score: scoreSchema,
+        ClientScoresRequest: component(clientScoresRequestSchema),
+        ClientScoresRecorded: clientScoresRecordedSchema,
         Dimensions: dimensionsSchema,
         Problem: problemSchema,
         // The events on Kafka, from the same versioned schemas ajv validates (src/schemas/events/).
         EvaluationCreatedEvent: component(evaluationCreatedSchema),
         EvaluationScoredEvent: component(evaluationScoredSchema),
+        EvaluationClientScoredEvent: component(evaluationClientScoredSchema),
+        EvaluationDeletedEvent: component(evaluationDeletedSchema),
       },
       headers: {
         'X-Request-Id': {
@@ -170,7 +175,19 @@ export function buildOpenApiDocument(version: string) {
               description: 'Only evaluations created at or after this RFC 3339 date-time.',
               schema: { type: 'string', format: 'date-time' },
             },
-            { name: 'cursor', in: 'query', description: 'A nextCursor returned by this endpoint.', schema: { type: 'string' } },
+            {
+              name: 'scoredSince',
+              in: 'query',
+              description:
+                'Poll for results: only evaluations whose result was decided at or after this RFC 3339 date-time (at most 24 hours ago), in the order they were scored. Keep nextCursor and pass it alone to receive results decided later.',
+              schema: { type: 'string', format: 'date-time' },
+            },
+            {
+              name: 'cursor',
+              in: 'query',
+              description: 'A nextCursor returned by this endpoint; it keeps the order it was issued in (created, or scored with scoredSince).',
+              schema: { type: 'string' },
+            },
             { name: 'limit', in: 'query', description: 'Page size.', schema: { type: 'integer', minimum: 1, maximum: 500, default: 50 } },
           ],
           responses: {
@@ -216,6 +233,39 @@ export function buildOpenApiDocument(version: string) {
           responses: {
             '200': { description: 'The evaluation and its scores.', headers: quotaHeaders, content: json('Evaluation') },
             '404': responseRef('NotFound'),
+            ...commonErrors,
+          },
+        },
+        delete: {
+          operationId: 'deleteEvaluation',
+          tags: ['evaluations'],
+          summary: 'Delete an evaluation and its scores',
+          description:
+            'Removes the evaluation and its scores and publishes evaluation.deleted on the events and results topics, in one transaction. Where the text still exists afterwards, and for how long, is in docs/api.md (Deletion).',
+          parameters: [{ name: 'id', in: 'path', required: true, description: 'The evaluationId.', schema: { type: 'string' } }],
+          responses: {
+            '204': { description: 'Deleted.', headers: quotaHeaders },
+            '404': responseRef('NotFound'),
+            ...commonErrors,
+          },
+        },
+      },
+      '/v1/evaluations/{id}/scores': {
+        post: {
+          operationId: 'recordClientScores',
+          tags: ['evaluations'],
+          summary: 'Record scores from a person or the client',
+          description:
+            'Upserts each score on (evaluation, dimension) with source HUMAN or CLIENT and publishes evaluation.client_scored on the results topic, in one transaction. A dimension the evaluation asked evalbox to score is refused (409).',
+          parameters: [{ name: 'id', in: 'path', required: true, description: 'The evaluationId.', schema: { type: 'string' } }],
+          requestBody: { required: true, content: json('ClientScoresRequest') },
+          responses: {
+            '200': { description: 'The scores as stored.', headers: quotaHeaders, content: json('ClientScoresRecorded') },
+            '400': responseRef('BadRequest'),
+            '404': responseRef('NotFound'),
+            '409': problem('A dimension of these scores is one evalbox scores for this evaluation.'),
+            '413': responseRef('TooLarge'),
+            '415': responseRef('UnsupportedMediaType'),
             ...commonErrors,
           },
         },

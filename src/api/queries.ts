@@ -106,3 +106,68 @@ export async function listEvaluationsPage(db: Db, query: PageQuery) {
     hasMore: rows.length > query.limit,
   };
 }
+
+/** How far back scoredSince may reach: the first poll reads at most this window of results. */
+export const SCORED_SINCE_MAX_WINDOW_MS = 24 * 3_600_000;
+
+export interface ScoredPageQuery {
+  applicationId: string;
+  status?: EvaluationStatus;
+  since?: Date;
+  /** Only results decided at or after this time (the first poll; later polls pass `after`). */
+  scoredSince?: Date;
+  after?: { xid: string; id: string };
+  limit: number;
+}
+
+/**
+ * One page of an application's results in the order they were decided, (scored_xid, id), only
+ * below the snapshot horizon, so a result committed late is never behind a page already read.
+ * An evaluation scored again (a redrive) moves to its new place. Two plans, both bounded:
+ * - with a cursor: evaluations_application_scored_xid_idx (application_id, scored_xid, id) from
+ *   the cursor on, at most `limit` rows plus those not yet below the horizon;
+ * - the first poll (scoredSince, no cursor): evaluations_application_scored_at_idx
+ *   (application_id, scored_at) over at most SCORED_SINCE_MAX_WINDOW_MS of results, then a
+ *   top-N sort. OFFSET 0 keeps the window's scan planned on its own, so the planner cannot trade
+ *   it for a walk of the application's whole history in scored_xid order.
+ */
+export async function listScoredPage(db: Db, query: ScoredPageQuery) {
+  const { rows } = await scoredPageSql(query).execute(db);
+  const page = rows.slice(0, query.limit);
+  const last = page[page.length - 1];
+  return {
+    items: page.map(({ xid_text: _xid, ...row }) => row),
+    next: last ? { xid: last.xid_text, id: last.id, order: 'scored' as const } : query.after ? { ...query.after, order: 'scored' as const } : undefined,
+    hasMore: rows.length > query.limit,
+  };
+}
+
+/** The statement of listScoredPage (exported so a test can EXPLAIN it). */
+export function scoredPageSql(query: ScoredPageQuery) {
+  const filters = [
+    sql`application_id = ${query.applicationId}`,
+    sql`scored_xid IS NOT NULL`,
+    sql`scored_xid < pg_snapshot_xmin(pg_current_snapshot())`,
+    ...(query.status ? [sql`status = ${query.status}`] : []),
+    ...(query.since ? [sql`created_at >= ${query.since}`] : []),
+    ...(query.after ? [sql`(scored_xid, id) > (${query.after.xid}::xid8, ${query.after.id}::uuid)`] : []),
+  ];
+  const columns = sql`id, model_id, dimensions, status, external_id, created_at, scored_at, scored_xid::text AS xid_text, scored_xid`;
+  if (query.scoredSince) filters.push(sql`scored_at >= ${query.scoredSince}`);
+  const where = sql.join(filters, sql` AND `);
+  const fence = query.scoredSince && !query.after ? sql`OFFSET 0` : sql``;
+  const source = sql`(SELECT ${columns} FROM evaluations WHERE ${where} ${fence}) AS window_rows`;
+  return sql<PageRow & { xid_text: string }>`
+    SELECT id, model_id, dimensions, status, external_id, created_at, scored_at, xid_text FROM ${source}
+    ORDER BY scored_xid, id LIMIT ${query.limit + 1}`;
+}
+
+interface PageRow {
+  id: string;
+  model_id: string | null;
+  dimensions: string[];
+  status: EvaluationStatus;
+  external_id: string | null;
+  created_at: Date;
+  scored_at: Date | null;
+}

@@ -3,10 +3,10 @@ import type { DimensionRegistry } from '../dimensions.js';
 import { toScoreResult } from '../schemas/events.js';
 import type { CursorCodec } from './cursor.js';
 import type { IngestResult } from './evaluations.js';
-import type { findEvaluation, listEvaluationsPage } from './queries.js';
+import type { findEvaluation, listEvaluationsPage, listScoredPage } from './queries.js';
 
 type Found = NonNullable<Awaited<ReturnType<typeof findEvaluation>>>;
-type Page = Awaited<ReturnType<typeof listEvaluationsPage>>;
+type Page = Awaited<ReturnType<typeof listEvaluationsPage>> | Awaited<ReturnType<typeof listScoredPage>>;
 
 export const evaluationLink = (id: string) => `/v1/evaluations/${id}`;
 
@@ -34,17 +34,23 @@ export function evaluationBody({ evaluation: e, scores }: Found) {
     externalId: e.external_id,
     createdAt: e.created_at,
     scoredAt: e.scored_at,
-    scores: scores.map((s) => ({
-      ...toScoreResult(s),
-      judgeModel: s.judge_model,
-      attempts: s.attempts,
-      inputTokens: s.input_tokens,
-      outputTokens: s.output_tokens,
-      latencyMs: s.latency_ms,
-      costUsd: s.cost_usd === null ? null : Number(s.cost_usd),
-      cacheHit: s.cache_hit,
-      updatedAt: s.updated_at,
-    })),
+    scores: scores.map(scoreBody),
+  };
+}
+
+type ScoreRow = Found['scores'][number];
+
+export function scoreBody(s: ScoreRow) {
+  return {
+    ...toScoreResult(s),
+    judgeModel: s.judge_model,
+    attempts: s.attempts,
+    inputTokens: s.input_tokens,
+    outputTokens: s.output_tokens,
+    latencyMs: s.latency_ms,
+    costUsd: s.cost_usd === null ? null : Number(s.cost_usd),
+    cacheHit: s.cache_hit,
+    updatedAt: s.updated_at,
   };
 }
 

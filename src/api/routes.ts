@@ -7,7 +7,8 @@ import type { EvaluationStatus } from '../db/types.js';
 import { dimensionIdsIn, type DimensionRegistry } from '../dimensions.js';
 import { ValidationError, type FieldError } from '../errors.js';
 import type { Logger } from '../logging.js';
-import type { EvaluationRequest } from '../schemas/evaluation-request.js';
+import type { OutboxNudger } from '../outbox-wakeup.js';
+import type { ClientScoreInput, EvaluationRequest } from '../schemas/evaluation-request.js';
 import { MAX_FIELD_ERRORS, type BoundedValidator } from '../schemas/validator.js';
 import type { CursorCodec } from './cursor.js';
 import { databaseUnavailable, toProblem } from './error-mapping.js';
@@ -15,8 +16,9 @@ import { prepareEvaluation, type IngestOutcome, type IngestWriter, type Prepared
 import { tooManyRequests, type Limits } from './limits.js';
 import { header, readBodyText } from './node-request.js';
 import { ProblemError } from './problem.js';
-import { findEvaluation, listEvaluationsPage } from './queries.js';
-import { acceptedBody, dimensionsBody, evaluationBody, evaluationLink, pageBody } from './responses.js';
+import { findEvaluation, listEvaluationsPage, listScoredPage, SCORED_SINCE_MAX_WINDOW_MS } from './queries.js';
+import { acceptedBody, dimensionsBody, evaluationBody, evaluationLink, pageBody, scoreBody } from './responses.js';
+import { deleteEvaluation, recordClientScores } from './scores.js';
 import { activeTraceparent } from '../tracing.js';
 import { unstorableFields } from './storable.js';
 
@@ -38,6 +40,9 @@ export interface RouteDeps {
   writer: IngestWriter;
   /** Seals and opens the list cursors (opaque to clients). */
   cursors: CursorCodec;
+  /** Wakes the relay after a commit that wrote outbox rows. */
+  nudger: OutboxNudger;
+  validateScores: BoundedValidator;
 }
 
 /** Field errors reported for a whole batch at most. */
@@ -50,7 +55,8 @@ const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
 export const ALLOWED_METHODS: [string, string][] = [
   ['/v1/evaluations', 'GET, HEAD, POST'],
   ['/v1/evaluations:batch', 'POST'],
-  ['/v1/evaluations/:id', 'GET, HEAD'],
+  ['/v1/evaluations/:id', 'GET, HEAD, DELETE'],
+  ['/v1/evaluations/:id/scores', 'POST'],
   ['/v1/dimensions', 'GET, HEAD'],
   ['/openapi.json', 'GET, HEAD'],
 ];
@@ -202,6 +208,30 @@ export function registerRoutes(app: Hono<ApiEnv>, deps: RouteDeps): void {
     return c.json(evaluationBody(found));
   });
 
+  app.post('/v1/evaluations/:id/scores', async (c) => {
+    const applicationId = c.get('applicationId');
+    const body = deps.validateScores.assert<{ scores: ClientScoreInput[] }>(await readJson(c), 'the scores');
+    const unstorable = unstorableFields(body);
+    if (unstorable.length > 0) throw new ValidationError('the scores hold values that cannot be stored', unstorable);
+    const stored = await deps.limits.withConnection(applicationId, () =>
+      recordClientScores(db, { applicationId, evaluationId: c.req.param('id'), scores: body.scores, topics: config.topics, now: deps.clock() }),
+    );
+    if (!stored) throw new ProblemError(404, 'no such evaluation');
+    deps.nudger.nudge();
+    return c.json({ evaluationId: c.req.param('id'), scores: stored.map(scoreBody) });
+  });
+
+  app.delete('/v1/evaluations/:id', async (c) => {
+    const applicationId = c.get('applicationId');
+    const deleted = await deps.limits.withConnection(applicationId, () =>
+      deleteEvaluation(db, { applicationId, evaluationId: c.req.param('id'), topics: config.topics, now: deps.clock() }),
+    );
+    if (!deleted) throw new ProblemError(404, 'no such evaluation');
+    c.get('log').info({ evaluationId: c.req.param('id'), applicationId }, 'evaluation deleted');
+    deps.nudger.nudge();
+    return c.body(null, 204);
+  });
+
   app.get('/v1/evaluations', async (c) => {
     const applicationId = c.get('applicationId');
     const errors: FieldError[] = [];
@@ -217,9 +247,17 @@ export function registerRoutes(app: Hono<ApiEnv>, deps: RouteDeps): void {
     if (!(limit >= 1 && limit <= 500)) errors.push({ pointer: 'query:limit', detail: 'an integer from 1 to 500, in digits' });
     const after = query.cursor === undefined ? undefined : deps.cursors.decode(query.cursor, applicationId);
     if (query.cursor !== undefined && !after) errors.push({ pointer: 'query:cursor', detail: 'a nextCursor returned by this endpoint' });
+    const scoredSince = query.scoredSince === undefined ? undefined : parseRfc3339(query.scoredSince);
+    if (scoredSince === null) errors.push({ pointer: 'query:scoredSince', detail: 'an RFC 3339 date-time, e.g. 2024-05-01T12:00:00Z' });
+    else if (scoredSince && scoredSince.getTime() < deps.clock().getTime() - SCORED_SINCE_MAX_WINDOW_MS)
+      errors.push({ pointer: 'query:scoredSince', detail: `at most ${SCORED_SINCE_MAX_WINDOW_MS / 3_600_000} hours ago; keep polling with nextCursor` });
+    if (scoredSince && after && after.order !== 'scored')
+      errors.push({ pointer: 'query:cursor', detail: 'a cursor of the created order; scoredSince pages in the scored order' });
     if (errors.length > 0) throw new ProblemError(400, 'invalid query parameters', { errors });
+    const scored = scoredSince !== undefined || after?.order === 'scored';
+    const filters = { applicationId, status: status as EvaluationStatus | undefined, since: since ?? undefined, after, limit };
     const page = await deps.limits.withConnection(applicationId, () =>
-      listEvaluationsPage(db, { applicationId, status: status as EvaluationStatus | undefined, since: since ?? undefined, after, limit }),
+      scored ? listScoredPage(db, { ...filters, scoredSince: scoredSince ?? undefined }) : listEvaluationsPage(db, filters),
     );
     return c.json(pageBody(page, deps.cursors, applicationId));
   });

@@ -3,6 +3,8 @@ import type { ColumnType, Generated } from 'kysely';
 
 export type EvaluationStatus = 'PENDING' | 'SCORED' | 'PARTIALLY_SCORED' | 'SCORING_FAILED';
 export type ScoreStatus = 'PENDING' | 'COMPLETED' | 'SKIPPED' | 'ERROR';
+/** Who produced a score: evalbox's scorers, or a person or the client application (the API). */
+export type ScoreSource = 'LLM_JUDGE' | 'HEURISTIC' | 'HUMAN' | 'CLIENT';
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
 type Json<T = unknown> = ColumnType<T, string, string>;
@@ -31,8 +33,24 @@ export interface EvaluationsTable {
   external_id: string | null;
   request_fingerprint: Buffer | null;
   xid: Generated<string>;
+  /** The transaction that last decided the result (set by a trigger); NULL while PENDING. */
+  scored_xid: Generated<string | null>;
   created_at: Timestamp;
   scored_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+  messages: Json<unknown[] | null> | null;
+  tags: string[] | null;
+  session_id: string | null;
+  user_id: string | null;
+  call_input_tokens: number | null;
+  call_output_tokens: number | null;
+  call_latency_ms: number | null;
+  call_cost_usd: ColumnType<string | null, string | number | null | undefined, string | number | null>;
+}
+
+export interface EvaluationDeletionsTable {
+  evaluation_id: string;
+  application_id: string;
+  deleted_at: Timestamp;
 }
 
 export interface ScoresTable {
@@ -43,7 +61,7 @@ export interface ScoresTable {
   raw_value: number | null;
   direction: 'higher_is_better' | 'lower_is_better' | null;
   reasoning: string | null;
-  source: 'LLM_JUDGE' | 'HEURISTIC';
+  source: ScoreSource;
   scorer_name: string;
   scorer_version: string;
   judge_model: string | null;
@@ -112,6 +130,7 @@ export interface Database {
   dimensions: DimensionsTable;
   api_keys: ApiKeysTable;
   evaluations: EvaluationsTable;
+  evaluation_deletions: EvaluationDeletionsTable;
   scores: ScoresTable;
   outbox: OutboxTable;
   outbox_settings: OutboxSettingsTable;

@@ -127,3 +127,14 @@ export const dimensionsSchema = {
     },
   },
 } as const;
+
+export const clientScoresRecordedSchema = {
+  title: 'ClientScoresRecorded',
+  type: 'object',
+  required: ['evaluationId', 'scores'],
+  additionalProperties: false,
+  properties: {
+    evaluationId: { type: 'string', format: 'uuid' },
+    scores: { type: 'array', items: ref('Score'), description: 'The scores as stored after the upsert, by dimension.' },
+  },
+} as const;

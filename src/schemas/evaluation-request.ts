@@ -56,6 +56,58 @@ export interface EvaluationRequest {
   externalId?: string;
 }
 
+/** A score recorded through the API: a person's feedback or a score the client computed itself. */
+export const clientScoresRequestSchema = {
+  $id: 'https://evalbox.dev/schemas/api/client-scores-request.json',
+  title: 'ClientScoresRequest',
+  type: 'object',
+  required: ['scores'],
+  additionalProperties: false,
+  properties: {
+    scores: {
+      type: 'array',
+      minItems: 1,
+      maxItems: 20,
+      items: {
+        type: 'object',
+        required: ['dimension', 'source'],
+        additionalProperties: false,
+        anyOf: [{ required: ['value'] }, { required: ['label'] }],
+        properties: {
+          dimension: {
+            type: 'string',
+            pattern: '^[a-z][a-z0-9_]{0,62}$',
+            description: 'The name of this score; not a dimension evalbox scores itself (GET /v1/dimensions), whose rows belong to its scorers.',
+          },
+          source: { enum: ['HUMAN', 'CLIENT'], description: 'HUMAN for a person’s feedback, CLIENT for a score computed by the client application.' },
+          value: { type: ['number', 'null'], minimum: 0, maximum: 1, description: 'Normalised to 0..1.' },
+          label: { type: 'string', minLength: 1, maxLength: 200 },
+          direction: { enum: ['higher_is_better', 'lower_is_better'] },
+          reasoning: { type: 'string', maxLength: 10_000, description: 'A comment or the reason for the score.' },
+          scorerName: {
+            type: 'string',
+            minLength: 1,
+            maxLength: 200,
+            description: 'Who or what scored (a reviewer id, a client scorer); defaults to the source in lower case.',
+          },
+          scorerVersion: { type: 'string', minLength: 1, maxLength: 100, description: 'Defaults to "1".' },
+        },
+      },
+    },
+  },
+} as const;
+
+export interface ClientScoreInput {
+  dimension: string;
+  source: 'HUMAN' | 'CLIENT';
+  value?: number | null;
+  label?: string;
+  direction?: 'higher_is_better' | 'lower_is_better';
+  reasoning?: string;
+  scorerName?: string;
+  scorerVersion?: string;
+}
+
 export const acceptedSchema = {
   title: 'EvaluationAccepted',
   type: 'object',

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Selectable } from 'kysely';
-import type { EvaluationStatus, ScoresTable, ScoreStatus } from '../db/types.js';
+import type { EvaluationStatus, ScoresTable, ScoreSource, ScoreStatus } from '../db/types.js';
 
 export const EVENT_SCHEMA_VERSION = 1;
 
@@ -32,7 +32,8 @@ export interface ScoreResult {
   label: string | null;
   direction: 'higher_is_better' | 'lower_is_better' | null;
   reasoning: string | null;
-  source: 'LLM_JUDGE' | 'HEURISTIC';
+  /** evaluation.scored carries only evalbox's own (LLM_JUDGE, HEURISTIC); the API shows them all. */
+  source: ScoreSource;
   scorerName: string;
   scorerVersion: string;
   errorCode: string | null;
@@ -68,6 +69,23 @@ export interface EvaluationScoredData {
   scoredAt: string;
 }
 
+/** Scores recorded through the API (source HUMAN or CLIENT); on the results topic. */
+export interface EvaluationClientScoredData {
+  schemaVersion: number;
+  evaluationId: string;
+  applicationId: string;
+  scores: ScoreResult[];
+  recordedAt: string;
+}
+
+/** An evaluation deleted through the API; on both topics, so a consumer of either learns of it. */
+export interface EvaluationDeletedData {
+  schemaVersion: number;
+  evaluationId: string;
+  applicationId: string;
+  deletedAt: string;
+}
+
 /** The folder of event schemas: `<type>.json` is the current schema, `released/<type>.v<N>.json` each released version. */
 export const EVENT_SCHEMA_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'events');
 
@@ -85,10 +103,14 @@ export function readEventSchema(file: string): EventSchema {
 /** The current schema of each event type: what ajv validates, what the OpenAPI document shows. */
 export const evaluationCreatedSchema = readEventSchema('evaluation.created.json');
 export const evaluationScoredSchema = readEventSchema('evaluation.scored.json');
+export const evaluationClientScoredSchema = readEventSchema('evaluation.client_scored.json');
+export const evaluationDeletedSchema = readEventSchema('evaluation.deleted.json');
 
 const SCHEMAS_BY_TYPE: Record<string, EventSchema> = {
   [evaluationCreatedSchema.title]: evaluationCreatedSchema,
   [evaluationScoredSchema.title]: evaluationScoredSchema,
+  [evaluationClientScoredSchema.title]: evaluationClientScoredSchema,
+  [evaluationDeletedSchema.title]: evaluationDeletedSchema,
 };
 
 /** The CloudEvents `dataschema` of an event type: the $id of its current schema. */
