@@ -15,7 +15,7 @@ import { EVENT_TYPES, insertOutboxEvents } from '../src/events.js';
 import { createOutboxNudger, type OutboxNudger } from '../src/outbox-wakeup.js';
 import { toScoreRecord, type ScoreRecord } from './score-rows.js';
 import { evaluationStatus, REPLACES_STORED_SQL } from './terminal-status.js';
-import { EVENT_SCHEMA_VERSION, toScoreResult, type EvaluationScoredData, type ScoreResult } from '../src/schemas/events.js';
+import { EVENT_SCHEMA_VERSION, isTerminalScore, toScoreResult, type EvaluationScoredData, type ScoreResult } from '../src/schemas/events.js';
 
 export interface ScoreRowValues {
   dimension: string;
@@ -71,10 +71,10 @@ export interface ScoreStore {
   commit(item: CommitItem): Promise<EvaluationStatus | undefined>;
   /** Whether the redrive `redriveId` was applied already. */
   redriveApplied(redriveId: string): Promise<boolean>;
-  /** Which of these dimensions a running scorer still offers (re-published within the stale bound). */
-  offeredByLiveScorers(dimensions: string[]): Promise<string[]>;
   /** Whether the evaluation was deleted through the API (a tombstone exists), rather than never written. */
   wasDeleted?(evaluationId: string): Promise<boolean>;
+  /** Which of these dimensions a running scorer still offers (re-published within the stale bound). */
+  offeredByLiveScorers(dimensions: string[]): Promise<string[]>;
 }
 
 interface Waiter<I, O> {
@@ -183,6 +183,9 @@ export function createScoreStore(db: Db, topics: Topics, options: { maxBatch?: n
   const redriveApplied = async (redriveId: string) =>
     (await sql`SELECT 1 FROM evaluation_redrives WHERE redrive_id = ${redriveId}`.execute(db)).rows.length > 0;
 
+  const wasDeleted = async (evaluationId: string) =>
+    (await sql`SELECT 1 FROM evaluation_deletions WHERE evaluation_id = ${evaluationId}`.execute(db)).rows.length > 0;
+
   const offeredByLiveScorers = async (dimensions: string[]) =>
     (
       await sql<{ id: string }>`
@@ -190,10 +193,7 @@ export function createScoreStore(db: Db, topics: Topics, options: { maxBatch?: n
         WHERE id = ANY(${dimensions}::text[]) AND updated_at > now() - make_interval(secs => ${PUBLISHED_STALE_AFTER_MS / 1000})`.execute(db)
     ).rows.map((r) => r.id);
 
-  const wasDeleted = async (evaluationId: string) =>
-    (await sql`SELECT 1 FROM evaluation_deletions WHERE evaluation_id = ${evaluationId}`.execute(db)).rows.length > 0;
-
-  return { load, commit, redriveApplied, offeredByLiveScorers, wasDeleted };
+  return { load, commit, redriveApplied, wasDeleted, offeredByLiveScorers };
 }
 
 /**
@@ -301,7 +301,7 @@ async function writeBatch(trx: Transaction<Database>, topics: Topics, items: Com
         continue;
       results.set(id, status);
       const { applicationId, traceparent } = finalising.find((i) => i.evaluationId === id) as CommitItem;
-      const scores: ScoreResult[] = own.map(toScoreResult);
+      const scores: ScoreResult[] = own.map(toScoreResult).filter(isTerminalScore); // none is PENDING here (checked above)
       const data: EvaluationScoredData = {
         schemaVersion: EVENT_SCHEMA_VERSION,
         evaluationId: id,

@@ -16,13 +16,15 @@ export const apiCommand: Command = {
   help: `Usage: evalbox api [--port P] [--admin-port Q] [--host H]
 
 Serves POST /v1/evaluations, POST /v1/evaluations:batch, GET /v1/evaluations[/{id}],
-GET /v1/dimensions and GET /openapi.json on --port, and /healthz, /readyz, /metrics on
---admin-port. SIGTERM stops intake, finishes in-flight requests and exits 0.
+DELETE /v1/evaluations/{id}, POST /v1/evaluations/{id}/scores, GET /v1/evaluations:stream
+(server-sent events), GET /v1/dimensions and GET /openapi.json on --port, and /healthz,
+/readyz, /metrics on --admin-port. SIGTERM stops intake, ends the results streams, finishes
+in-flight requests and exits 0.
 
 Options (flags override the environment, which overrides the file EVALBOX_CONFIG_FILE):
 ${optionsHelp('api')}
 
-Logs carry evaluation and application ids, never prompt or response text.
+Logs carry request, trace and evaluation ids, never prompt or response text (EVALBOX_LOG_CONTENT).
 ${CONNECTION_HELP}`,
   async run(argv) {
     const running = await startProcess(this, argv, 'api');
@@ -37,7 +39,9 @@ ${CONNECTION_HELP}`,
     const keys = createKeyResolver(handle.db, { ttlMs: config.api.keyCacheTtlMs });
     // Built-in dimensions plus the judge rubrics the scorers published.
     const dimensions = await createPublishedDimensionRegistry(handle.db, { onError: (error) => logger.warn({ err: error }, 'dimension refresh failed') });
-    const app = createApiApp({ db: handle.db, pool: handle.pool, config, registry, logger, dimensions, keys });
+    // Ends the open results streams at shutdown, so closing the server does not wait out the grace period for them.
+    const stopping = new AbortController();
+    const app = createApiApp({ db: handle.db, pool: handle.pool, config, registry, logger, dimensions, keys, stopping: stopping.signal });
 
     releasers.add(() => handle.close());
     releasers.add(() => dimensions.close());
@@ -53,6 +57,7 @@ ${CONNECTION_HELP}`,
       // A keep-alive connection whose request finishes after close() would otherwise linger
       // until the client's idle timeout: close each one as soon as it turns idle.
       const sweep = setInterval(() => http.closeIdleConnections?.(), 20);
+      stopping.abort();
       await closeServer(server);
       clearInterval(sweep);
       clearTimeout(grace);
