@@ -14,7 +14,7 @@ import { coerceError, type EvalboxError } from '../src/errors.js';
 import { classifyKafkaError, isFencedKafkaError, type TransactionalProducer } from '../src/kafka.js';
 import { fullJitterDelay, sleep } from '../src/retry.js';
 import { publishLinks, publishRows } from './publisher.js';
-import { inSpan, ROOT, SpanKind } from '../src/tracing.js';
+import { inSpan, ROOT, SpanKind, traceIdOf } from '../src/tracing.js';
 import type { RelayEvents, RelaySettings } from './relay.js';
 import { settleBatch } from './settle.js';
 import { advanceCursor, readBatchBelowHorizon, type Cursor, type Lease, type OutboxRow, type ParkedRow } from './sql.js';
@@ -224,7 +224,16 @@ export function startShardWorker(ctx: ShardWorkerContext, lease: Lease, claimSen
   function reportCommitted(rows: OutboxRow[], parked: ParkedRow[], published: number, latencies: number[]): void {
     for (const p of parked) {
       const row = rows.find((r) => r.seq === p.seq);
-      events.emit('relay:rowParked', { shard, seq: p.seq, id: row?.id ?? '', topic: row?.topic ?? '', code: p.errorCode, message: p.errorMessage });
+      const traceId = traceIdOf(row?.headers.traceparent);
+      events.emit('relay:rowParked', {
+        shard,
+        seq: p.seq,
+        id: row?.id ?? '',
+        topic: row?.topic ?? '',
+        code: p.errorCode,
+        message: p.errorMessage,
+        ...(traceId ? { traceId } : {}),
+      });
     }
     events.emit('relay:batchPublished', { shard, rows: published, parked: parked.length, publishLatencies: latencies });
   }
