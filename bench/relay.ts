@@ -1,7 +1,11 @@
 // Benchmark: relay throughput against kcat producing the same messages to the same broker, and
 // commit→Kafka-ack latency under a steady write rate for NOTIFY mode, poll mode and a naive
 // 1 s poller.   node --import tsx bench/relay.ts [--events 50000] [--rate 200] [--seconds 10]
+// Memory only: node --import tsx bench/relay.ts --memory 200000 (each case in a process of its own:
+// peak RSS while the relay drains a backlog of small rows, and of 256 kB rows bounded by rows
+// only against bounded by bytes).
 import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,10 +16,16 @@ import { createDb } from '../src/db/index.js';
 import { createBatchProducer, createKafka, createTransactionalProducer, ensureTopics, type TransactionalProducer } from '../src/kafka.js';
 import { silentLogger } from '../src/logging.js';
 import { createOutboxNudger } from '../src/outbox-wakeup.js';
-import { freshDatabase, machine, percentile, requireEnv } from './lib.js';
+import { freshDatabase, loadAverage, machine, percentile, relaySettings, reportFigures, requireEnv, settleLatencies, steadyWriters } from './lib.js';
 
 const { values } = parseArgs({
-  options: { events: { type: 'string', default: '50000' }, rate: { type: 'string', default: '200' }, seconds: { type: 'string', default: '10' } },
+  options: {
+    events: { type: 'string', default: '50000' },
+    rate: { type: 'string', default: '200' },
+    seconds: { type: 'string', default: '10' },
+    memory: { type: 'string' },
+    'memory-case': { type: 'string' },
+  },
 });
 const events = Number(values.events);
 const rate = Number(values.rate);
@@ -31,20 +41,7 @@ const payload = JSON.stringify({
   dimensions: ['toxicity'],
 });
 
-const settings = (overrides: Partial<RelaySettings>): RelaySettings => ({
-  batchSize: Number(process.env.BENCH_BATCH ?? 2000),
-  wakeup: 'notify',
-  pollMinMs: 5,
-  pollMaxMs: 500,
-  leaseTtlMs: 3000,
-  heartbeatMs: 1000,
-  retentionHours: 72,
-  partitionsAhead: 2,
-  maxShards: 64,
-  horizonReportAfterMs: 5000,
-  partitionMaintenanceMs: 600_000,
-  ...overrides,
-});
+const settings = relaySettings;
 
 type ProducerMode = 'transactional' | 'idempotent';
 
@@ -143,7 +140,7 @@ async function throughput(mode: ProducerMode): Promise<{ relay: number; kcat: nu
   return { relay: events / relaySeconds, kcat: events / kcatSeconds };
 }
 
-async function latency(label: string, overrides: Partial<RelaySettings>, mode: ProducerMode = 'transactional'): Promise<string> {
+async function latency(label: string, overrides: Partial<RelaySettings>, mode: ProducerMode = 'transactional'): Promise<{ line: string; p50: number }> {
   const url = await freshDatabase('evalbox_bench_relay_latency');
   const handle = createDb(url, { max: 10 });
   const topic = `bench-latency-${Date.now()}`;
@@ -161,49 +158,127 @@ async function latency(label: string, overrides: Partial<RelaySettings>, mode: P
   // Writers nudge the relay after each commit, as the API and the scorer do.
   const nudger = createOutboxNudger(handle.db);
   // Steady load: `rate` single-row transactions per second from 4 writers for `seconds`.
-  const deadline = Date.now() + seconds * 1000;
-  const interval = (4 * 1000) / rate;
-  await Promise.all(
-    Array.from({ length: 4 }, async (_, w) => {
-      let next = Date.now() + (w * interval) / 4;
-      while (Date.now() < deadline) {
-        await sql`INSERT INTO outbox (id, shard, topic, key, type, source, payload) VALUES (gen_random_uuid(), outbox_shard_of(${`app-${w}`}), ${topic}, ${`app-${w}`}, 'evaluation.created', '/bench', ${payload}::jsonb)`.execute(
-          handle.db,
-        );
-        nudger.nudge();
-        next += interval;
-        await new Promise((r) => setTimeout(r, Math.max(0, next - Date.now())));
-      }
-    }),
-  );
-  const expected = Number((await sql<{ n: string }>`SELECT count(*) AS n FROM outbox`.execute(handle.db)).rows[0]?.n);
-  while (latencies.length < expected) await new Promise((r) => setTimeout(r, 50));
-  await nudger.idle();
+  await steadyWriters(4, rate, seconds, async (w) => {
+    await sql`INSERT INTO outbox (id, shard, topic, key, type, source, payload) VALUES (gen_random_uuid(), outbox_shard_of(${`app-${w}`}), ${topic}, ${`app-${w}`}, 'evaluation.created', '/bench', ${payload}::jsonb)`.execute(
+      handle.db,
+    );
+    nudger.nudge();
+  });
+  const sorted = await settleLatencies(handle, latencies, { nudger, relay });
+  return {
+    line: `${label.padEnd(34)} p50 ${percentile(sorted, 50).toFixed(1)} ms   p99 ${percentile(sorted, 99).toFixed(1)} ms   (${sorted.length} events)`,
+    p50: percentile(sorted, 50),
+  };
+}
+
+/** One memory case, in this process: drains a backlog and reports the peak RSS and heap. */
+async function memoryCase(name: string, backlog: number): Promise<string> {
+  const big = name !== 'small rows';
+  const rows = big ? 400 : backlog;
+  const rowBytes = big ? 256 * 1024 : payload.length;
+  const url = await freshDatabase('evalbox_bench_relay_memory');
+  const handle = createDb(url, { max: 4 });
+  const topic = `bench-memory-${Date.now()}`;
+  await ensureTopics(kafka, [{ topic, numPartitions: 6 }]);
+  const value = big ? sql`jsonb_build_object('data', repeat('x', ${rowBytes}))` : sql`${payload}::jsonb`;
+  await sql`INSERT INTO outbox (id, shard, topic, key, type, source, payload)
+            SELECT gen_random_uuid(), outbox_shard_of('app-' || (i % 50)), ${topic}, 'app-' || (i % 50), 'evaluation.created', '/bench', ${value}
+            FROM generate_series(1, ${rows}) i`.execute(handle.db);
+  const bytesBound = name === 'big rows, rows bound only' ? Number.MAX_SAFE_INTEGER : undefined;
+  const relay = createRelay({
+    db: handle.db,
+    databaseUrl: url,
+    createProducer: producerFor('transactional', `bench-${topic}`),
+    logger: silentLogger(),
+    settings: settings(bytesBound === undefined ? {} : { batchBytes: bytesBound }),
+  });
+  let published = 0;
+  relay.events.on('relay:batchPublished', (e) => (published += e.rows));
+  const peak = { rss: process.memoryUsage().rss, heap: process.memoryUsage().heapUsed };
+  const before = peak.rss;
+  const sampler = setInterval(() => {
+    const m = process.memoryUsage();
+    peak.rss = Math.max(peak.rss, m.rss);
+    peak.heap = Math.max(peak.heap, m.heapUsed);
+  }, 20);
+  const started = Date.now();
+  await relay.start();
+  while (published < rows) await new Promise((r) => setTimeout(r, 20));
+  const secs = (Date.now() - started) / 1000;
+  clearInterval(sampler);
   await relay.stop();
   await handle.close();
-  latencies.sort((a, b) => a - b);
-  return `${label.padEnd(34)} p50 ${percentile(latencies, 50).toFixed(1)} ms   p99 ${percentile(latencies, 99).toFixed(1)} ms   (${latencies.length} events)`;
+  const mb = (n: number) => (n / 1024 / 1024).toFixed(0);
+  return `${name.padEnd(28)} ${rows} rows of ${(rowBytes / 1024).toFixed(1)} kB: peak RSS ${mb(peak.rss)} MB (${mb(before)} MB before), peak heap ${mb(peak.heap)} MB, ${(rows / secs).toFixed(0)} events/s`;
+}
+
+if (values['memory-case']) {
+  process.stdout.write(`${await memoryCase(values['memory-case'], events)}\n`);
+  process.exit(0);
+}
+if (values.memory) {
+  const lines = [
+    `relay memory — ${new Date().toISOString()}`,
+    `machine: ${machine()}`,
+    `load average: ${os
+      .loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' ')}`,
+  ];
+  for (const name of ['small rows', 'big rows, rows bound only', 'big rows, bytes bound']) {
+    const child = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--memory-case', name, '--events', values.memory], {
+      encoding: 'utf8',
+      env: process.env,
+    });
+    lines.push(`  ${child.status === 0 ? child.stdout.trim() : `${name}: failed ${child.stderr.slice(-400)}`}`);
+  }
+  process.stdout.write(`${lines.join('\n')}\n`);
+  process.exit(0);
 }
 
 // Alternating rounds, so both modes see the same machine load.
 const rounds = Number(process.env.BENCH_ROUNDS ?? 2);
 const through: string[] = [];
+const transactional: { relay: number; kcat: number }[] = [];
+const startLoad = loadAverage();
 for (let round = 0; round < rounds; round++) {
   for (const mode of ['transactional', 'idempotent'] as const) {
+    process.stderr.write(`relay bench: throughput round ${round + 1}/${rounds}, ${mode}\n`);
     const t = await throughput(mode);
+    if (mode === 'transactional') transactional.push(t);
     through.push(`  ${mode.padEnd(13)} relay ${t.relay.toFixed(0)} events/s   kcat -P ${t.kcat.toFixed(0)} msgs/s   ratio ${(t.relay / t.kcat).toFixed(2)}`);
   }
 }
+process.stderr.write('relay bench: commit→ack latency\n');
+const notify = await latency('notify, transactional', { wakeup: 'notify' });
+const notifyIdempotent = await latency('notify, idempotent (before)', { wakeup: 'notify' }, 'idempotent');
+const poll = await latency('poll (adaptive 5..500 ms), transactional', { wakeup: 'poll' });
+const naive = await latency('naive poller (every 1 s), transactional', { wakeup: 'poll', pollMinMs: 1000, pollMaxMs: 1000 });
 const lines = [
   `relay benchmark — ${new Date().toISOString()}`,
-  `machine: ${machine()}`,
+  `machine: ${machine()}; load average at start ${startLoad}, at end ${loadAverage()}`,
   `throughput: ${events} events of ${payload.length} bytes, 50 keys, 6 partitions, batch ${settings({}).batchSize}`,
   ...through,
   `commit→Kafka-ack latency at ${rate} events/s for ${seconds} s:`,
-  `  ${await latency('notify, transactional', { wakeup: 'notify' })}`,
-  `  ${await latency('notify, idempotent (before)', { wakeup: 'notify' }, 'idempotent')}`,
-  `  ${await latency('poll (adaptive 5..500 ms), transactional', { wakeup: 'poll' })}`,
-  `  ${await latency('naive poller (every 1 s), transactional', { wakeup: 'poll', pollMinMs: 1000, pollMaxMs: 1000 })}`,
+  ...[notify, notifyIdempotent, poll, naive].map((l) => `  ${l.line}`),
 ];
 process.stdout.write(`${lines.join('\n')}\n`);
+const best = <T>(xs: T[], f: (x: T) => number) => Math.max(...xs.map(f));
+reportFigures([
+  {
+    figure: `relay throughput (transactional), best of ${rounds}`,
+    value: best(transactional, (t) => t.relay),
+    unit: 'events/s',
+    reference: 'kcat -P, same messages (idempotent, acks=all)',
+    referenceValue: best(transactional, (t) => t.kcat),
+  },
+  {
+    figure: `relay commit→Kafka-ack p50 at ${rate}/s (NOTIFY)`,
+    value: notify.p50,
+    unit: 'ms',
+    reference: 'the same with a naive 1 s poller',
+    referenceValue: naive.p50,
+    lowerIsBetter: true,
+  },
+]);
 process.exit(0);

@@ -40,7 +40,7 @@ ${CONNECTION_HELP}`,
     const databaseUrl = requireSetting(config.databaseUrl, 'DATABASE_URL');
     const brokers = requireSetting(config.kafkaBrokers, 'KAFKA_BROKERS');
     const kafka = createKafka(brokers, 'evalbox-relay', logger);
-    const handle = createDb(databaseUrl, { max: 10, applicationName: 'evalbox-relay' });
+    const handle = createDb(databaseUrl, { max: 10, applicationName: 'evalbox-relay', statementTimeoutMs: config.relay.statementTimeoutMs, keepAlive: true });
     await waitForDatabase(handle, { onRetry: (error, attempt) => logger.warn({ err: error, attempt }, 'waiting for the database') });
     try {
       if (shards !== undefined) await setShardCount(handle.db, shards);
@@ -69,7 +69,9 @@ ${CONNECTION_HELP}`,
     const metrics = registerRelayMetrics(registry, relay.events, handle.db);
     releasers.add(() => handle.close());
     await running.serveAdmin(registry, handle.db);
-    const backlogTimer = setInterval(() => void metrics.refreshBacklog().catch((error) => logger.warn({ err: error }, 'backlog query failed')), 5_000);
+    // Only a relay that leads a shard counts the backlog: standbys would repeat the same scans.
+    const refreshBacklog = () => (relay.ownedShards().length > 0 ? metrics.refreshBacklog() : Promise.resolve(metrics.clearBacklog()));
+    const backlogTimer = setInterval(() => void refreshBacklog().catch((error) => logger.warn({ err: error }, 'backlog query failed')), 5_000);
     releasers.add(() => clearInterval(backlogTimer));
 
     await relay.start();

@@ -1,5 +1,6 @@
 // Relay metrics (base units, low-cardinality labels), fed by the relay's lifecycle events and a
-// periodic backlog query. Every relay reports the backlog, standbys included: aggregate with max.
+// periodic backlog query. Relays that lead a shard report the backlog (each the whole outbox's):
+// aggregate with max.
 import type { EventEmitter } from 'node:events';
 import type { Registry } from 'prom-client';
 import { metricsIn } from '../src/metrics.js';
@@ -7,7 +8,7 @@ import type { Db } from '../src/db/index.js';
 import { runInspection, type BacklogRow } from '../src/inspect.js';
 import type { RelayEvents } from './relay.js';
 
-export function registerRelayMetrics(registry: Registry, events: EventEmitter<RelayEvents>, db: Db): { refreshBacklog(): Promise<void> } {
+export function registerRelayMetrics(registry: Registry, events: EventEmitter<RelayEvents>, db: Db): { refreshBacklog(): Promise<void>; clearBacklog(): void } {
   const metric = metricsIn(registry);
   const backlog = metric.gauge('evalbox_outbox_backlog_events', 'Outbox events not yet published, per topic.', ['topic']);
   const oldest = metric.gauge('evalbox_outbox_oldest_pending_age_seconds', 'Age of the oldest unpublished outbox event, per topic.', ['topic']);
@@ -54,6 +55,10 @@ export function registerRelayMetrics(registry: Registry, events: EventEmitter<Re
   events.on('relay:partitions', ({ dropped }) => partitionsDropped.inc(dropped.length));
 
   return {
+    clearBacklog() {
+      backlog.reset();
+      oldest.reset();
+    },
     async refreshBacklog() {
       const rows = await runInspection<BacklogRow>(db, 'backlog');
       backlog.reset();

@@ -17,6 +17,8 @@ export interface PartitionMaintenance {
   failed: { partition: string; error: string }[];
   /** Rows in outbox_default (their day had no partition); old published ones are deleted. */
   defaultRows: number;
+  /** Another relay was maintaining: nothing was done this round. */
+  skipped: boolean;
 }
 
 export interface PartitionOptions {
@@ -58,11 +60,14 @@ const pendingIn = (trx: Kysely<Database>, table: string, extra = sql`true`) =>
     WHERE (l.shard IS NULL OR (o.xid, o.seq) > (l.cursor_xid, l.cursor_seq)) AND ${extra} LIMIT 1`.execute(trx);
 
 export async function maintainPartitions(db: Db, options: PartitionOptions): Promise<PartitionMaintenance> {
-  const outcome: PartitionMaintenance = { created: [], dropped: [], kept: [], failed: [], defaultRows: 0 };
+  const outcome: PartitionMaintenance = { created: [], dropped: [], kept: [], failed: [], defaultRows: 0, skipped: false };
   await db.connection().execute(async (conn) => {
     // One maintainer at a time across relays; the others skip this round.
     const { rows } = await sql<{ locked: boolean }>`SELECT pg_try_advisory_lock(hashtext('evalbox.outbox.partitions')) AS locked`.execute(conn);
-    if (!rows[0]?.locked) return;
+    if (!rows[0]?.locked) {
+      outcome.skipped = true;
+      return;
+    }
     try {
       const now = options.now ?? (await sql<{ now: Date }>`SELECT now() AS now`.execute(conn)).rows[0]?.now ?? new Date();
       await createAhead(conn, options, now, outcome);

@@ -15,7 +15,7 @@ export function toKafkaMessage(row: OutboxRow): OutgoingMessage {
   return {
     topic: row.topic,
     key: row.key,
-    value: row.payload,
+    value: Buffer.from(row.payload),
     headers: cloudEventHeaders({ id: row.id, type: row.type, source: row.source, time: row.created_at.toISOString() }, row.headers),
   };
 }
@@ -25,7 +25,11 @@ export const publishLinks = (rows: OutboxRow[]): Link[] => (tracingStarted() ? l
 
 /** Checks what Kafka would refuse for this row alone, before sending it (the insert-time rule). */
 export function precheck(row: OutboxRow, message: OutgoingMessage = toKafkaMessage(row)): EvalboxError | undefined {
-  return unpublishableReason(row.topic, kafkaRecordBytes(row.key, Buffer.byteLength(row.payload), message.headers), 'ERR_MSG_SIZE_TOO_LARGE');
+  return unpublishableReason(
+    row.topic,
+    kafkaRecordBytes(row.key, typeof message.value === 'string' ? Buffer.byteLength(message.value) : message.value.length, message.headers),
+    'ERR_MSG_SIZE_TOO_LARGE',
+  );
 }
 
 /** Produces the rows that are not `skip`ped and returns one outcome per row (skipped rows: undefined). */

@@ -4,6 +4,7 @@
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
+import { loadConfig, type Config } from '../src/config.js';
 import type { Db } from '../src/db/index.js';
 import { coerceError } from '../src/errors.js';
 import { withRetry, type BackoffPolicy } from '../src/retry.js';
@@ -16,20 +17,21 @@ import { startShardWorker, type LeaseLossReason, type ShardWorker } from './shar
 import { releaseLease, reshard, type Lease } from './sql.js';
 import { listenWakeups, type WakeupSource } from './wakeup.js';
 
-export interface RelaySettings {
-  batchSize: number;
-  wakeup: 'notify' | 'poll';
-  pollMinMs: number;
-  pollMaxMs: number;
-  leaseTtlMs: number;
-  heartbeatMs: number;
-  retentionHours: number;
-  partitionsAhead: number;
-  /** Most shards one relay leads at once (spreads shards over relays). */
-  maxShards: number;
+type RelayConfig = Config['relay'];
+/** Settings with a default from the typed configuration when a caller leaves them out. */
+type DefaultedSetting = 'batchBytes' | 'retryBaseMs' | 'retryMaxMs' | 'unknownTopicParkMs';
+
+/** The relay section of the typed configuration, less what only the command uses, plus housekeeping periods. */
+export type ResolvedRelaySettings = Omit<RelayConfig, 'transactionalIdPrefix' | 'topicPartitions' | 'statementTimeoutMs'> & {
   /** Horizon-blocked time after which the blocker is reported. */
   horizonReportAfterMs: number;
   partitionMaintenanceMs: number;
+};
+export type RelaySettings = Omit<ResolvedRelaySettings, DefaultedSetting> & Partial<Pick<ResolvedRelaySettings, DefaultedSetting>>;
+
+export function resolveRelaySettings(settings: RelaySettings): ResolvedRelaySettings {
+  const { batchBytes, retryBaseMs, retryMaxMs, unknownTopicParkMs } = loadConfig({}).relay;
+  return { batchBytes, retryBaseMs, retryMaxMs, unknownTopicParkMs, ...settings };
 }
 
 export interface RelayEvents {
@@ -75,7 +77,8 @@ export interface Relay {
 }
 
 export function createRelay(ctx: RelayContext): Relay {
-  const { db, settings, logger } = ctx;
+  const { db, logger } = ctx;
+  const settings = resolveRelaySettings(ctx.settings);
   const events = ctx.events ?? new EventEmitter<RelayEvents>();
   const instanceId = ctx.instanceId ?? `${os.hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
   const workers = new Map<number, ShardWorker>();

@@ -2,7 +2,7 @@
 // without a broker. A batch is one Kafka transaction: it commits only if every row that was sent
 // was acknowledged; any failed send aborts it whole (read_committed consumers never see it), and
 // the batch is redone from the same cursor, so no key can be repeated or reordered by a redo.
-import type { EvalboxError } from '../src/errors.js';
+import { PermanentError, type EvalboxError, type PermanentCode } from '../src/errors.js';
 import { isFatalKafkaError } from '../src/kafka.js';
 import type { RowOutcome } from './publisher.js';
 import type { Cursor, OutboxRow, ParkedRow } from './sql.js';
@@ -85,4 +85,44 @@ export function settleBatch(rows: OutboxRow[], outcomes: (RowOutcome | undefined
     replaceProducer: fatal,
     error: (retryable ?? sendFailed) as EvalboxError,
   };
+}
+
+/** Since when (Date.now()) the batch's sends have found a topic the broker does not know. */
+export interface UnknownTopicClock {
+  since: number | undefined;
+}
+
+const UNKNOWN_TOPIC_CODES = new Set(['ERR__UNKNOWN_TOPIC', 'ERR_UNKNOWN_TOPIC_OR_PART']);
+
+/**
+ * A topic the broker does not know may be about to be created, so its rows are retried, but not
+ * forever: once they have failed for `parkAfterMs`, their failures count as permanent, and the
+ * rows are parked (redrivable) instead of holding back every other row of the shard.
+ */
+export function parkUnknownTopicsAfter(
+  rows: OutboxRow[],
+  outcomes: (RowOutcome | undefined)[],
+  clock: UnknownTopicClock,
+  parkAfterMs: number,
+  now: number = Date.now(),
+): (RowOutcome | undefined)[] {
+  const unknown = (o: RowOutcome | undefined): o is Extract<RowOutcome, { ok: false }> => o !== undefined && !o.ok && UNKNOWN_TOPIC_CODES.has(o.error.code);
+  // A refusal at enqueue is copied to every row after it, whatever their topic: only the row that
+  // met it first (and rows that were sent) name a topic that is really unknown.
+  const seen = new Set<EvalboxError>();
+  const missing = new Set<string>();
+  outcomes.forEach((o, i) => {
+    if (!unknown(o)) return;
+    if (o.sent || !seen.has(o.error)) missing.add((rows[i] as OutboxRow).topic);
+    seen.add(o.error);
+  });
+  if (missing.size === 0) return outcomes;
+  clock.since ??= now;
+  if (now - clock.since < parkAfterMs) return outcomes;
+  const seconds = Math.round((now - clock.since) / 1000);
+  return outcomes.map((o, i) =>
+    unknown(o) && missing.has((rows[i] as OutboxRow).topic)
+      ? { ok: false, sent: o.sent, error: new PermanentError(`${o.error.message} (for ${seconds} s)`, { code: o.error.code as PermanentCode, cause: o.error }) }
+      : o,
+  );
 }

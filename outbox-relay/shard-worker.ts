@@ -10,18 +10,18 @@
 import { performance } from 'node:perf_hooks';
 import type { EventEmitter } from 'node:events';
 import type { Db } from '../src/db/index.js';
-import { coerceError, type EvalboxError } from '../src/errors.js';
+import { coerceError, ConfigError, type EvalboxError } from '../src/errors.js';
 import { classifyKafkaError, isFencedKafkaError, type TransactionalProducer } from '../src/kafka.js';
-import { fullJitterDelay, sleep } from '../src/retry.js';
-import { publishLinks, publishRows } from './publisher.js';
+import { withRetry, type BackoffPolicy } from '../src/retry.js';
 import { inSpan, ROOT, SpanKind, traceIdOf } from '../src/tracing.js';
-import type { RelayEvents, RelaySettings } from './relay.js';
-import { settleBatch } from './settle.js';
-import { advanceCursor, readBatchBelowHorizon, type Cursor, type Lease, type OutboxRow, type ParkedRow } from './sql.js';
+import { publishLinks, publishRows } from './publisher.js';
+import type { RelayEvents, ResolvedRelaySettings } from './relay.js';
+import { parkUnknownTopicsAfter, settleBatch, type UnknownTopicClock } from './settle.js';
+import { advanceCursor, cursorAheadOfDatabase, readBatchBelowHorizon, type Cursor, type Lease, type OutboxRow, type ParkedRow } from './sql.js';
 
 export interface ShardWorkerContext {
   db: Db;
-  settings: RelaySettings;
+  settings: ResolvedRelaySettings;
   events: EventEmitter<RelayEvents>;
   /** A new transactional producer for the shard (its transactional.id derived from the shard). */
   createProducer: (shard: number) => TransactionalProducer;
@@ -29,7 +29,7 @@ export interface ShardWorkerContext {
   stopping: AbortSignal;
 }
 
-export type LeaseLossReason = 'renew-failed' | 'renew-error' | 'fenced' | 'expired';
+export type LeaseLossReason = 'renew-failed' | 'renew-error' | 'fenced' | 'expired' | 'cursor-ahead';
 
 export interface ShardWorker {
   readonly lease: Lease;
@@ -49,6 +49,15 @@ export interface ShardWorker {
 
 type BatchResult = 'committed' | 'partial' | 'lost' | 'stopped';
 
+/** What one batch carries from attempt to attempt: the rows parked so far, and since when a topic was unknown. */
+interface BatchState {
+  parked: ParkedRow[];
+  unknownTopic: UnknownTopicClock;
+}
+
+const codeOf = (error: unknown): string => (error as { code?: unknown }).code?.toString() ?? 'UNKNOWN';
+const batchBytes = (rows: OutboxRow[]): number => rows.reduce((sum, row) => sum + row.payload.length, 0);
+
 export function startShardWorker(ctx: ShardWorkerContext, lease: Lease, claimSentAt: number): ShardWorker {
   const { db, settings, events } = ctx;
   const { shard } = lease;
@@ -60,11 +69,15 @@ export function startShardWorker(ctx: ShardWorkerContext, lease: Lease, claimSen
   let cursor = lease.cursor;
   let producer: TransactionalProducer | undefined;
   const nudge = { pending: false, resolve: undefined as (() => void) | undefined };
+  // Ends every backoff wait at once: the lease is lost or given up, or the relay stops.
+  const leaseGone = new AbortController();
+  ctx.stopping.addEventListener('abort', () => leaseGone.abort(), { once: true });
 
   const holdsLease = () => lostReason === undefined && !gaveUp && performance.now() < deadline - safetyMs;
   const markLost = (reason: LeaseLossReason) => {
     if (lostReason !== undefined) return;
     lostReason = reason;
+    leaseGone.abort();
     events.emit('relay:leaseLost', { shard, epoch: lease.epoch, reason });
     wake();
   };
@@ -103,13 +116,17 @@ export function startShardWorker(ctx: ShardWorkerContext, lease: Lease, claimSen
     await old?.disconnect().catch(() => {});
   }
 
+  // A failed batch and a failed read are retried on the one retrier, with the configured delays,
+  // until the lease is lost or the relay stops (the signal ends the wait at once).
+  const backoff: BackoffPolicy = { baseMs: settings.retryBaseMs, maxMs: settings.retryMaxMs, maxAttempts: Infinity, maxAgeMs: Infinity };
+
   /** Sends `rows` as one transaction until it commits, the lease is lost, or the relay stops. */
-  function publishBatch(rows: OutboxRow[]): Promise<BatchResult> {
+  function publishBatch(rows: OutboxRow[], unknownTopic: UnknownTopicClock = { since: undefined }): Promise<BatchResult> {
     // One span per batch, linked to the trace of every row it carries (each row's Kafka record
     // carries that row's own traceparent header, from the stored headers).
     const links = publishLinks(rows);
     return inSpan('outbox publish', { kind: SpanKind.PRODUCER, links, parent: ROOT }, async (span) => {
-      const result = await publishBatchAttempts(rows);
+      const result = await publishBatchAttempts(rows, unknownTopic);
       if (span.isRecording())
         span.setAttributes({
           'messaging.system': 'kafka',
@@ -121,15 +138,32 @@ export function startShardWorker(ctx: ShardWorkerContext, lease: Lease, claimSen
     });
   }
 
-  async function publishBatchAttempts(rows: OutboxRow[]): Promise<BatchResult> {
-    let parked: ParkedRow[] = [];
-    let attempt = 0;
+  async function publishBatchAttempts(rows: OutboxRow[], unknownTopic: UnknownTopicClock): Promise<BatchResult> {
+    const state: BatchState = { parked: [], unknownTopic };
+    try {
+      return await withRetry((attempt) => attemptBatch(rows, state, attempt - 1), backoff, {
+        retryable: () => true,
+        signal: leaseGone.signal,
+        onRetry: (error, attempt, delayMs) => events.emit('relay:batchRetry', { shard, attempt, delayMs, code: codeOf(error) }),
+      });
+    } catch (error) {
+      if (!holdsLease()) return 'lost';
+      if (ctx.stopping.aborted) return 'stopped';
+      throw error;
+    }
+  }
+
+  /**
+   * One attempt: resolves with the batch's result, or throws the error that calls for a backoff
+   * before the next one. Rows that failed for good are left out and the rest sent again at once.
+   */
+  async function attemptBatch(rows: OutboxRow[], state: BatchState, attempt: number): Promise<BatchResult> {
     for (;;) {
       if (!holdsLease()) return 'lost';
       producer ??= await connectProducer();
       const active = producer;
       let inTransaction = false;
-      const skipped = new Set(parked.map((p) => p.seq));
+      const skipped = new Set(state.parked.map((p) => p.seq));
       events.emit('relay:batchSending', { shard, rows: rows.length - skipped.size, attempt });
       let outcomes;
       try {
@@ -148,7 +182,7 @@ export function startShardWorker(ctx: ShardWorkerContext, lease: Lease, claimSen
         if (await failedAttempt(error, false, true)) return 'lost';
         throw error;
       }
-      const settlement = settleBatch(rows, outcomes, parked);
+      const settlement = settleBatch(rows, parkUnknownTopicsAfter(rows, outcomes, state.unknownTopic, settings.unknownTopicParkMs), state.parked);
       if (settlement.kind === 'commit') {
         // Past the local deadline another relay may already own the shard: commit nothing.
         if (!holdsLease()) {
@@ -166,26 +200,21 @@ export function startShardWorker(ctx: ShardWorkerContext, lease: Lease, claimSen
           return settlement.partial ? 'partial' : 'committed';
         }
         if (await failedAttempt(commitError, inTransaction, false)) return 'lost';
-        attempt++;
-      } else {
-        parked = settlement.parked;
-        if (await failedAttempt(settlement.error, inTransaction, settlement.replaceProducer)) return 'lost';
-        if (settlement.isolate) return publishOneByOne(rows, parked);
-        if (settlement.backoff) attempt++;
-        else continue; // only rows that failed for good: send the rest again at once
+        throw commitError;
       }
-      if (ctx.stopping.aborted) return 'stopped';
-      const delayMs = fullJitterDelay({ baseMs: 100, maxMs: 5_000 }, attempt);
-      events.emit('relay:batchRetry', { shard, attempt, delayMs, code: settlement.kind === 'redo' ? settlement.error.code : 'COMMIT_FAILED' });
-      await sleep(Math.min(delayMs, Math.max(0, deadline - performance.now())), ctx.stopping);
+      state.parked = settlement.parked;
+      if (await failedAttempt(settlement.error, inTransaction, settlement.replaceProducer)) return 'lost';
+      if (settlement.isolate) return publishOneByOne(rows, state);
+      if (settlement.backoff) throw settlement.error;
+      // only rows that failed for good: send the rest again at once
     }
   }
 
   /** Publishes each row in a transaction of its own (rows in `parked` are parked with the first). */
-  async function publishOneByOne(rows: OutboxRow[], parked: ParkedRow[]): Promise<BatchResult> {
+  async function publishOneByOne(rows: OutboxRow[], state: BatchState): Promise<BatchResult> {
     for (const row of rows) {
-      const already = parked.find((p) => p.seq === row.seq);
-      const result = already ? await parkAlone(row, already) : await publishBatch([row]);
+      const already = state.parked.find((p) => p.seq === row.seq);
+      const result = already ? await parkAlone(row, already) : await publishBatch([row], state.unknownTopic);
       if (result !== 'committed') return result;
     }
     return 'committed';
@@ -239,40 +268,62 @@ export function startShardWorker(ctx: ShardWorkerContext, lease: Lease, claimSen
   }
 
   async function run(): Promise<void> {
+    const ahead = await withRetry(() => cursorAheadOfDatabase(db, cursor), backoff, { retryable: () => true, signal: leaseGone.signal });
+    if (ahead) {
+      // A restored backup or a cut-over cluster: reading on would skip every row below the cursor.
+      events.emit('relay:error', {
+        where: `shard ${shard} cursor`,
+        error: new ConfigError(
+          `shard ${shard}: the cursor (xid ${cursor.xid}) is above every transaction id of this database (next ${ahead.nextXid}); refusing to publish. After a restore or a cut-over, set the shard's cursor in relay_leases to where publishing must resume`,
+        ),
+      });
+      markLost('cursor-ahead');
+      return;
+    }
     let idleMs = settings.pollMinMs;
-    let attempt = 0;
     // The batch after the one in flight, read while it is being published (only after a full
     // batch, the sign that more rows wait); dropped unless the batch committed.
     let prefetched: Promise<OutboxRow[]> | undefined;
+    const readNext = () => readBatchBelowHorizon(db, shard, cursor, settings.batchSize, settings.batchBytes);
     while (!ctx.stopping.aborted && holdsLease()) {
       nudge.pending = false;
-      try {
-        const next = prefetched;
-        prefetched = undefined;
-        const rows = await (next ?? readBatchBelowHorizon(db, shard, cursor, settings.batchSize));
-        if (rows.length === 0) {
-          await waitForWork(idleMs);
-          // After a nudge, look again soon; while idle, back off to the poll ceiling.
-          idleMs = nudge.pending ? settings.pollMinMs : Math.min(settings.pollMaxMs, idleMs * 2);
-          continue;
-        }
-        idleMs = settings.pollMinMs;
-        const last = rows[rows.length - 1] as OutboxRow;
-        const publishing = publishBatch(rows);
-        const readAhead =
-          rows.length === settings.batchSize ? readBatchBelowHorizon(db, shard, { xid: last.xid, seq: last.seq }, settings.batchSize) : undefined;
-        readAhead?.catch(() => {}); // a failure surfaces when it is awaited, if it is used at all
-        const result = await publishing;
-        if (result === 'lost' || result === 'stopped') break;
-        attempt = 0;
-        // After a partial batch the rest is read again from the new cursor.
-        if (result === 'committed') prefetched = readAhead;
-      } catch (error) {
-        // Database or broker trouble outside a batch's own outcomes: back off and read again from the cursor.
-        attempt++;
-        events.emit('relay:error', { where: `shard ${shard}`, error: coerceError(error) });
-        await sleep(fullJitterDelay({ baseMs: 200, maxMs: 5_000 }, attempt), ctx.stopping);
+      const next = prefetched;
+      prefetched = undefined;
+      // Database or broker trouble outside a batch's own outcomes: back off and read again from the cursor.
+      let first = next;
+      const rows = await withRetry(
+        () => {
+          const read = first ?? readNext();
+          first = undefined;
+          return read;
+        },
+        backoff,
+        {
+          retryable: () => true,
+          signal: leaseGone.signal,
+          onRetry: (error) => events.emit('relay:error', { where: `shard ${shard}`, error: coerceError(error) }),
+        },
+      ).catch(() => undefined);
+      if (rows === undefined) break; // the lease is gone or the relay stops
+      if (rows.length === 0) {
+        await waitForWork(idleMs);
+        // After a nudge, look again soon; while idle, back off to the poll ceiling.
+        idleMs = nudge.pending ? settings.pollMinMs : Math.min(settings.pollMaxMs, idleMs * 2);
+        continue;
       }
+      idleMs = settings.pollMinMs;
+      const last = rows[rows.length - 1] as OutboxRow;
+      const publishing = publishBatch(rows);
+      // A batch cut short by the row or byte bound is the sign that more rows wait.
+      const readAhead =
+        rows.length === settings.batchSize || batchBytes(rows) >= settings.batchBytes / 2
+          ? readBatchBelowHorizon(db, shard, { xid: last.xid, seq: last.seq }, settings.batchSize, settings.batchBytes)
+          : undefined;
+      readAhead?.catch(() => {}); // a failure surfaces when it is awaited, if it is used at all
+      const result = await publishing;
+      if (result === 'lost' || result === 'stopped') break;
+      // After a partial batch the rest is read again from the new cursor.
+      if (result === 'committed') prefetched = readAhead;
     }
     if (lostReason === undefined && !ctx.stopping.aborted && !gaveUp) markLost('expired');
   }
@@ -287,6 +338,7 @@ export function startShardWorker(ctx: ShardWorkerContext, lease: Lease, claimSen
     markLost,
     giveUp() {
       gaveUp = true;
+      leaseGone.abort();
       wake();
     },
     lost: () => lostReason !== undefined,

@@ -47,19 +47,40 @@ export interface ParkedRow {
  * The query lives in outbox_read_batch (db/migrations/0005), which pins the plan to an ordered
  * scan of outbox_shard_xid_seq_idx so a large backlog is never sorted whole.
  */
-export async function readBatchBelowHorizon(db: Db, shard: number, cursor: Cursor, limit: number): Promise<OutboxRow[]> {
-  const { rows } = await sql<OutboxRow>`SELECT * FROM outbox_read_batch(${shard}, ${cursor.xid}::xid8, ${cursor.seq}::bigint, ${limit})`.execute(db);
+export async function readBatchBelowHorizon(db: Db, shard: number, cursor: Cursor, limit: number, maxBytes: number): Promise<OutboxRow[]> {
+  const { rows } = await sql<OutboxRow>`
+    SELECT * FROM outbox_read_batch(${shard}, ${cursor.xid}::xid8, ${cursor.seq}::bigint, ${limit}, ${maxBytes}::bigint)`.execute(db);
   return rows;
 }
 
-/** Age in seconds of the oldest committed row of `shard` that the horizon still hides, if any. */
+/**
+ * The database's next transaction id when the cursor is at or above it (a restored backup, a
+ * cut-over to another cluster): every row written from now on would sort below the cursor and
+ * be skipped. Undefined when the cursor is sound.
+ */
+export async function cursorAheadOfDatabase(db: Db, cursor: Cursor): Promise<{ nextXid: string } | undefined> {
+  const { rows } = await sql<{ next: string; ahead: boolean }>`
+    SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS next,
+           ${cursor.xid}::xid8 >= pg_snapshot_xmax(pg_current_snapshot()) AS ahead`.execute(db);
+  return rows[0]?.ahead ? { nextXid: rows[0].next } : undefined;
+}
+
+/**
+ * Age in seconds of the oldest committed row of `shard` that the horizon still hides, if any,
+ * judged by the first rows at or above the horizon in the index's (xid, seq) order: a bounded
+ * probe, whatever the backlog behind the horizon.
+ */
 export async function horizonBlockedSeconds(db: Db, shard: number, cursor: Cursor): Promise<number> {
   const { rows } = await sql<{ age: number | null }>`
     SELECT extract(epoch FROM now() - min(created_at))::double precision AS age
-    FROM outbox
-    WHERE shard = ${shard}
-      AND (xid, seq) > (${cursor.xid}::xid8, ${cursor.seq}::bigint)
-      AND xid >= pg_snapshot_xmin(pg_current_snapshot())`.execute(db);
+    FROM (
+      SELECT created_at FROM outbox
+      WHERE shard = ${shard}
+        AND (xid, seq) > (${cursor.xid}::xid8, ${cursor.seq}::bigint)
+        AND xid >= pg_snapshot_xmin(pg_current_snapshot())
+      ORDER BY xid, seq
+      LIMIT 100
+    ) first_hidden`.execute(db);
   return rows[0]?.age ?? 0;
 }
 

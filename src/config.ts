@@ -72,6 +72,15 @@ export interface Config {
     maxShards: number;
     /** Partitions of the topics the relay creates at start. */
     topicPartitions: number;
+    /** Most payload bytes one batch reads (at least one row): bounds the relay's memory at any backlog. */
+    batchBytes: number;
+    /** Backoff of a failed batch and of a failed database read: first ceiling and cap (full jitter). */
+    retryBaseMs: number;
+    retryMaxMs: number;
+    /** How long rows for a topic the broker does not know are retried before they are parked. */
+    unknownTopicParkMs: number;
+    /** Postgres statement timeout of the relay's queries. */
+    statementTimeoutMs: number;
   };
   scorer: {
     group: string;
@@ -174,6 +183,11 @@ const DESCRIPTIONS: Record<string, string> = {
   EVALBOX_RELAY_TRANSACTIONAL_ID_PREFIX: "prefix of each shard producer's transactional.id (default: from the database name)",
   EVALBOX_RELAY_MAX_SHARDS: 'most shards this relay leads',
   EVALBOX_TOPIC_PARTITIONS: 'partitions of the topics the relay creates',
+  EVALBOX_RELAY_BATCH_BYTES: 'most payload bytes per batch (at least one row): bounds memory at any backlog',
+  EVALBOX_RELAY_RETRY_BASE_MS: 'first backoff ceiling of a failed batch or database read',
+  EVALBOX_RELAY_RETRY_MAX_MS: 'backoff cap of a failed batch or database read',
+  EVALBOX_RELAY_UNKNOWN_TOPIC_PARK_MS: 'how long rows for a topic the broker does not know are retried before they are parked',
+  EVALBOX_RELAY_STATEMENT_TIMEOUT_MS: "Postgres statement timeout of the relay's queries",
   EVALBOX_SCORER_GROUP: 'consumer group',
   EVALBOX_SCORER_ORDERING_KEY: 'what orders work within a partition',
   EVALBOX_SCORER_MAX_IN_FLIGHT: 'evaluations in flight per partition before it pauses',
@@ -385,6 +399,11 @@ function buildConfig(env: Env, flags: Flags, record?: (setting: SettingRecord) =
       transactionalIdPrefix: read.string('transactional-id-prefix', 'EVALBOX_RELAY_TRANSACTIONAL_ID_PREFIX', ''),
       maxShards: read.int('max-shards', 'EVALBOX_RELAY_MAX_SHARDS', Number.MAX_SAFE_INTEGER, 1),
       topicPartitions: read.int('topic-partitions', 'EVALBOX_TOPIC_PARTITIONS', 6, 1),
+      batchBytes: read.int('batch-bytes', 'EVALBOX_RELAY_BATCH_BYTES', 16 * 1024 * 1024, 1),
+      retryBaseMs: read.int('relay-retry-base-ms', 'EVALBOX_RELAY_RETRY_BASE_MS', 100, 1),
+      retryMaxMs: read.int('relay-retry-max-ms', 'EVALBOX_RELAY_RETRY_MAX_MS', 5_000, 1),
+      unknownTopicParkMs: read.int('unknown-topic-park-ms', 'EVALBOX_RELAY_UNKNOWN_TOPIC_PARK_MS', 120_000, 1),
+      statementTimeoutMs: read.int('relay-statement-timeout-ms', 'EVALBOX_RELAY_STATEMENT_TIMEOUT_MS', 30_000, 0),
     },
     scorer: {
       group: read.string('group', 'EVALBOX_SCORER_GROUP', 'evalbox-scorer'),

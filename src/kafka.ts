@@ -72,8 +72,28 @@ export function createIdempotentProducer(kafka: Kafka, overrides: ProducerSettin
 export interface OutgoingMessage {
   topic: string;
   key: string;
-  value: string;
+  /** A Buffer is handed to librdkafka as it is (no copy); a string is encoded once. */
+  value: string | Buffer;
   headers: Record<string, string>;
+}
+
+/** Headers whose values repeat across a batch: one librdkafka header object per distinct value and batch. */
+const REPEATED_HEADERS = new Set(['ce_type', 'ce_source', 'ce_specversion', 'content-type', 'ce_dataschema']);
+
+function headerList(headers: Record<string, string>, repeated: Map<string, Record<string, string>>): Record<string, string>[] {
+  const list: Record<string, string>[] = [];
+  for (const name in headers) {
+    const value = headers[name] as string;
+    if (!REPEATED_HEADERS.has(name)) {
+      list.push({ [name]: value });
+      continue;
+    }
+    const id = `${name}\0${value}`;
+    let header = repeated.get(id);
+    if (!header) repeated.set(id, (header = { [name]: value }));
+    list.push(header);
+  }
+  return list;
 }
 
 /** A message librdkafka refused at enqueue (e.g. a full local queue): it never left the process. */
@@ -136,12 +156,14 @@ function nativeBatchProducer(config: ProducerSettings, options: { clientId?: str
       const outcomes: DeliveryOutcome[] = new Array<DeliveryOutcome>(messages.length);
       return new Promise((resolve) => {
         const batch: PendingBatch = { outcomes, remaining: 1, resolve: () => resolve(outcomes) };
+        const repeated = new Map<string, Record<string, string>>();
         for (let index = 0; index < messages.length; index++) {
           const message = messages[index] as OutgoingMessage;
-          const headers = Object.entries(message.headers).map(([name, value]) => ({ [name]: value }));
+          const headers = headerList(message.headers, repeated);
+          const value = typeof message.value === 'string' ? Buffer.from(message.value) : message.value;
           try {
             batch.remaining++;
-            producer.produce(message.topic, -1, Buffer.from(message.value), message.key, 0, { batch, index }, headers);
+            producer.produce(message.topic, -1, value, message.key, 0, { batch, index }, headers);
           } catch (thrown) {
             batch.remaining--;
             const error = classifyKafkaError(thrown);
@@ -306,9 +328,10 @@ async function createMissingTopics(kafka: Kafka, topics: TopicSpec[]): Promise<v
   }
 }
 
-// Errors that concern one message and will not go away by retrying it. A missing authorization
-// for a topic or a request too large for the broker concern every message sent with it: they are
-// retried (and counted in the produce-error metric) instead of parking innocent rows.
+// Errors that will not go away by retrying the message. A missing authorization for a topic and a
+// record list too large for the broker are refused for a whole request, which may carry innocent
+// rows: the relay then sends the rows one per transaction, where a refusal names its row, and
+// parks only that row (outbox-relay/settle.ts).
 const PERMANENT_MESSAGE_CODES = new Set(
   [
     'ERR_MSG_SIZE_TOO_LARGE',
@@ -318,6 +341,8 @@ const PERMANENT_MESSAGE_CODES = new Set(
     'ERR__MSG_TIMED_OUT_NEVER',
     'ERR__INVALID_ARG',
     'ERR_INVALID_RECORD',
+    'ERR_TOPIC_AUTHORIZATION_FAILED',
+    'ERR_RECORD_LIST_TOO_LARGE',
   ]
     .map((name) => kafkaCodes[name])
     .filter((code): code is number => code !== undefined),

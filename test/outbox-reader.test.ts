@@ -42,10 +42,10 @@ describe('outbox reader', () => {
       await sql`SET auto_explain.log_nested_statements = on`.execute(db);
       await sql`SET client_min_messages = log`.execute(db);
 
-      const first = await readBatchBelowHorizon(db, 0, cursor, 500);
+      const first = await readBatchBelowHorizon(db, 0, cursor, 500, 64 * 1024 * 1024);
       const last = first[first.length - 1];
       if (!last) throw new Error('no rows read');
-      const second = await readBatchBelowHorizon(db, 0, { xid: last.xid, seq: last.seq }, 500);
+      const second = await readBatchBelowHorizon(db, 0, { xid: last.xid, seq: last.seq }, 500, 64 * 1024 * 1024);
 
       const seqs = [...first, ...second].map((row) => Number(row.seq));
       expect(seqs).toHaveLength(1000);

@@ -11,6 +11,10 @@
 // written to outbox (they commit with the old generation) and holds new INSERTs until it commits
 // (they then see the new generation: under READ COMMITTED an INSERT's snapshot is taken after it
 // got its lock). So once the switch has committed, no row of the old generation can appear.
+//
+// outbox_read_batch gains a byte bound: rows in (xid, seq) order while the payload bytes before
+// each row stay under p_max_bytes (the first row always), so one batch's memory is bounded by
+// bytes, not rows, whatever the payloads weigh.
 import { sql, type Kysely } from 'kysely';
 
 export async function up(db: Kysely<unknown>): Promise<void> {
@@ -18,6 +22,28 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     ALTER TABLE outbox_settings
       ADD COLUMN generation bigint NOT NULL DEFAULT 1,
       ADD COLUMN shard_base integer NOT NULL DEFAULT 0 CHECK (shard_base >= 0);
+
+    CREATE FUNCTION outbox_read_batch(p_shard integer, p_xid xid8, p_seq bigint, p_limit integer, p_max_bytes bigint)
+    RETURNS TABLE (id uuid, seq text, xid text, topic text, key text, type text, source text, headers jsonb, payload text, created_at timestamptz)
+    LANGUAGE sql STABLE
+    SET enable_sort = off
+    AS $$
+      SELECT b.id, b.seq, b.xid, b.topic, b.key, b.type, b.source, b.headers, b.payload, b.created_at
+      FROM (
+        SELECT o.id, o.seq::text AS seq, o.xid::text AS xid, o.topic, o.key, o.type, o.source, o.headers,
+               o.payload::text AS payload, o.created_at,
+               sum(octet_length(o.payload::text)) OVER (ORDER BY o.xid, o.seq ROWS UNBOUNDED PRECEDING) - octet_length(o.payload::text) AS bytes_before,
+               row_number() OVER (ORDER BY o.xid, o.seq ROWS UNBOUNDED PRECEDING) AS n
+        FROM outbox o
+        WHERE o.shard = p_shard
+          AND (o.xid, o.seq) > (p_xid, p_seq)
+          -- below the snapshot horizon (see outbox_read_batch in 0005)
+          AND o.xid < pg_snapshot_xmin(pg_current_snapshot())
+        ORDER BY o.xid, o.seq
+        LIMIT p_limit
+      ) b
+      WHERE b.n = 1 OR b.bytes_before < p_max_bytes
+    $$;
 
     -- Every generation ever started; a past one is drained once all its rows are published.
     CREATE TABLE outbox_shard_generations (
@@ -106,6 +132,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
 
 export async function down(db: Kysely<unknown>): Promise<void> {
   await sql`
+    DROP FUNCTION outbox_read_batch(integer, xid8, bigint, integer, bigint);
     DROP FUNCTION outbox_mark_drained(), outbox_live_shards(), outbox_active_shards(), outbox_reshard(integer);
     CREATE OR REPLACE FUNCTION outbox_shard_of(key text) RETURNS integer
       LANGUAGE sql STABLE PARALLEL SAFE

@@ -20,7 +20,7 @@ export interface DbHandle {
 
 export function createDb(
   databaseUrl: string,
-  options: { max?: number; applicationName?: string; connectionTimeoutMs?: number; statementTimeoutMs?: number } = {},
+  options: { max?: number; applicationName?: string; connectionTimeoutMs?: number; statementTimeoutMs?: number; keepAlive?: boolean } = {},
 ): DbHandle {
   const pool = new pg.Pool({
     connectionString: databaseUrl,
@@ -29,6 +29,9 @@ export function createDb(
     connectionTimeoutMillis: options.connectionTimeoutMs ?? 10_000,
     // Set per connection at startup: Postgres cancels a statement (57014) that runs longer.
     ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs } : {}),
+    // TCP keepalive: a connection whose peer vanished (a failover, a cut link) errors within
+    // about a minute instead of waiting forever for an answer.
+    ...(options.keepAlive ? { keepAlive: true, keepAliveInitialDelayMillis: 10_000 } : {}),
   });
   // A client that loses its connection must not crash the process: idle in the pool, the pool
   // replaces it; checked out (between two queries of a transaction, say), its next query fails

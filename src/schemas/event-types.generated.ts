@@ -44,6 +44,30 @@ export interface EvaluationCreatedData {
    */
   dimensions: string[];
   createdAt: string;
+  /**
+   * The chat messages sent with the request (role, content, name, toolCallId, toolCalls), when it had them.
+   */
+  messages?: {
+    [k: string]: unknown;
+  }[];
+  tags?: string[];
+  sessionId?: string;
+  userId?: string;
+  /**
+   * Tokens of the call being judged.
+   */
+  usage?: {
+    inputTokens?: number;
+    outputTokens?: number;
+  };
+  /**
+   * Latency of the call being judged.
+   */
+  latencyMs?: number;
+  /**
+   * Cost of the call being judged, in US dollars.
+   */
+  costUsd?: number;
 }
 
 /** The data of the evaluation.deleted event (schema version 1). */

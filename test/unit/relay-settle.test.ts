@@ -1,9 +1,9 @@
 // settleBatch, the rules that decide a batch's fate from its rows' outcomes, without a broker.
 import { describe, expect, it } from '@jest/globals';
 import { PermanentError, RetryableError } from '../../src/errors.js';
-import { kafkaCodes } from '../../src/kafka.js';
+import { classifyKafkaError, kafkaCodes } from '../../src/kafka.js';
 import type { RowOutcome } from '../../outbox-relay/publisher.js';
-import { settleBatch } from '../../outbox-relay/settle.js';
+import { parkUnknownTopicsAfter, settleBatch } from '../../outbox-relay/settle.js';
 import type { OutboxRow } from '../../outbox-relay/sql.js';
 
 const created = new Date('2026-01-01T00:00:00Z');
@@ -92,5 +92,33 @@ describe('settleBatch: refusals that do not name their row', () => {
   });
   it('the same refusal of a row sent alone parks that row', () => {
     expect(settleBatch(rows.slice(1, 2), [tooLarge])).toMatchObject({ kind: 'redo', parked: [{ seq: '2' }] });
+  });
+
+  it.each(['ERR_TOPIC_AUTHORIZATION_FAILED', 'ERR_RECORD_LIST_TOO_LARGE'])(
+    'finding 7: %s is per row: a batch that met it is sent again one row per transaction, and only the refused row is parked',
+    (name) => {
+      const refused = classifyKafkaError(Object.assign(new Error(name), { code: kafkaCodes[name] }));
+      const outcome: RowOutcome = { ok: false, sent: true, error: refused };
+      expect(refused.retryable).toBe(false);
+      expect(settleBatch(rows, [acked, outcome, acked, acked, acked])).toMatchObject({ kind: 'redo', isolate: true });
+      // Alone in its transaction, the refusal names its row: it is left out, and parked when the
+      // (now empty) transaction commits.
+      const alone = settleBatch([rows[1] as OutboxRow], [outcome]);
+      expect(alone).toMatchObject({ kind: 'redo', backoff: false, parked: [{ seq: '2', errorCode: name }] });
+      expect(settleBatch([rows[1] as OutboxRow], [undefined], alone.parked)).toMatchObject({ kind: 'commit', parked: [{ seq: '2', errorCode: name }] });
+    },
+  );
+
+  it('finding 7: an unknown topic is retried until the bound, then its rows (only) count as permanent', () => {
+    const unknown = new RetryableError('Local: Unknown topic', { code: 'ERR__UNKNOWN_TOPIC' });
+    const mixed = rows.map((row, i) => ({ ...row, topic: i === 1 ? 'missing' : 't' }));
+    // Refused at enqueue: the refusal is copied to the rows after it, whatever their topic.
+    const outcomes: RowOutcome[] = [acked, ...[1, 2, 3, 4].map(() => ({ ok: false as const, sent: false, error: unknown }))];
+    const clock = { since: undefined };
+    expect(parkUnknownTopicsAfter(mixed, outcomes, clock, 1_000, 10_000)).toBe(outcomes);
+    expect(parkUnknownTopicsAfter(mixed, outcomes, clock, 1_000, 10_500)).toBe(outcomes);
+    const after = parkUnknownTopicsAfter(mixed, outcomes, clock, 1_000, 11_000);
+    expect(after.map((o) => o && !o.ok && o.error.retryable)).toEqual([undefined, false, true, true, true].map((v) => (v === undefined ? false : v)));
+    expect(settleBatch(mixed, after)).toMatchObject({ kind: 'commit', cursor: { seq: '2' }, parked: [{ seq: '2' }], partial: true });
   });
 });
