@@ -9,6 +9,7 @@ import * as m0007 from './0007_ingest_wakeup_idempotency.js';
 import * as m0009 from './0009_redrives_and_judge_cache_scope.js';
 import * as m0010 from './0010_api_results_scores_deletion_input.js';
 import * as m0011 from './0011_outbox_generations.js';
+import * as m0012 from './0012_evaluations_created_at.js';
 
 export const migrations: Record<string, Migration> = {
   '0001_initial': m0001,
@@ -20,4 +21,5 @@ export const migrations: Record<string, Migration> = {
   '0009_redrives_and_judge_cache_scope': m0009,
   '0010_api_results_scores_deletion_input': m0010,
   '0011_outbox_generations': m0011,
+  '0012_evaluations_created_at': m0012,
 };

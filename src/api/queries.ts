@@ -88,9 +88,12 @@ export interface PageQuery {
  * still commit a row has an xid >= pg_snapshot_xmin, so a row can never appear behind a page a
  * client already read. Rows of transactions still in flight show up on a later page.
  * Index: evaluations_application_xid_idx (application_id, xid, id), or with status=
- * evaluations_application_status_xid_idx (application_id, status, xid, id).
+ * evaluations_application_status_xid_idx (application_id, status, xid, id); a since= near the end
+ * of a long history is read through evaluations_application_created_at_idx (application_id,
+ * created_at) and sorted, instead of walking the history before it.
+ * This builds the page's statement (a test EXPLAINs it); listEvaluationsPage runs it.
  */
-export async function listEvaluationsPage(db: Db, query: PageQuery) {
+export function evaluationsPageQuery(db: Db, query: PageQuery) {
   let q = db
     .selectFrom('evaluations')
     .select(['id', 'model_id', 'dimensions', 'status', 'external_id', 'created_at', 'scored_at', sql<string>`xid::text`.as('xid_text')])
@@ -99,11 +102,14 @@ export async function listEvaluationsPage(db: Db, query: PageQuery) {
   if (query.status) q = q.where('status', '=', query.status);
   if (query.since) q = q.where('created_at', '>=', query.since);
   if (query.after) q = q.where(sql<boolean>`(xid, id) > (${query.after.xid}::xid8, ${query.after.id}::uuid)`);
-  const rows = await q
+  return q
     .orderBy('xid')
     .orderBy('id')
-    .limit(query.limit + 1)
-    .execute();
+    .limit(query.limit + 1);
+}
+
+export async function listEvaluationsPage(db: Db, query: PageQuery) {
+  const rows = await evaluationsPageQuery(db, query).execute();
   const page = rows.slice(0, query.limit);
   const last = page[page.length - 1];
   return {
