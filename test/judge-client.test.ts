@@ -208,7 +208,8 @@ describe('judge client', () => {
     expect(error).toBeInstanceOf(RetryableError);
     expect(error).toMatchObject({ code: 'JUDGE_RATE_LIMITED', retryAfterMs: 7000 });
     expect(judge.endpointState()).toMatchObject({ limit: 2, open: false });
-    expect(judge.endpointState().throttledUntil).toBeGreaterThan(Date.now() + 6000);
+    // throttledUntil is on the limiter's monotonic clock (performance.now()), not the wall clock.
+    expect(judge.endpointState().throttledUntil).toBeGreaterThan(performance.now() + 6000);
   });
 
   it('429 is a RetryableError with retryAfterMs from Retry-After (HTTP date)', async () => {
