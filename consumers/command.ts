@@ -16,6 +16,9 @@ import { createScorerEvents, deadLetterMessage, handleEvaluationMessage, type Sc
 import { buildScorers, judgePressureClassifier, pauseOnJudgePressure } from './scorers.js';
 import { applyScoringModes, createCascadeEvents, loadCascadeConfig, registerCascadeMetrics } from './cascade.js';
 
+/** The longest wait between attempts at a message whose handler failed for a passing reason. */
+const HANDLER_RETRY_MAX_MS = 10_000;
+
 /** The ordering key: the evaluation id in the event (default) or the Kafka key. */
 export function orderingKeyFor(mode: 'evaluation' | 'kafka-key') {
   return (message: ConsumedMessage): string => {
@@ -116,6 +119,7 @@ ${CONNECTION_HELP}`,
       orderingKeyOf: orderingKeyFor(orderingMode),
       maxInFlightPerPartition: scorer.maxInFlight,
       commitIntervalMs: 500,
+      retry: { baseMs: scorer.retryBaseMs, maxMs: HANDLER_RETRY_MAX_MS },
       logger,
       handle: (message, signal) => handleEvaluationMessage(scorerContext, message, signal),
       deadLetter: (message, error) => deadLetterMessage(scorerContext, message, error),

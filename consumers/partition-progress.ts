@@ -4,11 +4,19 @@
 // partition stops working on it instead of racing the new owner).
 import { setMaxListeners } from 'node:events';
 
+/** How much work one partition may have in flight before it is paused. */
+export interface InFlightLimits {
+  messages: number;
+  bytes: number;
+}
+
 export class PartitionProgress {
   private readonly queue: number[] = [];
   private head = 0;
   private readonly done = new Set<number>();
   private readonly timestamps = new Map<number, number>();
+  private readonly sizes = new Map<number, number>();
+  private bytes = 0;
   /** The offset to commit next (Kafka semantics: the next offset to read), once it has moved. */
   commitable: number | undefined;
   /** The last offset the broker acknowledged for this member. */
@@ -34,12 +42,22 @@ export class PartitionProgress {
     this.controller.abort();
   }
 
-  add(offset: number, timestamp: number): void {
+  /** `bytes`: the message's size (value, key, headers), held until its handler is done. */
+  add(offset: number, timestamp: number, bytes = 0): void {
     this.queue.push(offset);
     this.timestamps.set(offset, timestamp);
+    if (bytes > 0) {
+      this.sizes.set(offset, bytes);
+      this.bytes += bytes;
+    }
   }
 
   complete(offset: number): void {
+    const size = this.sizes.get(offset);
+    if (size !== undefined) {
+      this.bytes -= size;
+      this.sizes.delete(offset);
+    }
     this.done.add(offset);
     while (this.head < this.queue.length && this.done.has(this.queue[this.head] as number)) {
       const finished = this.queue[this.head] as number;
@@ -79,6 +97,21 @@ export class PartitionProgress {
 
   inFlight(): number {
     return this.queue.length - this.head;
+  }
+
+  /** Bytes of the messages whose handlers are not done yet. */
+  inFlightBytes(): number {
+    return this.bytes;
+  }
+
+  /** Whether to pause the partition: `limits.messages` or `limits.bytes` in flight. */
+  full(limits: InFlightLimits): boolean {
+    return this.inFlight() >= limits.messages || this.bytes >= limits.bytes;
+  }
+
+  /** Whether a paused partition may resume: in flight back to half of both limits. */
+  drained(limits: InFlightLimits): boolean {
+    return this.inFlight() <= limits.messages / 2 && this.bytes <= limits.bytes / 2;
   }
 
   /** Timestamp of the oldest message not yet completed, for time lag. */

@@ -12,9 +12,18 @@ import kafkaJs from '@confluentinc/kafka-javascript';
 import { LIBRDKAFKA_LOG_LEVEL, READ_COMMITTED, classifyKafkaError, routeLibrdkafkaLogs } from '../src/kafka.js';
 import type { Logger } from '../src/logging.js';
 import { isRetryable } from '../src/errors.js';
-import { fullJitterDelay, sleep } from '../src/retry.js';
+import { sleep, withRetry, type BackoffPolicy } from '../src/retry.js';
 import { commitDueAsync, commitDueSync, parsePartitionKey, partitionKey, type CommitTransport, type TopicPartitionOffset } from './offset-commits.js';
-import { PartitionProgress } from './partition-progress.js';
+import { PartitionProgress, type InFlightLimits } from './partition-progress.js';
+
+export const DEFAULT_MAX_IN_FLIGHT_BYTES = 64 * 1024 * 1024;
+
+/** What a consumed message holds in memory while it is in flight. */
+function messageBytes(message: ConsumedMessage): number {
+  let bytes = (message.value?.length ?? 0) + (message.key?.length ?? 0);
+  for (const [name, value] of Object.entries(message.headers)) bytes += name.length + value.length;
+  return bytes;
+}
 import { assignPartitions, revokePartitions } from './rebalance.js';
 
 export { PartitionProgress } from './partition-progress.js';
@@ -71,9 +80,20 @@ export interface KeyParallelConsumerOptions {
   orderingKeyOf(message: ConsumedMessage): string;
   /** Pause a partition when this many of its messages are in flight; resume at half. */
   maxInFlightPerPartition: number;
+  /**
+   * Pause a partition when its messages in flight hold this many bytes (default 64 MiB); resume at
+   * half. A count alone lets 500 events of 1 MB each take 500 MB.
+   */
+  maxInFlightBytesPerPartition?: number;
   commitIntervalMs: number;
   logger: Logger;
   events?: EventEmitter<RuntimeEvents>;
+  /**
+   * The delays between attempts at a message whose handler failed for a passing reason (database
+   * or broker unavailable). There is no attempt or age limit: such a message is retried until it
+   * succeeds, ends on the DLT, or its partition is revoked or the consumer stops.
+   */
+  retry?: Pick<BackoffPolicy, 'baseMs' | 'maxMs'>;
   clientId?: string;
   extraConfig?: Record<string, unknown>;
 }
@@ -180,7 +200,7 @@ export function createKeyParallelConsumer(options: KeyParallelConsumerOptions): 
   }
 
   function maybePause(message: ConsumedMessage, progress: PartitionProgress): void {
-    if (!progress.paused && progress.inFlight() >= options.maxInFlightPerPartition) {
+    if (!progress.paused && progress.full(limits)) {
       progress.paused = true;
       consumer.pause([{ topic: message.topic, partition: message.partition }]);
       events.emit('consumer:paused', { topic: message.topic, partition: message.partition });
@@ -188,51 +208,74 @@ export function createKeyParallelConsumer(options: KeyParallelConsumerOptions): 
   }
 
   function maybeResume(message: ConsumedMessage, progress: PartitionProgress): void {
-    if (progress.paused && !progress.revoked && !held && progress.inFlight() <= options.maxInFlightPerPartition / 2) {
+    if (progress.paused && !progress.revoked && !held && progress.drained(limits)) {
       progress.paused = false;
       consumer.resume([{ topic: message.topic, partition: message.partition }]);
       events.emit('consumer:resumed', { topic: message.topic, partition: message.partition });
     }
   }
 
-  /** Ends a message that failed for good; true once it is dead-lettered (or passed over). */
-  async function giveUp(message: ConsumedMessage, error: unknown): Promise<boolean> {
+  /**
+   * Ends a message that failed for good: dead-lettered, or passed over when even that fails for
+   * good. Throws the DLT's error when that can pass (the broker unavailable): retried like a handler.
+   */
+  async function giveUp(message: ConsumedMessage, error: unknown): Promise<void> {
     const where = { topic: message.topic, partition: message.partition, offset: message.offset };
     try {
       await options.deadLetter(message, error);
       events.emit('consumer:deadLettered', { ...where, error });
-      return true;
     } catch (deadLetterError) {
-      if (isRetryable(deadLetterError)) return false;
+      if (isRetryable(deadLetterError)) throw deadLetterError;
       // Neither handled nor dead-lettered, and never will be: holding the partition would stop
       // every later message of it, so it is passed over, loudly.
       logger.error({ ...where, err: error, deadLetterError }, 'message could not be handled nor dead-lettered; passed over');
       events.emit('consumer:skipped', { ...where, error });
-      return true;
     }
   }
 
-  /** Runs the handler until the message is done; false when stopped or revoked first. */
+  const limits: InFlightLimits = { messages: options.maxInFlightPerPartition, bytes: options.maxInFlightBytesPerPartition ?? DEFAULT_MAX_IN_FLIGHT_BYTES };
+
+  const handlerRetry: BackoffPolicy = {
+    baseMs: options.retry?.baseMs ?? 200,
+    maxMs: options.retry?.maxMs ?? 10_000,
+    maxAttempts: Number.MAX_SAFE_INTEGER,
+    maxAgeMs: Number.POSITIVE_INFINITY,
+  };
+
+  /**
+   * Runs the handler until the message is done (handled, or ended by giveUp); false when stopped or
+   * revoked first: an abort is never an outcome, the offset stays uncommitted and is redelivered.
+   */
   async function handleUntilDone(message: ConsumedMessage, progress: PartitionProgress): Promise<boolean> {
     const signal = AbortSignal.any([stopping.signal, progress.signal]);
-    for (let attempt = 1; !signal.aborted; attempt++) {
-      try {
-        await options.handle(message, signal);
-        return true;
-      } catch (error) {
-        if (signal.aborted) break;
-        events.emit('consumer:handlerFailed', { topic: message.topic, partition: message.partition, offset: message.offset, error, attempt });
-        if (!isRetryable(error) && (await giveUp(message, error))) return true;
-        await sleep(fullJitterDelay({ baseMs: 200, maxMs: 10_000 }, attempt), signal);
-      }
+    if (signal.aborted) return false;
+    try {
+      await withRetry(
+        async (attempt) => {
+          try {
+            await options.handle(message, signal);
+          } catch (error) {
+            if (signal.aborted) throw error;
+            events.emit('consumer:handlerFailed', { topic: message.topic, partition: message.partition, offset: message.offset, error, attempt });
+            if (isRetryable(error)) throw error;
+            await giveUp(message, error);
+          }
+        },
+        handlerRetry,
+        // Only a passing failure (of the handler or of the DLT) gets here; only an abort ends it.
+        { signal, retryable: () => true },
+      );
+      return true;
+    } catch (error) {
+      if (!signal.aborted) logger.error({ topic: message.topic, partition: message.partition, offset: message.offset, err: error }, 'handler retry ended');
+      return false;
     }
-    return false;
   }
 
   function dispatch(message: ConsumedMessage): void {
     const progress = partitions.get(partitionKey(message.topic, message.partition));
     if (!progress) return; // not ours (any more)
-    progress.add(message.offset, message.timestamp);
+    progress.add(message.offset, message.timestamp, messageBytes(message));
     const chainKey = `${message.topic}|${message.partition}|${options.orderingKeyOf(message)}`;
     const previous = keyTails.get(chainKey) ?? Promise.resolve();
     const started = Date.now();
@@ -325,7 +368,7 @@ export function createKeyParallelConsumer(options: KeyParallelConsumerOptions): 
       // resume skipped (maybeResume waits while held): resume it now, or it stays paused for good.
       const ready = assigned().filter((tp) => {
         const progress = partitions.get(partitionKey(tp.topic, tp.partition));
-        if (progress?.paused && progress.inFlight() <= options.maxInFlightPerPartition / 2) progress.paused = false;
+        if (progress?.paused && progress.drained(limits)) progress.paused = false;
         return progress !== undefined && !progress.paused;
       });
       if (ready.length > 0) consumer.resume(ready);

@@ -9,6 +9,7 @@ import { sql, type Selectable, type Transaction } from 'kysely';
 import type { Topics } from '../src/config.js';
 import type { Database, Db } from '../src/db/index.js';
 import type { EvaluationStatus, ScoresTable } from '../src/db/types.js';
+import { PUBLISHED_STALE_AFTER_MS } from '../src/dimensions.js';
 import { classifyPgError } from '../src/errors.js';
 import { EVENT_TYPES, insertOutboxEvents } from '../src/events.js';
 import { createOutboxNudger, type OutboxNudger } from '../src/outbox-wakeup.js';
@@ -72,6 +73,8 @@ export interface ScoreStore {
   redriveApplied(redriveId: string): Promise<boolean>;
   /** Whether the evaluation was deleted through the API (a tombstone exists), rather than never written. */
   wasDeleted?(evaluationId: string): Promise<boolean>;
+  /** Which of these dimensions a running scorer still offers (re-published within the stale bound). */
+  offeredByLiveScorers(dimensions: string[]): Promise<string[]>;
 }
 
 interface Waiter<I, O> {
@@ -183,7 +186,14 @@ export function createScoreStore(db: Db, topics: Topics, options: { maxBatch?: n
   const wasDeleted = async (evaluationId: string) =>
     (await sql`SELECT 1 FROM evaluation_deletions WHERE evaluation_id = ${evaluationId}`.execute(db)).rows.length > 0;
 
-  return { load, commit, redriveApplied, wasDeleted };
+  const offeredByLiveScorers = async (dimensions: string[]) =>
+    (
+      await sql<{ id: string }>`
+        SELECT id FROM dimensions
+        WHERE id = ANY(${dimensions}::text[]) AND updated_at > now() - make_interval(secs => ${PUBLISHED_STALE_AFTER_MS / 1000})`.execute(db)
+    ).rows.map((r) => r.id);
+
+  return { load, commit, redriveApplied, wasDeleted, offeredByLiveScorers };
 }
 
 /**

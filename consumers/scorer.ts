@@ -66,6 +66,9 @@ export interface ScorerContext {
   isPressure?: (error: unknown) => boolean;
 }
 
+/** How often a message waiting for a replica that has its scorer looks again. */
+const SCORER_ELSEWHERE_RETRY_MS = 5_000;
+
 const ajv = createAjv();
 const CANONICAL_UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const validateCreated = ajv.compile(evaluationCreatedSchema);
@@ -159,6 +162,19 @@ async function scoreMessage(ctx: ScorerContext, message: ConsumedMessage, signal
   if (!redriven && terminal) {
     ctx.events.emit('scorer:redelivery', { evaluationId: evaluation.id });
     return; // already terminal: a redelivery changes nothing and publishes nothing
+  }
+
+  // A dimension this replica has no scorer for, but a live replica offers (it has the judge,
+  // say): not an ERROR. The message waits, its key only, until a replica that can score it owns
+  // the partition, or no running scorer offers the dimension any more (then it is NO_SCORER).
+  const missing = evaluation.dimensions.filter((d) => !ctx.scorers.has(d) && !keepsStoredResult(existing.get(d), undefined, redriven && terminal));
+  if (missing.length > 0) {
+    const elsewhere = await withDb(() => ctx.store.offeredByLiveScorers(missing));
+    if (elsewhere.length > 0)
+      throw new RetryableError(`no scorer here for ${elsewhere.join(', ')}, which another running scorer offers`, {
+        code: 'SCORER_ELSEWHERE',
+        retryAfterMs: SCORER_ELSEWHERE_RETRY_MS,
+      });
   }
 
   const inputs: ScoringInputs = {

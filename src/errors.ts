@@ -50,6 +50,8 @@ export const ERROR_CODES = {
   INVALID_EVENT: { retryable: false },
   UNKNOWN_EVALUATION: { retryable: false },
   NO_SCORER: { retryable: false },
+  // a dimension a live replica offers and this one cannot score: left for that replica
+  SCORER_ELSEWHERE: { retryable: true },
   SCORER_ERROR: { retryable: false },
   SCORER_FAILED: { retryable: false },
   HANDLER_FAILED: { retryable: false },

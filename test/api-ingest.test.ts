@@ -303,7 +303,8 @@ describe('ingest API', () => {
       paths: Record<string, unknown>;
     };
     expect(doc.openapi).toBe('3.1.0');
-    expect(doc.components.schemas.EvaluationRequest?.required).toEqual(['prompt', 'response']);
+    // A prompt or chat messages, and a response.
+    expect(doc.components.schemas.EvaluationRequest?.required).toEqual(['response']);
     expect(doc.components.schemas.EvaluationRequest?.additionalProperties).toBe(false);
     // Exactly the object ajv validates with (its $id aside), not a hand-written copy.
     const { $id: _id, ...validated } = evaluationRequestSchema;

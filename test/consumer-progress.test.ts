@@ -41,6 +41,28 @@ describe('partition progress', () => {
     expect(p.commitable).toBe(14);
   });
 
+  it('finding: the in-flight bound counts bytes as well as messages: two 1 MB events fill a 2 MB partition, resumed when back to half', () => {
+    const p = new PartitionProgress();
+    const limits = { messages: 500, bytes: 2 * 1024 * 1024 };
+    const mb = 1024 * 1024;
+    p.add(1, 0, mb);
+    expect(p.full(limits)).toBe(false);
+    p.add(2, 0, mb);
+    expect(p.full(limits)).toBe(true); // two messages, far below 500: paused on bytes
+    expect(p.inFlightBytes()).toBe(2 * mb);
+    // A handler that is done frees its bytes at once, even before the commit position moves past it.
+    p.complete(2);
+    expect(p.commitable).toBeUndefined();
+    expect(p.inFlightBytes()).toBe(mb);
+    expect(p.drained(limits)).toBe(true);
+    p.add(3, 0, 10);
+    expect(p.drained({ messages: 2, bytes: limits.bytes })).toBe(false); // two in flight: not down to half of 2
+    p.complete(1);
+    p.complete(3);
+    expect(p.inFlightBytes()).toBe(0);
+    expect(p.commitable).toBe(4);
+  });
+
   it('revocation fires the partition’s abort signal', () => {
     const p = new PartitionProgress();
     expect(p.signal.aborted).toBe(false);

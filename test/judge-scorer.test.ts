@@ -3,14 +3,14 @@
 // fabricated score.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
 import { sql } from 'kysely';
-import type { DimensionDefinition } from '../src/dimensions.js';
+import { publishDimensions, type DimensionDefinition } from '../src/dimensions.js';
 import { readDeadLetters } from '../src/dlt.js';
 import type { Producer } from '../src/kafka.js';
 import { createJudge, judgeDimensionDefinitions, loadJudgeConfig, type Judge } from '../consumers/judge/index.js';
 import { judgePressureClassifier, judgeScorer } from '../consumers/scorers.js';
 import type { ScoreStore } from '../consumers/score-store.js';
 import { startFakeJudge, type FakeJudge } from '../src/fake-judge/server.js';
-import { createTestDatabase, kafkaBrokers, waitFor, type TestDatabase } from './helpers.js';
+import { createTestDatabase, kafkaBrokers, uniqueName, waitFor, type TestDatabase } from './helpers.js';
 import { createEvaluation, createTopics, produceEvent, startScorer, testProducer, type Harness } from './scorer-helpers.js';
 
 describe('LLM judge in the scoring consumer', () => {
@@ -189,12 +189,56 @@ describe('LLM judge in the scoring consumer', () => {
     expect(row?.input_tokens).toBe(paid.reduce((n, r) => n + r.inputTokens, 0));
   });
 
+  it('finding: a replica without a judge leaves a judge dimension that a live replica offers for that replica, instead of writing it ERROR NO_SCORER', async () => {
+    const topics = await createTopics(1);
+    // Another replica, with the judge, offers judge_relevance (it re-publishes it as it runs).
+    const config = loadJudgeConfig({ EVALBOX_JUDGE_BASE_URL: fake.url, EVALBOX_JUDGE_MODEL: 'fake-judge-1' });
+    if (!config) throw new Error('no judge config');
+    const definitions = judgeDimensionDefinitions(config) as DimensionDefinition[];
+    await publishDimensions(database.db, definitions);
+    const groupId = uniqueName('mixed-group');
+    // This replica has no judge: its registry and scorers are the offline ones only.
+    harness = await startScorer(database, topics, { producer, groupId });
+    let waits = 0;
+    harness.consumer.events.on('consumer:handlerFailed', ({ error }) => {
+      if ((error as { code?: string }).code === 'SCORER_ELSEWHERE') waits++;
+    });
+    const data = await createEvaluation(database, ['toxicity', 'judge_relevance'], { response: 'Left for the judge.' });
+    await produceEvent(producer, topics.events, data);
+    await waitFor(() => waits >= 1, { what: 'the replica without a judge to leave the event' });
+    expect(await database.db.selectFrom('scores').select(['dimension', 'status']).where('evaluation_id', '=', data.evaluationId).execute()).toEqual([]);
+    expect((await database.db.selectFrom('evaluations').select('status').where('id', '=', data.evaluationId).executeTakeFirstOrThrow()).status).toBe('PENDING');
+    // The replica with the judge takes the partition over and scores both dimensions.
+    await harness.stop();
+    harness = undefined;
+    judge = createJudge({ config, db: database.db });
+    harness = await startScorer(database, topics, {
+      producer,
+      groupId,
+      extraDimensions: definitions,
+      judge,
+      scorers: new Map(definitions.map((d) => [d.id, judgeScorer(judge as Judge, d)])),
+    });
+    await waitFor(() => allTerminal([data.evaluationId]), { what: 'scored by the replica with the judge', timeoutMs: 30_000 });
+    const rows = await database.db
+      .selectFrom('scores')
+      .select(['dimension', 'status'])
+      .where('evaluation_id', '=', data.evaluationId)
+      .orderBy('dimension')
+      .execute();
+    expect(rows).toEqual([
+      { dimension: 'judge_relevance', status: 'COMPLETED' },
+      { dimension: 'toxicity', status: 'COMPLETED' },
+    ]);
+  });
+
   it('guarantee 4: a lost database connection between the judge’s answer and the score write costs no second paid call (the kill -9 case: judge-crash.test.ts)', async () => {
     let failures = 1;
     const topics = await start({
       wrapStore: (store) => ({
         load: store.load.bind(store),
         redriveApplied: store.redriveApplied.bind(store),
+        offeredByLiveScorers: store.offeredByLiveScorers.bind(store),
         async commit(item) {
           // What node-postgres throws when the server goes away mid-query.
           if (failures-- > 0) throw new Error('Connection terminated unexpectedly');

@@ -59,8 +59,8 @@ describe('scorer processes', () => {
       (await sql<{ n: string }>`SELECT count(*) AS n FROM evaluations WHERE id = ANY(${ids}::uuid[]) AND status <> 'PENDING'`.execute(database.db)).rows[0]?.n,
     );
 
-  /** Exactly one evaluation.scored event and four score rows per evaluation. */
-  async function expectExactlyOnce(ids: string[]) {
+  /** Exactly one evaluation.scored event and one score row per dimension (four unless told) per evaluation. */
+  async function expectExactlyOnce(ids: string[], dimensionsEach = 4) {
     const events = await sql<{
       id: string;
       n: string;
@@ -70,7 +70,7 @@ describe('scorer processes', () => {
     expect(events.rows).toHaveLength(ids.length);
     expect(events.rows.every((r) => r.n === '1')).toBe(true);
     const scores = await sql<{ n: string }>`SELECT count(*) AS n FROM scores WHERE evaluation_id = ANY(${ids}::uuid[])`.execute(database.db);
-    expect(Number(scores.rows[0]?.n)).toBe(ids.length * 4);
+    expect(Number(scores.rows[0]?.n)).toBe(ids.length * dimensionsEach);
   }
 
   it('guarantees 3 and 4: after a kill -9 mid-batch and a restart every evaluation is terminal, with no duplicates', async () => {
@@ -89,23 +89,43 @@ describe('scorer processes', () => {
     expect(await exitOf(second)).toBe(0);
   });
 
-  it('rebalances when a second scorer joins: no loss, no duplicate', async () => {
+  it('rebalances when a second scorer joins with judge calls in flight at the revoke: no loss, no duplicate, nothing paid twice', async () => {
     const topics = await createTopics(6);
     const group = uniqueName('group');
-    const a = spawnScorer(topics, group);
-    await waitFor(() => a.output().includes('partitions assigned'), { what: 'A to get partitions', timeoutMs: 30_000 });
-    const ids = await seed(topics, 150);
-    const b = spawnScorer(topics, group);
-    const more = await seed(topics, 150);
-    await waitFor(() => b.output().includes('partitions assigned'), { what: 'B to get partitions', timeoutMs: 30_000 });
-    const all = [...ids, ...more];
-    await waitFor(async () => (await terminal(all)) === all.length, { what: 'every evaluation terminal', timeoutMs: 90_000 });
-    await expectExactlyOnce(all);
-    expect(a.output()).toMatch(/partitions revoked/);
-    a.kill('SIGTERM');
-    b.kill('SIGTERM');
-    expect(await exitOf(a)).toBe(0);
-    expect(await exitOf(b)).toBe(0);
+    // A slow judge keeps the first member busy: the revocation finds its work in flight.
+    const fake = await startFakeJudge({ latencyMs: 800 });
+    const judgeEnv = { EVALBOX_JUDGE_BASE_URL: fake.url, EVALBOX_JUDGE_MODEL: 'fake-judge-1' };
+    try {
+      const a = spawnScorer(topics, group, [], judgeEnv);
+      await waitFor(() => a.output().includes('partitions assigned'), { what: 'A to get partitions', timeoutMs: 30_000 });
+      const dimensions = ['toxicity', 'judge_relevance'];
+      const all: string[] = [];
+      const produce = async (n: number) => {
+        for (let i = 0; i < n; i++) {
+          const data = await createEvaluation(database, dimensions, { applicationId: `app-${all.length % 3}`, response: `Rebalance answer ${all.length}.` });
+          await produceEvent(producer, topics.events, data);
+          all.push(data.evaluationId);
+        }
+      };
+      await produce(60);
+      await waitFor(() => fake.stats().inFlight > 0, { what: 'judge calls in flight on A', timeoutMs: 30_000 });
+      const b = spawnScorer(topics, group, [], judgeEnv);
+      // New work keeps arriving until A loses partitions, so the revocation finds calls in flight.
+      while (!a.output().includes('partitions revoked') && all.length < 600) await produce(10);
+      const inFlightAtRevoke = fake.stats().inFlight;
+      await waitFor(() => b.output().includes('partitions assigned'), { what: 'B to get partitions', timeoutMs: 30_000 });
+      await waitFor(async () => (await terminal(all)) === all.length, { what: 'every evaluation terminal', timeoutMs: 120_000 });
+      expect(inFlightAtRevoke).toBeGreaterThan(0);
+      await expectExactlyOnce(all, dimensions.length);
+      // Revoked judge calls finish into the cache: the new owner gets them as hits.
+      expect(fake.stats().duplicates).toBe(0);
+      a.kill('SIGTERM');
+      b.kill('SIGTERM');
+      expect(await exitOf(a)).toBe(0);
+      expect(await exitOf(b)).toBe(0);
+    } finally {
+      await fake.close();
+    }
   });
 
   it('guarantee 7: SIGTERM drains in-flight work, commits and exits 0; a restart finishes the rest exactly once', async () => {

@@ -2,10 +2,11 @@
 // key-level parallelism, poison and exhausted work on the DLT, redrive.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
 import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import { readDeadLetters } from '../src/dlt.js';
 import { RetryableError } from '../src/errors.js';
-import type { Producer } from '../src/kafka.js';
+import { createIdempotentProducer, createKafka, type Producer } from '../src/kafka.js';
 import type { Scorer, ScoreRow } from '../consumers/scorer.js';
 import { createTestDatabase, kafkaBrokers, waitFor, type TestDatabase } from './helpers.js';
 import { createEvaluation, createTopics, produceEvent, startScorer, testProducer, type Harness } from './scorer-helpers.js';
@@ -117,6 +118,42 @@ describe('scoring consumer', () => {
     expect(await scoredEvents(data.evaluationId)).toBe(1);
   });
 
+  it('guarantee 4: a second delivery while the first is still in flight (an offset reset beside the running group) writes one row per dimension and one evaluation.scored event', async () => {
+    const topics = await createTopics();
+    // A slow scorer: each delivery waits inside score() until both are in flight at once.
+    let inside = 0;
+    let bothInside!: () => void;
+    const barrier = new Promise<void>((resolve) => (bothInside = resolve));
+    const slow = () =>
+      new Map([
+        [
+          'toxicity',
+          testScorer('toxicity', async () => {
+            if (++inside === 2) bothInside();
+            await barrier;
+            return row('toxicity', 0.25);
+          }),
+        ],
+      ]);
+    harness = await startScorer(database, topics, { producer, scorers: slow() });
+    const second = await startScorer(database, topics, { producer, scorers: slow() });
+    let processed = 0;
+    for (const h of [harness, second]) h.consumer.events.on('consumer:processed', () => processed++);
+    try {
+      const data = await createEvaluation(database, ['toxicity', 'pii_leak']);
+      await produceEvent(producer, topics.events, data, 'same-event-id');
+      await waitFor(() => inside === 2, { what: 'both deliveries in flight at once', timeoutMs: 60_000 });
+      // Both deliveries have finished (each completes its offset after its commit).
+      await waitFor(() => processed === 2, { what: 'both deliveries handled' });
+      expect(await evaluationStatus(data.evaluationId)).toBe('SCORED');
+      const rows = await database.db.selectFrom('scores').select(['dimension', 'attempts']).where('evaluation_id', '=', data.evaluationId).execute();
+      expect(rows.map((r) => r.dimension).sort()).toEqual(['pii_leak', 'toxicity']);
+      expect(await scoredEvents(data.evaluationId)).toBe(1);
+    } finally {
+      await second.stop();
+    }
+  });
+
   it('runs different evaluations of one application in parallel within one partition, and one evaluation’s events strictly in order', async () => {
     const topics = await createTopics(1);
     const running = new Map<string, number>();
@@ -191,6 +228,36 @@ describe('scoring consumer', () => {
     });
     expect(dead[0]?.value?.toString()).toBe('{"this is": not json');
     expect(new Date(dead[0]?.headers.dlt_failed_at ?? '').getTime()).toBeGreaterThan(0);
+  });
+
+  it('guarantee 5: a poison event near the 1 MB limit, whose DLT record (value plus failure headers) is larger than the producer takes, is dead-lettered without its value and does not block its partition', async () => {
+    const topics = await createTopics(1);
+    harness = await startScorer(database, topics, { producer });
+    // Valid JSON that fails the schema, 1,040,000 incompressible bytes: the broker takes it (its
+    // limit is 1,048,588), the DLT producer does not (1,000,000), and with the failure headers
+    // the broker would not either.
+    const big = JSON.stringify({ schemaVersion: 1, padding: randomBytes(780_000).toString('base64') });
+    expect(big.length).toBeGreaterThan(1_030_000);
+    const bigProducer = createIdempotentProducer(createKafka(kafkaBrokers(), 'evalbox-test-big-producer'), { 'message.max.bytes': 1_048_588 });
+    await bigProducer.connect();
+    try {
+      await produceEvent(bigProducer, topics.events, big);
+    } finally {
+      await bigProducer.disconnect();
+    }
+    const good = await createEvaluation(database, ['toxicity']);
+    await produceEvent(producer, topics.events, good);
+    await waitFor(async () => (await evaluationStatus(good.evaluationId)) === 'SCORED', { what: 'the evaluation behind the large poison' });
+    const [dead] = await waitFor(
+      async () => {
+        const records = await readDeadLetters(kafkaBrokers(), topics.dlt);
+        return records.length >= 1 ? records : undefined;
+      },
+      { what: 'the dead letter' },
+    );
+    expect(dead?.value).toBeNull();
+    expect(dead?.headers).toMatchObject({ dlt_error_code: 'INVALID_EVENT', dlt_original_offset: '0', ce_type: 'evaluation.created' });
+    expect(dead?.headers.dlt_value_omitted).toMatch(/: 10\d{5} bytes$/);
   });
 
   it('a retryable failure recovers without the DLT', async () => {

@@ -313,7 +313,7 @@ export async function requestVerdict(endpoint: JudgeEndpoint, rubric: CompiledRu
         messages = rubric.messages(inputs, mode);
         continue;
       }
-      const error = errorForStatus(endpoint.name, answer.status, providerError, parseRetryAfter(answer.headers, ctx.clock.now()));
+      const error = errorForStatus(endpoint.name, answer.status, providerError, parseRetryAfter(answer.headers, ctx.clock.wallNow()));
       emit(judgeCallOf(error)?.outcome ?? 'client_error', answer.status);
       throw withPaidUsage(error, paid());
     }

@@ -4,14 +4,21 @@
 export type TimerHandle = { readonly id: number } | NodeJS.Timeout;
 
 export interface Clock {
+  /**
+   * Milliseconds on a monotonic clock, for durations and deadlines: a wall-clock step (NTP, a
+   * manual change) must not hold a circuit open or a throttle for an hour, nor end either early.
+   */
   now(): number;
+  /** The wall clock (ms since the epoch): only to read a provider's HTTP-date Retry-After. */
+  wallNow(): number;
   /** `unref`: the timer alone must not keep the process alive (notifications, not waiters). */
   setTimeout(fn: () => void, ms: number, options?: { unref?: boolean }): TimerHandle;
   clearTimeout(handle: TimerHandle): void;
 }
 
 export const systemClock: Clock = {
-  now: () => Date.now(),
+  now: () => performance.now(),
+  wallNow: () => Date.now(),
   setTimeout(fn, ms, options) {
     const timer = setTimeout(fn, Math.max(0, ms));
     if (options?.unref) timer.unref();
@@ -31,6 +38,10 @@ export class ManualClock implements Clock {
   }
 
   now(): number {
+    return this.current;
+  }
+
+  wallNow(): number {
     return this.current;
   }
 

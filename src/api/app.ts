@@ -23,6 +23,7 @@ import { buildOpenApiDocument } from './openapi.js';
 import { ProblemError } from './problem.js';
 import { contextFromTraceparent, inSpan, SpanKind, traceIdOf, traceparentOf } from '../tracing.js';
 import { registerRoutes, type ApiEnv } from './routes.js';
+import { createResultStreams, DEFAULT_RESULT_STREAM_SETTINGS, type ResultStreamSettings } from './results-stream.js';
 
 export interface ApiContext {
   db: Db;
@@ -40,6 +41,10 @@ export interface ApiContext {
   limits?: Limits;
   /** Wakes the relay after each commit; defaults to one over `db`. */
   nudger?: OutboxNudger;
+  /** Overrides of the results stream's settings (tests shorten the heartbeat). */
+  resultStreams?: Partial<ResultStreamSettings>;
+  /** Aborted when the process stops: open results streams end at once instead of holding shutdown. */
+  stopping?: AbortSignal;
 }
 
 /** A client's own X-Request-Id is kept when it is this tame; otherwise one is made. */
@@ -132,6 +137,8 @@ export function createApiApp(ctx: ApiContext): Hono<ApiEnv> {
     validateBatch: createBoundedValidator(batchRequestSchema),
     validateScores: createBoundedValidator(clientScoresRequestSchema),
     nudger,
+    streams: createResultStreams({ ...DEFAULT_RESULT_STREAM_SETTINGS, ...ctx.resultStreams }),
+    stopping: ctx.stopping ?? new AbortController().signal,
     openapi: buildOpenApiDocument('1'),
     routeLabel,
     limits,

@@ -37,7 +37,9 @@ ${CONNECTION_HELP}`,
     const keys = createKeyResolver(handle.db, { ttlMs: config.api.keyCacheTtlMs });
     // Built-in dimensions plus the judge rubrics the scorers published.
     const dimensions = await createPublishedDimensionRegistry(handle.db, { onError: (error) => logger.warn({ err: error }, 'dimension refresh failed') });
-    const app = createApiApp({ db: handle.db, pool: handle.pool, config, registry, logger, dimensions, keys });
+    // Ends the open results streams at shutdown, so closing the server does not wait out the grace period for them.
+    const stopping = new AbortController();
+    const app = createApiApp({ db: handle.db, pool: handle.pool, config, registry, logger, dimensions, keys, stopping: stopping.signal });
 
     releasers.add(() => handle.close());
     releasers.add(() => dimensions.close());
@@ -53,6 +55,7 @@ ${CONNECTION_HELP}`,
       // A keep-alive connection whose request finishes after close() would otherwise linger
       // until the client's idle timeout: close each one as soon as it turns idle.
       const sweep = setInterval(() => http.closeIdleConnections?.(), 20);
+      stopping.abort();
       await closeServer(server);
       clearInterval(sweep);
       clearTimeout(grace);

@@ -27,19 +27,23 @@ export interface Queryable {
 const INGEST_SQL = `
   WITH input AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
-                         $10::text[], $11::text[], $12::text[], $13::timestamptz[]) WITH ORDINALITY
+                         $10::text[], $11::text[], $12::text[], $13::timestamptz[],
+                         $14::text[], $15::text[], $16::text[], $17::text[], $18::int[], $19::int[], $20::float8[], $21::numeric[]) WITH ORDINALITY
       AS input(id, application_id, model_id, prompt, response, context, reference, metadata, dimensions,
-               idempotency_key, external_id, fingerprint, created_at, ord)
+               idempotency_key, external_id, fingerprint, created_at,
+               messages, tags, session_id, user_id, call_input_tokens, call_output_tokens, call_latency_ms, call_cost_usd, ord)
   ), evaluation AS (
     INSERT INTO evaluations (id, application_id, model_id, prompt, response, context, reference, metadata, dimensions,
-                             idempotency_key, external_id, request_fingerprint, created_at)
+                             idempotency_key, external_id, request_fingerprint, created_at,
+                             messages, tags, session_id, user_id, call_input_tokens, call_output_tokens, call_latency_ms, call_cost_usd)
     SELECT id, application_id, model_id, prompt, response, context::jsonb, reference, metadata::jsonb, dimensions::text[],
-           idempotency_key, external_id, decode(fingerprint, 'hex'), created_at
+           idempotency_key, external_id, decode(fingerprint, 'hex'), created_at,
+           messages::jsonb, tags::text[], session_id, user_id, call_input_tokens, call_output_tokens, call_latency_ms, call_cost_usd
     FROM input ORDER BY ord
     ON CONFLICT DO NOTHING
     RETURNING id
   ), published AS (
-    ${insertOutboxSql(`${outboxRowsFrom(14, 'event')} JOIN input ON input.ord = event.ord JOIN evaluation ON evaluation.id = input.id`, 'event')}
+    ${insertOutboxSql(`${outboxRowsFrom(22, 'event')} JOIN input ON input.ord = event.ord JOIN evaluation ON evaluation.id = input.id`, 'event')}
   )
   SELECT (SELECT array_agg(id::text) FROM evaluation) AS inserted, (SELECT array_agg(DISTINCT shard) FROM published) AS shards`;
 
@@ -97,6 +101,7 @@ export function prepareEvaluation(input: IngestInput): PreparedEvaluation {
     metadata: request.metadata ?? {},
     dimensions: input.dimensions,
     createdAt: input.now.toISOString(),
+    ...richInputOf(request),
   };
   const event = encodeOutboxRow(
     {
@@ -152,6 +157,14 @@ export function createIngestWriter(ctx: IngestWriterContext): IngestWriter {
       rows.map((r) => r.externalId),
       rows.map((r) => r.fingerprint),
       rows.map((r) => r.input.now),
+      rows.map((r) => (r.input.request.messages === undefined ? null : JSON.stringify(r.input.request.messages))),
+      rows.map((r) => (r.input.request.tags === undefined ? null : textArrayLiteral(r.input.request.tags))),
+      rows.map((r) => r.input.request.sessionId ?? null),
+      rows.map((r) => r.input.request.userId ?? null),
+      rows.map((r) => r.input.request.usage?.inputTokens ?? null),
+      rows.map((r) => r.input.request.usage?.outputTokens ?? null),
+      rows.map((r) => r.input.request.latencyMs ?? null),
+      rows.map((r) => r.input.request.costUsd ?? null),
       ...outboxRowParameters(rows.map((r) => r.event)),
     ];
     const [result] = await run<{ inserted: string[] | null; shards: number[] | null }>('evalbox_ingest_evaluations', INGEST_SQL, values);
@@ -286,4 +299,10 @@ export function canonicalJson(value: unknown): string {
     return `{${entries.join(',')}}`;
   }
   return JSON.stringify(value) ?? 'null';
+}
+
+/** The optional input fields of a request, as evaluation.created carries them (absent when not sent). */
+function richInputOf(request: EvaluationRequest): Partial<EvaluationCreatedData> {
+  const { messages, tags, sessionId, userId, usage, latencyMs, costUsd } = request;
+  return Object.fromEntries(Object.entries({ messages, tags, sessionId, userId, usage, latencyMs, costUsd }).filter(([, value]) => value !== undefined));
 }

@@ -223,6 +223,33 @@ export function buildOpenApiDocument(version: string) {
           },
         },
       },
+      '/v1/evaluations:stream': {
+        get: {
+          operationId: 'streamResults',
+          tags: ['evaluations'],
+          summary: 'Stream the application’s results as server-sent events',
+          description:
+            'Each result as it is decided: `event: evaluation.scored`, `data:` an EvaluationScoredEvent, `id:` an opaque position. Reconnect with Last-Event-ID to resume after the last event received, with no loss and no duplicate. Without Last-Event-ID the stream starts with the results decided from now on. Idle streams send a comment line (heartbeat) every 15 s; at most 4 streams per application and process (429 beyond).',
+          parameters: [
+            {
+              name: 'Last-Event-ID',
+              in: 'header',
+              required: false,
+              description: 'The id of the last event received (or a nextCursor of a scoredSince list).',
+              schema: { type: 'string' },
+            },
+          ],
+          responses: {
+            '200': {
+              description: 'The stream (text/event-stream); its events carry EvaluationScoredEvent data.',
+              headers: quotaHeaders,
+              content: { 'text/event-stream': { schema: { type: 'string', description: 'Server-sent events; see EvaluationScoredEvent.' } } },
+            },
+            '400': responseRef('BadRequest'),
+            ...commonErrors,
+          },
+        },
+      },
       '/v1/evaluations/{id}': {
         get: {
           operationId: 'getEvaluation',

@@ -24,6 +24,14 @@ export async function selectEvaluation(db: Db, applicationId: string, id: string
       'external_id',
       'created_at',
       'scored_at',
+      'messages',
+      'tags',
+      'session_id',
+      'user_id',
+      'call_input_tokens',
+      'call_output_tokens',
+      'call_latency_ms',
+      'call_cost_usd',
     ])
     .where('id', '=', id)
     .where('application_id', '=', applicationId)
@@ -136,7 +144,8 @@ export async function listScoredPage(db: Db, query: ScoredPageQuery) {
   const page = rows.slice(0, query.limit);
   const last = page[page.length - 1];
   return {
-    items: page.map(({ xid_text: _xid, ...row }) => row),
+    // Each item keeps its own position (the results stream names every event by it).
+    items: page.map(({ xid_text, ...row }) => ({ ...row, position: { xid: xid_text, id: row.id, order: 'scored' as const } })),
     next: last ? { xid: last.xid_text, id: last.id, order: 'scored' as const } : query.after ? { ...query.after, order: 'scored' as const } : undefined,
     hasMore: rows.length > query.limit,
   };

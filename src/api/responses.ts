@@ -34,6 +34,13 @@ export function evaluationBody({ evaluation: e, scores }: Found) {
     externalId: e.external_id,
     createdAt: e.created_at,
     scoredAt: e.scored_at,
+    messages: e.messages,
+    tags: e.tags,
+    sessionId: e.session_id,
+    userId: e.user_id,
+    usage: e.call_input_tokens === null && e.call_output_tokens === null ? null : { inputTokens: e.call_input_tokens, outputTokens: e.call_output_tokens },
+    latencyMs: e.call_latency_ms,
+    costUsd: e.call_cost_usd === null ? null : Number(e.call_cost_usd),
     scores: scores.map(scoreBody),
   };
 }

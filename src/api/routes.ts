@@ -8,7 +8,7 @@ import { dimensionIdsIn, type DimensionRegistry } from '../dimensions.js';
 import { ValidationError, type FieldError } from '../errors.js';
 import type { Logger } from '../logging.js';
 import type { OutboxNudger } from '../outbox-wakeup.js';
-import type { ClientScoreInput, EvaluationRequest } from '../schemas/evaluation-request.js';
+import { promptOfMessages, type ClientScoreInput, type EvaluationRequest } from '../schemas/evaluation-request.js';
 import { MAX_FIELD_ERRORS, type BoundedValidator } from '../schemas/validator.js';
 import type { CursorCodec } from './cursor.js';
 import { databaseUnavailable, toProblem } from './error-mapping.js';
@@ -19,6 +19,7 @@ import { ProblemError } from './problem.js';
 import { findEvaluation, listEvaluationsPage, listScoredPage, SCORED_SINCE_MAX_WINDOW_MS } from './queries.js';
 import { acceptedBody, dimensionsBody, evaluationBody, evaluationLink, pageBody, scoreBody } from './responses.js';
 import { deleteEvaluation, recordClientScores } from './scores.js';
+import { latestResultPosition, streamResults, type ResultStreams } from './results-stream.js';
 import { activeTraceparent } from '../tracing.js';
 import { unstorableFields } from './storable.js';
 
@@ -43,6 +44,10 @@ export interface RouteDeps {
   /** Wakes the relay after a commit that wrote outbox rows. */
   nudger: OutboxNudger;
   validateScores: BoundedValidator;
+  /** The open results streams, bounded per application. */
+  streams: ResultStreams;
+  /** Aborted when the process stops: every results stream ends. */
+  stopping: AbortSignal;
 }
 
 /** Field errors reported for a whole batch at most. */
@@ -55,6 +60,7 @@ const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
 export const ALLOWED_METHODS: [string, string][] = [
   ['/v1/evaluations', 'GET, HEAD, POST'],
   ['/v1/evaluations:batch', 'POST'],
+  ['/v1/evaluations:stream', 'GET, HEAD'],
   ['/v1/evaluations/:id', 'GET, HEAD, DELETE'],
   ['/v1/evaluations/:id/scores', 'POST'],
   ['/v1/dimensions', 'GET, HEAD'],
@@ -91,7 +97,13 @@ export function registerRoutes(app: Hono<ApiEnv>, deps: RouteDeps): void {
 
   /** Validates one item against the schema, what Postgres can store, and the dimensions registry. */
   function toRequest(body: unknown): { request: EvaluationRequest; dimensions: string[] } {
-    const request = deps.validateRequest.assert<EvaluationRequest>(body, 'the evaluation');
+    const validated = deps.validateRequest.assert<Omit<EvaluationRequest, 'prompt'> & { prompt?: string }>(body, 'the evaluation');
+    const prompt = validated.prompt ?? promptOfMessages(validated.messages ?? []);
+    if (prompt === undefined)
+      throw new ValidationError('the evaluation has no prompt', [
+        { pointer: '/messages', detail: 'without prompt, a user message with text content is needed' },
+      ]);
+    const request: EvaluationRequest = { ...validated, prompt };
     const unstorable = unstorableFields(request);
     if (unstorable.length > 0) throw new ValidationError('the evaluation holds values that cannot be stored', unstorable);
     const requested = request.dimensions ?? dimensions.defaults;
@@ -206,6 +218,32 @@ export function registerRoutes(app: Hono<ApiEnv>, deps: RouteDeps): void {
     const found = await deps.limits.withConnection(applicationId, () => findEvaluation(db, applicationId, c.req.param('id')));
     if (!found) throw new ProblemError(404, 'no such evaluation');
     return c.json(evaluationBody(found));
+  });
+
+  app.get('/v1/evaluations:stream', async (c) => {
+    const applicationId = c.get('applicationId');
+    const lastEventId = header(c, 'last-event-id');
+    const resumeAt = lastEventId === undefined ? undefined : deps.cursors.decode(lastEventId, applicationId);
+    if (lastEventId !== undefined && resumeAt?.order !== 'scored') {
+      throw new ProblemError(400, 'Last-Event-ID is not an event id of this stream', {
+        errors: [{ pointer: 'header:Last-Event-ID', detail: 'the id of an event this stream sent (or a nextCursor of scoredSince)' }],
+      });
+    }
+    const release = deps.streams.open(applicationId);
+    if (!release) throw tooManyRequests(`this application has ${deps.streams.settings.maxPerApplication} results streams open already`, 5);
+    try {
+      const start = resumeAt ?? (await deps.limits.withConnection(applicationId, () => latestResultPosition(db, applicationId)));
+      return streamResults(
+        c,
+        { db, limits: deps.limits, cursors: deps.cursors, streams: deps.streams, stopping: deps.stopping, log: c.get('log') },
+        applicationId,
+        start,
+        release,
+      );
+    } catch (error) {
+      release();
+      throw error;
+    }
   });
 
   app.post('/v1/evaluations/:id/scores', async (c) => {

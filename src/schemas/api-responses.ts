@@ -48,6 +48,17 @@ export const evaluationSchema = {
     externalId: nullable('string'),
     createdAt: { type: 'string', format: 'date-time' },
     scoredAt: nullable('string', { format: 'date-time' }),
+    messages: { type: ['array', 'null'], items: { type: 'object' }, description: 'The chat messages sent, as sent.' },
+    tags: { type: ['array', 'null'], items: { type: 'string' } },
+    sessionId: nullable('string'),
+    userId: nullable('string'),
+    usage: {
+      type: ['object', 'null'],
+      description: 'Tokens of the call being judged.',
+      properties: { inputTokens: nullable('integer'), outputTokens: nullable('integer') },
+    },
+    latencyMs: nullable('number', { description: 'Latency of the call being judged.' }),
+    costUsd: nullable('number', { description: 'Cost of the call being judged, in US dollars.' }),
     scores: { type: 'array', items: ref('Score') },
   },
 } as const;

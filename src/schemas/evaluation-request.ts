@@ -6,10 +6,56 @@ export const evaluationRequestSchema = {
   $id: 'https://evalbox.dev/schemas/api/evaluation-request.json',
   title: 'EvaluationRequest',
   type: 'object',
-  required: ['prompt', 'response'],
+  required: ['response'],
+  // The input is a prompt, chat messages, or both.
+  anyOf: [{ required: ['prompt'] }, { required: ['messages'] }],
   additionalProperties: false,
   properties: {
-    prompt: { type: 'string', minLength: 1, maxLength: MAX_TEXT_CHARS, description: 'The input given to the LLM.' },
+    prompt: {
+      type: 'string',
+      minLength: 1,
+      maxLength: MAX_TEXT_CHARS,
+      description: 'The input given to the LLM. With `messages` only, the content of the last user message.',
+    },
+    messages: {
+      type: 'array',
+      minItems: 1,
+      maxItems: 200,
+      description: 'The chat the LLM answered, with its tool calls (OpenAI chat format, camelCase).',
+      items: {
+        type: 'object',
+        required: ['role'],
+        additionalProperties: false,
+        properties: {
+          role: { enum: ['system', 'developer', 'user', 'assistant', 'tool'] },
+          content: { type: ['string', 'null'], maxLength: MAX_TEXT_CHARS },
+          name: { type: 'string', minLength: 1, maxLength: 200 },
+          toolCallId: { type: 'string', minLength: 1, maxLength: 200, description: 'For a tool message: the call it answers.' },
+          toolCalls: {
+            type: 'array',
+            maxItems: 50,
+            items: {
+              type: 'object',
+              required: ['id', 'type', 'function'],
+              additionalProperties: false,
+              properties: {
+                id: { type: 'string', minLength: 1, maxLength: 200 },
+                type: { const: 'function' },
+                function: {
+                  type: 'object',
+                  required: ['name', 'arguments'],
+                  additionalProperties: false,
+                  properties: {
+                    name: { type: 'string', minLength: 1, maxLength: 200 },
+                    arguments: { type: 'string', maxLength: MAX_TEXT_CHARS, description: 'JSON text, as the model produced it.' },
+                  },
+                },
+              },
+            },
+          },
+        },
+      },
+    },
     response: { type: 'string', maxLength: MAX_TEXT_CHARS, description: 'The LLM output to score.' },
     context: {
       description: 'Retrieved context the response should be grounded in.',
@@ -30,8 +76,30 @@ export const evaluationRequestSchema = {
       description: 'Dimension ids from GET /v1/dimensions; the default set when absent.',
     },
     externalId: { type: 'string', minLength: 1, maxLength: 200, description: 'Idempotency key when no Idempotency-Key header is sent.' },
+    tags: { type: 'array', maxItems: 50, uniqueItems: true, items: { type: 'string', minLength: 1, maxLength: 100 } },
+    sessionId: { type: 'string', minLength: 1, maxLength: 200, description: 'The conversation or session the call belongs to.' },
+    userId: { type: 'string', minLength: 1, maxLength: 200, description: 'The end user of the client application (an id, not personal data).' },
+    usage: {
+      type: 'object',
+      additionalProperties: false,
+      description: 'Tokens of the call being judged.',
+      properties: {
+        inputTokens: { type: 'integer', minimum: 0, maximum: 2_147_483_647 },
+        outputTokens: { type: 'integer', minimum: 0, maximum: 2_147_483_647 },
+      },
+    },
+    latencyMs: { type: 'number', minimum: 0, maximum: 1e9, description: 'Latency of the call being judged.' },
+    costUsd: { type: 'number', minimum: 0, maximum: 999_999, description: 'Cost of the call being judged, in US dollars.' },
   },
 } as const;
+
+export interface ChatMessage {
+  role: 'system' | 'developer' | 'user' | 'assistant' | 'tool';
+  content?: string | null;
+  name?: string;
+  toolCallId?: string;
+  toolCalls?: { id: string; type: 'function'; function: { name: string; arguments: string } }[];
+}
 
 export const batchRequestSchema = {
   $id: 'https://evalbox.dev/schemas/api/evaluation-batch-request.json',
@@ -46,7 +114,15 @@ export const batchRequestSchema = {
 } as const;
 
 export interface EvaluationRequest {
+  /** Required unless `messages` are given (then derived from them before anything is stored). */
   prompt: string;
+  messages?: ChatMessage[];
+  tags?: string[];
+  sessionId?: string;
+  userId?: string;
+  usage?: { inputTokens?: number; outputTokens?: number };
+  latencyMs?: number;
+  costUsd?: number;
   response: string;
   context?: string | string[];
   reference?: string;
@@ -147,3 +223,12 @@ export const problemSchema = {
     errorsTruncated: { type: 'boolean', description: 'Present (true) when more fields failed than `errors` lists.' },
   },
 } as const;
+
+/** The prompt of a request that sent only messages: the content of the last user message. */
+export function promptOfMessages(messages: readonly ChatMessage[]): string | undefined {
+  for (let i = messages.length - 1; i >= 0; i--) {
+    const message = messages[i] as ChatMessage;
+    if (message.role === 'user' && typeof message.content === 'string' && message.content.length > 0) return message.content;
+  }
+  return undefined;
+}

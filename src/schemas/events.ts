@@ -23,6 +23,14 @@ export interface EvaluationCreatedData {
   metadata: Record<string, unknown>;
   dimensions: string[];
   createdAt: string;
+  // Optional: present when the request had them.
+  messages?: unknown[];
+  tags?: string[];
+  sessionId?: string;
+  userId?: string;
+  usage?: { inputTokens?: number; outputTokens?: number };
+  latencyMs?: number;
+  costUsd?: number;
 }
 
 export interface ScoreResult {

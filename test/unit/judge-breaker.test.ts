@@ -2,10 +2,10 @@
 // sliding window with a minimum count, turns calls away with a RetryableError carrying the time
 // to half-open, lets exactly one probe through after the cool-down, closes on its success and
 // reopens (with a longer cool-down) on its failure.
-import { describe, expect, it } from '@jest/globals';
+import { describe, expect, it, jest } from '@jest/globals';
 import { RetryableError } from '../../src/errors.js';
 import { CircuitBreaker, type BreakerOptions } from '../../consumers/judge/breaker.js';
-import { ManualClock } from '../../consumers/judge/clock.js';
+import { ManualClock, systemClock } from '../../consumers/judge/clock.js';
 import { createJudgeEvents } from '../../consumers/judge/events.js';
 
 function setup(options: BreakerOptions = {}) {
@@ -123,5 +123,23 @@ describe('circuit breaker', () => {
     expect(breaker.state()).toBe('open');
     clock.advance(5000);
     expect(breaker.state()).toBe('half_open');
+  });
+
+  it('a wall-clock step neither holds an open circuit for an hour nor closes it early (the system clock is monotonic)', () => {
+    const breaker = new CircuitBreaker('primary', { windowSize: 10, minCalls: 4, failureRate: 0.5, coolDownMs: 5000 }, systemClock);
+    for (let i = 0; i < 4; i++) breaker.admit().record('failure');
+    expect(breaker.state()).toBe('open');
+    const wall = Date.now();
+    const step = jest.spyOn(Date, 'now');
+    try {
+      step.mockReturnValue(wall - 3_600_000); // the wall clock steps back an hour
+      expect(breaker.retryAfterMs()).toBeLessThanOrEqual(5000);
+      step.mockReturnValue(wall + 3_600_000); // and forward an hour
+      expect(breaker.state()).toBe('open');
+      expect(breaker.retryAfterMs()).toBeGreaterThan(0);
+    } finally {
+      step.mockRestore();
+      breaker.close();
+    }
   });
 });

@@ -1,0 +1,110 @@
+// Richer input: chat messages with tool calls as the prompt, tags, session and user ids, and the
+// token usage, latency and cost of the call being judged — all optional, validated, stored,
+// returned by GET and carried in evaluation.created as optional fields (old consumers unaffected).
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { sql } from 'kysely';
+import { evaluationCreatedSchema, readEventSchema } from '../src/schemas/events.js';
+import { createAjv } from '../src/schemas/validator.js';
+import { createApiFixture, validEvaluation, type ApiFixture } from './api-helpers.js';
+
+const MESSAGES = [
+  { role: 'system', content: 'You are a travel assistant.' },
+  { role: 'user', content: 'What is the weather in Paris?' },
+  {
+    role: 'assistant',
+    content: null,
+    toolCalls: [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }],
+  },
+  { role: 'tool', toolCallId: 'call_1', name: 'get_weather', content: '{"tempC":18}' },
+];
+
+describe('richer input', () => {
+  let f: ApiFixture;
+  beforeAll(async () => {
+    f = await createApiFixture();
+  });
+  afterAll(async () => f.database.drop());
+
+  const createdEvent = async (id: string) =>
+    (
+      await sql<{
+        payload: Record<string, unknown>;
+      }>`SELECT payload FROM outbox WHERE type = 'evaluation.created' AND payload->>'evaluationId' = ${id}`.execute(f.database.db)
+    ).rows[0]?.payload;
+
+  it('richer input: messages with tool calls, tags, session and user ids, usage, latency and cost are stored, returned by GET and carried in evaluation.created', async () => {
+    const rich = {
+      messages: MESSAGES,
+      tags: ['beta', 'weather'],
+      sessionId: 'session-42',
+      userId: 'user-7',
+      usage: { inputTokens: 812, outputTokens: 64 },
+      latencyMs: 1234.5,
+      costUsd: 0.00123,
+    };
+    const res = await f.post('/v1/evaluations', validEvaluation({ response: 'It is 18 °C in Paris.', ...rich }));
+    expect(res.status).toBe(202);
+    const { evaluationId } = (await res.json()) as { evaluationId: string };
+    const shown = (await (await f.get(`/v1/evaluations/${evaluationId}`)).json()) as Record<string, unknown>;
+    expect(shown).toMatchObject({ ...rich, prompt: 'What is the capital of France?' });
+
+    const event = await createdEvent(evaluationId);
+    expect(event).toMatchObject(rich);
+    // Valid for consumers of the current schema and of the released one alike.
+    const ajv = createAjv();
+    expect(ajv.compile(evaluationCreatedSchema)(event)).toBe(true);
+    const released = readEventSchema('released/evaluation.created.v1.json');
+    expect(ajv.compile({ ...released, $id: `${released.$id}#released` })(event)).toBe(true);
+  });
+
+  it('messages alone are the prompt: the scorers see the last user message; without a user message that has text it is a 400', async () => {
+    const { prompt: _prompt, ...withoutPrompt } = validEvaluation({ messages: MESSAGES });
+    const res = await f.post('/v1/evaluations', withoutPrompt);
+    expect(res.status).toBe(202);
+    const { evaluationId } = (await res.json()) as { evaluationId: string };
+    expect(((await (await f.get(`/v1/evaluations/${evaluationId}`)).json()) as { prompt: string }).prompt).toBe('What is the weather in Paris?');
+    expect((await createdEvent(evaluationId))?.prompt).toBe('What is the weather in Paris?');
+
+    const noUser = await f.post('/v1/evaluations', { ...withoutPrompt, messages: [{ role: 'system', content: 'hi' }] });
+    expect(noUser.status).toBe(400);
+    expect(((await noUser.json()) as { errors: { pointer: string }[] }).errors[0]?.pointer).toBe('/messages');
+    const neither = await f.post('/v1/evaluations', { response: 'r' });
+    expect(neither.status).toBe(400);
+  });
+
+  it('richer input is validated: each bad field is a 400 naming it', async () => {
+    const cases: [Record<string, unknown>, string][] = [
+      [{ messages: [{ role: 'robot', content: 'x' }] }, '/messages/0/role'],
+      [{ messages: [{ role: 'user', content: 'x', mood: 'happy' }] }, '/messages/0/mood'],
+      [{ messages: [{ role: 'assistant', toolCalls: [{ id: 'c', type: 'function' }] }] }, '/messages/0/toolCalls/0/function'],
+      [{ tags: ['a', 'a'] }, '/tags'],
+      [{ tags: [''] }, '/tags/0'],
+      [{ sessionId: '' }, '/sessionId'],
+      [{ userId: 7 }, '/userId'],
+      [{ usage: { inputTokens: 1.5 } }, '/usage/inputTokens'],
+      [{ usage: { tokens: 3 } }, '/usage/tokens'],
+      [{ latencyMs: '12' }, '/latencyMs'],
+      [{ costUsd: -1 }, '/costUsd'],
+      [{ messages: [{ role: 'user', content: 'a\u0000b' }] }, '/messages/0/content'],
+    ];
+    for (const [fields, pointer] of cases) {
+      const res = await f.post('/v1/evaluations', validEvaluation(fields));
+      const body = (await res.json()) as { errors?: { pointer: string }[] };
+      expect([JSON.stringify(fields), res.status, body.errors?.map((e) => e.pointer)]).toEqual([
+        JSON.stringify(fields),
+        400,
+        expect.arrayContaining([pointer]),
+      ]);
+    }
+  });
+
+  it('a request without the new fields carries none of them: the event is what it was', async () => {
+    const res = await f.post('/v1/evaluations', validEvaluation());
+    const { evaluationId } = (await res.json()) as { evaluationId: string };
+    expect(Object.keys((await createdEvent(evaluationId)) ?? {}).sort()).toEqual(
+      ['applicationId', 'context', 'createdAt', 'dimensions', 'evaluationId', 'metadata', 'modelId', 'prompt', 'reference', 'response', 'schemaVersion'].sort(),
+    );
+    const shown = (await (await f.get(`/v1/evaluations/${evaluationId}`)).json()) as Record<string, unknown>;
+    expect(shown).toMatchObject({ messages: null, tags: null, sessionId: null, userId: null, usage: null, latencyMs: null, costUsd: null });
+  });
+});
