@@ -8,12 +8,27 @@
 //     in this process (an upper bound on commit → scored-on-Kafka: it includes the fetch).
 //   node --import tsx bench/e2e.ts [--seconds 20] [--connections 32]
 import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { createKafka, ensureTopics } from '../src/kafka.js';
 import { freePort } from '../src/stack/process.js';
-import { evalbox, failOnExit, freshDatabase, machine, percentile, requireEnv, waitForHttp } from './lib.js';
+import {
+  evalbox,
+  failOnExit,
+  freshDatabase,
+  loadAverage,
+  machine,
+  percentile,
+  pgbenchIngestRows,
+  reportFigures,
+  requireEnv,
+  runPgbench,
+  waitForHttp,
+} from './lib.js';
 
 const { values } = parseArgs({ options: { seconds: { type: 'string', default: '20' }, connections: { type: 'string', default: '32' } } });
 const seconds = Number(values.seconds);
@@ -26,11 +41,7 @@ const body = JSON.stringify({
   context: ['EU customers may return any order within 30 days of delivery for a full refund.'],
   dimensions: DIMENSIONS,
 });
-const load = () =>
-  os
-    .loadavg()
-    .map((l) => l.toFixed(2))
-    .join(' ');
+const load = loadAverage;
 
 const url = await freshDatabase('evalbox_bench_e2e_latency');
 const suffix = Date.now().toString(36);
@@ -46,6 +57,27 @@ const env = {
   EVALBOX_API_CONCURRENCY_PER_APP: '100000',
   EVALBOX_API_POOL_SHARE_PER_APP: '20',
 };
+// The reference: Postgres committing the ingest's two rows (pgbench, no NOTIFY) at as many clients, before anything else runs.
+const rows = pgbenchIngestRows('pgbench');
+const scriptDir = fs.mkdtempSync(path.join(os.tmpdir(), 'evalbox-e2e-'));
+const script = path.join(scriptDir, 'two-row-insert.sql');
+fs.writeFileSync(
+  script,
+  `BEGIN;\nINSERT INTO evaluations (id, application_id, model_id, prompt, response, context, metadata, dimensions) VALUES (${rows.evaluationValues});\nINSERT INTO outbox (id, shard, topic, key, type, source, headers, payload) VALUES (${rows.outboxValues});\nEND;\n`,
+);
+process.stderr.write(`e2e bench: pgbench reference, ${connections} clients\n`);
+const commitLimit = runPgbench(url, script, connections, Math.min(seconds, 8)).tps;
+fs.rmSync(scriptDir, { recursive: true, force: true });
+await new Promise<void>((resolve, reject) => {
+  // Its rows are not the benchmark's: the scorer must not see them as a backlog.
+  const client = new pg.Client({ connectionString: url });
+  client
+    .connect()
+    .then(() => client.query(`DELETE FROM outbox WHERE key = 'pgbench'; DELETE FROM evaluations WHERE application_id = 'pgbench'`))
+    .then(() => client.end())
+    .then(() => resolve(), reject);
+});
+
 const kafka = createKafka(brokers, 'evalbox-bench-e2e');
 await ensureTopics(kafka, [
   { topic: topics.events, numPartitions: 6 },
@@ -107,6 +139,7 @@ async function untilScored(ids: Iterable<string>, timeoutMs: number): Promise<nu
 const lines = [`end-to-end benchmark — ${new Date().toISOString()}`, `machine: ${machine()}; load average at start ${load()}`];
 
 // 1. Flat out.
+process.stderr.write(`e2e bench: flat out for ${seconds} s, then at half that rate\n`);
 const started = Date.now();
 const flat = await post({ seconds });
 const postSeconds = (Date.now() - started) / 1000;
@@ -130,4 +163,13 @@ lines.push(`load average at end ${load()}`);
 await consumer.disconnect();
 for (const p of procs) p.kill('SIGTERM');
 process.stdout.write(`${lines.join('\n')}\n`);
+reportFigures([
+  {
+    figure: `end to end, sustained (POST → evaluation.scored on Kafka), ${connections} connections`,
+    value: sustained,
+    unit: 'evaluations/s',
+    reference: `pgbench 2-row tx, no NOTIFY, ${connections} clients`,
+    referenceValue: commitLimit,
+  },
+]);
 process.exit(0);

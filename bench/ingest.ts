@@ -14,9 +14,19 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
-import { findPostgresBinDir } from '../src/stack/postgres.js';
 import { freePort } from '../src/stack/process.js';
-import { evalbox, freshDatabase, INGEST_BODY, machine, percentile, waitForHttp } from './lib.js';
+import {
+  evalbox,
+  freshDatabase,
+  INGEST_BODY,
+  loadAverage,
+  machine,
+  percentile,
+  pgbenchIngestRows,
+  reportFigures,
+  runPgbench as pgbench,
+  waitForHttp,
+} from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -140,80 +150,31 @@ async function runApi(api: ApiUnderTest, connections: number, duration: number):
 }
 
 // pgbench: the same two rows, same sizes, prepared statements, nothing else in the transaction.
-const evalPayload = JSON.stringify({
-  schemaVersion: 1,
-  evaluationId: '00000000-0000-7000-8000-000000000000',
-  applicationId: 'bench',
-  ...body,
-  reference: null,
-  dimensions: ['groundedness', 'answer_relevance', 'pii_leak', 'toxicity'],
-  createdAt: new Date().toISOString(),
-});
-// pgbench reads ":name" as a variable, so text is passed base64-encoded (no colons).
-const quote = (s: string) => `convert_from(decode('${Buffer.from(s).toString('base64')}', 'base64'), 'UTF8')`;
-const evaluationValues = (app: string) =>
-  `gen_random_uuid(), '${app}', ${quote(body.modelId)}, ${quote(body.prompt)}, ${quote(body.response)}, ${quote(JSON.stringify(body.context))}::jsonb, ${quote(JSON.stringify(body.metadata))}::jsonb, '{groundedness,answer_relevance,pii_leak,toxicity}'`;
-const outboxValues = (app: string) =>
-  `gen_random_uuid(), outbox_shard_of('${app}'), 'llm-evaluation-events', '${app}', 'evaluation.created', '/evalbox/api', '{}', ${quote(evalPayload)}::jsonb`;
+const single = pgbenchIngestRows('pgbench', body);
 const twoRowScript = `BEGIN;
-INSERT INTO evaluations (id, application_id, model_id, prompt, response, context, metadata, dimensions) VALUES (${evaluationValues('pgbench')});
-INSERT INTO outbox (id, shard, topic, key, type, source, headers, payload) VALUES (${outboxValues('pgbench')});
+INSERT INTO evaluations (id, application_id, model_id, prompt, response, context, metadata, dimensions) VALUES (${single.evaluationValues});
+INSERT INTO outbox (id, shard, topic, key, type, source, headers, payload) VALUES (${single.outboxValues});
 END;
 `;
 // The limit for group commit: G evaluation rows and their G outbox rows in one statement.
+const grouped = pgbenchIngestRows('pgbench-group', body);
 const groupScript = (rows: number) =>
   `WITH evaluation AS (
-  INSERT INTO evaluations (id, application_id, model_id, prompt, response, context, metadata, dimensions) SELECT ${evaluationValues('pgbench-group')} FROM generate_series(1, ${rows}) RETURNING id
-) INSERT INTO outbox (id, shard, topic, key, type, source, headers, payload) SELECT ${outboxValues('pgbench-group')} FROM evaluation;
+  INSERT INTO evaluations (id, application_id, model_id, prompt, response, context, metadata, dimensions) SELECT ${grouped.evaluationValues} FROM generate_series(1, ${rows}) RETURNING id
+) INSERT INTO outbox (id, shard, topic, key, type, source, headers, payload) SELECT ${grouped.outboxValues} FROM evaluation;
 `.replace(/\n\s*/g, ' ') + '\n';
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'evalbox-ingest-'));
 const twoRowFile = path.join(work, 'two-row-insert.sql');
 fs.writeFileSync(twoRowFile, twoRowScript);
-const pgbench = path.join(findPostgresBinDir() as string, 'pgbench');
-const u = new URL(url);
 
 function runPgbench(file: string, connections: number, duration: number, rowsPerTransaction = 1): Phase {
   const m0 = machineTicks();
-  const logDir = fs.mkdtempSync(path.join(work, 'log-'));
-  const run = spawnSync(
-    pgbench,
-    [
-      '-n',
-      '-M',
-      'prepared',
-      '-c',
-      String(connections),
-      '-j',
-      '2',
-      '-T',
-      String(duration),
-      '-f',
-      file,
-      '-l',
-      `--log-prefix=${path.join(logDir, 'tx')}`,
-      '-h',
-      u.hostname,
-      '-p',
-      u.port,
-      '-U',
-      u.username,
-      u.pathname.slice(1),
-    ],
-    { encoding: 'utf8', cwd: logDir },
-  );
-  if (run.status !== 0) throw new Error(`pgbench failed: ${run.stderr}`);
+  const run = pgbench(url, file, connections, duration, { latencies: true });
   const m1 = machineTicks();
-  // Per-transaction log lines: client_id transaction_no time_us script_no epoch epoch_us.
-  const latencies = fs
-    .readdirSync(logDir)
-    .flatMap((f) => fs.readFileSync(path.join(logDir, f), 'utf8').trim().split('\n'))
-    .map((line) => Number(line.split(' ')[2]) / 1000)
-    .sort((a, b) => a - b);
-  fs.rmSync(logDir, { recursive: true, force: true });
   return {
-    rate: Number(/tps = ([\d.]+)/.exec(run.stdout)?.[1]) * rowsPerTransaction,
-    p50: percentile(latencies, 50),
-    p99: percentile(latencies, 99),
+    rate: run.tps * rowsPerTransaction,
+    p50: percentile(run.latenciesMs, 50),
+    p99: percentile(run.latenciesMs, 99),
     busy: (m1.busy - m0.busy) / (m1.total - m0.total),
   };
 }
@@ -231,6 +192,7 @@ type Cell = { on: Phase; off: Phase; pg: Phase; group: Phase; groupRows: number 
 const cells = new Map<number, Cell[]>();
 for (let round = 0; round < rounds; round++) {
   for (const connections of clientCounts) {
+    process.stderr.write(`ingest bench: round ${round + 1}/${rounds}, ${connections} clients\n`);
     const on = await runApi(apis[0] as ApiUnderTest, connections, seconds);
     const pgPhase = runPgbench(twoRowFile, connections, seconds);
     const off = await runApi(apis[1] as ApiUnderTest, connections, seconds);
@@ -257,10 +219,7 @@ const fmt = (r: Phase, unit = '/s') =>
   `${r.rate.toFixed(0)}${unit}  p50 ${r.p50.toFixed(1)} ms  p99 ${r.p99.toFixed(1)} ms  (CPU ${(r.busy * 100).toFixed(0)}%${r.serverMs === undefined ? '' : `, API ${r.serverMs.toFixed(2)} ms/req, load generator ${(r.clientMs ?? 0).toFixed(2)} ms/req`}${r.rowsPerCommit === undefined ? '' : `, ${r.rowsPerCommit.toFixed(1)} rows/commit`})`;
 const lines = [
   `ingest benchmark — ${new Date().toISOString()}`,
-  `machine: ${machine()}; load average at end ${os
-    .loadavg()
-    .map((l) => l.toFixed(2))
-    .join(' ')}`,
+  `machine: ${machine()}; load average at end ${loadAverage()}`,
   `${rounds} alternating rounds of ${seconds} s per phase; API pool ${values['pool-size']} connections, group window ${values['window-ms']} ms; body ${JSON.stringify(body).length} bytes`,
 ];
 for (const connections of clientCounts) {
@@ -280,6 +239,18 @@ lines.push(
   `durability check: ${accepted} responses 202 (+ up to ${maxConnections * apiPhases} uncounted in flight at phase ends), ${failed} other/errors; ${counts.evaluations} evaluation rows, ${counts.outbox} outbox rows`,
 );
 process.stdout.write(`${lines.join('\n')}\n`);
+reportFigures(
+  clientCounts.map((connections) => {
+    const rs = cells.get(connections) as Cell[];
+    return {
+      figure: `ingest (group commit on), ${connections} clients, median of ${rounds}`,
+      value: median(rs.map((c) => c.on.rate)),
+      unit: 'evaluations/s',
+      reference: 'pgbench 2-row tx, no NOTIFY',
+      referenceValue: median(rs.map((c) => c.pg.rate)),
+    };
+  }),
+);
 const uncounted = counts.evaluations - accepted;
 if (counts.outbox !== counts.evaluations || uncounted < 0 || uncounted > maxConnections * apiPhases || failed > 0) {
   process.stderr.write('durability check FAILED: rows and 202s differ\n');

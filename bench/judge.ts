@@ -6,12 +6,11 @@
 // then two replicas (two pools, two judge instances) score the same contents at the same time:
 //   exactly one paid call per content, zero duplicate requests at the provider.
 //   eval "$(npx evalbox stack up)"; node --import tsx bench/judge.ts [--concurrency 8,32,64] [--calls-per-worker 25]
-import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { createDb } from '../src/db/index.js';
 import { loadJudgeConfig } from '../consumers/judge/config.js';
 import { createJudge, type Judge } from '../consumers/judge/judge.js';
-import { evalbox, freshDatabase, machine, percentile } from './lib.js';
+import { evalbox, freshDatabase, loadAverage, machine, percentile, reportFigures, type BenchFigure } from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -97,18 +96,15 @@ const print = (line: string) => {
   process.stdout.write(`${line}\n`);
 };
 print(`judge benchmark — ${new Date().toISOString()}`);
-print(
-  `machine: ${machine()}; load average at start ${os
-    .loadavg()
-    .map((l) => l.toFixed(2))
-    .join(' ')}`,
-);
+print(`machine: ${machine()}; load average at start ${loadAverage()}`);
 print(
   `fake judge: separate process, ${serverLatencyMs} ms per request; ${perWorker} calls per worker; overhead = wall time per paid call - ${serverLatencyMs} ms`,
 );
 
 let failed = false;
+const figures: BenchFigure[] = [];
 for (const c of levels) {
+  process.stderr.write(`judge bench: C=${c}\n`);
   const handle = createDb(databaseUrl, { max: Math.min(c + 2, 40), applicationName: 'bench-judge-a' });
   const handleB = createDb(databaseUrl, { max: Math.min(c + 2, 40), applicationName: 'bench-judge-b' });
   const n = c * perWorker;
@@ -124,6 +120,25 @@ for (const c of levels) {
     const ratio = throughput / expected;
     const ok = Math.abs(ratio - 1) <= 0.1 && stats.duplicates === 0 && stats.total === n;
     failed ||= !ok;
+    if (mode === 'pg cache') {
+      figures.push(
+        {
+          figure: `judge calls/s through the cache, C=${c}`,
+          value: throughput,
+          unit: 'calls/s',
+          reference: `C / the fake judge's ${serverLatencyMs} ms`,
+          referenceValue: expected,
+        },
+        {
+          figure: `judge call p50 through the cache, C=${c}`,
+          value: serverLatencyMs + percentile(r.overheads, 50),
+          unit: 'ms',
+          reference: "the fake judge's own latency",
+          referenceValue: serverLatencyMs,
+          lowerIsBetter: true,
+        },
+      );
+    }
     print(
       `C=${String(c).padStart(3)} ${mode.padEnd(8)}: ${r.paid} calls in ${r.seconds.toFixed(2)} s = ${throughput.toFixed(1)} calls/s (C/0.2 s = ${expected.toFixed(0)}, ratio ${ratio.toFixed(3)}); ` +
         `provider saw ${stats.total} requests, ${stats.duplicates} duplicates, max in flight ${stats.maxInFlight}; ` +
@@ -150,5 +165,6 @@ for (const c of levels) {
   await handleB.close();
 }
 
+reportFigures(figures);
 fakeProcess.kill('SIGTERM');
 process.exitCode = failed ? 1 : 0;

@@ -16,7 +16,7 @@ import { createDb } from '../src/db/index.js';
 import { createBatchProducer, createKafka, createTransactionalProducer, ensureTopics, type TransactionalProducer } from '../src/kafka.js';
 import { silentLogger } from '../src/logging.js';
 import { createOutboxNudger } from '../src/outbox-wakeup.js';
-import { freshDatabase, machine, percentile, requireEnv } from './lib.js';
+import { freshDatabase, loadAverage, machine, percentile, relaySettings, reportFigures, requireEnv, settleLatencies, steadyWriters } from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -41,20 +41,7 @@ const payload = JSON.stringify({
   dimensions: ['toxicity'],
 });
 
-const settings = (overrides: Partial<RelaySettings>): RelaySettings => ({
-  batchSize: Number(process.env.BENCH_BATCH ?? 2000),
-  wakeup: 'notify',
-  pollMinMs: 5,
-  pollMaxMs: 500,
-  leaseTtlMs: 3000,
-  heartbeatMs: 1000,
-  retentionHours: 72,
-  partitionsAhead: 2,
-  maxShards: 64,
-  horizonReportAfterMs: 5000,
-  partitionMaintenanceMs: 600_000,
-  ...overrides,
-});
+const settings = relaySettings;
 
 type ProducerMode = 'transactional' | 'idempotent';
 
@@ -153,7 +140,7 @@ async function throughput(mode: ProducerMode): Promise<{ relay: number; kcat: nu
   return { relay: events / relaySeconds, kcat: events / kcatSeconds };
 }
 
-async function latency(label: string, overrides: Partial<RelaySettings>, mode: ProducerMode = 'transactional'): Promise<string> {
+async function latency(label: string, overrides: Partial<RelaySettings>, mode: ProducerMode = 'transactional'): Promise<{ line: string; p50: number }> {
   const url = await freshDatabase('evalbox_bench_relay_latency');
   const handle = createDb(url, { max: 10 });
   const topic = `bench-latency-${Date.now()}`;
@@ -171,28 +158,17 @@ async function latency(label: string, overrides: Partial<RelaySettings>, mode: P
   // Writers nudge the relay after each commit, as the API and the scorer do.
   const nudger = createOutboxNudger(handle.db);
   // Steady load: `rate` single-row transactions per second from 4 writers for `seconds`.
-  const deadline = Date.now() + seconds * 1000;
-  const interval = (4 * 1000) / rate;
-  await Promise.all(
-    Array.from({ length: 4 }, async (_, w) => {
-      let next = Date.now() + (w * interval) / 4;
-      while (Date.now() < deadline) {
-        await sql`INSERT INTO outbox (id, shard, topic, key, type, source, payload) VALUES (gen_random_uuid(), outbox_shard_of(${`app-${w}`}), ${topic}, ${`app-${w}`}, 'evaluation.created', '/bench', ${payload}::jsonb)`.execute(
-          handle.db,
-        );
-        nudger.nudge();
-        next += interval;
-        await new Promise((r) => setTimeout(r, Math.max(0, next - Date.now())));
-      }
-    }),
-  );
-  const expected = Number((await sql<{ n: string }>`SELECT count(*) AS n FROM outbox`.execute(handle.db)).rows[0]?.n);
-  while (latencies.length < expected) await new Promise((r) => setTimeout(r, 50));
-  await nudger.idle();
-  await relay.stop();
-  await handle.close();
-  latencies.sort((a, b) => a - b);
-  return `${label.padEnd(34)} p50 ${percentile(latencies, 50).toFixed(1)} ms   p99 ${percentile(latencies, 99).toFixed(1)} ms   (${latencies.length} events)`;
+  await steadyWriters(4, rate, seconds, async (w) => {
+    await sql`INSERT INTO outbox (id, shard, topic, key, type, source, payload) VALUES (gen_random_uuid(), outbox_shard_of(${`app-${w}`}), ${topic}, ${`app-${w}`}, 'evaluation.created', '/bench', ${payload}::jsonb)`.execute(
+      handle.db,
+    );
+    nudger.nudge();
+  });
+  const sorted = await settleLatencies(handle, latencies, { nudger, relay });
+  return {
+    line: `${label.padEnd(34)} p50 ${percentile(sorted, 50).toFixed(1)} ms   p99 ${percentile(sorted, 99).toFixed(1)} ms   (${sorted.length} events)`,
+    p50: percentile(sorted, 50),
+  };
 }
 
 /** One memory case, in this process: drains a backlog and reports the peak RSS and heap. */
@@ -263,22 +239,46 @@ if (values.memory) {
 // Alternating rounds, so both modes see the same machine load.
 const rounds = Number(process.env.BENCH_ROUNDS ?? 2);
 const through: string[] = [];
+const transactional: { relay: number; kcat: number }[] = [];
+const startLoad = loadAverage();
 for (let round = 0; round < rounds; round++) {
   for (const mode of ['transactional', 'idempotent'] as const) {
+    process.stderr.write(`relay bench: throughput round ${round + 1}/${rounds}, ${mode}\n`);
     const t = await throughput(mode);
+    if (mode === 'transactional') transactional.push(t);
     through.push(`  ${mode.padEnd(13)} relay ${t.relay.toFixed(0)} events/s   kcat -P ${t.kcat.toFixed(0)} msgs/s   ratio ${(t.relay / t.kcat).toFixed(2)}`);
   }
 }
+process.stderr.write('relay bench: commit→ack latency\n');
+const notify = await latency('notify, transactional', { wakeup: 'notify' });
+const notifyIdempotent = await latency('notify, idempotent (before)', { wakeup: 'notify' }, 'idempotent');
+const poll = await latency('poll (adaptive 5..500 ms), transactional', { wakeup: 'poll' });
+const naive = await latency('naive poller (every 1 s), transactional', { wakeup: 'poll', pollMinMs: 1000, pollMaxMs: 1000 });
 const lines = [
   `relay benchmark — ${new Date().toISOString()}`,
-  `machine: ${machine()}`,
+  `machine: ${machine()}; load average at start ${startLoad}, at end ${loadAverage()}`,
   `throughput: ${events} events of ${payload.length} bytes, 50 keys, 6 partitions, batch ${settings({}).batchSize}`,
   ...through,
   `commit→Kafka-ack latency at ${rate} events/s for ${seconds} s:`,
-  `  ${await latency('notify, transactional', { wakeup: 'notify' })}`,
-  `  ${await latency('notify, idempotent (before)', { wakeup: 'notify' }, 'idempotent')}`,
-  `  ${await latency('poll (adaptive 5..500 ms), transactional', { wakeup: 'poll' })}`,
-  `  ${await latency('naive poller (every 1 s), transactional', { wakeup: 'poll', pollMinMs: 1000, pollMaxMs: 1000 })}`,
+  ...[notify, notifyIdempotent, poll, naive].map((l) => `  ${l.line}`),
 ];
 process.stdout.write(`${lines.join('\n')}\n`);
+const best = <T>(xs: T[], f: (x: T) => number) => Math.max(...xs.map(f));
+reportFigures([
+  {
+    figure: `relay throughput (transactional), best of ${rounds}`,
+    value: best(transactional, (t) => t.relay),
+    unit: 'events/s',
+    reference: 'kcat -P, same messages (idempotent, acks=all)',
+    referenceValue: best(transactional, (t) => t.kcat),
+  },
+  {
+    figure: `relay commit→Kafka-ack p50 at ${rate}/s (NOTIFY)`,
+    value: notify.p50,
+    unit: 'ms',
+    reference: 'the same with a naive 1 s poller',
+    referenceValue: naive.p50,
+    lowerIsBetter: true,
+  },
+]);
 process.exit(0);

@@ -12,7 +12,7 @@ import autocannon from 'autocannon';
 import { sql } from 'kysely';
 import { createDb } from '../src/db/index.js';
 import { freePort } from '../src/stack/process.js';
-import { evalbox, failOnExit, freshDatabase, machine, requireEnv, waitForHttp } from './lib.js';
+import { evalbox, failOnExit, freshDatabase, machine, reportFigures, requireEnv, waitForHttp } from './lib.js';
 
 const { values } = parseArgs({ options: { evaluations: { type: 'string', default: '10000' }, backlog: { type: 'string', default: '200000' } } });
 const brokers = requireEnv('KAFKA_BROKERS');
@@ -84,7 +84,7 @@ async function endToEnd(n: number): Promise<string> {
   return `end to end: ${n} evaluations, first POST → last evaluation.scored acked: ${seconds.toFixed(1)} s = ${(n / seconds).toFixed(0)} evaluations/s (POSTs took ${((posted - started) / 1000).toFixed(1)} s)`;
 }
 
-async function backlog(n: number): Promise<string> {
+async function backlog(n: number): Promise<{ line: string; rate: number; kcatRate: number }> {
   const url = await freshDatabase('evalbox_bench_backlog');
   const topic = `bench-backlog-${Date.now().toString(36)}`;
   const handle = createDb(url, { max: 2 });
@@ -128,6 +128,12 @@ async function backlog(n: number): Promise<string> {
     { encoding: 'utf8' },
   );
   fs.rmSync(file);
+  // The reference: the broker's read rate of the same backlog, with kcat (librdkafka in C) consuming it whole.
+  const kcatStarted = Date.now();
+  const read = spawnSync('kcat', ['-C', '-b', brokers, '-t', topic, '-o', 'beginning', '-e', '-q', '-f', '%o\n'], { encoding: 'utf8', maxBuffer: 1 << 30 });
+  const kcatSeconds = (Date.now() - kcatStarted) / 1000;
+  const kcatRead = read.stdout.split('\n').filter(Boolean).length;
+  if (read.status !== 0 || kcatRead !== n) throw new Error(`kcat read ${kcatRead} of ${n} backlog events: ${read.stderr}`);
   // BENCH_PROFILE_DIR=dir writes the scorer's CPU profile there when it exits.
   const nodeArgs = process.env.BENCH_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`] : [];
   const scorer = evalbox(
@@ -145,11 +151,26 @@ async function backlog(n: number): Promise<string> {
   const seconds = (Date.now() - started) / 1000;
   scorer.kill('SIGTERM');
   await new Promise((r) => scorer.once('exit', r));
-  return `backlog: ${n} events on Kafka, scorer alone: ${seconds.toFixed(1)} s = ${(n / seconds).toFixed(0)} evaluations/s, peak RSS ${peak.toFixed(0)} MiB`;
+  return {
+    line: `backlog: ${n} events on Kafka, scorer alone: ${seconds.toFixed(1)} s = ${(n / seconds).toFixed(0)} evaluations/s, peak RSS ${peak.toFixed(0)} MiB; kcat -C reads the same backlog at ${(n / kcatSeconds).toFixed(0)} msgs/s`,
+    rate: n / seconds,
+    kcatRate: n / kcatSeconds,
+  };
 }
 
 const lines = [`scorer benchmark — ${new Date().toISOString()}`, `machine: ${machine()}`, `dimensions: ${DIMENSIONS.join(', ')} (heuristic)`];
 if (Number(values.evaluations) > 0) lines.push(await endToEnd(Number(values.evaluations)));
-lines.push(await backlog(Number(values.backlog)));
+process.stderr.write(`scorer bench: a backlog of ${values.backlog} events\n`);
+const drained = await backlog(Number(values.backlog));
+lines.push(drained.line);
 process.stdout.write(`${lines.join('\n')}\n`);
+reportFigures([
+  {
+    figure: `scorer draining a backlog of ${values.backlog} (4 heuristic dimensions)`,
+    value: drained.rate,
+    unit: 'evaluations/s',
+    reference: 'kcat -C reading the same backlog',
+    referenceValue: drained.kcatRate,
+  },
+]);
 process.exit(0);

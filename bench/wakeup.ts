@@ -8,7 +8,6 @@
 //    writers, commit→Kafka-ack p50/p99 for the nudge after commit (coalesced, src/outbox-wakeup.ts),
 //    NOTIFY inside the transaction, and the adaptive poll alone.
 //   node --import tsx bench/wakeup.ts [--seconds 5] [--rounds 2] [--clients 1,8,32,128] [--rate 200]
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -20,8 +19,19 @@ import { createDb } from '../src/db/index.js';
 import { createKafka, createTransactionalProducer, ensureTopics } from '../src/kafka.js';
 import { silentLogger } from '../src/logging.js';
 import { createOutboxNudger, NO_NUDGES, type OutboxNudger } from '../src/outbox-wakeup.js';
-import { findPostgresBinDir } from '../src/stack/postgres.js';
-import { freshDatabase, INGEST_BODY, machine, percentile, requireEnv } from './lib.js';
+import {
+  freshDatabase,
+  INGEST_BODY,
+  loadAverage,
+  machine,
+  percentile,
+  pgbenchIngestRows,
+  relaySettings,
+  requireEnv,
+  runPgbench as pgbench,
+  settleLatencies,
+  steadyWriters,
+} from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -38,17 +48,13 @@ const rounds = Number(values.rounds);
 const clientCounts = values.clients.split(',').map(Number);
 const rate = Number(values.rate);
 const brokers = requireEnv('KAFKA_BROKERS');
-const load = () =>
-  os
-    .loadavg()
-    .map((l) => l.toFixed(2))
-    .join(' ');
+const load = loadAverage;
 
 const body = INGEST_BODY;
 const payload = JSON.stringify({ schemaVersion: 1, evaluationId: '00000000-0000-7000-8000-000000000000', applicationId: 'bench', ...body });
-const quote = (s: string) => `convert_from(decode('${Buffer.from(s).toString('base64')}', 'base64'), 'UTF8')`;
-const twoRows = `INSERT INTO evaluations (id, application_id, model_id, prompt, response, context, metadata, dimensions) VALUES (gen_random_uuid(), 'pgbench', ${quote(body.modelId)}, ${quote(body.prompt)}, ${quote(body.response)}, ${quote(JSON.stringify(body.context))}::jsonb, ${quote(JSON.stringify(body.metadata))}::jsonb, '{groundedness,answer_relevance,pii_leak,toxicity}');
-INSERT INTO outbox (id, shard, topic, key, type, source, headers, payload) VALUES (gen_random_uuid(), outbox_shard_of('pgbench'), 'llm-evaluation-events', 'pgbench', 'evaluation.created', '/evalbox/api', '{}', ${quote(payload)}::jsonb);`;
+const rows = pgbenchIngestRows('pgbench', body);
+const twoRows = `INSERT INTO evaluations (id, application_id, model_id, prompt, response, context, metadata, dimensions) VALUES (${rows.evaluationValues});
+INSERT INTO outbox (id, shard, topic, key, type, source, headers, payload) VALUES (${rows.outboxValues});`;
 const MODES: Record<string, string> = {
   'none (poll only)': `BEGIN;\n${twoRows}\nEND;\n`,
   'NOTIFY in the transaction': `BEGIN;\n${twoRows}\nSELECT pg_notify('evalbox_outbox', '0');\nEND;\n`,
@@ -74,36 +80,7 @@ if (!values['skip-commit']) {
       return [mode, file];
     }),
   );
-  const pgbench = path.join(findPostgresBinDir() as string, 'pgbench');
-  const u = new URL(url);
-  const runPgbench = (file: string, clients: number, duration: number): number => {
-    const run = spawnSync(
-      pgbench,
-      [
-        '-n',
-        '-M',
-        'prepared',
-        '-c',
-        String(clients),
-        '-j',
-        '2',
-        '-T',
-        String(duration),
-        '-f',
-        file,
-        '-h',
-        u.hostname,
-        '-p',
-        u.port,
-        '-U',
-        u.username,
-        u.pathname.slice(1),
-      ],
-      { encoding: 'utf8' },
-    );
-    if (run.status !== 0) throw new Error(`pgbench failed: ${run.stderr}`);
-    return Number(/tps = ([\d.]+)/.exec(run.stdout)?.[1]);
-  };
+  const runPgbench = (file: string, clients: number, duration: number): number => pgbench(url, file, clients, duration).tps;
   for (const file of Object.values(files)) runPgbench(file, 8, 1);
   const results = new Map<string, number[]>();
   for (let round = 0; round < rounds; round++) {
@@ -140,19 +117,7 @@ if (!values['skip-commit']) {
 
 if (!values['skip-latency']) {
   const kafka = createKafka(brokers, 'evalbox-bench');
-  const settings = (wakeup: 'notify' | 'poll'): RelaySettings => ({
-    batchSize: 2000,
-    wakeup,
-    pollMinMs: 5,
-    pollMaxMs: 500,
-    leaseTtlMs: 3000,
-    heartbeatMs: 1000,
-    retentionHours: 72,
-    partitionsAhead: 2,
-    maxShards: 64,
-    horizonReportAfterMs: 5000,
-    partitionMaintenanceMs: 600_000,
-  });
+  const settings = (wakeup: 'notify' | 'poll'): RelaySettings => relaySettings({ batchSize: 2000, wakeup });
   const latency = async (mode: string, writers: number): Promise<string> => {
     const url = await freshDatabase('evalbox_bench_wakeup_latency');
     const handle = createDb(url, { max: Math.min(writers, 32) + 2 });
@@ -174,27 +139,12 @@ if (!values['skip-latency']) {
       mode === 'notify-in-tx'
         ? sql`WITH o AS (INSERT INTO outbox (id, shard, topic, key, type, source, payload) VALUES (gen_random_uuid(), outbox_shard_of('bench'), ${topic}, 'bench', 'evaluation.created', '/bench', ${payload}::jsonb) RETURNING shard) SELECT pg_notify('evalbox_outbox', shard::text) FROM o`
         : sql`INSERT INTO outbox (id, shard, topic, key, type, source, payload) VALUES (gen_random_uuid(), outbox_shard_of('bench'), ${topic}, 'bench', 'evaluation.created', '/bench', ${payload}::jsonb)`;
-    const deadline = Date.now() + seconds * 1000;
-    const interval = (writers * 1000) / rate;
-    await Promise.all(
-      Array.from({ length: writers }, async (_, w) => {
-        let next = Date.now() + (w * interval) / writers;
-        await new Promise((r) => setTimeout(r, Math.max(0, next - Date.now())));
-        while (Date.now() < deadline) {
-          await insert.execute(handle.db);
-          nudger.nudge([0]);
-          next += interval;
-          await new Promise((r) => setTimeout(r, Math.max(0, next - Date.now())));
-        }
-      }),
-    );
-    const expected = Number((await sql<{ n: string }>`SELECT count(*) AS n FROM outbox`.execute(handle.db)).rows[0]?.n);
-    while (latencies.length < expected) await new Promise((r) => setTimeout(r, 50));
-    await nudger.idle();
-    await relay.stop();
-    await handle.close();
-    latencies.sort((a, b) => a - b);
-    return `p50 ${percentile(latencies, 50).toFixed(1)} / p99 ${percentile(latencies, 99).toFixed(1)} ms (${latencies.length})`;
+    await steadyWriters(writers, rate, seconds, async () => {
+      await insert.execute(handle.db);
+      nudger.nudge([0]);
+    });
+    const sorted = await settleLatencies(handle, latencies, { nudger, relay });
+    return `p50 ${percentile(sorted, 50).toFixed(1)} / p99 ${percentile(sorted, 99).toFixed(1)} ms (${sorted.length})`;
   };
   const modes: [string, string][] = [
     ['nudge', 'NOTIFY after commit (coalesced)'],

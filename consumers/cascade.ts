@@ -6,7 +6,8 @@
 // offline scorer and the judge are metrics (and `npm run eval:scorers` prints them).
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { Counter, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
+import { metricsIn } from '../src/metrics.js';
 import type { Env } from '../src/config.js';
 import type { DimensionDefinition } from '../src/dimensions.js';
 import { ConfigError } from '../src/errors.js';
@@ -195,31 +196,23 @@ export function createCascadeEvents(): EventEmitter<CascadeEvents> {
 
 /** Prometheus metrics of the cascade's decisions. */
 export function registerCascadeMetrics(registry: Registry, events: EventEmitter<CascadeEvents>): void {
-  const registers = [registry];
-  const decisions = new Counter({
-    name: 'evalbox_cascade_decisions_total',
-    help: 'Scoring decisions per dimension: route offline (the offline verdict stood) or judge (escalated), and why.',
-    labelNames: ['dimension', 'mode', 'route', 'reason'],
-    registers,
-  });
-  const agreement = new Counter({
-    name: 'evalbox_cascade_agreement_total',
-    help: 'Escalated decisions where the offline scorer and the judge both gave a verdict: agreed true or false.',
-    labelNames: ['dimension', 'agreed'],
-    registers,
-  });
-  const spent = new Counter({
-    name: 'evalbox_cascade_judge_spend_usd_total',
-    help: 'USD paid to the judge by the cascade.',
-    labelNames: ['dimension'],
-    registers,
-  });
-  const saved = new Counter({
-    name: 'evalbox_cascade_judge_spend_saved_usd_total',
-    help: 'Estimated USD not paid to the judge because the offline verdict was confident (the mean paid call of the dimension so far, per decision).',
-    labelNames: ['dimension'],
-    registers,
-  });
+  const metric = metricsIn(registry);
+  const decisions = metric.counter(
+    'evalbox_cascade_decisions_total',
+    'Scoring decisions per dimension: route offline (the offline verdict stood) or judge (escalated), and why.',
+    ['dimension', 'mode', 'route', 'reason'],
+  );
+  const agreement = metric.counter(
+    'evalbox_cascade_agreement_total',
+    'Escalated decisions where the offline scorer and the judge both gave a verdict: agreed true or false.',
+    ['dimension', 'agreed'],
+  );
+  const spent = metric.counter('evalbox_cascade_judge_spend_usd_total', 'USD paid to the judge by the cascade.', ['dimension']);
+  const saved = metric.counter(
+    'evalbox_cascade_judge_spend_saved_usd_total',
+    'Estimated USD not paid to the judge because the offline verdict was confident (the mean paid call of the dimension so far, per decision).',
+    ['dimension'],
+  );
   events.on('cascade:decision', (d) => {
     decisions.inc({ dimension: d.dimension, mode: d.mode, route: d.route, reason: d.reason });
     if (d.agreed !== null) agreement.inc({ dimension: d.dimension, agreed: String(d.agreed) });

@@ -2,7 +2,8 @@
 // duration by dimension, retries, DLT records, in-flight work and paused partitions. Fed by the
 // runtime's and the scorer's lifecycle events and a periodic watermark query.
 import type { EventEmitter } from 'node:events';
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
+import { metricsIn } from '../src/metrics.js';
 import type { KeyParallelConsumer, RuntimeEvents } from './runtime.js';
 import type { ScorerEvents } from './scorer.js';
 
@@ -13,65 +14,41 @@ export function registerScorerMetrics(
   scorerEvents: EventEmitter<ScorerEvents>,
   runtimeEvents: EventEmitter<RuntimeEvents>,
 ): { refreshLag(): Promise<void> } {
-  const registers = [registry];
-  const offsetLag = new Gauge({
-    name: 'evalbox_consumer_lag_messages',
-    help: 'Messages not yet processed: high watermark minus the next offset to process.',
-    labelNames: ['group', 'topic', 'partition'],
-    registers,
-  });
-  const timeLag = new Gauge({
-    name: 'evalbox_consumer_lag_seconds',
-    help: 'Age of the oldest message that is fetched but not yet processed (0 when none).',
-    labelNames: ['group', 'topic', 'partition'],
-    registers,
-  });
-  const duration = new Histogram({
-    name: 'evalbox_scorer_dimension_duration_seconds',
-    help: 'Scoring time per dimension.',
-    labelNames: ['dimension', 'status'],
-    buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 15, 60],
-    registers,
-  });
-  const evaluations = new Counter({
-    name: 'evalbox_scorer_evaluations_total',
-    help: 'Evaluations brought to a terminal status.',
-    labelNames: ['status'],
-    registers,
-  });
-  const retries = new Counter({
-    name: 'evalbox_scorer_retries_total',
-    help: 'Scorer retries by dimension, error code and whether it was provider back-pressure.',
-    labelNames: ['dimension', 'code', 'pressure'],
-    registers,
-  });
-  const dlt = new Counter({ name: 'evalbox_scorer_dlt_records_total', help: 'Dead-letter records by reason.', labelNames: ['reason'], registers });
-  const redeliveries = new Counter({
-    name: 'evalbox_scorer_redeliveries_total',
-    help: 'Events for evaluations that were already terminal (no effect).',
-    registers,
-  });
-  const handlerFailures = new Counter({
-    name: 'evalbox_consumer_handler_failures_total',
-    help: 'Handler attempts that failed and will be retried (infrastructure trouble).',
-    registers,
-  });
-  new Gauge({
-    name: 'evalbox_consumer_in_flight',
-    help: 'Messages fetched and not yet processed.',
-    registers,
-    collect() {
-      this.set(consumer.inFlight());
-    },
-  });
-  new Gauge({
-    name: 'evalbox_consumer_paused_partitions',
-    help: 'Partitions paused for back-pressure.',
-    registers,
-    collect() {
-      this.set([...consumer.progress().values()].filter((p) => p.paused).length);
-    },
-  });
+  const metric = metricsIn(registry);
+  const offsetLag = metric.gauge('evalbox_consumer_lag_messages', 'Messages not yet processed: high watermark minus the next offset to process.', [
+    'group',
+    'topic',
+    'partition',
+  ]);
+  const timeLag = metric.gauge('evalbox_consumer_lag_seconds', 'Age of the oldest message that is fetched but not yet processed (0 when none).', [
+    'group',
+    'topic',
+    'partition',
+  ]);
+  const duration = metric.histogram(
+    'evalbox_scorer_dimension_duration_seconds',
+    'Scoring time per dimension.',
+    [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 15, 60],
+    ['dimension', 'status'],
+  );
+  const evaluations = metric.counter('evalbox_scorer_evaluations_total', 'Evaluations brought to a terminal status.', ['status']);
+  const retries = metric.counter('evalbox_scorer_retries_total', 'Scorer retries by dimension, error code and whether it was provider back-pressure.', [
+    'dimension',
+    'code',
+    'pressure',
+  ]);
+  const dlt = metric.counter('evalbox_scorer_dlt_records_total', 'Dead-letter records by reason.', ['reason']);
+  const redeliveries = metric.counter('evalbox_scorer_redeliveries_total', 'Events for evaluations that were already terminal (no effect).');
+  const handlerFailures = metric.counter(
+    'evalbox_consumer_handler_failures_total',
+    'Handler attempts that failed and will be retried (infrastructure trouble).',
+  );
+  metric.sampled('evalbox_consumer_in_flight', 'Messages fetched and not yet processed.', () => consumer.inFlight());
+  metric.sampled(
+    'evalbox_consumer_paused_partitions',
+    'Partitions paused for back-pressure.',
+    () => [...consumer.progress().values()].filter((p) => p.paused).length,
+  );
 
   scorerEvents.on('scorer:dimensionScored', ({ dimension, status, seconds, reused }) => {
     if (!reused) duration.observe({ dimension, status }, seconds);

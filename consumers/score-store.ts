@@ -15,7 +15,7 @@ import { EVENT_TYPES, insertOutboxEvents } from '../src/events.js';
 import { createOutboxNudger, type OutboxNudger } from '../src/outbox-wakeup.js';
 import { toScoreRecord, type ScoreRecord } from './score-rows.js';
 import { evaluationStatus, REPLACES_STORED_SQL } from './terminal-status.js';
-import { EVENT_SCHEMA_VERSION, toScoreResult, type EvaluationScoredData, type ScoreResult } from '../src/schemas/events.js';
+import { EVENT_SCHEMA_VERSION, isTerminalScore, toScoreResult, type EvaluationScoredData, type ScoreResult } from '../src/schemas/events.js';
 
 export interface ScoreRowValues {
   dimension: string;
@@ -301,7 +301,7 @@ async function writeBatch(trx: Transaction<Database>, topics: Topics, items: Com
         continue;
       results.set(id, status);
       const { applicationId, traceparent } = finalising.find((i) => i.evaluationId === id) as CommitItem;
-      const scores: ScoreResult[] = own.map(toScoreResult);
+      const scores: ScoreResult[] = own.map(toScoreResult).filter(isTerminalScore); // none is PENDING here (checked above)
       const data: EvaluationScoredData = {
         schemaVersion: EVENT_SCHEMA_VERSION,
         evaluationId: id,

@@ -88,17 +88,26 @@ export async function handleEvaluationMessage(ctx: ScorerContext, message: Consu
   // The evaluation's span continues the trace the event carries (its traceparent header).
   const traceparent = message.headers.traceparent?.toString();
   await inSpan('evaluation score', { kind: SpanKind.CONSUMER, parent: contextFromTraceparent(traceparent) }, async (span) => {
-    const where = { topic: message.topic, partition: message.partition, offset: message.offset };
     if (span.isRecording())
       span.setAttributes({ 'messaging.system': 'kafka', 'messaging.destination.name': message.topic, 'messaging.kafka.offset': message.offset });
-    const traceId = traceIdOf(traceparentOf(span));
-    const logger = ctx.logger.child({ ...where, eventId: message.headers.ce_id?.toString(), ...(traceId ? { traceId } : {}) });
+    const logger = messageLogger(ctx.logger, message, traceIdOf(traceparentOf(span)));
     try {
       await scoreMessage({ ...ctx, logger }, message, signal, span);
     } catch (thrown) {
       // Database errors by SQLSTATE; anything unforeseen (a bug, an odd value) is permanent.
       throw classifyPgError(thrown);
     }
+  });
+}
+
+/** A logger bound to one message: where it is, its event id, and its trace. */
+function messageLogger(logger: Logger, message: ConsumedMessage, traceId: string | undefined): Logger {
+  return logger.child({
+    topic: message.topic,
+    partition: message.partition,
+    offset: message.offset,
+    eventId: message.headers.ce_id?.toString(),
+    ...(traceId ? { traceId } : {}),
   });
 }
 
@@ -292,6 +301,7 @@ async function scoreMessage(ctx: ScorerContext, message: ConsumedMessage, signal
  * the scorer did not foresee: a DLT record with the error, so the partition moves on.
  */
 export async function deadLetterMessage(ctx: ScorerContext, message: ConsumedMessage, thrown: unknown): Promise<void> {
+  ctx = { ...ctx, logger: messageLogger(ctx.logger, message, traceIdOf(message.headers.traceparent?.toString())) };
   const error = thrown instanceof EvalboxError ? thrown : new PermanentError(coerceError(thrown).message, { code: 'HANDLER_FAILED', cause: thrown });
   await deadLetter(ctx, message, [{ dimension: null, error, attempts: 1 }]);
 }
@@ -387,11 +397,9 @@ async function deadLetter(ctx: ScorerContext, message: ConsumedMessage, failures
     }
   }
   for (const f of failures) ctx.events.emit('scorer:deadLettered', { reason: f.error.code, dimension: f.dimension });
+  // The logger is bound to the message (topic, partition, offset, event, trace, evaluation).
   ctx.logger.warn(
     {
-      topic: message.topic,
-      partition: message.partition,
-      offset: message.offset,
       codes: failures.map((f) => f.error.code),
       dimensions: failures.map((f) => f.dimension),
     },

@@ -2,61 +2,35 @@
 // periodic backlog query. Relays that lead a shard report the backlog (each the whole outbox's):
 // aggregate with max.
 import type { EventEmitter } from 'node:events';
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
+import { metricsIn } from '../src/metrics.js';
 import type { Db } from '../src/db/index.js';
 import { runInspection, type BacklogRow } from '../src/inspect.js';
 import type { RelayEvents } from './relay.js';
 
 export function registerRelayMetrics(registry: Registry, events: EventEmitter<RelayEvents>, db: Db): { refreshBacklog(): Promise<void>; clearBacklog(): void } {
-  const registers = [registry];
-  const backlog = new Gauge({ name: 'evalbox_outbox_backlog_events', help: 'Outbox events not yet published, per topic.', labelNames: ['topic'], registers });
-  const oldest = new Gauge({
-    name: 'evalbox_outbox_oldest_pending_age_seconds',
-    help: 'Age of the oldest unpublished outbox event, per topic.',
-    labelNames: ['topic'],
-    registers,
-  });
-  const latency = new Histogram({
-    name: 'evalbox_relay_publish_latency_seconds',
-    help: 'From the outbox row being written to its Kafka delivery acknowledgement.',
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
-    registers,
-  });
-  const batchSize = new Histogram({
-    name: 'evalbox_relay_batch_size_events',
-    help: 'Events per published batch.',
-    buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000],
-    registers,
-  });
-  const published = new Counter({ name: 'evalbox_relay_published_events_total', help: 'Events published and acknowledged.', registers });
-  const produceErrors = new Counter({
-    name: 'evalbox_relay_produce_errors_total',
-    help: 'Produce failures by error code and class.',
-    labelNames: ['code', 'retryable'],
-    registers,
-  });
-  const parked = new Counter({
-    name: 'evalbox_relay_parked_events_total',
-    help: 'Rows parked for a permanent error, by code.',
-    labelNames: ['code'],
-    registers,
-  });
-  const leader = new Gauge({ name: 'evalbox_relay_shard_leader', help: '1 while this relay leads the shard.', labelNames: ['shard'], registers });
-  const epoch = new Gauge({ name: 'evalbox_relay_shard_epoch', help: 'Lease epoch of the shard this relay leads.', labelNames: ['shard'], registers });
-  const blocked = new Gauge({
-    name: 'evalbox_relay_horizon_blocked_seconds',
-    help: 'How long committed rows have waited behind an older open transaction.',
-    labelNames: ['shard'],
-    registers,
-  });
-  const blocker = new Gauge({
-    name: 'evalbox_relay_horizon_blocker_age_seconds',
-    help: 'Transaction age of the backend holding the horizon back (pid and query prefix as labels).',
-    labelNames: ['pid', 'query'],
-    registers,
-  });
-  const errors = new Counter({ name: 'evalbox_relay_errors_total', help: 'Internal errors by where they happened.', labelNames: ['where'], registers });
-  const partitionsDropped = new Counter({ name: 'evalbox_outbox_partitions_dropped_total', help: 'Outbox partitions dropped by retention.', registers });
+  const metric = metricsIn(registry);
+  const backlog = metric.gauge('evalbox_outbox_backlog_events', 'Outbox events not yet published, per topic.', ['topic']);
+  const oldest = metric.gauge('evalbox_outbox_oldest_pending_age_seconds', 'Age of the oldest unpublished outbox event, per topic.', ['topic']);
+  const latency = metric.histogram(
+    'evalbox_relay_publish_latency_seconds',
+    'From the outbox row being written to its Kafka delivery acknowledgement.',
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+  );
+  const batchSize = metric.histogram('evalbox_relay_batch_size_events', 'Events per published batch.', [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000]);
+  const published = metric.counter('evalbox_relay_published_events_total', 'Events published and acknowledged.');
+  const produceErrors = metric.counter('evalbox_relay_produce_errors_total', 'Produce failures by error code and class.', ['code', 'retryable']);
+  const parked = metric.counter('evalbox_relay_parked_events_total', 'Rows parked for a permanent error, by code.', ['code']);
+  const leader = metric.gauge('evalbox_relay_shard_leader', '1 while this relay leads the shard.', ['shard']);
+  const epoch = metric.gauge('evalbox_relay_shard_epoch', 'Lease epoch of the shard this relay leads.', ['shard']);
+  const blocked = metric.gauge('evalbox_relay_horizon_blocked_seconds', 'How long committed rows have waited behind an older open transaction.', ['shard']);
+  const blocker = metric.gauge(
+    'evalbox_relay_horizon_blocker_age_seconds',
+    'Transaction age of the backend holding the horizon back (pid and query prefix as labels).',
+    ['pid', 'query'],
+  );
+  const errors = metric.counter('evalbox_relay_errors_total', 'Internal errors by where they happened.', ['where']);
+  const partitionsDropped = metric.counter('evalbox_outbox_partitions_dropped_total', 'Outbox partitions dropped by retention.');
 
   events.on('relay:leaseAcquired', ({ shard, epoch: e }) => {
     leader.set({ shard: String(shard) }, 1);

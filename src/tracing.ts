@@ -4,12 +4,14 @@
 // distributed-tracing extension): in the outbox row's stored headers, then as a Kafka header.
 //
 // Off by default. `OTEL_TRACES_EXPORTER=otlp` loads the Node SDK, which reads the standard OTEL_*
-// variables itself; otherwise the SDK is never imported and the API's no-op tracer makes every
-// span a non-recording object (attributes are only computed when `span.isRecording()`).
+// variables itself; otherwise the SDK is never imported and `inSpan` creates no span at all (it
+// hands the work the parent's non-recording span; attributes are only computed when
+// `span.isRecording()`).
 // A client's own traceparent still travels end to end when tracing is off: a no-op span keeps the
 // parent's context, and traceparents here are formatted from span contexts, not by a propagator.
 import {
   context,
+  INVALID_SPAN_CONTEXT,
   isSpanContextValid,
   ROOT_CONTEXT,
   SpanKind,
@@ -29,6 +31,9 @@ export { SpanKind, type Link, type Span };
 
 /** The root context: a span started from it begins a trace of its own. */
 export const ROOT = ROOT_CONTEXT;
+
+/** What `inSpan` hands its work while tracing is off and there is no parent: records nothing. */
+const NO_SPAN = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
 
 // Mirrors the SDK's own global registration with the OpenTelemetry API: whether it was started.
 let started = false;
@@ -96,8 +101,14 @@ export interface SpanOptions {
  * marks the span with the error's code and class only: error messages can quote input text
  * (JSON.parse quotes what it could not parse), and spans must not carry prompts or responses.
  */
-export async function inSpan<T>(name: string, options: SpanOptions, work: (span: Span) => Promise<T>): Promise<T> {
+export function inSpan<T>(name: string, options: SpanOptions, work: (span: Span) => Promise<T>): Promise<T> {
   const parent = options.parent ?? context.active();
+  // Tracing off: no span at all, only the parent's context carried on (a client's traceparent).
+  if (!started) return work(trace.getSpan(parent) ?? NO_SPAN);
+  return inRecordedSpan(name, options, parent, work);
+}
+
+async function inRecordedSpan<T>(name: string, options: SpanOptions, parent: Context, work: (span: Span) => Promise<T>): Promise<T> {
   const span = tracer().startSpan(name, { kind: options.kind ?? SpanKind.INTERNAL, attributes: options.attributes, links: options.links }, parent);
   try {
     return await context.with(trace.setSpan(parent, span), () => work(span));

@@ -58,15 +58,22 @@ describe('API fuzz', () => {
   });
 
   it(`answers ${RUNS} generated bad requests with no 5xx, no crash, no other tenant's data, and bounded problem+json errors (seed ${SEED})`, async () => {
+    // What the API answered, for the record (`npm run fuzz` prints it).
+    const statuses = new Map<string, number>();
+    const started = Date.now();
     const details = await fc.check(
       fc.asyncProperty(requests(targets), async (request) => {
         const response = await sendRaw(port, request);
+        const status = response ? String(response.status) : 'no answer';
+        statuses.set(status, (statuses.get(status) ?? 0) + 1);
         const problem = checkAnswer(request, response, targets);
         if (problem) throw new Error(problem);
         if (child.exitCode !== null) throw new Error(`the api exited (${child.exitCode}): ${stderr.slice(-2000)}`);
       }),
       { numRuns: RUNS, seed: SEED, endOnFailure: true },
     );
+    const seen = [...statuses].sort(([a], [b]) => a.localeCompare(b)).map(([status, n]) => `${status}: ${n}`);
+    process.stderr.write(`fuzz: ${details.numRuns} cases in ${((Date.now() - started) / 1000).toFixed(0)} s; statuses ${seen.join(', ')}\n`);
     if (details.failed) {
       const [request] = details.counterexample ?? [];
       throw new Error(

@@ -129,8 +129,15 @@ describe('evalbox api process', () => {
     }
   });
 
-  it('guarantee 7: SIGTERM stops intake, finishes the in-flight request, closes the pool and exits 0', async () => {
+  it('guarantee 7: SIGTERM stops intake, finishes the in-flight request, ends the open results streams cleanly, closes the pool and exits 0', async () => {
     const { key } = await createApiKey(database.db, 'drain-app');
+    // An open results stream must end at once, cleanly, rather than hold the exit for the grace period.
+    const stream = await checkedFetch(`http://127.0.0.1:${port}/v1/evaluations:stream`, { headers: { authorization: `Bearer ${key}` } });
+    expect(stream.status).toBe(200);
+    const reader = stream.body?.getReader();
+    const streamEnded = (async () => {
+      for (;;) if ((await reader?.read())?.done ?? true) return 'ended';
+    })().catch((error: Error) => `failed: ${error.message}`);
     // Hold the request in flight: an uncommitted row with the same idempotency key makes the
     // API's INSERT … ON CONFLICT wait for this transaction.
     const blocker = await database.pool.connect();
@@ -176,6 +183,7 @@ describe('evalbox api process', () => {
     expect(await exited).toBe(0);
     // Promptly: the drained keep-alive connection does not hold the exit until its idle timeout.
     expect(Date.now() - t0).toBeLessThan(2_000);
+    expect(await streamEnded).toBe('ended');
     expect(
       await database.db
         .selectFrom('outbox')

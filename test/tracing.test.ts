@@ -108,4 +108,31 @@ describe('tracing', () => {
       await scored.stop();
     }
   }, 120_000);
+
+  it('tracing off (the default): no span is exported, and a client traceparent still reaches evaluation.scored', async () => {
+    const quiet = await startOtlpReceiver();
+    // The endpoint is set, the exporter is not: nothing may be sent.
+    const off = await startPlatform(database, { OTEL_EXPORTER_OTLP_ENDPOINT: quiet.url, OTEL_BSP_SCHEDULE_DELAY: '100' });
+    const scored = await collectTopic(off.topics.scores);
+    try {
+      const { key } = await createApiKey(database.db, 'untraced-app');
+      const clientTrace = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+      const res = await fetch(`${off.apiUrl}/v1/evaluations`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', traceparent: clientTrace },
+        body: JSON.stringify({ prompt: 'What is the capital of France?', response: 'Paris.', dimensions: ['pii_leak'] }),
+      });
+      expect(res.status).toBe(202);
+      const { evaluationId } = (await res.json()) as { evaluationId: string };
+      const event = await waitFor(() => scored.received.find((r) => r.value.includes(evaluationId)), { what: 'evaluation.scored', timeoutMs: 60_000 });
+      expect(event.headers.traceparent).toBe(clientTrace);
+      await new Promise((resolve) => setTimeout(resolve, 1_000)); // a batch delay's worth, ten times over
+      expect(quiet.spans).toEqual([]);
+      expect(quiet.contentTypes.size).toBe(0);
+    } finally {
+      await scored.stop();
+      await off.stop();
+      await quiet.close();
+    }
+  }, 180_000);
 });

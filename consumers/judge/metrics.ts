@@ -1,69 +1,36 @@
 // Judge metrics (prom-client, injected Registry, base units, low-cardinality labels), fed by
 // the judge's lifecycle events: request duration by endpoint and outcome, tokens and cost by
 // model, cache lookups, retries by class, circuit state and the current concurrency limit.
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { Gauge, Registry } from 'prom-client';
+import { metricsIn } from '../../src/metrics.js';
 import type { JudgeEventEmitter } from './events.js';
 
 export const CIRCUIT_STATE_VALUE = { closed: 0, half_open: 1, open: 2 } as const;
 
 export function registerJudgeMetrics(registry: Registry, events: JudgeEventEmitter): void {
-  const registers = [registry];
-  const duration = new Histogram({
-    name: 'evalbox_judge_request_duration_seconds',
-    help: 'Judge HTTP requests by endpoint and outcome (a re-ask or a format fallback is a request of its own).',
-    labelNames: ['endpoint', 'outcome'],
-    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60],
-    registers,
-  });
-  const tokens = new Counter({
-    name: 'evalbox_judge_tokens_total',
-    help: 'Tokens billed by the judge, by model and kind (input/output).',
-    labelNames: ['model', 'kind'],
-    registers,
-  });
-  const cost = new Counter({
-    name: 'evalbox_judge_cost_usd_total',
-    help: 'Judge spend in USD by model (models without a price are not counted).',
-    labelNames: ['model'],
-    registers,
-  });
-  const cache = new Counter({
-    name: 'evalbox_judge_cache_lookups_total',
-    help: 'Judge cache lookups by dimension and result (hit, miss, shared in-process).',
-    labelNames: ['dimension', 'result'],
-    registers,
-  });
-  const cacheHits = new Counter({
-    name: 'evalbox_judge_cache_hits_total',
-    help: 'Judge calls avoided: stored verdicts and shared in-process results.',
-    labelNames: ['dimension'],
-    registers,
-  });
-  const cacheErrors = new Counter({ name: 'evalbox_judge_cache_errors_total', help: 'Judge cache writes that failed (the verdict stood).', registers });
-  const retries = new Counter({
-    name: 'evalbox_judge_retries_total',
-    help: 'Retries by class: re-asks and format fallbacks made inside a call, and retryable failures handed to the consumer.',
-    labelNames: ['endpoint', 'class'],
-    registers,
-  });
-  const circuit = new Gauge({
-    name: 'evalbox_judge_circuit_state',
-    help: 'Circuit state per endpoint: 0 closed, 1 half-open, 2 open.',
-    labelNames: ['endpoint'],
-    registers,
-  });
-  const limit = new Gauge({
-    name: 'evalbox_judge_concurrency_limit',
-    help: 'Current adaptive (AIMD) concurrency limit per endpoint.',
-    labelNames: ['endpoint'],
-    registers,
-  });
-  const throttled = new Gauge({
-    name: 'evalbox_judge_throttled',
-    help: '1 while the endpoint is held after a 429 (Retry-After).',
-    labelNames: ['endpoint'],
-    registers,
-  });
+  const metric = metricsIn(registry);
+  const duration = metric.histogram(
+    'evalbox_judge_request_duration_seconds',
+    'Judge HTTP requests by endpoint and outcome (a re-ask or a format fallback is a request of its own).',
+    [0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60],
+    ['endpoint', 'outcome'],
+  );
+  const tokens = metric.counter('evalbox_judge_tokens_total', 'Tokens billed by the judge, by model and kind (input/output).', ['model', 'kind']);
+  const cost = metric.counter('evalbox_judge_cost_usd_total', 'Judge spend in USD by model (models without a price are not counted).', ['model']);
+  const cache = metric.counter('evalbox_judge_cache_lookups_total', 'Judge cache lookups by dimension and result (hit, miss, shared in-process).', [
+    'dimension',
+    'result',
+  ]);
+  const cacheHits = metric.counter('evalbox_judge_cache_hits_total', 'Judge calls avoided: stored verdicts and shared in-process results.', ['dimension']);
+  const cacheErrors = metric.counter('evalbox_judge_cache_errors_total', 'Judge cache writes that failed (the verdict stood).');
+  const retries = metric.counter(
+    'evalbox_judge_retries_total',
+    'Retries by class: re-asks and format fallbacks made inside a call, and retryable failures handed to the consumer.',
+    ['endpoint', 'class'],
+  );
+  const circuit = metric.gauge('evalbox_judge_circuit_state', 'Circuit state per endpoint: 0 closed, 1 half-open, 2 open.', ['endpoint']);
+  const limit = metric.gauge('evalbox_judge_concurrency_limit', 'Current adaptive (AIMD) concurrency limit per endpoint.', ['endpoint']);
+  const throttled = metric.gauge('evalbox_judge_throttled', '1 while the endpoint is held after a 429 (Retry-After).', ['endpoint']);
 
   events.on('judge:request', (e) => {
     duration.observe({ endpoint: e.endpoint, outcome: e.outcome }, e.durationMs / 1000);

@@ -16,13 +16,15 @@ export const apiCommand: Command = {
   help: `Usage: evalbox api [--port P] [--admin-port Q] [--host H]
 
 Serves POST /v1/evaluations, POST /v1/evaluations:batch, GET /v1/evaluations[/{id}],
-GET /v1/dimensions and GET /openapi.json on --port, and /healthz, /readyz, /metrics on
---admin-port. SIGTERM stops intake, finishes in-flight requests and exits 0.
+DELETE /v1/evaluations/{id}, POST /v1/evaluations/{id}/scores, GET /v1/evaluations:stream
+(server-sent events), GET /v1/dimensions and GET /openapi.json on --port, and /healthz,
+/readyz, /metrics on --admin-port. SIGTERM stops intake, ends the results streams, finishes
+in-flight requests and exits 0.
 
 Options (flags override the environment, which overrides the file EVALBOX_CONFIG_FILE):
 ${optionsHelp('api')}
 
-Logs carry evaluation and application ids, never prompt or response text.
+Logs carry request, trace and evaluation ids, never prompt or response text (EVALBOX_LOG_CONTENT).
 ${CONNECTION_HELP}`,
   async run(argv) {
     const running = await startProcess(this, argv, 'api');

@@ -47,7 +47,7 @@ export function toProblem(error: unknown, route: string, logger: Logger): Proble
   const { status, type } = problemForCode(classified.code, classified.retryable);
   switch (status) {
     case 503:
-      logger.warn({ err: loggable(classified), route }, 'database unavailable');
+      logger.warn({ err: classified, route }, 'database unavailable');
       return databaseUnavailable();
     case 409:
       return new ProblemError(409, classified.message, { type, headers: { 'retry-after': '1' } });
@@ -55,39 +55,16 @@ export function toProblem(error: unknown, route: string, logger: Logger): Proble
       return new ProblemError(413, classified.message, { type });
     case 400:
       if (classified.code.startsWith('PG_')) {
-        logger.warn({ err: loggable(error), route }, 'the database refused a value that passed validation');
+        logger.warn({ err: error, route }, 'the database refused a value that passed validation');
         return new ProblemError(400, 'the request holds a value that cannot be stored', {
           errors: [{ pointer: '/', detail: `refused by the database (SQLSTATE ${classified.code.slice(3)})` }],
         });
       }
       return new ProblemError(400, classified.message, { type });
     default:
-      logger.error({ err: loggable(error), route }, 'request failed');
+      logger.error({ err: error, route }, 'request failed');
       return new ProblemError(500, 'internal error');
   }
-}
-
-/**
- * The parts of an error worth logging. A Postgres error's `detail` can quote the failing row
- * (prompt and response text), so it is left out; the SQLSTATE and constraint say enough.
- */
-export function loggable(error: unknown): Record<string, unknown> {
-  const chain: Record<string, unknown>[] = [];
-  let current: unknown = error;
-  for (let depth = 0; typeof current === 'object' && current !== null && 'message' in current && depth < 5; depth++) {
-    const e = current as Error & { code?: unknown; constraint?: unknown; table?: unknown; column?: unknown };
-    chain.push({
-      type: e.name,
-      message: e.message,
-      code: e.code,
-      constraint: e.constraint,
-      table: e.table,
-      column: e.column,
-      stack: depth === 0 ? e.stack : undefined,
-    });
-    current = e.cause;
-  }
-  return { ...chain[0], causes: chain.slice(1) };
 }
 
 export function problemResponse(c: Context, error: ProblemError): Response {

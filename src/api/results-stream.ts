@@ -12,7 +12,7 @@ import { sql } from 'kysely';
 import type { Db } from '../db/index.js';
 import { EVENT_TYPES } from '../events.js';
 import type { Logger } from '../logging.js';
-import { EVENT_SCHEMA_VERSION, toScoreResult, type EvaluationScoredData } from '../schemas/events.js';
+import { EVENT_SCHEMA_VERSION, isTerminalScore, toScoreResult, type EvaluationScoredData } from '../schemas/events.js';
 import type { CursorCodec, Position } from './cursor.js';
 import type { Limits } from './limits.js';
 import { listScoredPage } from './queries.js';
@@ -101,7 +101,10 @@ async function readResults(db: Db, applicationId: string, after: Position | unde
       evaluationId: e.id,
       applicationId,
       status: e.status as EvaluationScoredData['status'],
-      scores: scores.filter((s) => s.evaluation_id === e.id && e.dimensions.includes(s.dimension)).map(toScoreResult),
+      scores: scores
+        .filter((s) => s.evaluation_id === e.id && e.dimensions.includes(s.dimension))
+        .map(toScoreResult)
+        .filter(isTerminalScore),
       scoredAt: (e.scored_at ?? new Date(0)).toISOString(),
     };
     return { data, position: e.position };

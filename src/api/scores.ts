@@ -8,7 +8,7 @@ import type { Topics as AllTopics } from '../config.js';
 import type { Db } from '../db/index.js';
 import type { ScoresTable } from '../db/types.js';
 import { EVENT_TYPES, insertOutboxEvents, type OutboxEvent } from '../events.js';
-import { EVENT_SCHEMA_VERSION, toScoreResult, type EvaluationClientScoredData, type EvaluationDeletedData } from '../schemas/events.js';
+import { EVENT_SCHEMA_VERSION, isClientScore, toScoreResult, type EvaluationClientScoredData, type EvaluationDeletedData } from '../schemas/events.js';
 import type { ClientScoreInput } from '../schemas/evaluation-request.js';
 import { ProblemError } from './problem.js';
 import { EVENT_SOURCE } from './evaluations.js';
@@ -89,7 +89,7 @@ export async function recordClientScores(
       schemaVersion: EVENT_SCHEMA_VERSION,
       evaluationId: input.evaluationId,
       applicationId: input.applicationId,
-      scores: stored.map(toScoreResult),
+      scores: stored.map(toScoreResult).filter(isClientScore), // all of them: the statement writes only HUMAN and CLIENT rows
       recordedAt: input.now.toISOString(),
     };
     await insertOutboxEvents(trx, [

@@ -1,5 +1,6 @@
 // The events evalbox publishes (the CloudEvents `data`, i.e. the Kafka value). Their JSON Schemas
-// live in ./events/ as JSON documents: ajv validates with them, the OpenAPI document shows them,
+// live in ./events/ as JSON documents: ajv validates with them, the TypeScript types below are
+// generated from them (event-types.generated.ts), the OpenAPI document shows them,
 // each event names its schema in `dataschema`, and test/schema-compat.test.ts checks each against
 // its last released version. Adding an optional field keeps old consumers working, so the
 // schemas allow additional properties.
@@ -7,45 +8,31 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Selectable } from 'kysely';
-import type { EvaluationStatus, ScoresTable, ScoreSource, ScoreStatus } from '../db/types.js';
+import type { ScoresTable, ScoreSource, ScoreStatus } from '../db/types.js';
 
 export const EVENT_SCHEMA_VERSION = 1;
 
-export interface EvaluationCreatedData {
-  schemaVersion: number;
-  evaluationId: string;
-  applicationId: string;
-  modelId: string | null;
-  prompt: string;
-  response: string;
-  context: string | string[] | null;
-  reference: string | null;
-  metadata: Record<string, unknown>;
-  dimensions: string[];
-  createdAt: string;
-  // Optional: present when the request had them.
-  messages?: unknown[];
-  tags?: string[];
-  sessionId?: string;
-  userId?: string;
-  usage?: { inputTokens?: number; outputTokens?: number };
-  latencyMs?: number;
-  costUsd?: number;
-}
+// The data types are generated from the schemas (scripts/generate-event-types.ts).
+import type {
+  ClientScore,
+  EvaluationClientScoredData,
+  EvaluationCreatedData,
+  EvaluationDeletedData,
+  EvaluationScoredData,
+  ScoreResult,
+} from './event-types.generated.js';
+export type { ClientScore, EvaluationClientScoredData, EvaluationCreatedData, EvaluationDeletedData, EvaluationScoredData, ScoreResult };
 
-export interface ScoreResult {
-  dimension: string;
-  status: ScoreStatus;
-  value: number | null;
-  label: string | null;
-  direction: 'higher_is_better' | 'lower_is_better' | null;
-  reasoning: string | null;
-  /** evaluation.scored carries only evalbox's own (LLM_JUDGE, HEURISTIC); the API shows them all. */
-  source: ScoreSource;
-  scorerName: string;
-  scorerVersion: string;
-  errorCode: string | null;
-}
+/** A score as API responses show it: any status (PENDING included) and any source. */
+export type ScoreView = Omit<ScoreResult, 'status' | 'source'> & { status: ScoreStatus; source: ScoreSource };
+
+/** Whether a score may appear in an evaluation.scored event: terminal, and scored by evalbox. */
+export const isTerminalScore = (score: ScoreView): score is ScoreView & ScoreResult =>
+  score.status !== 'PENDING' && (score.source === 'LLM_JUDGE' || score.source === 'HEURISTIC');
+
+/** Whether a score may appear in an evaluation.client_scored event: COMPLETED, recorded through the API. */
+export const isClientScore = (score: ScoreView): score is ScoreView & ClientScore =>
+  score.status === 'COMPLETED' && (score.source === 'HUMAN' || score.source === 'CLIENT');
 
 /** A stored score row as it appears in events and API responses. */
 export function toScoreResult(
@@ -53,7 +40,7 @@ export function toScoreResult(
     Selectable<ScoresTable>,
     'dimension' | 'status' | 'value' | 'label' | 'direction' | 'reasoning' | 'source' | 'scorer_name' | 'scorer_version' | 'error_code'
   >,
-): ScoreResult {
+): ScoreView {
   return {
     dimension: row.dimension,
     status: row.status,
@@ -66,32 +53,6 @@ export function toScoreResult(
     scorerVersion: row.scorer_version,
     errorCode: row.error_code,
   };
-}
-
-export interface EvaluationScoredData {
-  schemaVersion: number;
-  evaluationId: string;
-  applicationId: string;
-  status: Exclude<EvaluationStatus, 'PENDING'>;
-  scores: ScoreResult[];
-  scoredAt: string;
-}
-
-/** Scores recorded through the API (source HUMAN or CLIENT); on the results topic. */
-export interface EvaluationClientScoredData {
-  schemaVersion: number;
-  evaluationId: string;
-  applicationId: string;
-  scores: ScoreResult[];
-  recordedAt: string;
-}
-
-/** An evaluation deleted through the API; on both topics, so a consumer of either learns of it. */
-export interface EvaluationDeletedData {
-  schemaVersion: number;
-  evaluationId: string;
-  applicationId: string;
-  deletedAt: string;
 }
 
 /** The folder of event schemas: `<type>.json` is the current schema, `released/<type>.v<N>.json` each released version. */

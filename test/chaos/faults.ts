@@ -28,7 +28,6 @@ export interface FaultContext {
   databaseUrl: () => string;
   say: (line: string) => void;
   results: { name: string; ok: boolean; figure: string }[];
-  judgeInFlightAtKills: number;
   seed: number;
   /** When each fault began and ended (ms since the epoch), for attributing its effects. */
   timeline: FaultMoment[];
@@ -40,6 +39,8 @@ export interface FaultMoment {
   target?: string;
   startedAt: number;
   endedAt: number;
+  /** When the process it hit had exited (kill -9, SIGTERM), before its restart. */
+  exitedAt?: number;
 }
 
 export function planFaults(seed: number, count: number, brokers: number): { name: FaultName; at: number }[] {
@@ -69,11 +70,6 @@ async function leadingRelay(context: FaultContext): Promise<EvalboxProcess | und
   }
 }
 
-async function judgeInFlight(context: FaultContext): Promise<number> {
-  const stats = (await (await request(`${context.judgeUrl}/_stats`)).body.json()) as { inFlight: number };
-  return stats.inFlight;
-}
-
 async function judgeControl(context: FaultContext, patch: Record<string, unknown>): Promise<void> {
   const response = await request(`${context.judgeUrl}/_control`, {
     method: 'POST',
@@ -87,6 +83,7 @@ async function judgeControl(context: FaultContext, patch: Record<string, unknown
 interface FaultMomentDraft {
   startedAt: number;
   endedAt?: number;
+  exitedAt?: number;
 }
 
 async function sigterm(context: FaultContext, process: EvalboxProcess, boundMs: number, moment: FaultMomentDraft): Promise<string> {
@@ -94,6 +91,7 @@ async function sigterm(context: FaultContext, process: EvalboxProcess, boundMs: 
   const began = Date.now();
   moment.startedAt = began;
   const record = await process.stop(boundMs);
+  moment.exitedAt = Date.now();
   const ms = Date.now() - began;
   const ok = record?.code === 0;
   context.results.push({
@@ -110,7 +108,13 @@ export async function runFault(name: FaultName, context: FaultContext): Promise<
   context.say(`fault: ${name}`);
   const moment: FaultMomentDraft = { startedAt: Date.now() };
   const target = await fire(name, context, moment);
-  context.timeline.push({ name, ...(target === undefined ? {} : { target }), startedAt: moment.startedAt, endedAt: moment.endedAt ?? Date.now() });
+  context.timeline.push({
+    name,
+    ...(target === undefined ? {} : { target }),
+    startedAt: moment.startedAt,
+    endedAt: moment.endedAt ?? Date.now(),
+    ...(moment.exitedAt === undefined ? {} : { exitedAt: moment.exitedAt }),
+  });
 }
 
 /** Fires one fault; `moment.startedAt` is set to when it hit (the signal, the kill). Returns what it hit. */
@@ -129,9 +133,9 @@ async function fire(name: FaultName, context: FaultContext, moment: FaultMomentD
     }
     case 'kill-scorer': {
       const scorer = pick(context.scorers);
-      context.judgeInFlightAtKills += await judgeInFlight(context);
       moment.startedAt = Date.now();
       await scorer.kill9();
+      moment.exitedAt = Date.now();
       await sleep(1000);
       scorer.start();
       await scorer.waitReady();

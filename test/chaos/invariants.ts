@@ -4,6 +4,7 @@
 import { spawn } from 'node:child_process';
 import readline from 'node:readline';
 import pg from 'pg';
+import { describeJudgePayments, type JudgePayments } from './judge-payments.js';
 
 export interface TopicRecord {
   partition: number;
@@ -50,7 +51,7 @@ export interface InvariantInput {
   expected: number;
   unanswered: number;
   rejected: number;
-  judge: { paidDuplicates: number; inFlightAtKills: number } | undefined;
+  judge: JudgePayments | undefined;
   signals: { name: string; ok: boolean; figure: string }[];
   seed: number;
 }
@@ -149,8 +150,8 @@ export async function checkInvariants(input: InvariantInput): Promise<Invariant[
   if (input.judge) {
     out.push({
       name: 'paid judge calls beyond one per distinct content',
-      figure: `${input.judge.paidDuplicates} (judge calls in flight at the kills: ${input.judge.inFlightAtKills})`,
-      ok: input.judge.paidDuplicates <= input.judge.inFlightAtKills,
+      figure: describeJudgePayments(input.judge),
+      ok: input.judge.unexplained.length === 0,
     });
   }
   for (const signal of input.signals) out.push(signal);

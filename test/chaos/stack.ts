@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { defaultCacheDir } from '../../src/config.js';
 import { restartKafkaNode, startKafkaCluster, stopKafkaCluster, type KafkaClusterState } from '../../src/stack/kafka-cluster.js';
-import { startPostgres, stopPostgres, type PostgresState } from '../../src/stack/postgres.js';
+import { postgresDataDir, startPostgres, stopPostgres, type PostgresState } from '../../src/stack/postgres.js';
 import { pidAlive } from '../../src/stack/process.js';
 
 export interface ChaosStack {
@@ -73,4 +73,10 @@ export async function startChaosStack(dir: string, brokers: number, log: (line: 
       }
     },
   };
+}
+
+/** Removes a stopped chaos stack's files: its directory and the Postgres data kept apart from it (as root). */
+export function removeChaosStack(dir: string): void {
+  fs.rmSync(path.dirname(postgresDataDir(dir)), { recursive: true, force: true });
+  fs.rmSync(dir, { recursive: true, force: true });
 }

@@ -66,7 +66,10 @@ function paths(t: FuzzTargets): fc.Arbitrary<string> {
   const query = fc.oneof(
     fc.constant(''),
     fc
-      .record({ name: fc.constantFrom('limit', 'since', 'cursor', 'status', 'applicationId', 'updatedSince', 'x'), value: fc.string({ maxLength: 60 }) })
+      .record({
+        name: fc.constantFrom('limit', 'since', 'cursor', 'status', 'applicationId', 'updatedSince', 'scoredSince', 'x'),
+        value: fc.string({ maxLength: 60 }),
+      })
       .map(({ name, value }) => `?${name}=${encodeURIComponent(value)}`),
     fc.constantFrom(
       '?limit=1e2',
@@ -75,6 +78,7 @@ function paths(t: FuzzTargets): fc.Arbitrary<string> {
       '?limit=99999999999',
       `?cursor=${encodeURIComponent(t.otherTenantCursor)}`,
       '?since=yesterday',
+      '?scoredSince=2024-01-01T00:00:00Z',
       '?since=2024-13-45T99:99:99Z',
       '?limit=1&limit=2',
       '?%zz=1',
