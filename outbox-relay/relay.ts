@@ -41,7 +41,7 @@ export interface RelayEvents {
   /** A batch was read and is about to be sent (again, after a failed attempt). */
   'relay:batchSending': [{ shard: number; rows: number; attempt: number }];
   'relay:batchPublished': [{ shard: number; rows: number; parked: number; publishLatencies: number[] }];
-  'relay:rowParked': [{ shard: number; seq: string; id: string; topic: string; code: string; message: string }];
+  'relay:rowParked': [{ shard: number; seq: string; id: string; topic: string; code: string; message: string; traceId?: string }];
   'relay:produceError': [{ shard: number; code: string; retryable: boolean; message: string }];
   'relay:batchRetry': [{ shard: number; attempt: number; delayMs: number; code: string }];
   'relay:horizonBlocked': [{ shard: number; seconds: number; blocker: HorizonBlocker | undefined }];

@@ -13,7 +13,7 @@ import type { Db } from '../src/db/index.js';
 import { coerceError, ConfigError, type EvalboxError } from '../src/errors.js';
 import { classifyKafkaError, isFencedKafkaError, type TransactionalProducer } from '../src/kafka.js';
 import { withRetry, type BackoffPolicy } from '../src/retry.js';
-import { inSpan, ROOT, SpanKind } from '../src/tracing.js';
+import { inSpan, ROOT, SpanKind, traceIdOf } from '../src/tracing.js';
 import { publishLinks, publishRows } from './publisher.js';
 import type { RelayEvents, ResolvedRelaySettings } from './relay.js';
 import { parkUnknownTopicsAfter, settleBatch, type UnknownTopicClock } from './settle.js';
@@ -253,7 +253,16 @@ export function startShardWorker(ctx: ShardWorkerContext, lease: Lease, claimSen
   function reportCommitted(rows: OutboxRow[], parked: ParkedRow[], published: number, latencies: number[]): void {
     for (const p of parked) {
       const row = rows.find((r) => r.seq === p.seq);
-      events.emit('relay:rowParked', { shard, seq: p.seq, id: row?.id ?? '', topic: row?.topic ?? '', code: p.errorCode, message: p.errorMessage });
+      const traceId = traceIdOf(row?.headers.traceparent);
+      events.emit('relay:rowParked', {
+        shard,
+        seq: p.seq,
+        id: row?.id ?? '',
+        topic: row?.topic ?? '',
+        code: p.errorCode,
+        message: p.errorMessage,
+        ...(traceId ? { traceId } : {}),
+      });
     }
     events.emit('relay:batchPublished', { shard, rows: published, parked: parked.length, publishLatencies: latencies });
   }

@@ -37,6 +37,12 @@ export function listenWakeups(databaseUrl: string, reconnectMs = 1000): WakeupSo
       await next.end().catch(() => {});
       throw error;
     }
+    // Stopped while connecting (a SIGTERM during a reconnect): an open connection nobody ends
+    // would keep the process alive.
+    if (stopped) {
+      await next.end().catch(() => {});
+      return;
+    }
     client = next;
     // Rows committed while the listener was away are found by the poll; one nudge to every
     // shard after a (re)connect makes that immediate.

@@ -13,6 +13,8 @@ import { createTestDatabase, waitFor, type TestDatabase } from './helpers.js';
 import { startPlatform, type Platform } from './platform-processes.js';
 
 const MARKER = `LEAKMARKER${randomUUID().replaceAll('-', '')}`;
+const PARKED_TRACE_ID = randomUUID().replaceAll('-', '');
+const PARKED_TRACEPARENT = `00-${PARKED_TRACE_ID}-00f067aa0ba902b7-01`;
 
 describe('log content', () => {
   let database: TestDatabase;
@@ -68,7 +70,9 @@ describe('log content', () => {
     await sql`
       INSERT INTO outbox (id, shard, topic, key, type, source, headers, payload, created_at)
       VALUES (${randomUUID()}::uuid, outbox_shard_of('judged-app'), ${platform.topics.events}, 'judged-app', 'evaluation.created', '/test',
-              '{}'::jsonb, jsonb_build_object('prompt', ${MARKER} || repeat('x', 1100000)), now())`.execute(database.db);
+              ${JSON.stringify({ traceparent: PARKED_TRACEPARENT })}::jsonb, jsonb_build_object('prompt', ${MARKER} || repeat('x', 1100000)), now())`.execute(
+      database.db,
+    );
 
     await waitFor(async () => (await statusOf(garbage.evaluationId as string)) === 'SCORING_FAILED', {
       what: 'the garbage verdict to fail',
@@ -103,6 +107,9 @@ describe('log content', () => {
     // The failure paths were taken and logged…
     expect(output).toContain('dead-lettered');
     expect(output).toContain('parked an outbox row');
+    // The park is logged with the row's event id and trace id.
+    const parkLine = output.split('\n').find((line) => line.includes('parked an outbox row'));
+    expect(parkLine).toContain(`"traceId":"${PARKED_TRACE_ID}"`);
     expect(output).toContain('23514');
     expect(output).toContain('judge cache write failed');
     // …without the content.

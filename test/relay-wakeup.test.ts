@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import pg from 'pg';
 import { insertOutboxEvents } from '../src/events.js';
 import { createOutboxNudger, OUTBOX_CHANNEL } from '../src/outbox-wakeup.js';
+import { listenWakeups } from '../outbox-relay/wakeup.js';
 import { createTestDatabase, waitFor, type TestDatabase } from './helpers.js';
 import { createTopic, startTestRelay } from './relay-helpers.js';
 
@@ -105,4 +106,23 @@ describe('relay wake-up', () => {
       await relay.stop();
     }
   }, 300_000);
+
+  it('guarantee 7: a listener stopped while its connection is still being made leaves no connection open (the process can exit)', async () => {
+    const listenConnections = async () =>
+      (
+        await database.pool.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'evalbox-relay-listen'`,
+        )
+      ).rows[0]?.n;
+    // A SIGTERM that lands while the listener (re)connects: stop() runs before connect() finished.
+    const source = listenWakeups(database.url);
+    const starting = source.start(
+      () => {},
+      () => {},
+    );
+    await source.stop();
+    await starting.catch(() => {});
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await listenConnections()).toBe(0);
+  });
 });

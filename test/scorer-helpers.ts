@@ -14,7 +14,8 @@ import { buildScorers, pauseOnJudgePressure } from '../consumers/scorers.js';
 import type { Judge } from '../consumers/judge/index.js';
 import { createScoreStore, type ScoreStore } from '../consumers/score-store.js';
 import { orderingKeyFor } from '../consumers/command.js';
-import { kafkaBrokers, uniqueName, type TestDatabase } from './helpers.js';
+import { afterAll, afterEach, beforeAll } from '@jest/globals';
+import { createTestDatabase, kafkaBrokers, uniqueName, type TestDatabase } from './helpers.js';
 
 export async function createTopics(partitions = 1): Promise<Topics> {
   const base = uniqueName('scorer');
@@ -128,4 +129,34 @@ export async function startScorer(
   if (options.judge) pauseOnJudgePressure(options.judge, consumer);
   await consumer.start();
   return { consumer, events, stop: () => consumer.stop(5_000) };
+}
+
+/** What the tests of one scorer file share: a database, a producer and the harness under test. */
+export interface ScorerSuite {
+  database: TestDatabase;
+  producer: Producer;
+  harness: Harness | undefined;
+}
+
+/**
+ * Registers the hooks a scorer test file repeats: a database and a producer for the file, the
+ * harness stopped after each test (or once, after all), everything torn down at the end.
+ */
+export function scorerSuite(options: { max?: number; stopHarness?: 'afterEach' | 'afterAll' } = {}): ScorerSuite {
+  const suite = { harness: undefined } as ScorerSuite;
+  const stopHarness = async () => {
+    await suite.harness?.stop();
+    suite.harness = undefined;
+  };
+  beforeAll(async () => {
+    suite.database = await createTestDatabase({ max: options.max ?? 10 });
+    suite.producer = await testProducer();
+  });
+  if ((options.stopHarness ?? 'afterEach') === 'afterEach') afterEach(stopHarness);
+  afterAll(async () => {
+    await stopHarness();
+    await suite.producer.disconnect();
+    await suite.database.drop();
+  });
+  return suite;
 }

@@ -1,15 +1,14 @@
 // Redrive from the DLT: idempotent (the same redrive twice changes, pays and publishes nothing),
 // back to the original partition, and never a regression of a COMPLETED result.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { describe, expect, it } from '@jest/globals';
 import { spawnSync } from 'node:child_process';
 import { sql } from 'kysely';
 import type { Topics } from '../src/config.js';
 import { readDeadLetters } from '../src/dlt.js';
 import { PermanentError } from '../src/errors.js';
-import type { Producer } from '../src/kafka.js';
 import type { Scorer, ScoreRow } from '../consumers/scorer.js';
-import { createTestDatabase, kafkaBrokers, waitFor, type TestDatabase } from './helpers.js';
-import { createEvaluation, createTopics, produceEvent, startScorer, testProducer, type Harness } from './scorer-helpers.js';
+import { kafkaBrokers, waitFor } from './helpers.js';
+import { createEvaluation, createTopics, produceEvent, scorerSuite, startScorer, type Harness } from './scorer-helpers.js';
 
 const row = (dimension: string, version: string): ScoreRow => ({
   dimension,
@@ -26,21 +25,7 @@ const row = (dimension: string, version: string): ScoreRow => ({
 });
 
 describe('redrive', () => {
-  let database: TestDatabase;
-  let producer: Producer;
-  let harness: Harness | undefined;
-  beforeAll(async () => {
-    database = await createTestDatabase({ max: 10 });
-    producer = await testProducer();
-  });
-  afterEach(async () => {
-    await harness?.stop();
-    harness = undefined;
-  });
-  afterAll(async () => {
-    await producer.disconnect();
-    await database.drop();
-  });
+  const suite = scorerSuite();
 
   const redriveAll = (topics: Topics) => {
     const result = spawnSync('node', ['bin/evalbox.js', 'dlt', 'redrive', '--all', '--json', '--kafka-brokers', kafkaBrokers()], {
@@ -52,8 +37,11 @@ describe('redrive', () => {
   };
   const scoredEvents = async (id: string) =>
     Number(
-      (await sql<{ n: string }>`SELECT count(*) AS n FROM outbox WHERE type = 'evaluation.scored' AND payload->>'evaluationId' = ${id}`.execute(database.db))
-        .rows[0]?.n,
+      (
+        await sql<{ n: string }>`SELECT count(*) AS n FROM outbox WHERE type = 'evaluation.scored' AND payload->>'evaluationId' = ${id}`.execute(
+          suite.database.db,
+        )
+      ).rows[0]?.n,
     );
   const redrivenRecords = async (topics: Topics) => (await readDeadLetters(kafkaBrokers(), topics.events)).filter((r) => r.headers.dlt_redriven_from);
 
@@ -69,9 +57,9 @@ describe('redrive', () => {
         throw new PermanentError('the provider says no', { code: 'JUDGE_CLIENT_ERROR' });
       },
     };
-    harness = await startScorer(database, topics, { producer, scorers: new Map([['toxicity', failing]]) });
-    const data = await createEvaluation(database, ['toxicity'], { applicationId: 'app-redrive-7' });
-    await produceEvent(producer, topics.events, data);
+    suite.harness = await startScorer(suite.database, topics, { producer: suite.producer, scorers: new Map([['toxicity', failing]]) });
+    const data = await createEvaluation(suite.database, ['toxicity'], { applicationId: 'app-redrive-7' });
+    await produceEvent(suite.producer, topics.events, data);
     await waitFor(async () => (await readDeadLetters(kafkaBrokers(), topics.dlt)).length === 1, { what: 'the dead letter' });
     const [original] = await readDeadLetters(kafkaBrokers(), topics.dlt);
     expect(calls).toBe(1);
@@ -84,7 +72,7 @@ describe('redrive', () => {
     // Let the second redrive be consumed: it is handled once the committed offset passes it.
     await waitFor(
       async () => {
-        const marks = await (harness as Harness).consumer.watermarks();
+        const marks = await (suite.harness as Harness).consumer.watermarks();
         return marks.every((m) => m.committed === undefined || m.committed === m.high) && marks.some((m) => m.committed === m.high && m.high >= 3);
       },
       { what: 'the second redrive to be consumed', timeoutMs: 20_000 },
@@ -92,7 +80,7 @@ describe('redrive', () => {
     expect(calls).toBe(2);
     expect(await scoredEvents(data.evaluationId)).toBe(1);
     expect(await readDeadLetters(kafkaBrokers(), topics.dlt)).toHaveLength(1);
-    const status = await database.db.selectFrom('evaluations').select('status').where('id', '=', data.evaluationId).executeTakeFirstOrThrow();
+    const status = await suite.database.db.selectFrom('evaluations').select('status').where('id', '=', data.evaluationId).executeTakeFirstOrThrow();
     expect(status.status).toBe('SCORING_FAILED');
     for (const record of await redrivenRecords(topics)) expect(String(record.partition)).toBe(original?.headers.dlt_original_partition);
   });
@@ -110,19 +98,19 @@ describe('redrive', () => {
         return row('pii_leak', '1');
       },
     };
-    harness = await startScorer(database, topics, {
-      producer,
+    suite.harness = await startScorer(suite.database, topics, {
+      producer: suite.producer,
       scorers: new Map([
         ['toxicity', steady],
         ['pii_leak', flaky],
       ]),
     });
-    const data = await createEvaluation(database, ['toxicity', 'pii_leak']);
-    await produceEvent(producer, topics.events, data);
+    const data = await createEvaluation(suite.database, ['toxicity', 'pii_leak']);
+    await produceEvent(suite.producer, topics.events, data);
     const statusOf = async () =>
-      (await database.db.selectFrom('evaluations').select('status').where('id', '=', data.evaluationId).executeTakeFirstOrThrow()).status;
+      (await suite.database.db.selectFrom('evaluations').select('status').where('id', '=', data.evaluationId).executeTakeFirstOrThrow()).status;
     await waitFor(async () => (await statusOf()) === 'PARTIALLY_SCORED', { what: 'PARTIALLY_SCORED' });
-    await harness.stop();
+    await suite.harness.stop();
     // Version 2 of the toxicity scorer fails; pii_leak has recovered.
     healthy = true;
     const bumped: Scorer = {
@@ -133,8 +121,8 @@ describe('redrive', () => {
         throw new PermanentError('v2 is broken', { code: 'SCORER_FAILED' });
       },
     };
-    harness = await startScorer(database, topics, {
-      producer,
+    suite.harness = await startScorer(suite.database, topics, {
+      producer: suite.producer,
       scorers: new Map([
         ['toxicity', bumped],
         ['pii_leak', flaky],
@@ -142,7 +130,7 @@ describe('redrive', () => {
     });
     redriveAll(topics);
     await waitFor(async () => (await statusOf()) === 'SCORED', { what: 'SCORED after the redrive', timeoutMs: 20_000 });
-    const rows = await database.db
+    const rows = await suite.database.db
       .selectFrom('scores')
       .select(['dimension', 'status', 'scorer_version'])
       .where('evaluation_id', '=', data.evaluationId)

@@ -1,11 +1,10 @@
 // The retry budget of a dimension: what counts against it, and what never ends the work.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { describe, expect, it } from '@jest/globals';
 import { readDeadLetters } from '../src/dlt.js';
 import { EvalboxError, RetryableError } from '../src/errors.js';
-import type { Producer } from '../src/kafka.js';
 import type { Scorer, ScoreRow } from '../consumers/scorer.js';
-import { createTestDatabase, kafkaBrokers, waitFor, type TestDatabase } from './helpers.js';
-import { createEvaluation, createTopics, produceEvent, startScorer, testProducer, type Harness } from './scorer-helpers.js';
+import { kafkaBrokers, waitFor } from './helpers.js';
+import { createEvaluation, createTopics, produceEvent, scorerSuite, startScorer } from './scorer-helpers.js';
 
 const completedRow: ScoreRow = {
   dimension: 'toxicity',
@@ -24,22 +23,9 @@ const completedRow: ScoreRow = {
 const isRateLimit = (error: unknown) => error instanceof EvalboxError && error.code === 'JUDGE_RATE_LIMITED';
 
 describe('retry budget', () => {
-  let database: TestDatabase;
-  let producer: Producer;
-  let harness: Harness | undefined;
-  beforeAll(async () => {
-    database = await createTestDatabase({ max: 10 });
-    producer = await testProducer();
-  });
-  afterEach(async () => {
-    await harness?.stop();
-    harness = undefined;
-  });
-  afterAll(async () => {
-    await producer.disconnect();
-    await database.drop();
-  });
-  const statusOf = async (id: string) => (await database.db.selectFrom('evaluations').select('status').where('id', '=', id).executeTakeFirstOrThrow()).status;
+  const suite = scorerSuite();
+  const statusOf = async (id: string) =>
+    (await suite.database.db.selectFrom('evaluations').select('status').where('id', '=', id).executeTakeFirstOrThrow()).status;
 
   it('time paused for the provider does not count against the retry budget: after an outage longer than the retry age, one ordinary failure is retried, not exhausted', async () => {
     const topics = await createTopics();
@@ -57,15 +43,15 @@ describe('retry budget', () => {
       },
     };
     // A retry age (500 ms) shorter than the provider's outage (1.5 s).
-    harness = await startScorer(database, topics, {
-      producer,
+    suite.harness = await startScorer(suite.database, topics, {
+      producer: suite.producer,
       maxAgeMs: 500,
       maxAttempts: 5,
       isPressure: isRateLimit,
       scorers: new Map([['toxicity', scorer]]),
     });
-    const data = await createEvaluation(database, ['toxicity']);
-    await produceEvent(producer, topics.events, data);
+    const data = await createEvaluation(suite.database, ['toxicity']);
+    await produceEvent(suite.producer, topics.events, data);
     await waitFor(async () => (await statusOf(data.evaluationId)) !== 'PENDING', { what: 'terminal', timeoutMs: 20_000 });
     expect(await statusOf(data.evaluationId)).toBe('SCORED');
     expect(ordinaryFailures).toBe(2);
@@ -86,31 +72,20 @@ describe('retry budget', () => {
         throw new RetryableError('aborted', { code: 'JUDGE_ABORTED' });
       },
     };
-    harness = await startScorer(database, topics, { producer, maxAttempts: 2, scorers: new Map([['toxicity', scorer]]) });
-    const data = await createEvaluation(database, ['toxicity']);
-    await produceEvent(producer, topics.events, data);
+    suite.harness = await startScorer(suite.database, topics, { producer: suite.producer, maxAttempts: 2, scorers: new Map([['toxicity', scorer]]) });
+    const data = await createEvaluation(suite.database, ['toxicity']);
+    await produceEvent(suite.producer, topics.events, data);
     await waitFor(() => attempts === 2, { what: 'the last attempt to start' });
-    await harness.stop();
-    harness = undefined;
+    await suite.harness.stop();
+    suite.harness = undefined;
     expect(await statusOf(data.evaluationId)).toBe('PENDING');
-    expect(await database.db.selectFrom('scores').selectAll().where('evaluation_id', '=', data.evaluationId).execute()).toEqual([]);
+    expect(await suite.database.db.selectFrom('scores').selectAll().where('evaluation_id', '=', data.evaluationId).execute()).toEqual([]);
     expect(await readDeadLetters(kafkaBrokers(), topics.dlt)).toEqual([]);
   });
 });
 
 describe('provider pause and back-pressure together', () => {
-  let database: TestDatabase;
-  let producer: Producer;
-  let harness: Harness | undefined;
-  beforeAll(async () => {
-    database = await createTestDatabase({ max: 10 });
-    producer = await testProducer();
-  });
-  afterAll(async () => {
-    await harness?.stop();
-    await producer.disconnect();
-    await database.drop();
-  });
+  const suite = scorerSuite({ stopHarness: 'afterAll' });
 
   it('a partition paused for its in-flight bound whose work drains during a provider pause is resumed when the pause ends (no partition stalls after an outage)', async () => {
     const topics = await createTopics(1);
@@ -125,14 +100,14 @@ describe('provider pause and back-pressure together', () => {
         return completedRow;
       },
     };
-    harness = await startScorer(database, topics, { producer, maxInFlight: 4, scorers: new Map([['toxicity', gated]]) });
+    suite.harness = await startScorer(suite.database, topics, { producer: suite.producer, maxInFlight: 4, scorers: new Map([['toxicity', gated]]) });
     const ids: string[] = [];
     for (let i = 0; i < 12; i++) {
-      const data = await createEvaluation(database, ['toxicity']);
-      await produceEvent(producer, topics.events, data);
+      const data = await createEvaluation(suite.database, ['toxicity']);
+      await produceEvent(suite.producer, topics.events, data);
       ids.push(data.evaluationId);
     }
-    const consumer = harness.consumer;
+    const consumer = suite.harness.consumer;
     await waitFor(() => [...consumer.progress().values()].some((p) => p.paused), { what: 'the partition paused for its in-flight bound' });
     // The provider pushes back (as pauseOnJudgePressure does), and meanwhile the work drains.
     consumer.hold();
@@ -141,7 +116,7 @@ describe('provider pause and back-pressure together', () => {
     consumer.release();
     await waitFor(
       async () =>
-        (await database.db.selectFrom('evaluations').select('id').where('id', 'in', ids).where('status', '=', 'SCORED').execute()).length === ids.length,
+        (await suite.database.db.selectFrom('evaluations').select('id').where('id', 'in', ids).where('status', '=', 'SCORED').execute()).length === ids.length,
       { what: 'every evaluation scored after the pause', timeoutMs: 20_000 },
     );
   });
