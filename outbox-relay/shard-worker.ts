@@ -29,7 +29,7 @@ export interface ShardWorkerContext {
   stopping: AbortSignal;
 }
 
-export type LeaseLossReason = 'renew-failed' | 'renew-error' | 'fenced' | 'expired' | 'cursor-ahead';
+export type LeaseLossReason = 'renew-failed' | 'renew-error' | 'fenced' | 'expired' | 'cursor-ahead' | 'failed';
 
 export interface ShardWorker {
   readonly lease: Lease;
@@ -268,7 +268,13 @@ export function startShardWorker(ctx: ShardWorkerContext, lease: Lease, claimSen
   }
 
   async function run(): Promise<void> {
-    const ahead = await withRetry(() => cursorAheadOfDatabase(db, cursor), backoff, { retryable: () => true, signal: leaseGone.signal });
+    let ahead: { nextXid: string } | undefined;
+    try {
+      ahead = await withRetry(() => cursorAheadOfDatabase(db, cursor), backoff, { retryable: () => true, signal: leaseGone.signal });
+    } catch (error) {
+      if (holdsLease() && !ctx.stopping.aborted) throw error;
+      return; // the lease is gone or the relay stops
+    }
     if (ahead) {
       // A restored backup or a cut-over cluster: reading on would skip every row below the cursor.
       events.emit('relay:error', {
@@ -347,7 +353,10 @@ export function startShardWorker(ctx: ShardWorkerContext, lease: Lease, claimSen
   };
   worker.done = run()
     .catch((error) => {
+      // A bug, not a passing condition (the retrier retries everything else): leave the shard, so
+      // the heartbeat stops renewing a lease nobody works and another worker can take it.
       events.emit('relay:error', { where: `shard ${shard}`, error: coerceError(error) });
+      markLost('failed');
     })
     .finally(() => replaceProducer());
   return worker;
