@@ -125,6 +125,17 @@ describe('GET /v1/evaluations pagination', () => {
         END LOOP;
       END $$`);
     await f.database.pool.query('ANALYZE evaluations');
+    // The list shows only rows below the snapshot horizon, which any open transaction on the
+    // shared cluster holds back: wait until these rows are there.
+    await waitFor(
+      async () =>
+        (
+          await f.database.pool.query<{ n: number }>(
+            `SELECT count(*)::int AS n FROM evaluations WHERE application_id LIKE 'hist-%' AND xid >= pg_snapshot_xmin(pg_current_snapshot())`,
+          )
+        ).rows[0]?.n === 0,
+      { timeoutMs: 60_000, what: 'the rows to fall below the snapshot horizon' },
+    );
     const since = new Date(Date.now() - 3_600_000);
     const compiled = evaluationsPageQuery(f.database.db, { applicationId: 'hist-1', since, limit: 50 }).compile();
     const { rows } = await f.database.pool.query<{ 'QUERY PLAN': string }>(`EXPLAIN (ANALYZE, BUFFERS) ${compiled.sql}`, [...compiled.parameters]);
