@@ -67,7 +67,7 @@ export function registerScorerMetrics(
         const labels = { group: groupId, topic: w.topic, partition: String(w.partition) };
         const next = w.lastSeen === undefined ? w.committed : w.lastSeen + 1;
         if (Number.isFinite(w.high) && next !== undefined)
-          offsetLag.set(labels, Math.max(0, w.high - next) + consumer.progress().get(`${w.topic}|${w.partition}`)!.inFlight());
+          offsetLag.set(labels, Math.max(0, w.high - next) + (consumer.progress().get(`${w.topic}|${w.partition}`)?.inFlight() ?? 0));
         timeLag.set(labels, w.oldestPendingTimestamp === undefined ? 0 : Math.max(0, (Date.now() - w.oldestPendingTimestamp) / 1000));
       }
     },
