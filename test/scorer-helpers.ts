@@ -15,6 +15,7 @@ import type { Judge } from '../consumers/judge/index.js';
 import { createScoreStore, type ScoreStore } from '../consumers/score-store.js';
 import { orderingKeyFor } from '../consumers/command.js';
 import { afterAll, afterEach, beforeAll } from '@jest/globals';
+import { startFakeJudge, type FakeJudge } from '../src/fake-judge/server.js';
 import { createTestDatabase, kafkaBrokers, uniqueName, type TestDatabase } from './helpers.js';
 
 export async function createTopics(partitions = 1): Promise<Topics> {
@@ -158,5 +159,33 @@ export function scorerSuite(options: { max?: number; stopHarness?: 'afterEach' |
     await suite.producer.disconnect();
     await suite.database.drop();
   });
+  return suite;
+}
+
+/** A scorer suite with a fake judge over real HTTP, and the judge under test closed after each test. */
+export interface JudgeScorerSuite extends ScorerSuite {
+  fake: FakeJudge;
+  /** The judge the current test created; closed (after the harness stops) when the test ends. */
+  judge: Judge | undefined;
+}
+
+/**
+ * scorerSuite plus a fake judge for the file: after each test the harness stops, the test's
+ * judge closes, and the fake judge is back to answering every request normally, its counts reset.
+ */
+export function judgeScorerSuite(options: { max?: number; latencyMs: number }): JudgeScorerSuite {
+  const suite = scorerSuite({ ...(options.max ? { max: options.max } : {}), stopHarness: 'afterAll' }) as JudgeScorerSuite;
+  beforeAll(async () => {
+    suite.fake = await startFakeJudge({ latencyMs: options.latencyMs });
+  });
+  afterEach(async () => {
+    await suite.harness?.stop();
+    suite.harness = undefined;
+    await suite.judge?.close();
+    suite.judge = undefined;
+    suite.fake.control({ mode: 'ok', sequence: [], scripted: [] });
+    suite.fake.resetStats();
+  });
+  afterAll(async () => suite.fake.close());
   return suite;
 }
