@@ -9,7 +9,15 @@ import { createIdempotentProducer, createKafka, ensureTopics, type Producer } fr
 import { silentLogger } from '../src/logging.js';
 import { EVENT_SCHEMA_VERSION, type EvaluationCreatedData } from '../src/schemas/events.js';
 import { createKeyParallelConsumer, type KeyParallelConsumer } from '../consumers/runtime.js';
-import { createScorerEvents, deadLetterMessage, handleEvaluationMessage, type Scorer, type ScorerContext, type ScorerEvents } from '../consumers/scorer.js';
+import {
+  createScorerEvents,
+  deadLetterMessage,
+  handleEvaluationMessage,
+  type Scorer,
+  type ScorerContext,
+  type ScorerEvents,
+  type ScoreRow,
+} from '../consumers/scorer.js';
 import { buildScorers, pauseOnJudgePressure } from '../consumers/scorers.js';
 import type { Judge } from '../consumers/judge/index.js';
 import { createScoreStore, type ScoreStore } from '../consumers/score-store.js';
@@ -189,3 +197,18 @@ export function judgeScorerSuite(options: { max?: number; latencyMs: number }): 
   afterAll(async () => suite.fake.close());
   return suite;
 }
+
+/** A COMPLETED heuristic score of 0.5 for `dimension`, as a test scorer returns it. */
+export const completedScoreRow = (dimension: string, version = '1'): ScoreRow => ({
+  dimension,
+  status: 'COMPLETED',
+  value: 0.5,
+  label: null,
+  raw_value: null,
+  direction: 'lower_is_better',
+  reasoning: 'test',
+  source: 'HEURISTIC',
+  scorer_name: `test-${dimension}`,
+  scorer_version: version,
+  error_code: null,
+});
