@@ -217,8 +217,13 @@ const cells = new Map<number, Cell[]>();
 for (let round = 0; round < rounds; round++) {
   for (const connections of clientCounts) {
     process.stderr.write(`ingest bench: round ${round + 1}/${rounds}, ${connections} clients\n`);
+    // The group-commit APIs take turns going first, so a load that grows during a round does not
+    // always fall on the same one.
     const on: Phase[] = [];
-    for (const api of groupApis) on.push(await runApi(api, connections, seconds));
+    for (let k = 0; k < groupApis.length; k++) {
+      const j = (k + round) % groupApis.length;
+      on[j] = await runApi(groupApis[j] as ApiUnderTest, connections, seconds);
+    }
     const pgPhase = runPgbench(twoRowFile, connections, seconds);
     const off = offApi ? await runApi(offApi, connections, seconds) : undefined;
     const g = groupFile(connections);
@@ -246,7 +251,7 @@ const lines = [
   `ingest benchmark — ${new Date().toISOString()}`,
   `machine: ${machine()}; load average at end ${loadAverage()}`,
   `${rounds} alternating rounds of ${seconds} s per phase; API pool ${values['pool-size']} connections, group window ${values['window-ms']} ms; body ${JSON.stringify(body).length} bytes`,
-  `group-commit APIs: ${groupApis.map((a) => a.label).join('; ')} (K = EVALBOX_API_GROUP_MAX_IN_FLIGHT, rows = EVALBOX_API_GROUP_COMMIT_MAX_ROWS)`,
+  `group-commit APIs: ${groupApis.map((a) => a.label).join('; ')} (K = EVALBOX_API_GROUP_MAX_IN_FLIGHT, rows = EVALBOX_API_GROUP_COMMIT_MAX_ROWS; they take turns going first)`,
 ];
 for (const connections of clientCounts) {
   const rs = cells.get(connections) as Cell[];

@@ -375,7 +375,7 @@ function buildConfig(env: Env, flags: Flags, record?: (setting: SettingRecord) =
         enabled: read.oneOf('group-commit', 'EVALBOX_API_GROUP_COMMIT', ['on', 'off'] as const, 'on') === 'on',
         windowMs: read.int('group-commit-window-ms', 'EVALBOX_API_GROUP_COMMIT_WINDOW_MS', 1, 0),
         maxRows: read.int('group-commit-max-rows', 'EVALBOX_API_GROUP_COMMIT_MAX_ROWS', 64, 1),
-        maxInFlight: read.int('group-max-in-flight', 'EVALBOX_API_GROUP_MAX_IN_FLIGHT', 2, 0),
+        maxInFlight: read.int('group-max-in-flight', 'EVALBOX_API_GROUP_MAX_IN_FLIGHT', 4, 0),
       },
       idempotencyTtlHours: read.int('idempotency-ttl-hours', 'EVALBOX_API_IDEMPOTENCY_TTL_HOURS', 24, 1),
       headersTimeoutMs: read.int('headers-timeout-ms', 'EVALBOX_API_HEADERS_TIMEOUT_MS', 10_000, 1),
