@@ -89,7 +89,12 @@ export function createRelay(ctx: RelayContext): Relay {
   let heartbeatRunning: Promise<void> = Promise.resolve();
 
   const reportError = (where: string, error: unknown): void => {
-    events.emit('relay:error', { where, error: coerceError(error) });
+    try {
+      events.emit('relay:error', { where, error: coerceError(error) });
+    } catch (listenerError) {
+      // A listener that throws must not take down the loop that reported (the heartbeat above all).
+      logger.error({ err: coerceError(listenerError), where, reported: coerceError(error).message }, 'a relay:error listener threw');
+    }
   };
 
   function startWorker(lease: Lease, sentAt: number): void {
@@ -143,6 +148,10 @@ export function createRelay(ctx: RelayContext): Relay {
     await renewLeases(heartbeat);
     if (!stopping.signal.aborted) await claimFreeShards(heartbeat);
   };
+  // Each beat is chained on the one before (never two at once). A beat that throws (an event
+  // listener that throws, say) is reported and the chain goes on: a rejected link would skip every
+  // later beat, and the relay would silently stop renewing and claiming.
+  const nextBeat = () => (heartbeatRunning = heartbeatRunning.then(beat).catch((error: unknown) => reportError('heartbeat', error)));
   const every = (ms: number, task: () => Promise<void>) => timers.push(setInterval(() => void task().catch((e) => reportError('housekeeping', e)), ms));
 
   return {
@@ -159,11 +168,7 @@ export function createRelay(ctx: RelayContext): Relay {
         else workers.get(shard)?.wake();
       }, reportError);
       await beat();
-      timers.push(
-        setInterval(() => {
-          heartbeatRunning = heartbeatRunning.then(beat);
-        }, settings.heartbeatMs),
-      );
+      timers.push(setInterval(() => void nextBeat(), settings.heartbeatMs));
       // Partition DDL can wait on locks: it runs beside the workers, never before the first claim.
       const partitions = () => runPartitionMaintenance(housekeeping);
       timers.push(setTimeout(() => void partitions(), 0));

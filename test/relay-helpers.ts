@@ -1,14 +1,15 @@
 // Relay test helpers: an in-process relay on a test database with fast lease timings, and a
 // consumer that collects everything a topic receives.
 import { expect } from '@jest/globals';
-import { sql } from 'kysely';
+import { sql, type RawBuilder } from 'kysely';
+import type { Db } from '../src/db/index.js';
 import { insertOutboxEvents } from '../src/events.js';
 import { createKafka, createTransactionalProducer, ensureTopics } from '../src/kafka.js';
 import { readCloudEventHeaders } from '../src/cloudevents.js';
 import { silentLogger } from '../src/logging.js';
 import { createRelay, type Relay, type RelaySettings } from '../outbox-relay/relay.js';
 import type { TestDatabase } from './helpers.js';
-import { kafkaBrokers, uniqueName } from './helpers.js';
+import { kafkaBrokers, uniqueName, waitFor } from './helpers.js';
 
 export const FAST_RELAY: RelaySettings = {
   batchSize: 200,
@@ -29,9 +30,11 @@ export function startTestRelay(
   settings: Partial<RelaySettings> = {},
   brokers = kafkaBrokers(),
   producerConfig: Record<string, unknown> = {},
+  /** The relay's own pool (e.g. with the command's statement_timeout); default: the test database's. */
+  db: Db = database.db,
 ): Relay {
-  return createRelay({
-    db: database.db,
+  const relay = createRelay({
+    db,
     databaseUrl: database.url,
     createProducer: (shard) =>
       createTransactionalProducer(brokers, {
@@ -42,6 +45,124 @@ export function startTestRelay(
     logger: silentLogger(),
     settings: { ...FAST_RELAY, ...settings },
   });
+  recordRelay(relay);
+  return relay;
+}
+
+// What each test relay reported lately (errors, lease changes, produce errors, retries), for the
+// explanation of a wait that timed out.
+const journals = new WeakMap<Relay, string[]>();
+
+export function recordRelay(relay: Relay): void {
+  if (journals.has(relay)) return;
+  const journal: string[] = [];
+  journals.set(relay, journal);
+  const started = Date.now();
+  const note = (what: string) => {
+    journal.push(`+${((Date.now() - started) / 1000).toFixed(1)}s ${what}`);
+    if (journal.length > 40) journal.shift();
+  };
+  relay.events.on('relay:error', ({ where, error }) => note(`error at ${where}: ${error.message}`));
+  relay.events.on('relay:leaseAcquired', ({ shard, epoch }) => note(`lease acquired: shard ${shard} epoch ${epoch}`));
+  relay.events.on('relay:leaseLost', ({ shard, epoch, reason }) => note(`lease lost: shard ${shard} epoch ${epoch} (${reason})`));
+  relay.events.on('relay:produceError', ({ shard, code, message }) => note(`produce error: shard ${shard} ${code} ${message}`));
+  relay.events.on('relay:batchRetry', ({ shard, attempt, code }) => note(`batch retry: shard ${shard} attempt ${attempt} ${code}`));
+  relay.events.on('relay:batchPublished', ({ shard, rows, parked }) => note(`batch published: shard ${shard} ${rows} rows, ${parked} parked`));
+  relay.events.on('relay:horizonBlocked', ({ shard, seconds, blocker }) => {
+    if (seconds > 0) note(`horizon blocked: shard ${shard} ${seconds.toFixed(1)}s by pid ${blocker?.pid ?? '?'}`);
+  });
+}
+
+/**
+ * Why a relay has not published yet, as far as the database and the relay can tell: the open
+ * transactions of the whole cluster that hold the snapshot horizon back (any test file's, on the
+ * shared cluster), the lease rows, the rows past each cursor and how many of them are below the
+ * horizon, and what the relay reported lately.
+ */
+export async function explainRelayWait(database: TestDatabase, relay?: Relay): Promise<string> {
+  const lines: string[] = [];
+  const section = async (title: string, query: () => Promise<unknown[]>) => {
+    try {
+      const rows = await query();
+      lines.push(`${title}:${rows.length === 0 ? ' none' : ''}`, ...rows.map((r) => `  ${JSON.stringify(r)}`));
+    } catch (error) {
+      lines.push(`${title}: (query failed: ${(error as Error).message})`);
+    }
+  };
+  const rows = async (query: RawBuilder<unknown>) => (await query.execute(database.db)).rows;
+  await section('snapshot', () => rows(sql`SELECT pg_current_snapshot()::text AS snapshot, now() AS at`));
+  await section('oldest open transactions in the cluster (backend_xid holds the horizon)', () =>
+    rows(sql`
+      SELECT pid, datname, application_name, state, backend_xid::text, backend_xmin::text,
+             round(extract(epoch FROM now() - xact_start)::numeric, 1) AS age_s,
+             wait_event_type, left(regexp_replace(query, '[[:space:]]+', ' ', 'g'), 160) AS query
+      FROM pg_stat_activity
+      WHERE pid <> pg_backend_pid() AND xact_start IS NOT NULL AND (backend_xid IS NOT NULL OR backend_xmin IS NOT NULL)
+      ORDER BY backend_xid IS NULL, age(backend_xid) DESC, xact_start
+      LIMIT 8`),
+  );
+  await section('prepared transactions', () => rows(sql`SELECT gid, transaction::text, prepared, database FROM pg_prepared_xacts`));
+  await section('lease rows', () =>
+    rows(sql`
+      SELECT shard, owner, epoch::text, cursor_xid::text, cursor_seq::text,
+             round(extract(epoch FROM expires_at - now())::numeric, 1) AS expires_in_s, published_at
+      FROM relay_leases ORDER BY shard`),
+  );
+  await section('rows past each cursor', () =>
+    rows(sql`
+      SELECT o.shard, count(*)::int AS pending,
+             count(*) FILTER (WHERE o.xid < pg_snapshot_xmin(pg_current_snapshot()))::int AS below_horizon,
+             min(o.xid)::text AS min_xid, max(o.xid)::text AS max_xid
+      FROM outbox o LEFT JOIN relay_leases l ON l.shard = o.shard
+      WHERE (o.xid, o.seq) > (coalesce(l.cursor_xid, '0'::xid8), coalesce(l.cursor_seq, 0))
+      GROUP BY o.shard ORDER BY o.shard`),
+  );
+  if (relay) {
+    lines.push(`relay ${relay.instanceId} leads shards [${relay.ownedShards().join(', ')}]; it reported lately:`);
+    lines.push(...(journals.get(relay) ?? ['  (not recorded)']).map((l) => `  ${l}`));
+  }
+  return lines.join('\n');
+}
+
+/** waitFor, whose timeout error explains why the relay has not got there (explainRelayWait). */
+export async function waitForRelay<T>(
+  database: TestDatabase,
+  relay: Relay | undefined,
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  options: { timeoutMs?: number; intervalMs?: number; what?: string } = {},
+): Promise<T> {
+  try {
+    return await waitFor(check, options);
+  } catch (error) {
+    throw new Error(`${(error as Error).message}\n${await explainRelayWait(database, relay)}`, { cause: error });
+  }
+}
+
+/**
+ * Waits until no outbox row is hidden by the snapshot horizon. Any open transaction of the shared
+ * cluster (other test files hold some on purpose) holds the horizon back and with it every read
+ * of the relay: a test first waits for this, generously, and only then times the relay.
+ */
+export async function waitBelowHorizon(database: TestDatabase, relay?: Relay, timeoutMs = 60_000): Promise<void> {
+  await waitForRelay(
+    database,
+    relay,
+    async () =>
+      (await sql<{ n: number }>`SELECT count(*)::int AS n FROM outbox WHERE xid >= pg_snapshot_xmin(pg_current_snapshot())`.execute(database.db)).rows[0]?.n ===
+      0,
+    { timeoutMs, intervalMs: 100, what: 'every outbox row to fall below the snapshot horizon' },
+  );
+}
+
+/** The rows written so far below the horizon first (waitBelowHorizon), then `check` within the relay's own time. */
+export async function waitForPublished<T>(
+  database: TestDatabase,
+  relay: Relay | undefined,
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  options: { timeoutMs?: number; what?: string } = {},
+): Promise<T> {
+  await waitBelowHorizon(database, relay);
+  return waitForRelay(database, relay, check, options);
 }
 
 export interface Received {

@@ -8,7 +8,7 @@ import { maintainPartitions } from '../outbox-relay/partitions.js';
 import type { Relay, RelayEvents } from '../outbox-relay/relay.js';
 import { claimLease, readBatchBelowHorizon } from '../outbox-relay/sql.js';
 import { createTestDatabase, uniqueName, waitFor, type TestDatabase } from './helpers.js';
-import { collectTopic, createTopic, startTestRelay } from './relay-helpers.js';
+import { collectTopic, createTopic, explainRelayWait, startTestRelay, waitBelowHorizon, waitForPublished, waitForRelay } from './relay-helpers.js';
 
 const event = (topic: string, key: string, data: Record<string, unknown>) => ({ topic, key, type: 'test.event', source: '/test', data });
 
@@ -47,13 +47,13 @@ describe('relay: smaller findings', () => {
     const errors: RelayEvents['relay:error'][0][] = [];
     relay.events.on('relay:error', (e) => errors.push(e));
     await relay.start();
-    await waitFor(() => errors.find((e) => /cursor/.test(e.where)), { what: 'the relay to refuse the cursor' });
+    await waitForRelay(database, relay, () => errors.find((e) => /cursor/.test(e.where)), { what: 'the relay to refuse the cursor' });
     expect(errors.find((e) => /cursor/.test(e.where))?.error.message).toMatch(/above every transaction id/);
     await new Promise((r) => setTimeout(r, 500));
     expect(received).toHaveLength(0);
     // The operator sets the cursor back: the relay publishes from there.
     await sql`UPDATE relay_leases SET cursor_xid = '0', cursor_seq = 0`.execute(database.db);
-    await waitFor(() => received.length === 1, { what: 'the row, once the cursor is sound', timeoutMs: 20_000 });
+    await waitForPublished(database, relay, () => received.length === 1, { what: 'the row, once the cursor is sound', timeoutMs: 20_000 });
   });
 
   it('finding 7: rows for a topic the broker does not know are parked after a bound, and the shard goes on', async () => {
@@ -70,7 +70,7 @@ describe('relay: smaller findings', () => {
       'message.timeout.ms': 5_000,
     });
     await relay.start();
-    await waitFor(() => received.length === 2, { what: 'both rows of the known topic', timeoutMs: 60_000 });
+    await waitForPublished(database, relay, () => received.length === 2, { what: 'both rows of the known topic', timeoutMs: 60_000 });
     expect(received.map((m) => (JSON.parse(m.value) as { n: number }).n)).toEqual([1, 3]);
     const parked = await sql<{ topic: string; error_code: string }>`SELECT topic, error_code FROM outbox_parked`.execute(database.db);
     expect(parked.rows).toEqual([{ topic: missing, error_code: expect.stringMatching(/UNKNOWN_TOPIC/) as unknown as string }]);
@@ -86,10 +86,17 @@ describe('relay: smaller findings', () => {
     );
     const none = { xid: '0', seq: '0' };
     // The rows are read only once below the horizon, which any open transaction of the cluster holds back.
-    await waitFor(async () => (await readBatchBelowHorizon(database.db, 0, none, 1, 1)).length === 1, { what: 'the rows below the horizon' });
-    expect(await readBatchBelowHorizon(database.db, 0, none, 100, 350_000)).toHaveLength(4); // 0 + 3 × 100 kB before the 4th < 350 kB
-    expect(await readBatchBelowHorizon(database.db, 0, none, 100, 1)).toHaveLength(1);
-    expect(await readBatchBelowHorizon(database.db, 0, none, 5, 10_000_000)).toHaveLength(5);
+    await waitBelowHorizon(database);
+    // A read of the wrong length says what the database looked like at that moment.
+    const expectRead = async (limit: number, maxBytes: number, length: number) => {
+      const rows = await readBatchBelowHorizon(database.db, 0, none, limit, maxBytes);
+      if (rows.length !== length)
+        throw new Error(`read ${rows.length} rows, not ${length} (limit ${limit}, ${maxBytes} bytes)\n${await explainRelayWait(database)}`);
+    };
+    await expectRead(1, 1, 1);
+    await expectRead(100, 350_000, 4); // 0 + 3 × 100 kB before the 4th < 350 kB
+    await expectRead(100, 1, 1);
+    await expectRead(5, 10_000_000, 5);
   });
 
   it('finding 7: a standby polling for work locks no lease row', async () => {
@@ -172,7 +179,7 @@ describe('relay: smaller findings', () => {
     expect((await sql<{ n: string }>`SELECT count(*)::text AS n FROM outbox_default`.execute(database.db)).rows[0]?.n).toBe('1');
     relay = startTestRelay(database);
     await relay.start();
-    await waitFor(() => received.length === 1, { what: 'the row from the default partition', timeoutMs: 20_000 });
+    await waitForPublished(database, relay, () => received.length === 1, { what: 'the row from the default partition', timeoutMs: 20_000 });
     await relay.stop();
     relay = undefined;
     // Within the retention window it stays; after it, and published, it is deleted.

@@ -7,7 +7,7 @@ import { insertOutboxEvents } from '../src/events.js';
 import { createOutboxNudger, OUTBOX_CHANNEL } from '../src/outbox-wakeup.js';
 import { listenWakeups } from '../outbox-relay/wakeup.js';
 import { createTestDatabase, waitFor, type TestDatabase } from './helpers.js';
-import { createTopic, startTestRelay } from './relay-helpers.js';
+import { createTopic, startTestRelay, waitBelowHorizon, waitForRelay } from './relay-helpers.js';
 
 describe('relay wake-up', () => {
   let database: TestDatabase;
@@ -19,16 +19,6 @@ describe('relay wake-up', () => {
   afterAll(async () => database.drop());
 
   const event = (n: number) => ({ topic, key: 'app-w', type: 'test.event', source: '/test', data: { n } });
-  // The relay reads only below the snapshot horizon, which any open transaction on the shared
-  // cluster holds back: nudge once the rows are readable, so only the nudge is under test.
-  const belowHorizon = () =>
-    waitFor(
-      async () =>
-        (await database.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM outbox WHERE xid >= pg_snapshot_xmin(pg_current_snapshot())`)).rows[0]?.n ===
-        0,
-      { timeoutMs: 30_000, what: 'the rows to fall below the snapshot horizon' },
-    );
-
   it('a transaction that writes outbox rows sends no notification of its own', async () => {
     const listener = new pg.Client({ connectionString: database.url });
     await listener.connect();
@@ -65,14 +55,16 @@ describe('relay wake-up', () => {
     await relay.start();
     const nudger = createOutboxNudger(database.db);
     try {
-      await waitFor(async () => relay.ownedShards().length === 1, { timeoutMs: 10_000, what: 'the relay to lead the shard' });
+      await waitForRelay(database, relay, async () => relay.ownedShards().length === 1, { timeoutMs: 10_000, what: 'the relay to lead the shard' });
       // Let the first empty read happen, so the worker is waiting on its one-minute poll.
       await new Promise((r) => setTimeout(r, 500));
       const publishedBefore = published.reduce((a, b) => a + b, 0);
       await database.db.transaction().execute((trx) => insertOutboxEvents(trx, [event(3)]));
-      await belowHorizon();
+      // The relay reads only below the snapshot horizon, which any open transaction on the shared
+      // cluster holds back: nudge once the rows are readable, so only the nudge is under test.
+      await waitBelowHorizon(database, relay);
       nudger.nudge([0]);
-      await waitFor(async () => published.reduce((a, b) => a + b, 0) === publishedBefore + 1, {
+      await waitForRelay(database, relay, async () => published.reduce((a, b) => a + b, 0) === publishedBefore + 1, {
         timeoutMs: 45_000,
         what: 'the first nudged row to be published',
       });
@@ -95,9 +87,9 @@ describe('relay wake-up', () => {
       await admin.end();
       await new Promise((r) => setTimeout(r, 300));
       await database.db.transaction().execute((trx) => insertOutboxEvents(trx, [event(4)]));
-      await belowHorizon();
+      await waitBelowHorizon(database, relay);
       nudger.nudge([0]);
-      await waitFor(async () => published.reduce((a, b) => a + b, 0) === publishedBefore + 2, {
+      await waitForRelay(database, relay, async () => published.reduce((a, b) => a + b, 0) === publishedBefore + 2, {
         timeoutMs: 45_000,
         what: 'the row nudged after the reconnect to be published',
       });

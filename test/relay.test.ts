@@ -8,7 +8,16 @@ import { insertOutboxEvents } from '../src/events.js';
 import { advanceCursor, claimLease, renewLease } from '../outbox-relay/sql.js';
 import type { Relay } from '../outbox-relay/relay.js';
 import { createTestDatabase, kafkaBrokers, uniqueName, waitFor, type TestDatabase } from './helpers.js';
-import { collectTopic, createCountedKeyTable, createTopic, expectEveryKeyExactlyInCounterOrder, startTestRelay, writeCounted } from './relay-helpers.js';
+import {
+  collectTopic,
+  createCountedKeyTable,
+  createTopic,
+  expectEveryKeyExactlyInCounterOrder,
+  startTestRelay,
+  waitForPublished,
+  waitForRelay,
+  writeCounted,
+} from './relay-helpers.js';
 
 const event = (topic: string, key: string, data: Record<string, unknown>) => ({ topic, key, type: 'test.event', source: '/test', data });
 
@@ -57,7 +66,7 @@ describe('outbox relay', () => {
     } finally {
       late.release();
     }
-    await waitFor(() => received.length >= 6, { what: 'six messages' });
+    await waitForPublished(database, relay, () => received.length >= 6, { what: 'six messages' });
     expect(received.map((m) => (JSON.parse(m.value) as { n: unknown }).n)).toEqual(['late', 0, 1, 2, 3, 4]);
     expect(received[0]?.ceId).toBe('00000000-0000-7000-8000-00000000000a');
   });
@@ -75,7 +84,7 @@ describe('outbox relay', () => {
     );
     relay = startTestRelay(database, { batchSize: 4 });
     await relay.start();
-    await waitFor(() => received.length >= 10, { what: 'ten messages' });
+    await waitForPublished(database, relay, () => received.length >= 10, { what: 'ten messages' });
     expect(received.map((m) => (JSON.parse(m.value) as { n: unknown }).n)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
   });
 
@@ -88,7 +97,7 @@ describe('outbox relay', () => {
     const [id] = await database.db
       .transaction()
       .execute((trx) => insertOutboxEvents(trx, [{ ...event(topic, 'app-1', { hello: 'world' }), headers: { traceparent } }]));
-    await waitFor(() => received.length === 1, { what: 'the message' });
+    await waitForPublished(database, relay, () => received.length === 1, { what: 'the message' });
     const m = received[0];
     expect(m?.key).toBe('app-1');
     expect(JSON.parse(m?.value ?? '')).toEqual({ hello: 'world' });
@@ -106,14 +115,14 @@ describe('outbox relay', () => {
       const received = await collect(topic);
       relay = startTestRelay(database);
       await relay.start();
-      await waitFor(() => relay?.ownedShards().length === shards, { what: `the relay to lead ${shards} shards` });
+      await waitForRelay(database, relay, () => relay?.ownedShards().length === shards, { what: `the relay to lead ${shards} shards` });
 
       // 12 writers on 6 keys: two writers race on every key; the counter records the commit order.
       const writers = Array.from({ length: 12 }, async (_, writer) => {
         for (let n = 0; n < 100; n++) await writeCounted(database, topic, [`key-${writer % 6}`], 1);
       });
       await Promise.all(writers);
-      await waitFor(() => new Set(received.map((m) => m.ceId)).size >= 1200, { what: '1,200 distinct events', timeoutMs: 60_000 });
+      await waitForPublished(database, relay, () => new Set(received.map((m) => m.ceId)).size >= 1200, { what: '1,200 distinct events', timeoutMs: 60_000 });
       await new Promise((r) => setTimeout(r, 500));
       await expectEveryKeyExactlyInCounterOrder(database, received);
     },
@@ -157,7 +166,7 @@ describe('outbox relay', () => {
     await database.db.transaction().execute((trx) => insertOutboxEvents(trx, [event(topic, 'a', { n: 2 }), event(topic, 'b', { n: 3 })]));
     relay = startTestRelay(database);
     await relay.start();
-    await waitFor(() => received.length >= 3, { what: 'the three publishable messages' });
+    await waitForPublished(database, relay, () => received.length >= 3, { what: 'the three publishable messages' });
     // Key a keeps its order around the parked row; key b is not held up by it.
     expect(received.filter((m) => m.key === 'a').map((m) => (JSON.parse(m.value) as { n: unknown }).n)).toEqual([1, 2]);
     expect(received.filter((m) => m.key === 'b').map((m) => (JSON.parse(m.value) as { n: unknown }).n)).toEqual([3]);
@@ -197,7 +206,7 @@ describe('outbox relay', () => {
       );
     relay = startTestRelay(database);
     await relay.start();
-    await waitFor(() => received.length >= 3, { what: 'the three publishable messages' });
+    await waitForPublished(database, relay, () => received.length >= 3, { what: 'the three publishable messages' });
     await waitFor(async () => (await database.db.selectFrom('outbox_parked').select('id').execute()).length === 1, { what: 'the parked row' });
     expect(received.map((m) => (JSON.parse(m.value) as { n: number }).n)).toEqual([1, 3, 4]);
     const parked = await database.db.selectFrom('outbox_parked').select(['id', 'error_code']).execute();
@@ -221,7 +230,7 @@ describe('outbox relay', () => {
     const batches: number[] = [];
     relay.events.on('relay:batchPublished', ({ rows }) => batches.push(rows));
     await relay.start();
-    await waitFor(() => received.length >= 300, { what: '300 messages', timeoutMs: 60_000 });
+    await waitForPublished(database, relay, () => received.length >= 300, { what: '300 messages', timeoutMs: 60_000 });
     // Each transaction commits what librdkafka took (at most 25); the rest is read again.
     expect(Math.max(...batches)).toBeLessThanOrEqual(25);
     expect(batches.reduce((a, b) => a + b, 0)).toBe(300);
