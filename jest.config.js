@@ -10,6 +10,7 @@ export default {
   },
   testMatch: ['<rootDir>/test/**/*.test.ts'],
   globalSetup: '<rootDir>/test/global-setup.mjs',
+  testSequencer: '<rootDir>/test/sequencer.mjs',
   testTimeout: 120000,
   maxWorkers: 2,
 };

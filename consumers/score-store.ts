@@ -11,6 +11,7 @@ import type { Database, Db } from '../src/db/index.js';
 import type { EvaluationStatus, ScoresTable } from '../src/db/types.js';
 import { PUBLISHED_STALE_AFTER_MS } from '../src/dimensions.js';
 import { classifyPgError } from '../src/errors.js';
+import { upsertScores } from '../src/db/scores.js';
 import { EVENT_TYPES, insertOutboxEvents } from '../src/events.js';
 import { createOutboxNudger, type OutboxNudger } from '../src/outbox-wakeup.js';
 import { toScoreRecord, type ScoreRecord } from './score-rows.js';
@@ -244,38 +245,9 @@ async function writeBatch(trx: Transaction<Database>, topics: Topics, items: Com
   for (const item of writable)
     for (const { row, attempts } of item.rows) rows.set(`${item.evaluationId}|${row.dimension}`, toScoreRecord(item.evaluationId, row, attempts));
   if (rows.size > 0) {
-    await trx
-      .insertInto('scores')
-      .values([...rows.values()])
-      .onConflict((oc) =>
-        oc
-          .columns(['evaluation_id', 'dimension'])
-          .doUpdateSet((eb) => ({
-            status: eb.ref('excluded.status'),
-            value: eb.ref('excluded.value'),
-            label: eb.ref('excluded.label'),
-            raw_value: eb.ref('excluded.raw_value'),
-            direction: eb.ref('excluded.direction'),
-            reasoning: eb.ref('excluded.reasoning'),
-            source: eb.ref('excluded.source'),
-            scorer_name: eb.ref('excluded.scorer_name'),
-            scorer_version: eb.ref('excluded.scorer_version'),
-            judge_model: eb.ref('excluded.judge_model'),
-            prompt_hash: eb.ref('excluded.prompt_hash'),
-            error_code: eb.ref('excluded.error_code'),
-            attempts: sql<number>`scores.attempts + excluded.attempts`,
-            input_tokens: eb.ref('excluded.input_tokens'),
-            output_tokens: eb.ref('excluded.output_tokens'),
-            latency_ms: eb.ref('excluded.latency_ms'),
-            cost_usd: eb.ref('excluded.cost_usd'),
-            cache_hit: eb.ref('excluded.cache_hit'),
-            updated_at: sql<Date>`now()`,
-          }))
-          // A result that is COMPLETED with the same scorer version never changes, and a
-          // COMPLETED result is never replaced by an ERROR.
-          .where(REPLACES_STORED_SQL),
-      )
-      .execute();
+    // A result that is COMPLETED with the same scorer version never changes, and a COMPLETED
+    // result is never replaced by an ERROR.
+    await upsertScores(trx, [...rows.values()], REPLACES_STORED_SQL).execute();
   }
 
   const finalising = writable;

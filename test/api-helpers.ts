@@ -1,4 +1,5 @@
 // Builds the API app in-process on a test database, with a key for each of two applications.
+import { expect } from '@jest/globals';
 import { createApiApp } from '../src/api/app.js';
 import { createKeyResolver } from '../src/api/auth.js';
 import { loadConfig } from '../src/config.js';
@@ -59,3 +60,17 @@ export const validEvaluation = (overrides: Record<string, unknown> = {}) => ({
   modelId: 'test-model',
   ...overrides,
 });
+
+/** One page of GET /v1/evaluations, with the fields the listing tests read. */
+export interface EvaluationsPage {
+  items: { evaluationId: string; status: string; scoredAt: string | null }[];
+  nextCursor: string | null;
+  hasMore: boolean;
+}
+
+/** GET /v1/evaluations?`query` as `key`; the answer must be 200. */
+export async function listEvaluations(f: ApiFixture, query: string, key?: string): Promise<EvaluationsPage> {
+  const res = await f.get(`/v1/evaluations?${query}`, key);
+  expect(res.status).toBe(200);
+  return (await res.json()) as EvaluationsPage;
+}

@@ -3,14 +3,8 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { sql } from 'kysely';
 import { evaluationsPageQuery } from '../src/api/queries.js';
-import { createApiFixture, validEvaluation, type ApiFixture } from './api-helpers.js';
+import { createApiFixture, listEvaluations, validEvaluation, type ApiFixture } from './api-helpers.js';
 import { waitFor } from './helpers.js';
-
-interface Page {
-  items: { evaluationId: string; status: string }[];
-  nextCursor: string | null;
-  hasMore: boolean;
-}
 
 describe('GET /v1/evaluations pagination', () => {
   let f: ApiFixture;
@@ -19,11 +13,7 @@ describe('GET /v1/evaluations pagination', () => {
   });
   afterAll(async () => f.database.drop());
 
-  const page = async (query: string, key?: string): Promise<Page> => {
-    const res = await f.get(`/v1/evaluations?${query}`, key);
-    expect(res.status).toBe(200);
-    return (await res.json()) as Page;
-  };
+  const page = (query: string, key?: string) => listEvaluations(f, query, key);
 
   it('neither skips nor repeats rows while inserts happen concurrently, even a late-committing one', async () => {
     // A transaction that takes its xid now and commits only after the reader has paged past it.

@@ -5,14 +5,8 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { sql } from 'kysely';
 import { scoredPageSql } from '../src/api/queries.js';
-import { createApiFixture, validEvaluation, type ApiFixture } from './api-helpers.js';
+import { createApiFixture, listEvaluations, validEvaluation, type ApiFixture } from './api-helpers.js';
 import { waitFor } from './helpers.js';
-
-interface Page {
-  items: { evaluationId: string; status: string; scoredAt: string | null }[];
-  nextCursor: string | null;
-  hasMore: boolean;
-}
 
 describe('polling for results (scoredSince)', () => {
   let f: ApiFixture;
@@ -21,11 +15,7 @@ describe('polling for results (scoredSince)', () => {
   });
   afterAll(async () => f.database.drop());
 
-  const page = async (query: string, key?: string): Promise<Page> => {
-    const res = await f.get(`/v1/evaluations?${query}`, key);
-    expect(res.status).toBe(200);
-    return (await res.json()) as Page;
-  };
+  const page = (query: string, key?: string) => listEvaluations(f, query, key);
   const create = async (key?: string) =>
     ((await (await f.post('/v1/evaluations', validEvaluation({ dimensions: ['toxicity'] }), key)).json()) as { evaluationId: string }).evaluationId;
   // What the scorer's final write does to the evaluation row.

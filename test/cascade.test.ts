@@ -1,18 +1,16 @@
 // The cost-aware cascade inside the scoring consumer, end to end: real Postgres, real Kafka, the
 // fake judge over real HTTP. Confident offline verdicts are final and cost nothing; only the
 // unsure ones reach the judge; a judge answering garbage never turns into a fabricated score.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { describe, expect, it } from '@jest/globals';
 import { sql } from 'kysely';
 import { Registry } from 'prom-client';
 import type { DimensionDefinition } from '../src/dimensions.js';
-import type { Producer } from '../src/kafka.js';
 import { applyScoringModes, createCascadeEvents, loadCascadeConfig, registerCascadeMetrics } from '../consumers/cascade.js';
 import { createJudge, judgeDimensionDefinitions, loadJudgeConfig, type Judge } from '../consumers/judge/index.js';
 import { buildScorers, judgePressureClassifier } from '../consumers/scorers.js';
 import { createDimensionRegistry } from '../src/dimensions.js';
-import { startFakeJudge, type FakeJudge } from '../src/fake-judge/server.js';
-import { createTestDatabase, waitFor, type TestDatabase } from './helpers.js';
-import { createEvaluation, createTopics, produceEvent, startScorer, testProducer, type Harness } from './scorer-helpers.js';
+import { waitFor } from './helpers.js';
+import { createEvaluation, createTopics, produceEvent, startScorer, judgeScorerSuite } from './scorer-helpers.js';
 
 const CONTEXT = ['Paris is the capital and largest city of France.', 'Our plan includes 10 GB of storage.'];
 // Offline verdicts the scorers are sure of, and ones they are not (see test/heuristics.test.ts).
@@ -26,41 +24,19 @@ const UNSURE = {
 };
 
 describe('cascade: offline first, the judge for the unsure', () => {
-  let database: TestDatabase;
-  let producer: Producer;
-  let fake: FakeJudge;
+  const suite = judgeScorerSuite({ max: 20, latencyMs: 5 });
   let judge: Judge | undefined;
-  let harness: Harness | undefined;
   let metrics: Registry;
-
-  beforeAll(async () => {
-    database = await createTestDatabase({ max: 20 });
-    producer = await testProducer();
-    fake = await startFakeJudge({ latencyMs: 5 });
-  });
-  afterEach(async () => {
-    await harness?.stop();
-    harness = undefined;
-    await judge?.close();
-    judge = undefined;
-    fake.control({ mode: 'ok' });
-    fake.resetStats();
-  });
-  afterAll(async () => {
-    await fake.close();
-    await producer.disconnect();
-    await database.drop();
-  });
 
   async function start(modes: string) {
     const config = loadJudgeConfig({ EVALBOX_JUDGE_CONFIG: '/judge.json' }, () =>
       JSON.stringify({
-        endpoints: [{ name: 'fake', baseUrl: fake.url, model: 'fake-judge-1', timeoutMs: 2000, maxConcurrency: 8 }],
+        endpoints: [{ name: 'fake', baseUrl: suite.fake.url, model: 'fake-judge-1', timeoutMs: 2000, maxConcurrency: 8 }],
         prices: { 'fake-judge-1': { inputPerMTok: 3, outputPerMTok: 15 } },
       }),
     );
     if (!config) throw new Error('no judge config');
-    judge = createJudge({ config, db: database.db });
+    judge = suite.judge = createJudge({ config, db: suite.database.db });
     const judgeDimensions = judgeDimensionDefinitions(config) as DimensionDefinition[];
     const definitions = createDimensionRegistry(judgeDimensions).list();
     const events = createCascadeEvents();
@@ -72,8 +48,8 @@ describe('cascade: offline first, the judge for the unsure', () => {
       events,
     });
     const topics = await createTopics(3);
-    harness = await startScorer(database, topics, {
-      producer,
+    suite.harness = await startScorer(suite.database, topics, {
+      producer: suite.producer,
       maxAttempts: 2,
       extraDimensions: judgeDimensions,
       isPressure: judgePressureClassifier(judge),
@@ -84,20 +60,20 @@ describe('cascade: offline first, the judge for the unsure', () => {
   }
 
   async function score(topic: string, dimension: string, response: string) {
-    const data = await createEvaluation(database, [dimension], { response, context: CONTEXT, prompt: 'What does the plan include?' });
-    await produceEvent(producer, topic, data);
+    const data = await createEvaluation(suite.database, [dimension], { response, context: CONTEXT, prompt: 'What does the plan include?' });
+    await produceEvent(suite.producer, topic, data);
     return data.evaluationId;
   }
   const rowsOf = async (ids: string[]) => {
     await waitFor(
       async () =>
         Number(
-          (await sql<{ n: string }>`SELECT count(*) AS n FROM evaluations WHERE id = ANY(${ids}::uuid[]) AND status <> 'PENDING'`.execute(database.db)).rows[0]
-            ?.n,
+          (await sql<{ n: string }>`SELECT count(*) AS n FROM evaluations WHERE id = ANY(${ids}::uuid[]) AND status <> 'PENDING'`.execute(suite.database.db))
+            .rows[0]?.n,
         ) === ids.length,
       { what: 'evaluations terminal', timeoutMs: 60_000 },
     );
-    const rows = await database.db.selectFrom('scores').selectAll().where('evaluation_id', 'in', ids).execute();
+    const rows = await suite.database.db.selectFrom('scores').selectAll().where('evaluation_id', 'in', ids).execute();
     return new Map(rows.map((r) => [r.evaluation_id, r]));
   };
   const metric = async (name: string, labels: Record<string, string>) => {
@@ -123,7 +99,7 @@ describe('cascade: offline first, the judge for the unsure', () => {
     }
     expect(rows.get(unsure[0] as string)?.scorer_version).toMatch(/^2\+judge-1@0\.8$/);
     // Only the two unsure evaluations reached the judge.
-    expect(fake.stats().total).toBe(2);
+    expect(suite.fake.stats().total).toBe(2);
     expect(await metric('evalbox_cascade_decisions_total', { route: 'offline', reason: 'confident' })).toBe(2);
     expect(await metric('evalbox_cascade_decisions_total', { route: 'judge', reason: 'uncertain' })).toBe(2);
     expect(await metric('evalbox_cascade_agreement_total', {})).toBe(2);
@@ -139,12 +115,12 @@ describe('cascade: offline first, the judge for the unsure', () => {
     const rows = await rowsOf(ids);
     expect(rows.get(ids[0] as string)).toMatchObject({ status: 'COMPLETED', source: 'LLM_JUDGE', scorer_name: 'judge-groundedness' });
     expect(rows.get(ids[1] as string)).toMatchObject({ status: 'COMPLETED', source: 'HEURISTIC', scorer_name: 'heuristic-toxicity' });
-    expect(fake.stats().total).toBe(1);
+    expect(suite.fake.stats().total).toBe(1);
   });
 
   it('a judge answering garbage never becomes a score: the unsure evaluation is an ERROR, the confident one is unaffected', async () => {
     const topics = await start('groundedness=cascade');
-    fake.control({ mode: 'malformed' });
+    suite.fake.control({ mode: 'malformed' });
     const confident = await score(topics.events, 'groundedness', CONFIDENT.groundedness);
     // New content: the judge's cache would answer the earlier test's content without a call.
     const unsure = await score(topics.events, 'groundedness', 'The plan includes 10 GB of storage and phone support for teams.');

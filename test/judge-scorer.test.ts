@@ -1,43 +1,20 @@
 // The LLM judge inside the scoring consumer, against the fake OpenAI-compatible judge over real
 // HTTP, the real Postgres and the real Kafka: paid once, an outage is not a DLT flood, never a
 // fabricated score.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { describe, expect, it } from '@jest/globals';
 import { sql } from 'kysely';
 import { publishDimensions, type DimensionDefinition } from '../src/dimensions.js';
 import { readDeadLetters } from '../src/dlt.js';
-import type { Producer } from '../src/kafka.js';
 import { createJudge, judgeDimensionDefinitions, loadJudgeConfig, type Judge } from '../consumers/judge/index.js';
 import { judgePressureClassifier, judgeScorer } from '../consumers/scorers.js';
 import type { ScoreStore } from '../consumers/score-store.js';
-import { startFakeJudge, type FakeJudge } from '../src/fake-judge/server.js';
-import { createTestDatabase, kafkaBrokers, uniqueName, waitFor, type TestDatabase } from './helpers.js';
-import { createEvaluation, createTopics, produceEvent, startScorer, testProducer, type Harness } from './scorer-helpers.js';
+import { startFakeJudge } from '../src/fake-judge/server.js';
+import { createTestDatabase, kafkaBrokers, uniqueName, waitFor } from './helpers.js';
+import { createEvaluation, createTopics, produceEvent, startScorer, testProducer, judgeScorerSuite } from './scorer-helpers.js';
 
 describe('LLM judge in the scoring consumer', () => {
-  let database: TestDatabase;
-  let producer: Producer;
-  let fake: FakeJudge;
+  const suite = judgeScorerSuite({ max: 30, latencyMs: 20 });
   let judge: Judge | undefined;
-  let harness: Harness | undefined;
-
-  beforeAll(async () => {
-    database = await createTestDatabase({ max: 30 });
-    producer = await testProducer();
-    fake = await startFakeJudge({ latencyMs: 20 });
-  });
-  afterEach(async () => {
-    await harness?.stop();
-    harness = undefined;
-    await judge?.close();
-    judge = undefined;
-    fake.control({ mode: 'ok', sequence: [], scripted: [] });
-    fake.resetStats();
-  });
-  afterAll(async () => {
-    await fake.close();
-    await producer.disconnect();
-    await database.drop();
-  });
 
   async function start(options: { maxAttempts?: number; wrapStore?: (s: ScoreStore) => ScoreStore } = {}) {
     const config = loadJudgeConfig({ EVALBOX_JUDGE_CONFIG: '/judge.json' }, () =>
@@ -45,7 +22,7 @@ describe('LLM judge in the scoring consumer', () => {
         endpoints: [
           {
             name: 'fake',
-            baseUrl: fake.url,
+            baseUrl: suite.fake.url,
             model: 'fake-judge-1',
             timeoutMs: 2000,
             maxConcurrency: 8,
@@ -56,11 +33,11 @@ describe('LLM judge in the scoring consumer', () => {
       }),
     );
     if (!config) throw new Error('no judge config');
-    judge = createJudge({ config, db: database.db });
+    judge = suite.judge = createJudge({ config, db: suite.database.db });
     const definitions = judgeDimensionDefinitions(config) as DimensionDefinition[];
     const topics = await createTopics(3);
-    harness = await startScorer(database, topics, {
-      producer,
+    suite.harness = await startScorer(suite.database, topics, {
+      producer: suite.producer,
       maxAttempts: options.maxAttempts ?? 5,
       extraDimensions: definitions,
       isPressure: judgePressureClassifier(judge),
@@ -72,7 +49,7 @@ describe('LLM judge in the scoring consumer', () => {
   }
 
   const statuses = async (ids: string[]) =>
-    await database.db
+    await suite.database.db
       .selectFrom('scores')
       .select(['status', 'error_code', 'value', 'cache_hit', 'input_tokens', 'cost_usd'])
       .where('evaluation_id', 'in', ids)
@@ -80,15 +57,16 @@ describe('LLM judge in the scoring consumer', () => {
       .execute();
   const allTerminal = async (ids: string[]) =>
     Number(
-      (await sql<{ n: string }>`SELECT count(*) AS n FROM evaluations WHERE id = ANY(${ids}::uuid[]) AND status <> 'PENDING'`.execute(database.db)).rows[0]?.n,
+      (await sql<{ n: string }>`SELECT count(*) AS n FROM evaluations WHERE id = ANY(${ids}::uuid[]) AND status <> 'PENDING'`.execute(suite.database.db))
+        .rows[0]?.n,
     ) === ids.length;
 
   it('guarantee 4: identical content across 100 evaluations makes one paid call', async () => {
     const topics = await start();
     const ids: string[] = [];
     for (let i = 0; i < 100; i++) {
-      const data = await createEvaluation(database, ['judge_relevance'], { response: 'Paris is the capital of France (same content).' });
-      await produceEvent(producer, topics.events, data);
+      const data = await createEvaluation(suite.database, ['judge_relevance'], { response: 'Paris is the capital of France (same content).' });
+      await produceEvent(suite.producer, topics.events, data);
       ids.push(data.evaluationId);
     }
     await waitFor(() => allTerminal(ids), { what: '100 evaluations terminal', timeoutMs: 60_000 });
@@ -96,72 +74,72 @@ describe('LLM judge in the scoring consumer', () => {
     expect(rows.every((r) => r.status === 'COMPLETED' && typeof r.value === 'number')).toBe(true);
     expect(rows.filter((r) => !r.cache_hit)).toHaveLength(1);
     expect(rows.filter((r) => r.cache_hit).every((r) => r.input_tokens === 0)).toBe(true);
-    expect(fake.stats().total).toBe(1);
+    expect(suite.fake.stats().total).toBe(1);
   });
 
   it('guarantee 6: a 429 storm then recovery completes everything, leaves the DLT empty, and pays only for distinct contents', async () => {
     const topics = await start({ maxAttempts: 2 });
     let pausedWhileThrottled = false;
-    harness?.consumer.events.on('consumer:paused', () => (pausedWhileThrottled = true));
-    fake.control({ mode: 'rate-limit', retryAfterSeconds: 1, requests: 6 });
+    suite.harness?.consumer.events.on('consumer:paused', () => (pausedWhileThrottled = true));
+    suite.fake.control({ mode: 'rate-limit', retryAfterSeconds: 1, requests: 6 });
     const ids: string[] = [];
     for (let i = 0; i < 12; i++) {
-      const data = await createEvaluation(database, ['judge_relevance'], { response: `Answer number ${i}.` });
-      await produceEvent(producer, topics.events, data);
+      const data = await createEvaluation(suite.database, ['judge_relevance'], { response: `Answer number ${i}.` });
+      await produceEvent(suite.producer, topics.events, data);
       ids.push(data.evaluationId);
     }
     await waitFor(() => allTerminal(ids), { what: 'every evaluation terminal', timeoutMs: 60_000 });
     expect((await statuses(ids)).every((r) => r.status === 'COMPLETED')).toBe(true);
-    const stats = fake.stats();
+    const stats = suite.fake.stats();
     expect(stats.byOutcome.rate_limited).toBe(6);
     expect(stats.total).toBe(12 + 6); // distinct contents plus the 429ed attempts
     expect(pausedWhileThrottled).toBe(true);
-    expect(harness?.consumer.held()).toBe(false);
+    expect(suite.harness?.consumer.held()).toBe(false);
     expect(await readDeadLetters(kafkaBrokers(), topics.dlt)).toEqual([]);
   });
 
   it('guarantee 6: a 60 s outage of 500s opens the breaker and pauses; when it ends everything drains with no DLT record', async () => {
     const topics = await start({ maxAttempts: 3 });
     const outageEnds = Date.now() + 60_000;
-    fake.control({ mode: 'error-burst', durationMs: 60_000 });
+    suite.fake.control({ mode: 'error-burst', durationMs: 60_000 });
     const ids: string[] = [];
     for (let i = 0; i < 20; i++) {
-      const data = await createEvaluation(database, ['judge_relevance'], { response: `Outage answer ${i}.` });
-      await produceEvent(producer, topics.events, data);
+      const data = await createEvaluation(suite.database, ['judge_relevance'], { response: `Outage answer ${i}.` });
+      await produceEvent(suite.producer, topics.events, data);
       ids.push(data.evaluationId);
     }
     await waitFor(() => (judge as Judge).endpointState('fake').open, { what: 'the circuit to open', timeoutMs: 20_000 });
     // Consumption pauses while the circuit is open…
-    expect(harness?.consumer.held()).toBe(true);
+    expect(suite.harness?.consumer.held()).toBe(true);
     // Still paused and nothing terminal near the end of the outage: the breaker holds it all back.
     await new Promise((resolve) => setTimeout(resolve, Math.max(0, outageEnds - Date.now() - 5_000)));
-    expect(harness?.consumer.held()).toBe(true);
+    expect(suite.harness?.consumer.held()).toBe(true);
     expect(
       await sql<{ n: string }>`SELECT count(*) AS n FROM evaluations WHERE id = ANY(${ids}::uuid[]) AND status <> 'PENDING'`
-        .execute(database.db)
+        .execute(suite.database.db)
         .then((r) => Number(r.rows[0]?.n)),
     ).toBe(0);
-    const duringOutage = fake.stats().total;
+    const duringOutage = suite.fake.stats().total;
     await waitFor(() => allTerminal(ids), { what: 'every evaluation terminal after the outage', timeoutMs: 40_000 });
     expect((await statuses(ids)).every((r) => r.status === 'COMPLETED')).toBe(true);
     // …and resumes once the provider answers again.
-    await waitFor(() => harness?.consumer.held() === false, { what: 'consumption to resume' });
+    await waitFor(() => suite.harness?.consumer.held() === false, { what: 'consumption to resume' });
     // The open circuit kept calls away from the provider: at most the calls in flight when it
     // opened (8) and one probe per cool-down (at least 1 s), never a retry storm of 20 evaluations.
     expect(duringOutage).toBeGreaterThan(0);
-    expect(fake.stats().byOutcome.server_error).toBeLessThanOrEqual(8 + 60);
+    expect(suite.fake.stats().byOutcome.server_error).toBeLessThanOrEqual(8 + 60);
     expect(await readDeadLetters(kafkaBrokers(), topics.dlt)).toEqual([]);
   });
 
   it('malformed judge output is re-asked once and then recorded as ERROR JUDGE_UNPARSEABLE, never a number', async () => {
     const topics = await start();
-    fake.control({ mode: 'malformed' });
-    const data = await createEvaluation(database, ['judge_relevance', 'toxicity'], { response: 'Malformed case.' });
-    await produceEvent(producer, topics.events, data);
+    suite.fake.control({ mode: 'malformed' });
+    const data = await createEvaluation(suite.database, ['judge_relevance', 'toxicity'], { response: 'Malformed case.' });
+    await produceEvent(suite.producer, topics.events, data);
     await waitFor(() => allTerminal([data.evaluationId]), { what: 'terminal' });
     expect(await statuses([data.evaluationId])).toEqual([expect.objectContaining({ status: 'ERROR', error_code: 'JUDGE_UNPARSEABLE', value: null })]);
-    expect(fake.stats().total).toBe(2);
-    const status = await database.db.selectFrom('evaluations').select('status').where('id', '=', data.evaluationId).executeTakeFirstOrThrow();
+    expect(suite.fake.stats().total).toBe(2);
+    const status = await suite.database.db.selectFrom('evaluations').select('status').where('id', '=', data.evaluationId).executeTakeFirstOrThrow();
     expect(status.status).toBe('PARTIALLY_SCORED');
     const dead = await waitFor(
       async () => {
@@ -179,9 +157,9 @@ describe('LLM judge in the scoring consumer', () => {
     judge?.events.on('judge:request', (e) => {
       if (e.inputTokens + e.outputTokens > 0) paid.push(e);
     });
-    fake.control({ sequence: ['malformed', 'error-burst'] });
-    const data = await createEvaluation(database, ['judge_relevance'], { response: 'Paid-twice case.' });
-    await produceEvent(producer, topics.events, data);
+    suite.fake.control({ sequence: ['malformed', 'error-burst'] });
+    const data = await createEvaluation(suite.database, ['judge_relevance'], { response: 'Paid-twice case.' });
+    await produceEvent(suite.producer, topics.events, data);
     await waitFor(() => allTerminal([data.evaluationId]), { what: 'terminal', timeoutMs: 30_000 });
     const [row] = await statuses([data.evaluationId]);
     expect(row?.status).toBe('COMPLETED');
@@ -192,35 +170,37 @@ describe('LLM judge in the scoring consumer', () => {
   it('finding: a replica without a judge leaves a judge dimension that a live replica offers for that replica, instead of writing it ERROR NO_SCORER', async () => {
     const topics = await createTopics(1);
     // Another replica, with the judge, offers judge_relevance (it re-publishes it as it runs).
-    const config = loadJudgeConfig({ EVALBOX_JUDGE_BASE_URL: fake.url, EVALBOX_JUDGE_MODEL: 'fake-judge-1' });
+    const config = loadJudgeConfig({ EVALBOX_JUDGE_BASE_URL: suite.fake.url, EVALBOX_JUDGE_MODEL: 'fake-judge-1' });
     if (!config) throw new Error('no judge config');
     const definitions = judgeDimensionDefinitions(config) as DimensionDefinition[];
-    await publishDimensions(database.db, definitions);
+    await publishDimensions(suite.database.db, definitions);
     const groupId = uniqueName('mixed-group');
     // This replica has no judge: its registry and scorers are the offline ones only.
-    harness = await startScorer(database, topics, { producer, groupId });
+    suite.harness = await startScorer(suite.database, topics, { producer: suite.producer, groupId });
     let waits = 0;
-    harness.consumer.events.on('consumer:handlerFailed', ({ error }) => {
+    suite.harness.consumer.events.on('consumer:handlerFailed', ({ error }) => {
       if ((error as { code?: string }).code === 'SCORER_ELSEWHERE') waits++;
     });
-    const data = await createEvaluation(database, ['toxicity', 'judge_relevance'], { response: 'Left for the judge.' });
-    await produceEvent(producer, topics.events, data);
+    const data = await createEvaluation(suite.database, ['toxicity', 'judge_relevance'], { response: 'Left for the judge.' });
+    await produceEvent(suite.producer, topics.events, data);
     await waitFor(() => waits >= 1, { what: 'the replica without a judge to leave the event' });
-    expect(await database.db.selectFrom('scores').select(['dimension', 'status']).where('evaluation_id', '=', data.evaluationId).execute()).toEqual([]);
-    expect((await database.db.selectFrom('evaluations').select('status').where('id', '=', data.evaluationId).executeTakeFirstOrThrow()).status).toBe('PENDING');
+    expect(await suite.database.db.selectFrom('scores').select(['dimension', 'status']).where('evaluation_id', '=', data.evaluationId).execute()).toEqual([]);
+    expect((await suite.database.db.selectFrom('evaluations').select('status').where('id', '=', data.evaluationId).executeTakeFirstOrThrow()).status).toBe(
+      'PENDING',
+    );
     // The replica with the judge takes the partition over and scores both dimensions.
-    await harness.stop();
-    harness = undefined;
-    judge = createJudge({ config, db: database.db });
-    harness = await startScorer(database, topics, {
-      producer,
+    await suite.harness.stop();
+    suite.harness = undefined;
+    judge = suite.judge = createJudge({ config, db: suite.database.db });
+    suite.harness = await startScorer(suite.database, topics, {
+      producer: suite.producer,
       groupId,
       extraDimensions: definitions,
       judge,
       scorers: new Map(definitions.map((d) => [d.id, judgeScorer(judge as Judge, d)])),
     });
     await waitFor(() => allTerminal([data.evaluationId]), { what: 'scored by the replica with the judge', timeoutMs: 30_000 });
-    const rows = await database.db
+    const rows = await suite.database.db
       .selectFrom('scores')
       .select(['dimension', 'status'])
       .where('evaluation_id', '=', data.evaluationId)
@@ -232,7 +212,7 @@ describe('LLM judge in the scoring consumer', () => {
     ]);
   });
 
-  it('guarantee 4: a lost database connection between the judge’s answer and the score write costs no second paid call (the kill -9 case: judge-crash.test.ts)', async () => {
+  it('guarantee 4: a lost suite.database connection between the judge’s answer and the score write costs no second paid call (the kill -9 case: judge-crash.test.ts)', async () => {
     let failures = 1;
     const topics = await start({
       wrapStore: (store) => ({
@@ -246,12 +226,12 @@ describe('LLM judge in the scoring consumer', () => {
         },
       }),
     });
-    const data = await createEvaluation(database, ['judge_relevance'], { response: 'Crash case.' });
-    await produceEvent(producer, topics.events, data);
+    const data = await createEvaluation(suite.database, ['judge_relevance'], { response: 'Crash case.' });
+    await produceEvent(suite.producer, topics.events, data);
     await waitFor(() => allTerminal([data.evaluationId]), { what: 'terminal after the retry', timeoutMs: 30_000 });
     const [row] = await statuses([data.evaluationId]);
     expect(row).toMatchObject({ status: 'COMPLETED', cache_hit: true });
-    expect(fake.stats().total).toBe(1);
+    expect(suite.fake.stats().total).toBe(1);
   });
 });
 

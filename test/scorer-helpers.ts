@@ -9,12 +9,21 @@ import { createIdempotentProducer, createKafka, ensureTopics, type Producer } fr
 import { silentLogger } from '../src/logging.js';
 import { EVENT_SCHEMA_VERSION, type EvaluationCreatedData } from '../src/schemas/events.js';
 import { createKeyParallelConsumer, type KeyParallelConsumer } from '../consumers/runtime.js';
-import { createScorerEvents, deadLetterMessage, handleEvaluationMessage, type Scorer, type ScorerContext, type ScorerEvents } from '../consumers/scorer.js';
+import {
+  createScorerEvents,
+  deadLetterMessage,
+  handleEvaluationMessage,
+  type Scorer,
+  type ScorerContext,
+  type ScorerEvents,
+  type ScoreRow,
+} from '../consumers/scorer.js';
 import { buildScorers, pauseOnJudgePressure } from '../consumers/scorers.js';
 import type { Judge } from '../consumers/judge/index.js';
 import { createScoreStore, type ScoreStore } from '../consumers/score-store.js';
 import { orderingKeyFor } from '../consumers/command.js';
 import { afterAll, afterEach, beforeAll } from '@jest/globals';
+import { startFakeJudge, type FakeJudge } from '../src/fake-judge/server.js';
 import { createTestDatabase, kafkaBrokers, uniqueName, type TestDatabase } from './helpers.js';
 
 export async function createTopics(partitions = 1): Promise<Topics> {
@@ -160,3 +169,46 @@ export function scorerSuite(options: { max?: number; stopHarness?: 'afterEach' |
   });
   return suite;
 }
+
+/** A scorer suite with a fake judge over real HTTP, and the judge under test closed after each test. */
+export interface JudgeScorerSuite extends ScorerSuite {
+  fake: FakeJudge;
+  /** The judge the current test created; closed (after the harness stops) when the test ends. */
+  judge: Judge | undefined;
+}
+
+/**
+ * scorerSuite plus a fake judge for the file: after each test the harness stops, the test's
+ * judge closes, and the fake judge is back to answering every request normally, its counts reset.
+ */
+export function judgeScorerSuite(options: { max?: number; latencyMs: number }): JudgeScorerSuite {
+  const suite = scorerSuite({ ...(options.max ? { max: options.max } : {}), stopHarness: 'afterAll' }) as JudgeScorerSuite;
+  beforeAll(async () => {
+    suite.fake = await startFakeJudge({ latencyMs: options.latencyMs });
+  });
+  afterEach(async () => {
+    await suite.harness?.stop();
+    suite.harness = undefined;
+    await suite.judge?.close();
+    suite.judge = undefined;
+    suite.fake.control({ mode: 'ok', sequence: [], scripted: [] });
+    suite.fake.resetStats();
+  });
+  afterAll(async () => suite.fake.close());
+  return suite;
+}
+
+/** A COMPLETED heuristic score of 0.5 for `dimension`, as a test scorer returns it. */
+export const completedScoreRow = (dimension: string, version = '1'): ScoreRow => ({
+  dimension,
+  status: 'COMPLETED',
+  value: 0.5,
+  label: null,
+  raw_value: null,
+  direction: 'lower_is_better',
+  reasoning: 'test',
+  source: 'HEURISTIC',
+  scorer_name: `test-${dimension}`,
+  scorer_version: version,
+  error_code: null,
+});

@@ -2,17 +2,15 @@
 // (a judge verdict with a NUL in its reasoning, an evaluation id Postgres rejects, a scorer value
 // a CHECK constraint rejects) mixed with normal events on ONE key and one partition, against the
 // real fake judge over HTTP, the real Postgres and the real broker.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { describe, expect, it } from '@jest/globals';
 import { sql } from 'kysely';
 import type { DimensionDefinition } from '../src/dimensions.js';
 import { readDeadLetters } from '../src/dlt.js';
-import type { Producer } from '../src/kafka.js';
 import { createJudge, judgeDimensionDefinitions, loadJudgeConfig, type Judge } from '../consumers/judge/index.js';
 import type { Scorer, ScoreRow } from '../consumers/scorer.js';
 import { judgePressureClassifier, judgeScorer } from '../consumers/scorers.js';
-import { startFakeJudge, type FakeJudge } from '../src/fake-judge/server.js';
-import { createTestDatabase, kafkaBrokers, waitFor, type TestDatabase } from './helpers.js';
-import { createEvaluation, createTopics, produceEvent, startScorer, testProducer, type Harness } from './scorer-helpers.js';
+import { kafkaBrokers, waitFor } from './helpers.js';
+import { createEvaluation, createTopics, produceEvent, startScorer, type Harness, judgeScorerSuite } from './scorer-helpers.js';
 
 const strictRange: DimensionDefinition = {
   id: 'strict_range',
@@ -49,31 +47,11 @@ const outOfRangeScorer: Scorer = {
 };
 
 describe('poison events on one key', () => {
-  let database: TestDatabase;
-  let producer: Producer;
-  let fake: FakeJudge;
+  const suite = judgeScorerSuite({ max: 20, latencyMs: 10 });
   let judge: Judge | undefined;
-  let harness: Harness | undefined;
-
-  beforeAll(async () => {
-    database = await createTestDatabase({ max: 20 });
-    producer = await testProducer();
-    fake = await startFakeJudge({ latencyMs: 10 });
-  });
-  afterEach(async () => {
-    await harness?.stop();
-    harness = undefined;
-    await judge?.close();
-    judge = undefined;
-  });
-  afterAll(async () => {
-    await fake.close();
-    await producer.disconnect();
-    await database.drop();
-  });
 
   it('an unrecognised handler error is never retried forever: NUL verdicts, urn:uuid ids and out-of-range values end on the DLT or scored, and every normal evaluation on the same key is scored', async () => {
-    fake.control({
+    suite.fake.control({
       scripted: [
         { contains: 'NUL-CASE', reasoning: 'looks fine\u0000 then a NUL' },
         { contains: 'TOKENS-CASE', tokens: 3_000_000_000 },
@@ -81,16 +59,16 @@ describe('poison events on one key', () => {
     });
     const config = loadJudgeConfig({ EVALBOX_JUDGE_CONFIG: '/judge.json' }, () =>
       JSON.stringify({
-        endpoints: [{ name: 'fake', baseUrl: fake.url, model: 'fake-judge-1', timeoutMs: 2000, maxConcurrency: 8 }],
+        endpoints: [{ name: 'fake', baseUrl: suite.fake.url, model: 'fake-judge-1', timeoutMs: 2000, maxConcurrency: 8 }],
         prices: { 'fake-judge-1': { inputPerMTok: 1, outputPerMTok: 2 } },
       }),
     );
     if (!config) throw new Error('no judge config');
-    judge = createJudge({ config, db: database.db });
+    judge = suite.judge = createJudge({ config, db: suite.database.db });
     const judgeDefinitions = (judgeDimensionDefinitions(config) as DimensionDefinition[]).filter((d) => d.id === 'judge_relevance');
     const topics = await createTopics(1);
-    harness = await startScorer(database, topics, {
-      producer,
+    suite.harness = await startScorer(suite.database, topics, {
+      producer: suite.producer,
       extraDimensions: [...judgeDefinitions, strictRange],
       isPressure: judgePressureClassifier(judge),
       judge,
@@ -100,15 +78,15 @@ describe('poison events on one key', () => {
     const dims = ['judge_relevance', 'strict_range', 'toxicity'];
     const normal: string[] = [];
     const addNormal = async (i: number) => {
-      const data = await createEvaluation(database, dims, { response: `Paris, answer number ${i}.` });
+      const data = await createEvaluation(suite.database, dims, { response: `Paris, answer number ${i}.` });
       normal.push(data.evaluationId);
       return data;
     };
     // Every event below is produced with the Kafka key app-1 to the single partition.
-    const nulCase = await createEvaluation(database, dims, { response: 'Paris. NUL-CASE' });
-    const outOfRange = await createEvaluation(database, dims, { response: 'Paris. OUT-OF-RANGE' });
-    const urnTarget = await createEvaluation(database, dims, { response: 'Paris. URN-CASE' });
-    const tokensCase = await createEvaluation(database, dims, { response: 'Paris. TOKENS-CASE' });
+    const nulCase = await createEvaluation(suite.database, dims, { response: 'Paris. NUL-CASE' });
+    const outOfRange = await createEvaluation(suite.database, dims, { response: 'Paris. OUT-OF-RANGE' });
+    const urnTarget = await createEvaluation(suite.database, dims, { response: 'Paris. URN-CASE' });
+    const tokensCase = await createEvaluation(suite.database, dims, { response: 'Paris. TOKENS-CASE' });
     const sequence = [
       await addNormal(0),
       nulCase,
@@ -119,20 +97,21 @@ describe('poison events on one key', () => {
       tokensCase,
     ];
     for (let i = 3; i < 23; i++) sequence.push(await addNormal(i));
-    for (const data of sequence) await produceEvent(producer, topics.events, data);
+    for (const data of sequence) await produceEvent(suite.producer, topics.events, data);
 
-    const statusOf = async (id: string) => (await database.db.selectFrom('evaluations').select('status').where('id', '=', id).executeTakeFirstOrThrow()).status;
+    const statusOf = async (id: string) =>
+      (await suite.database.db.selectFrom('evaluations').select('status').where('id', '=', id).executeTakeFirstOrThrow()).status;
     await waitFor(
       async () =>
         Number(
-          (await sql<{ n: string }>`SELECT count(*) AS n FROM evaluations WHERE id = ANY(${normal}::uuid[]) AND status = 'SCORED'`.execute(database.db)).rows[0]
-            ?.n,
+          (await sql<{ n: string }>`SELECT count(*) AS n FROM evaluations WHERE id = ANY(${normal}::uuid[]) AND status = 'SCORED'`.execute(suite.database.db))
+            .rows[0]?.n,
         ) === normal.length,
       { what: 'every normal evaluation SCORED', timeoutMs: 40_000 },
     );
     // The NUL is not a reason to lose a paid verdict: it is stored without the NUL, paid once.
     await waitFor(async () => (await statusOf(nulCase.evaluationId)) === 'SCORED', { what: 'the NUL-case evaluation scored', timeoutMs: 20_000 });
-    const nulRow = await database.db
+    const nulRow = await suite.database.db
       .selectFrom('scores')
       .select(['status', 'reasoning'])
       .where('evaluation_id', '=', nulCase.evaluationId)
@@ -142,7 +121,7 @@ describe('poison events on one key', () => {
     expect(nulRow.reasoning).not.toContain('\u0000');
     // The value Postgres rejects ends that one evaluation with its dimensions ERROR, on the DLT.
     await waitFor(async () => (await statusOf(outOfRange.evaluationId)) !== 'PENDING', { what: 'the out-of-range evaluation terminal', timeoutMs: 20_000 });
-    const bad = await database.db
+    const bad = await suite.database.db
       .selectFrom('scores')
       .select(['dimension', 'status', 'error_code'])
       .where('evaluation_id', '=', outOfRange.evaluationId)
@@ -151,7 +130,7 @@ describe('poison events on one key', () => {
 
     // Token counts beyond the integer column are recorded at its bound, not a poison.
     await waitFor(async () => (await statusOf(tokensCase.evaluationId)) === 'SCORED', { what: 'the token-overflow case scored', timeoutMs: 20_000 });
-    const tokensRow = await database.db
+    const tokensRow = await suite.database.db
       .selectFrom('scores')
       .select(['input_tokens', 'output_tokens'])
       .where('evaluation_id', '=', tokensCase.evaluationId)
@@ -170,12 +149,12 @@ describe('poison events on one key', () => {
     // The partition moved: everything up to the last event is committed.
     await waitFor(
       async () => {
-        const [mark] = await (harness as Harness).consumer.watermarks();
+        const [mark] = await (suite.harness as Harness).consumer.watermarks();
         return mark && mark.committed === sequence.length ? mark : undefined;
       },
       { what: 'the committed offset at the end of the partition', timeoutMs: 10_000 },
     );
     // One paid call per distinct judged content, retries included (the NUL case is not paid again).
-    expect(fake.stats().total).toBe(sequence.length - 1);
+    expect(suite.fake.stats().total).toBe(sequence.length - 1);
   });
 });

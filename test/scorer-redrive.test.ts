@@ -6,23 +6,9 @@ import { sql } from 'kysely';
 import type { Topics } from '../src/config.js';
 import { readDeadLetters } from '../src/dlt.js';
 import { PermanentError } from '../src/errors.js';
-import type { Scorer, ScoreRow } from '../consumers/scorer.js';
+import type { Scorer } from '../consumers/scorer.js';
 import { kafkaBrokers, waitFor } from './helpers.js';
-import { createEvaluation, createTopics, produceEvent, scorerSuite, startScorer, type Harness } from './scorer-helpers.js';
-
-const row = (dimension: string, version: string): ScoreRow => ({
-  dimension,
-  status: 'COMPLETED',
-  value: 0.5,
-  label: null,
-  raw_value: null,
-  direction: 'lower_is_better',
-  reasoning: 'test',
-  source: 'HEURISTIC',
-  scorer_name: `test-${dimension}`,
-  scorer_version: version,
-  error_code: null,
-});
+import { createEvaluation, createTopics, produceEvent, scorerSuite, startScorer, type Harness, completedScoreRow } from './scorer-helpers.js';
 
 describe('redrive', () => {
   const suite = scorerSuite();
@@ -88,14 +74,14 @@ describe('redrive', () => {
   it('a redrive after a scorer version bump never turns a COMPLETED row into ERROR', async () => {
     const topics = await createTopics(1);
     let healthy = false;
-    const steady: Scorer = { dimension: 'toxicity', name: 'test-toxicity', version: '1', score: async () => row('toxicity', '1') };
+    const steady: Scorer = { dimension: 'toxicity', name: 'test-toxicity', version: '1', score: async () => completedScoreRow('toxicity') };
     const flaky: Scorer = {
       dimension: 'pii_leak',
       name: 'test-pii_leak',
       version: '1',
       async score() {
         if (!healthy) throw new PermanentError('down', { code: 'JUDGE_CLIENT_ERROR' });
-        return row('pii_leak', '1');
+        return completedScoreRow('pii_leak');
       },
     };
     suite.harness = await startScorer(suite.database, topics, {

@@ -2,23 +2,9 @@
 import { describe, expect, it } from '@jest/globals';
 import { readDeadLetters } from '../src/dlt.js';
 import { EvalboxError, RetryableError } from '../src/errors.js';
-import type { Scorer, ScoreRow } from '../consumers/scorer.js';
+import type { Scorer } from '../consumers/scorer.js';
 import { kafkaBrokers, waitFor } from './helpers.js';
-import { createEvaluation, createTopics, produceEvent, scorerSuite, startScorer } from './scorer-helpers.js';
-
-const completedRow: ScoreRow = {
-  dimension: 'toxicity',
-  status: 'COMPLETED',
-  value: 0.5,
-  label: null,
-  raw_value: null,
-  direction: 'lower_is_better',
-  reasoning: 'test',
-  source: 'HEURISTIC',
-  scorer_name: 'test-toxicity',
-  scorer_version: '1',
-  error_code: null,
-};
+import { createEvaluation, createTopics, produceEvent, scorerSuite, startScorer, completedScoreRow } from './scorer-helpers.js';
 
 const isRateLimit = (error: unknown) => error instanceof EvalboxError && error.code === 'JUDGE_RATE_LIMITED';
 
@@ -39,7 +25,7 @@ describe('retry budget', () => {
         if (outageUntil === 0) outageUntil = Date.now() + 1_500;
         if (Date.now() < outageUntil) throw new RetryableError('429', { code: 'JUDGE_RATE_LIMITED', retryAfterMs: 100 });
         if (ordinaryFailures++ === 0) throw new RetryableError('503', { code: 'JUDGE_SERVER_ERROR' });
-        return completedRow;
+        return completedScoreRow('toxicity');
       },
     };
     // A retry age (500 ms) shorter than the provider's outage (1.5 s).
@@ -97,7 +83,7 @@ describe('provider pause and back-pressure together', () => {
       version: '1',
       async score() {
         await gate;
-        return completedRow;
+        return completedScoreRow('toxicity');
       },
     };
     suite.harness = await startScorer(suite.database, topics, { producer: suite.producer, maxInFlight: 4, scorers: new Map([['toxicity', gated]]) });

@@ -6,6 +6,7 @@
 import { sql, type Selectable } from 'kysely';
 import type { Topics as AllTopics } from '../config.js';
 import type { Db } from '../db/index.js';
+import { upsertScores } from '../db/scores.js';
 import type { ScoresTable } from '../db/types.js';
 import { EVENT_TYPES, insertOutboxEvents, type OutboxEvent } from '../events.js';
 import { EVENT_SCHEMA_VERSION, isClientScore, toScoreResult, type EvaluationClientScoredData, type EvaluationDeletedData } from '../schemas/events.js';
@@ -59,26 +60,8 @@ export async function recordClientScores(
       error_code: null,
       attempts: 0,
     }));
-    const stored = await trx
-      .insertInto('scores')
-      .values(rows)
-      .onConflict((oc) =>
-        oc
-          .columns(['evaluation_id', 'dimension'])
-          .doUpdateSet((eb) => ({
-            status: eb.ref('excluded.status'),
-            value: eb.ref('excluded.value'),
-            label: eb.ref('excluded.label'),
-            direction: eb.ref('excluded.direction'),
-            reasoning: eb.ref('excluded.reasoning'),
-            source: eb.ref('excluded.source'),
-            scorer_name: eb.ref('excluded.scorer_name'),
-            scorer_version: eb.ref('excluded.scorer_version'),
-            updated_at: sql<Date>`now()`,
-          }))
-          // Never over a row an evalbox scorer wrote (a dimension the evaluation did not request).
-          .where(sql<boolean>`scores.source IN ('HUMAN', 'CLIENT')`),
-      )
+    // Never over a row an evalbox scorer wrote (a dimension the evaluation did not request).
+    const stored = await upsertScores(trx, rows, sql<boolean>`scores.source IN ('HUMAN', 'CLIENT')`)
       .returningAll()
       .execute();
     if (stored.length < rows.length) {
