@@ -1,6 +1,7 @@
 // Relay test helpers: an in-process relay on a test database with fast lease timings, and a
 // consumer that collects everything a topic receives.
 import { expect } from '@jest/globals';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { sql, type RawBuilder } from 'kysely';
 import type { Db } from '../src/db/index.js';
 import { insertOutboxEvents } from '../src/events.js';
@@ -271,4 +272,16 @@ export async function expectNoOlderEventAfterNewer(database: TestDatabase, recei
   }
   expect(firstCopies).toEqual(expected);
   expect(lastCopies).toEqual(expected);
+}
+
+/** `evalbox relay` as a real process on the test database, publishing `topic`; output() is its log so far. */
+export function spawnRelay(database: TestDatabase, topic: string, env: Record<string, string> = {}): ChildProcess & { output: () => string } {
+  let output = '';
+  const child = spawn('node', ['bin/evalbox.js', 'relay', '--database-url', database.url, '--kafka-brokers', kafkaBrokers(), '--batch-size', '100'], {
+    env: { ...process.env, EVALBOX_TOPIC_EVENTS: topic, EVALBOX_TOPIC_SCORES: `${topic}.scores`, EVALBOX_LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout?.on('data', (d) => (output += d));
+  child.stderr?.on('data', (d) => (output += d));
+  return Object.assign(child, { output: () => output });
 }
