@@ -71,7 +71,13 @@ export async function cursorAheadOfDatabase(db: Db, cursor: Cursor): Promise<{ n
  * probe, whatever the backlog behind the horizon.
  */
 export async function horizonBlockedSeconds(db: Db, shard: number, cursor: Cursor): Promise<number> {
-  const { rows } = await sql<{ age: number | null }>`
+  const { rows } = await horizonProbeQuery(shard, cursor).execute(db);
+  return rows[0]?.age ?? 0;
+}
+
+/** The statement of horizonBlockedSeconds, on its own so that its plan can be examined. */
+export function horizonProbeQuery(shard: number, cursor: Cursor) {
+  return sql<{ age: number | null }>`
     SELECT extract(epoch FROM now() - min(created_at))::double precision AS age
     FROM (
       SELECT created_at FROM outbox
@@ -80,8 +86,7 @@ export async function horizonBlockedSeconds(db: Db, shard: number, cursor: Curso
         AND xid >= pg_snapshot_xmin(pg_current_snapshot())
       ORDER BY xid, seq
       LIMIT 100
-    ) first_hidden`.execute(db);
-  return rows[0]?.age ?? 0;
+    ) first_hidden`;
 }
 
 /**

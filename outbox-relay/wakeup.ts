@@ -18,7 +18,14 @@ export function listenWakeups(databaseUrl: string, reconnectMs = 1000): WakeupSo
   let stopped = false;
 
   async function connect(wake: (shard: number | undefined) => void, onError: (where: string, error: unknown) => void): Promise<void> {
-    const next = new pg.Client({ connectionString: databaseUrl, application_name: 'evalbox-relay-listen' });
+    // Keepalive as on the relay's pool: a LISTEN connection only waits, so without it a peer that
+    // vanished without a word (a dropped route, a host gone) would never be noticed.
+    const next = new pg.Client({
+      connectionString: databaseUrl,
+      application_name: 'evalbox-relay-listen',
+      keepAlive: true,
+      keepAliveInitialDelayMillis: 10_000,
+    });
     next.on('error', (error) => {
       onError('listen connection', error);
       if (client !== next) return;

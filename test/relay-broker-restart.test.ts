@@ -8,8 +8,8 @@ import { defaultCacheDir } from '../src/config.js';
 import { insertOutboxEvents } from '../src/events.js';
 import { startKafka, stopKafka, type KafkaState } from '../src/stack/kafka.js';
 import type { Relay } from '../outbox-relay/relay.js';
-import { createTestDatabase, waitFor, type TestDatabase } from './helpers.js';
-import { collectTopic, createTopic, startTestRelay } from './relay-helpers.js';
+import { createTestDatabase, type TestDatabase } from './helpers.js';
+import { collectTopic, createTopic, startTestRelay, waitForPublished } from './relay-helpers.js';
 
 describe('relay across a broker restart', () => {
   let database: TestDatabase;
@@ -44,10 +44,15 @@ describe('relay across a broker restart', () => {
       }
     };
     await write(50);
-    await waitFor(async () => (await database.db.selectFrom('relay_leases').select('cursor_seq').executeTakeFirst())?.cursor_seq === '50', {
-      what: 'the first 50 events published',
-      timeoutMs: 30_000,
-    });
+    await waitForPublished(
+      database,
+      relay,
+      async () => (await database.db.selectFrom('relay_leases').select('cursor_seq').executeTakeFirst())?.cursor_seq === '50',
+      {
+        what: 'the first 50 events published',
+        timeoutMs: 30_000,
+      },
+    );
 
     await stopKafka(broker as KafkaState);
     await write(100); // the relay cannot publish these yet
@@ -58,7 +63,7 @@ describe('relay across a broker restart', () => {
 
     const collector = await collectTopic(topic, brokers);
     try {
-      await waitFor(() => new Set(collector.received.map((m) => m.ceId)).size >= 200, { what: 'all 200 events', timeoutMs: 90_000 });
+      await waitForPublished(database, relay, () => new Set(collector.received.map((m) => m.ceId)).size >= 200, { what: 'all 200 events', timeoutMs: 90_000 });
       const ids = (await database.db.selectFrom('outbox').select('id').execute()).map((r) => r.id);
       expect(new Set(collector.received.map((m) => m.ceId))).toEqual(new Set(ids));
       // One partition: the order of first arrival is the write order.

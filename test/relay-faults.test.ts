@@ -10,7 +10,15 @@ import { defaultCacheDir } from '../src/config.js';
 import { startKafka, stopKafka, type KafkaState } from '../src/stack/kafka.js';
 import type { Relay } from '../outbox-relay/relay.js';
 import { createTestDatabase, waitFor, type TestDatabase } from './helpers.js';
-import { collectTopic, createCountedKeyTable, createTopic, expectEveryKeyExactlyInCounterOrder, startTestRelay, writeCounted } from './relay-helpers.js';
+import {
+  collectTopic,
+  createCountedKeyTable,
+  createTopic,
+  expectEveryKeyExactlyInCounterOrder,
+  startTestRelay,
+  waitForPublished,
+  writeCounted,
+} from './relay-helpers.js';
 import { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
 
 describe('relay under broker connection faults', () => {
@@ -51,23 +59,28 @@ describe('relay under broker connection faults', () => {
     await relay.start();
     await waitFor(() => relay?.ownedShards().length === 1, { what: 'the relay to lead' });
     for (let i = 0; i < 10; i++) await writeCounted(database, topic, keys, 6);
-    await waitFor(async () => (await database.db.selectFrom('relay_leases').select('cursor_seq').executeTakeFirst())?.cursor_seq === '60', {
-      what: 'the first 60 events published',
-    });
+    await waitForPublished(
+      database,
+      relay,
+      async () => (await database.db.selectFrom('relay_leases').select('cursor_seq').executeTakeFirst())?.cursor_seq === '60',
+      {
+        what: 'the first 60 events published',
+      },
+    );
 
     // From now on the broker's answers are held back: requests still arrive (an idempotent producer's
     // batch is written), but no acknowledgement arrives before the message timeout.
     proxy.holdResponses();
     const inFlight = batchInFlight(relay, 120);
     await writeCounted(database, topic, keys, 120); // one transaction, 120 events over 6 keys
-    await waitFor(inFlight, { what: 'the relay to start sending the batch' });
+    await waitForPublished(database, relay, inFlight, { what: 'the relay to start sending the batch' });
     await new Promise((r) => setTimeout(r, 3000)); // twice the message timeout
     proxy.release();
     for (let i = 0; i < 10; i++) await writeCounted(database, topic, keys, 6);
 
     const collector = await collectTopic(topic, brokers);
     try {
-      await waitFor(() => new Set(collector.received.map((m) => m.ceId)).size >= 240, { what: 'all 240 events', timeoutMs: 60_000 });
+      await waitForPublished(database, relay, () => new Set(collector.received.map((m) => m.ceId)).size >= 240, { what: 'all 240 events', timeoutMs: 60_000 });
       await new Promise((r) => setTimeout(r, 2000)); // late repeats, if any, arrive too
       await expectEveryKeyExactlyInCounterOrder(database, collector.received);
     } finally {
@@ -90,7 +103,7 @@ describe('relay under broker connection faults', () => {
       const cursorNow = async () => (await database.db.selectFrom('relay_leases').select('cursor_seq').executeTakeFirstOrThrow()).cursor_seq;
       const startSeq = Number(await cursorNow());
       await writeCounted(database, topic, keys, 6);
-      await waitFor(async () => Number(await cursorNow()) >= startSeq + 6, { what: 'the first events published' });
+      await waitForPublished(database, draining, async () => Number(await cursorNow()) >= startSeq + 6, { what: 'the first events published' });
       let releasedAt: number | undefined;
       let takenOverAt: number | undefined;
       draining.events.on('relay:leaseReleased', () => (releasedAt ??= Date.now()));
@@ -101,7 +114,7 @@ describe('relay under broker connection faults', () => {
       proxy.holdResponses();
       const inFlight = batchInFlight(draining, 60);
       await writeCounted(database, topic, keys, 60);
-      await waitFor(inFlight, { what: 'the relay to start sending the batch' });
+      await waitForPublished(database, draining, inFlight, { what: 'the relay to start sending the batch' });
       const stopped = draining.stop();
       await new Promise((r) => setTimeout(r, 3 * leaseTtlMs));
       proxy.release();
@@ -112,7 +125,10 @@ describe('relay under broker connection faults', () => {
 
       const collector = await collectTopic(topic, brokers);
       try {
-        await waitFor(() => new Set(collector.received.map((m) => m.ceId)).size >= 66, { what: 'all 66 events', timeoutMs: 60_000 });
+        await waitForPublished(database, standby, () => new Set(collector.received.map((m) => m.ceId)).size >= 66, {
+          what: 'all 66 events',
+          timeoutMs: 60_000,
+        });
         await new Promise((r) => setTimeout(r, 2000));
         const byKey = new Map<string, number[]>();
         for (const m of collector.received) byKey.set(m.key, [...(byKey.get(m.key) ?? []), (JSON.parse(m.value) as { n: number }).n]);

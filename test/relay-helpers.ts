@@ -1,6 +1,7 @@
 // Relay test helpers: an in-process relay on a test database with fast lease timings, and a
 // consumer that collects everything a topic receives.
 import { expect } from '@jest/globals';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { sql, type RawBuilder } from 'kysely';
 import type { Db } from '../src/db/index.js';
 import { insertOutboxEvents } from '../src/events.js';
@@ -79,7 +80,7 @@ export function recordRelay(relay: Relay): void {
  * shared cluster), the lease rows, the rows past each cursor and how many of them are below the
  * horizon, and what the relay reported lately.
  */
-export async function explainRelayWait(database: TestDatabase, relay?: Relay): Promise<string> {
+export async function explainRelayWait(database: TestDatabase, relays?: Relay | Relay[]): Promise<string> {
   const lines: string[] = [];
   const section = async (title: string, query: () => Promise<unknown[]>) => {
     try {
@@ -117,7 +118,7 @@ export async function explainRelayWait(database: TestDatabase, relay?: Relay): P
       WHERE (o.xid, o.seq) > (coalesce(l.cursor_xid, '0'::xid8), coalesce(l.cursor_seq, 0))
       GROUP BY o.shard ORDER BY o.shard`),
   );
-  if (relay) {
+  for (const relay of relays === undefined ? [] : [relays].flat()) {
     lines.push(`relay ${relay.instanceId} leads shards [${relay.ownedShards().join(', ')}]; it reported lately:`);
     lines.push(...(journals.get(relay) ?? ['  (not recorded)']).map((l) => `  ${l}`));
   }
@@ -127,7 +128,7 @@ export async function explainRelayWait(database: TestDatabase, relay?: Relay): P
 /** waitFor, whose timeout error explains why the relay has not got there (explainRelayWait). */
 export async function waitForRelay<T>(
   database: TestDatabase,
-  relay: Relay | undefined,
+  relay: Relay | Relay[] | undefined,
   check: () => Promise<T | undefined | false> | T | undefined | false,
   options: { timeoutMs?: number; intervalMs?: number; what?: string } = {},
 ): Promise<T> {
@@ -143,7 +144,7 @@ export async function waitForRelay<T>(
  * cluster (other test files hold some on purpose) holds the horizon back and with it every read
  * of the relay: a test first waits for this, generously, and only then times the relay.
  */
-export async function waitBelowHorizon(database: TestDatabase, relay?: Relay, timeoutMs = 60_000): Promise<void> {
+export async function waitBelowHorizon(database: TestDatabase, relay?: Relay | Relay[], timeoutMs = 60_000): Promise<void> {
   await waitForRelay(
     database,
     relay,
@@ -157,7 +158,7 @@ export async function waitBelowHorizon(database: TestDatabase, relay?: Relay, ti
 /** The rows written so far below the horizon first (waitBelowHorizon), then `check` within the relay's own time. */
 export async function waitForPublished<T>(
   database: TestDatabase,
-  relay: Relay | undefined,
+  relay: Relay | Relay[] | undefined,
   check: () => Promise<T | undefined | false> | T | undefined | false,
   options: { timeoutMs?: number; what?: string } = {},
 ): Promise<T> {
@@ -271,4 +272,16 @@ export async function expectNoOlderEventAfterNewer(database: TestDatabase, recei
   }
   expect(firstCopies).toEqual(expected);
   expect(lastCopies).toEqual(expected);
+}
+
+/** `evalbox relay` as a real process on the test database, publishing `topic`; output() is its log so far. */
+export function spawnRelay(database: TestDatabase, topic: string, env: Record<string, string> = {}): ChildProcess & { output: () => string } {
+  let output = '';
+  const child = spawn('node', ['bin/evalbox.js', 'relay', '--database-url', database.url, '--kafka-brokers', kafkaBrokers(), '--batch-size', '100'], {
+    env: { ...process.env, EVALBOX_TOPIC_EVENTS: topic, EVALBOX_TOPIC_SCORES: `${topic}.scores`, EVALBOX_LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout?.on('data', (d) => (output += d));
+  child.stderr?.on('data', (d) => (output += d));
+  return Object.assign(child, { output: () => output });
 }

@@ -1,22 +1,11 @@
 // The relay as real processes, with the default lease timings: failover after kill -9 of the
 // leader, a leader paused with SIGSTOP past its lease, and SIGTERM drain.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { sql } from 'kysely';
 import { insertOutboxEvents } from '../src/events.js';
-import { createTestDatabase, kafkaBrokers, waitFor, type TestDatabase } from './helpers.js';
-import { collectTopic, createCountedKeyTable, createTopic, expectNoOlderEventAfterNewer, writeCounted } from './relay-helpers.js';
-
-function spawnRelay(database: TestDatabase, topic: string): ChildProcess & { output: () => string } {
-  let output = '';
-  const child = spawn('node', ['bin/evalbox.js', 'relay', '--database-url', database.url, '--kafka-brokers', kafkaBrokers(), '--batch-size', '100'], {
-    env: { ...process.env, EVALBOX_TOPIC_EVENTS: topic, EVALBOX_TOPIC_SCORES: `${topic}.scores`, EVALBOX_LOG_LEVEL: 'info' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  child.stdout?.on('data', (d) => (output += d));
-  child.stderr?.on('data', (d) => (output += d));
-  return Object.assign(child, { output: () => output });
-}
+import { createTestDatabase, waitFor, type TestDatabase } from './helpers.js';
+import { collectTopic, createCountedKeyTable, createTopic, expectNoOlderEventAfterNewer, spawnRelay, writeCounted } from './relay-helpers.js';
 
 const exitOf = (child: ChildProcess) =>
   new Promise<number | null>((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.once('exit', (code) => resolve(code))));

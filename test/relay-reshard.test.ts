@@ -7,7 +7,15 @@ import { insertOutboxEvents } from '../src/events.js';
 import { runInspection, type BacklogRow } from '../src/inspect.js';
 import { setShardCount, type Relay } from '../outbox-relay/relay.js';
 import { createTestDatabase, waitFor, type TestDatabase } from './helpers.js';
-import { collectTopic, createCountedKeyTable, createTopic, expectEveryKeyExactlyInCounterOrder, startTestRelay, writeCounted } from './relay-helpers.js';
+import {
+  collectTopic,
+  createCountedKeyTable,
+  createTopic,
+  expectEveryKeyExactlyInCounterOrder,
+  startTestRelay,
+  waitForPublished,
+  writeCounted,
+} from './relay-helpers.js';
 
 describe('relay resharding', () => {
   let database: TestDatabase;
@@ -85,7 +93,7 @@ describe('relay resharding', () => {
     const second = startTestRelay(database);
     relays.push(second);
     await second.start();
-    await waitFor(() => received.some((m) => m.key === key), { what: 'the open writer’s row on Kafka', timeoutMs: 20_000 });
+    await waitForPublished(database, second, () => received.some((m) => m.key === key), { what: 'the open writer’s row on Kafka', timeoutMs: 20_000 });
     await waitFor(async () => (await backlog()) === 0, { what: 'an empty backlog' });
   });
 
@@ -121,7 +129,10 @@ describe('relay resharding', () => {
       await Promise.all(writers);
     }
 
-    await waitFor(() => new Set(received.map((m) => m.ceId)).size >= written.n, { what: `${written.n} distinct events`, timeoutMs: 60_000 });
+    await waitForPublished(database, relays, () => new Set(received.map((m) => m.ceId)).size >= written.n, {
+      what: `${written.n} distinct events`,
+      timeoutMs: 60_000,
+    });
     await new Promise((r) => setTimeout(r, 500));
     await expectEveryKeyExactlyInCounterOrder(database, received);
     expect(await backlog()).toBe(0);
