@@ -40,7 +40,16 @@ ${CONNECTION_HELP}`,
     const databaseUrl = requireSetting(config.databaseUrl, 'DATABASE_URL');
     const brokers = requireSetting(config.kafkaBrokers, 'KAFKA_BROKERS');
     const kafka = createKafka(brokers, 'evalbox-relay', logger);
-    const handle = createDb(databaseUrl, { max: 10, applicationName: 'evalbox-relay', statementTimeoutMs: config.relay.statementTimeoutMs, keepAlive: true });
+    // A relay paused inside its cursor update would otherwise keep its lease row locked (no standby
+    // could claim the shard) and the horizon held for as long as it stays paused: past its lease
+    // it is a zombie, and the database ends its transaction.
+    const handle = createDb(databaseUrl, {
+      max: 10,
+      applicationName: 'evalbox-relay',
+      statementTimeoutMs: config.relay.statementTimeoutMs,
+      idleInTransactionTimeoutMs: config.relay.leaseTtlMs,
+      keepAlive: true,
+    });
     await waitForDatabase(handle, { onRetry: (error, attempt) => logger.warn({ err: error, attempt }, 'waiting for the database') });
     try {
       if (shards !== undefined) await setShardCount(handle.db, shards);

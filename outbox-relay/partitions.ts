@@ -7,6 +7,7 @@
 // with a short lock_timeout, is retried a few times, and otherwise waits for the next round.
 import { sql, type Kysely } from 'kysely';
 import type { Database, Db } from '../src/db/index.js';
+import { isLockNotAvailable } from '../src/errors.js';
 
 export interface PartitionMaintenance {
   created: string[];
@@ -35,7 +36,6 @@ export interface PartitionOptions {
 const DAY_MS = 86_400_000;
 const partitionName = (day: Date) => `outbox_p${day.toISOString().slice(0, 10).replace(/-/g, '')}`;
 const utcDay = (at: Date) => new Date(Math.floor(at.getTime() / DAY_MS) * DAY_MS);
-const LOCK_NOT_AVAILABLE = '55P03';
 
 /** Runs `ddl` in its own transaction with a short lock_timeout, retrying a lock timeout a few times. */
 async function withShortLock<T>(conn: Kysely<Database>, options: PartitionOptions, ddl: (trx: Kysely<Database>) => Promise<T>): Promise<T> {
@@ -47,7 +47,7 @@ async function withShortLock<T>(conn: Kysely<Database>, options: PartitionOption
         return ddl(trx);
       });
     } catch (error) {
-      if ((error as { code?: string }).code !== LOCK_NOT_AVAILABLE || attempt >= attempts) throw error;
+      if (!isLockNotAvailable(error) || attempt >= attempts) throw error;
       await new Promise((resolve) => setTimeout(resolve, 100 * attempt + Math.random() * 100));
     }
   }

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import { loadConfig, type Config } from '../src/config.js';
 import type { Db } from '../src/db/index.js';
-import { coerceError } from '../src/errors.js';
+import { coerceError, isLockNotAvailable } from '../src/errors.js';
 import { withRetry, type BackoffPolicy } from '../src/retry.js';
 import type { HorizonBlocker } from '../src/inspect.js';
 import type { TransactionalProducer } from '../src/kafka.js';
@@ -211,8 +211,7 @@ export function createRelay(ctx: RelayContext): Relay {
  * drain before they start any shard of the new one. Safe while events are pending and writers run.
  */
 export async function setShardCount(db: Db, shards: number, lockTimeoutMs = 2_000): Promise<string> {
-  return withRetry(() => reshard(db, shards, lockTimeoutMs), RESHARD_BACKOFF, { retryable: isLockTimeout });
+  return withRetry(() => reshard(db, shards, lockTimeoutMs), RESHARD_BACKOFF, { retryable: isLockNotAvailable });
 }
 
 const RESHARD_BACKOFF: BackoffPolicy = { baseMs: 200, maxMs: 2_000, maxAttempts: 30, maxAgeMs: 120_000 };
-const isLockTimeout = (error: unknown) => (error as { code?: string }).code === '55P03';

@@ -5,6 +5,7 @@
 // send to Kafka is fenced by Kafka itself: see shard-worker.ts.)
 import { sql } from 'kysely';
 import type { Db } from '../src/db/index.js';
+import { isLockNotAvailable } from '../src/errors.js';
 
 export interface Cursor {
   xid: string;
@@ -124,17 +125,36 @@ export async function reshard(db: Db, shards: number, lockTimeoutMs: number): Pr
   });
 }
 
-/** Claims `shard` if it is free or its lease has expired. Returns the lease, or undefined. */
-export async function claimLease(db: Db, shard: number, owner: string, ttlMs: number): Promise<Lease | undefined> {
-  const { rows } = await sql<{ epoch: string; cursor_xid: string; cursor_seq: string }>`
-    INSERT INTO relay_leases AS l (shard, owner, epoch, expires_at)
-    VALUES (${shard}, ${owner}, 1, now() + make_interval(secs => ${ttlMs / 1000}))
-    ON CONFLICT (shard) DO UPDATE
-      SET owner = excluded.owner, epoch = l.epoch + 1, expires_at = excluded.expires_at
-      WHERE l.owner IS NULL OR l.expires_at < now()
-    RETURNING epoch::text, cursor_xid::text, cursor_seq::text`.execute(db);
-  const row = rows[0];
-  return row ? { shard, owner, epoch: row.epoch, cursor: { xid: row.cursor_xid, seq: row.cursor_seq } } : undefined;
+/**
+ * Claims `shard` if it is free or its lease has expired. Returns the lease, or undefined. Waits at
+ * most `lockWaitMs` for the lease row: a paused former leader may hold it inside its cursor update
+ * until the database ends that transaction, and the heartbeat that claims must not wait with it
+ * (it renews this relay's other leases).
+ */
+export async function claimLease(
+  db: Db,
+  shard: number,
+  owner: string,
+  ttlMs: number,
+  lockWaitMs = Math.max(50, Math.floor(ttlMs / 4)),
+): Promise<Lease | undefined> {
+  try {
+    return await db.transaction().execute(async (trx) => {
+      await sql`SELECT set_config('lock_timeout', ${`${lockWaitMs}ms`}, true)`.execute(trx);
+      const { rows } = await sql<{ epoch: string; cursor_xid: string; cursor_seq: string }>`
+        INSERT INTO relay_leases AS l (shard, owner, epoch, expires_at)
+        VALUES (${shard}, ${owner}, 1, now() + make_interval(secs => ${ttlMs / 1000}))
+        ON CONFLICT (shard) DO UPDATE
+          SET owner = excluded.owner, epoch = l.epoch + 1, expires_at = excluded.expires_at
+          WHERE l.owner IS NULL OR l.expires_at < now()
+        RETURNING epoch::text, cursor_xid::text, cursor_seq::text`.execute(trx);
+      const row = rows[0];
+      return row ? { shard, owner, epoch: row.epoch, cursor: { xid: row.cursor_xid, seq: row.cursor_seq } } : undefined;
+    });
+  } catch (error) {
+    if (isLockNotAvailable(error)) return undefined; // the next beat tries again
+    throw error;
+  }
 }
 
 /** Extends the lease; false when it was taken over (a newer epoch) and must be given up. */

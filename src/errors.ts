@@ -207,6 +207,9 @@ export function isRetryable(thrown: unknown): boolean {
   return false;
 }
 
+/** A statement gave up waiting for a lock (lock_timeout, NOWAIT): SQLSTATE 55P03. */
+export const isLockNotAvailable = (error: unknown): boolean => (error as { code?: unknown } | undefined)?.code === '55P03';
+
 // SQLSTATE classes and codes that describe a passing condition of the server or the connection.
 const RETRYABLE_SQLSTATE_CLASSES = new Set(['08', '53', '57', '58']);
 const RETRYABLE_SQLSTATES = new Set(['40001', '40P01', '55P03']);

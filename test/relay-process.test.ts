@@ -73,6 +73,66 @@ describe('relay processes', () => {
     }
   });
 
+  it('finding 2: a leader paused inside its cursor update (its transaction open, the lease row locked) is cut off by the database; a standby takes over', async () => {
+    await sql`TRUNCATE outbox, relay_leases`.execute(database.db);
+    const topic = await createTopic();
+    const collector = await collectTopic(topic);
+    // The leader's cursor update takes 2 s (once): wide enough to pause the process inside it,
+    // with the UPDATE done and the lease row locked, before its COMMIT is sent.
+    await sql`CREATE TABLE slow_cursor_once (done boolean NOT NULL DEFAULT false)`.execute(database.db);
+    await sql`INSERT INTO slow_cursor_once VALUES (false)`.execute(database.db);
+    await sql`
+      CREATE FUNCTION slow_cursor() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NOT (SELECT done FROM slow_cursor_once) THEN
+          UPDATE slow_cursor_once SET done = true;
+          PERFORM pg_sleep(2);
+        END IF;
+        RETURN NEW;
+      END $$`.execute(database.db);
+    await sql`CREATE TRIGGER slow_cursor BEFORE UPDATE OF cursor_xid ON relay_leases FOR EACH ROW EXECUTE FUNCTION slow_cursor()`.execute(database.db);
+    const relays = [spawnRelay(database, topic), spawnRelay(database, topic)];
+    children.push(...relays);
+    let leader: ChildProcess | undefined;
+    try {
+      await waitFor(() => relays.every((r) => r.output().includes('relay started')), { what: 'both relays to start', timeoutMs: 30_000 });
+      await insert(topic, 0);
+      const pid = await waitFor(
+        async () =>
+          (
+            await sql<{ pid: number }>`
+              SELECT pid FROM pg_stat_activity
+              WHERE datname = current_database() AND application_name = 'evalbox-relay' AND state = 'active' AND query LIKE '%SET cursor_xid%'`.execute(
+              database.db,
+            )
+          ).rows.length > 0 && (await leaderPid()),
+        { what: 'the leader inside its cursor update', timeoutMs: 30_000, intervalMs: 20 },
+      );
+      leader = relays.find((r) => String(r.pid) === pid) as ChildProcess;
+      leader.kill('SIGSTOP');
+      // The statement ends, the transaction stays open and holds the lease row (and the horizon).
+      const stoppedAt = Date.now();
+      await insert(topic, 1);
+      // The standby can claim only once the database has ended the zombie's transaction.
+      await waitFor(async () => (await leaderPid()) !== pid, { what: 'the standby to take the shard over', timeoutMs: 30_000 });
+      await waitFor(() => collector.received.some((m) => (JSON.parse(m.value) as { n: number }).n === 1), {
+        what: 'the standby to publish the row written after the pause',
+        timeoutMs: 30_000,
+      });
+      process.stdout.write(`zombie in its cursor update: standby published ${Date.now() - stoppedAt} ms after the pause\n`);
+    } finally {
+      // Ended before the trigger is dropped (the zombie's open transaction would hold the DROP
+      // up), and before the next test (the standby would go on leading the shard).
+      leader?.kill('SIGCONT');
+      for (const r of relays) r.kill('SIGKILL');
+      await Promise.all(relays.map(exitOf));
+      await collector.stop();
+      await sql`DROP TRIGGER IF EXISTS slow_cursor ON relay_leases`.execute(database.db);
+      await sql`DROP FUNCTION IF EXISTS slow_cursor()`.execute(database.db);
+      await sql`DROP TABLE IF EXISTS slow_cursor_once`.execute(database.db);
+    }
+  });
+
   it('finding 2: a leader paused (SIGSTOP) past its lease and resumed after a standby took over never delivers an older event after a newer one', async () => {
     await sql`TRUNCATE outbox, relay_leases, test_key_counter`.execute(database.db);
     const topic = await createTopic();

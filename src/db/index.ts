@@ -20,7 +20,14 @@ export interface DbHandle {
 
 export function createDb(
   databaseUrl: string,
-  options: { max?: number; applicationName?: string; connectionTimeoutMs?: number; statementTimeoutMs?: number; keepAlive?: boolean } = {},
+  options: {
+    max?: number;
+    applicationName?: string;
+    connectionTimeoutMs?: number;
+    statementTimeoutMs?: number;
+    idleInTransactionTimeoutMs?: number;
+    keepAlive?: boolean;
+  } = {},
 ): DbHandle {
   const pool = new pg.Pool({
     connectionString: databaseUrl,
@@ -29,6 +36,10 @@ export function createDb(
     connectionTimeoutMillis: options.connectionTimeoutMs ?? 10_000,
     // Set per connection at startup: Postgres cancels a statement (57014) that runs longer.
     ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs } : {}),
+    // Postgres ends a session left idle inside a transaction for longer (a process paused or hung
+    // between two statements of a transaction): its locks and its hold on the snapshot horizon,
+    // which every relay of the cluster reads below, do not outlive it.
+    ...(options.idleInTransactionTimeoutMs ? { idle_in_transaction_session_timeout: options.idleInTransactionTimeoutMs } : {}),
     // TCP keepalive: a connection whose peer vanished (a failover, a cut link) errors within
     // about a minute instead of waiting forever for an answer.
     ...(options.keepAlive ? { keepAlive: true, keepAliveInitialDelayMillis: 10_000 } : {}),
