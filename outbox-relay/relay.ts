@@ -88,13 +88,10 @@ export function createRelay(ctx: RelayContext): Relay {
   const retiring = new Set<number>();
   let heartbeatRunning: Promise<void> = Promise.resolve();
 
+  guardListeners(events, logger);
+
   const reportError = (where: string, error: unknown): void => {
-    try {
-      events.emit('relay:error', { where, error: coerceError(error) });
-    } catch (listenerError) {
-      // A listener that throws must not take down the loop that reported (the heartbeat above all).
-      logger.error({ err: coerceError(listenerError), where, reported: coerceError(error).message }, 'a relay:error listener threw');
-    }
+    events.emit('relay:error', { where, error: coerceError(error) });
   };
 
   function startWorker(lease: Lease, sentAt: number): void {
@@ -203,6 +200,37 @@ export function createRelay(ctx: RelayContext): Relay {
       if (drained) await Promise.all(running.map((w) => w.done));
     },
   };
+}
+
+/**
+ * Makes every emit of `events` safe for the loops that emit: a listener that throws is reported
+ * (a relay:error at "listener of <event>", or the log when that throws too), never thrown into
+ * the relay. A throw after a batch committed would otherwise make the batch be sent again, and
+ * one in the heartbeat would end a round early.
+ */
+function guardListeners(events: EventEmitter<RelayEvents>, logger: Logger): void {
+  const emit = events.emit.bind(events) as (name: string, ...args: unknown[]) => boolean;
+  let reporting = false;
+  const guarded = (name: string, ...args: unknown[]): boolean => {
+    try {
+      return emit(name, ...args);
+    } catch (error) {
+      if (reporting) {
+        logger.error({ err: coerceError(error), event: name }, 'a relay event listener threw');
+        return true;
+      }
+      reporting = true;
+      try {
+        emit('relay:error', { where: `listener of ${name}`, error: coerceError(error) });
+      } catch (again) {
+        logger.error({ err: coerceError(again), event: name, first: coerceError(error).message }, 'a relay event listener threw');
+      } finally {
+        reporting = false;
+      }
+      return true;
+    }
+  };
+  (events as { emit: unknown }).emit = guarded;
 }
 
 /**
