@@ -197,8 +197,34 @@ interface HttpAnswer {
   body: string;
 }
 
+/**
+ * The call's deadline as an abort signal. Its timer runs on the same event loop that reads the
+ * answer, and when the loop was blocked past the deadline (a synchronous native call, a long
+ * garbage collection, a starved CPU) it fires in the loop's timers phase, before the loop reads
+ * the sockets that became readable meanwhile: aborting there would throw away an answer that
+ * arrived in time and is paid for (and give the cache claim back, so the next delivery pays
+ * again). So the abort waits one turn of the loop — setImmediate runs after the loop has polled
+ * its sockets — and an answer that is already there is read first.
+ */
+function deadline(ms: number): { signal: AbortSignal; clear(): void } {
+  const controller = new AbortController();
+  let immediate: NodeJS.Immediate | undefined;
+  const timer = setTimeout(() => {
+    immediate = setImmediate(() => controller.abort(new DOMException(`no answer within ${ms} ms`, 'TimeoutError')));
+  }, ms);
+  return {
+    signal: controller.signal,
+    clear() {
+      clearTimeout(timer);
+      if (immediate) clearImmediate(immediate);
+    },
+  };
+}
+
 async function post(endpoint: JudgeEndpoint, body: string, signal: AbortSignal | undefined): Promise<HttpAnswer> {
-  const timeout = AbortSignal.timeout(endpoint.config.timeoutMs);
+  // The only bound on the call, from dispatch to the body's last byte (the pool's own header and
+  // body timeouts are off: their timers would race a blocked loop the same way).
+  const timeout = deadline(endpoint.config.timeoutMs);
   const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json', ...endpoint.config.headers };
   if (endpoint.config.apiKey) headers.authorization = `Bearer ${endpoint.config.apiKey}`;
   try {
@@ -208,11 +234,13 @@ async function post(endpoint: JudgeEndpoint, body: string, signal: AbortSignal |
       method: 'POST',
       headers,
       body,
-      signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
+      signal: signal ? AbortSignal.any([signal, timeout.signal]) : timeout.signal,
     });
     return { status: response.statusCode, headers: response.headers, body: await response.body.text() };
   } catch (error) {
     throw classifyTransportError(endpoint.name, error, signal);
+  } finally {
+    timeout.clear();
   }
 }
 

@@ -67,8 +67,10 @@ export class JudgeEndpoint {
     this.dispatcher = new Pool(this.origin, {
       // A few spare connections: a timed-out request's socket is destroyed, not reused at once.
       connections: config.maxConcurrency + 4,
-      headersTimeout: config.timeoutMs,
-      bodyTimeout: config.timeoutMs,
+      // Off: the client's own deadline bounds each request (client.ts, deadline()), which does not
+      // throw away an answer that arrived while the event loop was blocked.
+      headersTimeout: 0,
+      bodyTimeout: 0,
       connect: { timeout: config.connectTimeoutMs },
     });
     this.limiter = new AimdLimiter(config.name, { ...config.limiter, maxLimit: config.maxConcurrency }, clock, events);
