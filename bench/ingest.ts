@@ -1,12 +1,16 @@
 // Benchmark: sustained POST /v1/evaluations throughput and latency (autocannon against real API
-// processes, one with group commit on and one with it off) against the physical limit: pgbench
+// processes: one with group commit on per setting compared, and one with it off) against the physical limit: pgbench
 // running the same two-row INSERT transaction (evaluation row + outbox row of the same sizes,
 // nothing else: no NOTIFY) and, separately, the same rows as multi-row group inserts (the limit
 // for group commit), on the same Postgres with the same number of clients, at several client
 // counts. All phases alternate within each round, so load from anything else on the machine falls
 // on all of them alike; ratios are taken within a round. At the end every 202 is checked against
-// the database: one evaluation row and one outbox row each.
+// the database: one evaluation row and one outbox row each. --in-flight and --max-rows (lists)
+// start one group-commit API per combination of EVALBOX_API_GROUP_MAX_IN_FLIGHT (0 = no bound)
+// and EVALBOX_API_GROUP_COMMIT_MAX_ROWS, all alternating in the same rounds; unset, the API's
+// defaults. The figure reported to `npm run bench` is the first combination's.
 //   eval "$(npx evalbox stack up)"; node --import tsx bench/ingest.ts [--seconds 10] [--rounds 3] [--clients 8,32,128] [--pool-size 16] [--group-rows 16]
+//     [--in-flight 1,2,4,0] [--max-rows 64,256] [--skip-off]
 import autocannon from 'autocannon';
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -36,6 +40,9 @@ const { values } = parseArgs({
     'pool-size': { type: 'string', default: '16' },
     'group-rows': { type: 'string', default: '16' },
     'window-ms': { type: 'string', default: '1' },
+    'in-flight': { type: 'string', default: '' },
+    'max-rows': { type: 'string', default: '' },
+    'skip-off': { type: 'boolean', default: false },
   },
 });
 const seconds = Number(values.seconds);
@@ -61,19 +68,29 @@ interface ApiUnderTest {
   port: number;
   process: ChildProcess;
 }
-async function startApi(label: string, app: string, groupCommit: 'on' | 'off'): Promise<ApiUnderTest> {
+async function startApi(label: string, app: string, groupCommit: 'on' | 'off', group: { inFlight?: string; maxRows?: string } = {}): Promise<ApiUnderTest> {
   const port = await freePort();
   const adminPort = await freePort();
   const child = evalbox(['api', '--port', String(port), '--admin-port', String(adminPort), '--database-url', url, '--pool-size', values['pool-size']], {
     EVALBOX_API_GROUP_COMMIT: groupCommit,
     EVALBOX_API_GROUP_COMMIT_WINDOW_MS: values['window-ms'],
+    ...(group.inFlight === undefined ? {} : { EVALBOX_API_GROUP_MAX_IN_FLIGHT: group.inFlight }),
+    ...(group.maxRows === undefined ? {} : { EVALBOX_API_GROUP_COMMIT_MAX_ROWS: group.maxRows }),
     // One application is the whole load here: its quotas must not be what is measured.
     ...UNLIMITED,
   });
   await waitForHttp(`http://127.0.0.1:${adminPort}/readyz`);
   return { label, app, key: keyFor(app), port, process: child };
 }
-const apis = [await startApi('API, group commit on', 'bench-group', 'on'), await startApi('API, group commit off', 'bench-single', 'off')];
+const listOf = (text: string): (string | undefined)[] => (text === '' ? [undefined] : text.split(','));
+const groupApis: ApiUnderTest[] = [];
+for (const inFlight of listOf(values['in-flight']))
+  for (const maxRows of listOf(values['max-rows'])) {
+    const label = `on K=${inFlight === undefined ? 'default' : inFlight === '0' ? 'unbounded' : inFlight} rows=${maxRows ?? 'default'}`;
+    groupApis.push(await startApi(label, `bench-group-${groupApis.length}`, 'on', { inFlight, maxRows }));
+  }
+const offApi = values['skip-off'] ? undefined : await startApi('off', 'bench-single', 'off');
+const apis = offApi ? [...groupApis, offApi] : groupApis;
 
 // Where the CPU goes: the machine's busy share (/proc/stat), the API process's CPU
 // (/proc/PID/stat) and this process's, which is autocannon's load generation.
@@ -100,6 +117,8 @@ interface Phase {
   clientMs?: number;
   /** Rows per transaction the API's writes averaged in this phase. */
   rowsPerCommit?: number;
+  /** One-minute load average when the phase started. */
+  load: number;
 }
 
 const client = new pg.Client({ connectionString: url });
@@ -117,6 +136,7 @@ let failed = 0;
 let apiPhases = 0;
 let maxConnections = 0;
 async function runApi(api: ApiUnderTest, connections: number, duration: number): Promise<Phase> {
+  const load = os.loadavg()[0] as number;
   const m0 = machineTicks();
   const api0 = processCpuMs(api.process.pid as number);
   const self0 = process.cpuUsage();
@@ -146,6 +166,7 @@ async function runApi(api: ApiUnderTest, connections: number, duration: number):
     serverMs,
     clientMs: (self.user + self.system) / 1000 / result.requests.total,
     rowsPerCommit: (after.rows - before.rows) / Math.max(1, after.commits - before.commits),
+    load,
   };
 }
 
@@ -168,6 +189,7 @@ const twoRowFile = path.join(work, 'two-row-insert.sql');
 fs.writeFileSync(twoRowFile, twoRowScript);
 
 function runPgbench(file: string, connections: number, duration: number, rowsPerTransaction = 1): Phase {
+  const load = os.loadavg()[0] as number;
   const m0 = machineTicks();
   const run = pgbench(url, file, connections, duration, { latencies: true });
   const m1 = machineTicks();
@@ -176,6 +198,7 @@ function runPgbench(file: string, connections: number, duration: number, rowsPer
     p50: percentile(run.latenciesMs, 50),
     p99: percentile(run.latenciesMs, 99),
     busy: (m1.busy - m0.busy) / (m1.total - m0.total),
+    load,
   };
 }
 const groupFile = (connections: number) => {
@@ -188,14 +211,21 @@ const groupFile = (connections: number) => {
 // Warm up (JIT, connections, prepared statements, buffers), then alternate every phase per round.
 for (const api of apis) await runApi(api, 32, 2);
 runPgbench(twoRowFile, 32, 2);
-type Cell = { on: Phase; off: Phase; pg: Phase; group: Phase; groupRows: number };
+/** One round at one client count: each group-commit API (in groupApis' order), off, and the references. */
+type Cell = { on: Phase[]; off?: Phase; pg: Phase; group: Phase; groupRows: number };
 const cells = new Map<number, Cell[]>();
 for (let round = 0; round < rounds; round++) {
   for (const connections of clientCounts) {
     process.stderr.write(`ingest bench: round ${round + 1}/${rounds}, ${connections} clients\n`);
-    const on = await runApi(apis[0] as ApiUnderTest, connections, seconds);
+    // The group-commit APIs take turns going first, so a load that grows during a round does not
+    // always fall on the same one.
+    const on: Phase[] = [];
+    for (let k = 0; k < groupApis.length; k++) {
+      const j = (k + round) % groupApis.length;
+      on[j] = await runApi(groupApis[j] as ApiUnderTest, connections, seconds);
+    }
     const pgPhase = runPgbench(twoRowFile, connections, seconds);
-    const off = await runApi(apis[1] as ApiUnderTest, connections, seconds);
+    const off = offApi ? await runApi(offApi, connections, seconds) : undefined;
     const g = groupFile(connections);
     const group = runPgbench(g.file, Math.max(1, Math.floor(connections / g.rows)), seconds, g.rows);
     cells.set(connections, [...(cells.get(connections) ?? []), { on, off, pg: pgPhase, group, groupRows: g.rows }]);
@@ -216,23 +246,33 @@ await client.end();
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 const fmt = (r: Phase, unit = '/s') =>
-  `${r.rate.toFixed(0)}${unit}  p50 ${r.p50.toFixed(1)} ms  p99 ${r.p99.toFixed(1)} ms  (CPU ${(r.busy * 100).toFixed(0)}%${r.serverMs === undefined ? '' : `, API ${r.serverMs.toFixed(2)} ms/req, load generator ${(r.clientMs ?? 0).toFixed(2)} ms/req`}${r.rowsPerCommit === undefined ? '' : `, ${r.rowsPerCommit.toFixed(1)} rows/commit`})`;
+  `${r.rate.toFixed(0)}${unit}  load ${r.load.toFixed(1)}  p50 ${r.p50.toFixed(1)} ms  p99 ${r.p99.toFixed(1)} ms  (CPU ${(r.busy * 100).toFixed(0)}%${r.serverMs === undefined ? '' : `, API ${r.serverMs.toFixed(2)} ms/req, load generator ${(r.clientMs ?? 0).toFixed(2)} ms/req`}${r.rowsPerCommit === undefined ? '' : `, ${r.rowsPerCommit.toFixed(1)} rows/commit`})`;
 const lines = [
   `ingest benchmark — ${new Date().toISOString()}`,
   `machine: ${machine()}; load average at end ${loadAverage()}`,
   `${rounds} alternating rounds of ${seconds} s per phase; API pool ${values['pool-size']} connections, group window ${values['window-ms']} ms; body ${JSON.stringify(body).length} bytes`,
+  `group-commit APIs: ${groupApis.map((a) => a.label).join('; ')} (K = EVALBOX_API_GROUP_MAX_IN_FLIGHT, rows = EVALBOX_API_GROUP_COMMIT_MAX_ROWS; they take turns going first)`,
 ];
 for (const connections of clientCounts) {
   const rs = cells.get(connections) as Cell[];
   lines.push(`${connections} clients:`);
   for (const [i, c] of rs.entries()) {
-    lines.push(
-      `  round ${i + 1}: API group on  ${fmt(c.on)}\n           API group off ${fmt(c.off)}\n           pgbench 2-row tx ${fmt(c.pg, ' tx/s')}\n           pgbench ${c.groupRows}-row group statements ${fmt(c.group, ' rows/s')}\n           ratios: on/pgbench ${(c.on.rate / c.pg.rate).toFixed(2)}, off/pgbench ${(c.off.rate / c.pg.rate).toFixed(2)}, on/group-limit ${(c.on.rate / c.group.rate).toFixed(2)}`,
-    );
+    const phases = [
+      ...groupApis.map((api, j) => `API group ${api.label}  ${fmt(c.on[j] as Phase)}`),
+      ...(c.off ? [`API group off  ${fmt(c.off)}`] : []),
+      `pgbench 2-row tx ${fmt(c.pg, ' tx/s')}`,
+      `pgbench ${c.groupRows}-row group statements ${fmt(c.group, ' rows/s')}`,
+      `ratios to pgbench 2-row: ${[...groupApis.map((api, j) => `${api.label} ${((c.on[j] as Phase).rate / c.pg.rate).toFixed(2)}`), ...(c.off ? [`off ${(c.off.rate / c.pg.rate).toFixed(2)}`] : [])].join(', ')}; ${groupApis[0]?.label} / group-limit ${((c.on[0] as Phase).rate / c.group.rate).toFixed(2)}`,
+    ];
+    lines.push(`  round ${i + 1}: ${phases.join('\n           ')}`);
   }
   const ratio = (f: (c: Cell) => number) => median(rs.map(f)).toFixed(2);
+  const rowsPerCommit = (j: number) => median(rs.map((c) => (c.on[j] as Phase).rowsPerCommit ?? 0)).toFixed(1);
   lines.push(
-    `  median ratios: API group on / pgbench 2-row ${ratio((c) => c.on.rate / c.pg.rate)}; API group off / pgbench 2-row ${ratio((c) => c.off.rate / c.pg.rate)}; API group on / pgbench group ${ratio((c) => c.on.rate / c.group.rate)}`,
+    `  median ratios to pgbench 2-row: ${[
+      ...groupApis.map((api, j) => `${api.label} ${ratio((c) => (c.on[j] as Phase).rate / c.pg.rate)} (${rowsPerCommit(j)} rows/commit)`),
+      ...(offApi ? [`off ${ratio((c) => (c.off as Phase).rate / c.pg.rate)}`] : []),
+    ].join('; ')}; ${groupApis[0]?.label} / pgbench group ${ratio((c) => (c.on[0] as Phase).rate / c.group.rate)}`,
   );
 }
 lines.push(
@@ -244,7 +284,7 @@ reportFigures(
     const rs = cells.get(connections) as Cell[];
     return {
       figure: `ingest (group commit on), ${connections} clients, median of ${rounds}`,
-      value: median(rs.map((c) => c.on.rate)),
+      value: median(rs.map((c) => (c.on[0] as Phase).rate)),
       unit: 'evaluations/s',
       reference: 'pgbench 2-row tx, no NOTIFY',
       referenceValue: median(rs.map((c) => c.pg.rate)),

@@ -36,7 +36,7 @@ export interface Config {
     /** On SIGTERM, how long in-flight requests may take before their connections are cut. */
     shutdownGraceMs: number;
     /** Concurrent POSTs written by one statement in one transaction (see docs/api.md). */
-    groupCommit: { enabled: boolean; windowMs: number; maxRows: number };
+    groupCommit: { enabled: boolean; windowMs: number; maxRows: number; maxInFlight: number };
     /** How long an Idempotency-Key is honoured; after that the same key creates a new evaluation. */
     idempotencyTtlHours: number;
     /** Node server timeouts against slow clients (see docs/api.md, "Limits"). */
@@ -162,6 +162,7 @@ const DESCRIPTIONS: Record<string, string> = {
   EVALBOX_API_GROUP_COMMIT: 'write concurrent POSTs with one statement and one commit',
   EVALBOX_API_GROUP_COMMIT_WINDOW_MS: 'longest a request waits for others to share its commit (0 = one event-loop turn)',
   EVALBOX_API_GROUP_COMMIT_MAX_ROWS: 'a group is written once it holds this many rows',
+  EVALBOX_API_GROUP_MAX_IN_FLIGHT: 'most groups written at once; requests arriving meanwhile form the next group (0 = no bound)',
   EVALBOX_API_IDEMPOTENCY_TTL_HOURS: 'how long an Idempotency-Key is honoured',
   EVALBOX_API_HEADERS_TIMEOUT_MS: 'time a client has to send the request headers',
   EVALBOX_API_REQUEST_TIMEOUT_MS: 'time a client has to send the whole request',
@@ -374,6 +375,7 @@ function buildConfig(env: Env, flags: Flags, record?: (setting: SettingRecord) =
         enabled: read.oneOf('group-commit', 'EVALBOX_API_GROUP_COMMIT', ['on', 'off'] as const, 'on') === 'on',
         windowMs: read.int('group-commit-window-ms', 'EVALBOX_API_GROUP_COMMIT_WINDOW_MS', 1, 0),
         maxRows: read.int('group-commit-max-rows', 'EVALBOX_API_GROUP_COMMIT_MAX_ROWS', 64, 1),
+        maxInFlight: read.int('group-max-in-flight', 'EVALBOX_API_GROUP_MAX_IN_FLIGHT', 4, 0),
       },
       idempotencyTtlHours: read.int('idempotency-ttl-hours', 'EVALBOX_API_IDEMPOTENCY_TTL_HOURS', 24, 1),
       headersTimeoutMs: read.int('headers-timeout-ms', 'EVALBOX_API_HEADERS_TIMEOUT_MS', 10_000, 1),

@@ -194,3 +194,50 @@ describe('ingest: group commit and idempotency', () => {
     }
   });
 });
+
+describe('ingest: at most EVALBOX_API_GROUP_MAX_IN_FLIGHT groups in flight', () => {
+  let f: ApiFixture;
+  beforeAll(async () => {
+    f = await createApiFixture({ EVALBOX_API_GROUP_COMMIT_WINDOW_MS: '0', EVALBOX_API_GROUP_MAX_IN_FLIGHT: '1' });
+    await f.post('/v1/evaluations', validEvaluation(), f.keyA);
+  });
+  afterAll(async () => f.database.drop());
+
+  it('with one group in flight, POSTs that arrive meanwhile wait, then are written as ONE next group, each 202 after its commit', async () => {
+    // The group in flight waits on a lock: an open transaction holds the Idempotency-Key it uses.
+    const blocker = new pg.Client({ connectionString: f.database.url });
+    await blocker.connect();
+    try {
+      await blocker.query('BEGIN');
+      await blocker.query(
+        `INSERT INTO evaluations (id, application_id, prompt, response, dimensions, idempotency_key) VALUES (gen_random_uuid(), 'app-a', 'p', 'r', '{toxicity}', 'held-k1')`,
+      );
+      const first = f.post('/v1/evaluations', validEvaluation({ prompt: 'in flight' }), f.keyA, { 'idempotency-key': 'held-k1' });
+      let waiting = 0;
+      for (let attempt = 0; attempt < 200 && waiting === 0; attempt++) {
+        await new Promise((r) => setTimeout(r, 25));
+        const { rows } = await sql<{ n: number }>`
+          SELECT count(*)::int AS n FROM pg_stat_activity
+          WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO evaluations%'`.execute(f.database.db);
+        waiting = rows[0]?.n ?? 0;
+      }
+      expect(waiting).toBe(1);
+      let answered = 0;
+      const later = Array.from({ length: 5 }, (_, i) => f.post('/v1/evaluations', validEvaluation({ prompt: `behind ${i}` })).finally(() => answered++));
+      await new Promise((r) => setTimeout(r, 300));
+      // Many windows of 0 ms have passed: with the one slot taken, none of them was written.
+      const written = await sql<{ n: number }>`SELECT count(*)::int AS n FROM evaluations WHERE prompt LIKE 'behind %'`.execute(f.database.db);
+      expect([answered, written.rows[0]?.n]).toEqual([0, 0]);
+      await blocker.query('ROLLBACK');
+      expect((await first).status).toBe(202);
+      const responses = await Promise.all(later);
+      expect(responses.map((r) => r.status)).toEqual(Array(5).fill(202));
+      const ids = await Promise.all(responses.map(async (r) => ((await r.json()) as Accepted).evaluationId));
+      const { rows } = await sql<{ xid: string }>`SELECT xid::text FROM evaluations WHERE id = ANY(${ids}::uuid[])`.execute(f.database.db);
+      expect(rows).toHaveLength(5);
+      expect(new Set(rows.map((r) => r.xid)).size).toBe(1);
+    } finally {
+      await blocker.end();
+    }
+  });
+});
