@@ -145,10 +145,18 @@ export function createRelay(ctx: RelayContext): Relay {
     await renewLeases(heartbeat);
     if (!stopping.signal.aborted) await claimFreeShards(heartbeat);
   };
-  // Each beat is chained on the one before (never two at once). A beat that throws (an event
-  // listener that throws, say) is reported and the chain goes on: a rejected link would skip every
-  // later beat, and the relay would silently stop renewing and claiming.
-  const nextBeat = () => (heartbeatRunning = heartbeatRunning.then(beat).catch((error: unknown) => reportError('heartbeat', error)));
+  // One beat at a time: a period that ends while a beat still runs (a renewal waiting on a lock,
+  // a slow database) is skipped, not queued; queued beats would run back to back once the wait
+  // ends, and stop() would wait for all of them. A beat that throws is reported, and the next
+  // period beats again.
+  let beating = false;
+  const nextBeat = () => {
+    if (beating) return;
+    beating = true;
+    heartbeatRunning = beat()
+      .catch((error: unknown) => reportError('heartbeat', error))
+      .finally(() => (beating = false));
+  };
   const every = (ms: number, task: () => Promise<void>) => timers.push(setInterval(() => void task().catch((e) => reportError('housekeeping', e)), ms));
 
   return {
@@ -165,7 +173,7 @@ export function createRelay(ctx: RelayContext): Relay {
         else workers.get(shard)?.wake();
       }, reportError);
       await beat();
-      timers.push(setInterval(() => void nextBeat(), settings.heartbeatMs));
+      timers.push(setInterval(nextBeat, settings.heartbeatMs));
       // Partition DDL can wait on locks: it runs beside the workers, never before the first claim.
       const partitions = () => runPartitionMaintenance(housekeeping);
       timers.push(setTimeout(() => void partitions(), 0));

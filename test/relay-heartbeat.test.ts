@@ -2,6 +2,7 @@
 // listener that throws inside the heartbeat does not end it, and one that throws after a batch
 // committed does not make the batch be sent again.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { sql } from 'kysely';
 import { createDb } from '../src/db/index.js';
 import { insertOutboxEvents } from '../src/events.js';
 import { createTestDatabase, waitFor, type TestDatabase } from './helpers.js';
@@ -55,6 +56,43 @@ describe('relay lease heartbeat', () => {
       await relay.stop();
       await collector.stop();
       await handle.close();
+    }
+  });
+
+  it('a beat that outlasts the heartbeat period holds back the next beats instead of queueing them: no burst of renewals after a renewal waited on a lock', async () => {
+    // Every renewal of the lease row, with the database's clock.
+    await sql`CREATE TABLE IF NOT EXISTS test_renewals (at timestamptz NOT NULL DEFAULT clock_timestamp())`.execute(database.db);
+    await sql`CREATE OR REPLACE FUNCTION test_note_renewal() RETURNS trigger LANGUAGE plpgsql AS $$
+              BEGIN INSERT INTO test_renewals DEFAULT VALUES; RETURN NEW; END $$`.execute(database.db);
+    await sql`CREATE OR REPLACE TRIGGER test_renewals AFTER UPDATE OF expires_at ON relay_leases FOR EACH ROW EXECUTE FUNCTION test_note_renewal()`.execute(
+      database.db,
+    );
+    await sql`TRUNCATE relay_leases, test_renewals`.execute(database.db);
+    // Beats every 100 ms; a lease long enough that the wait below loses nothing.
+    const relay = startTestRelay(database, { heartbeatMs: 100, leaseTtlMs: 60_000 });
+    try {
+      await relay.start();
+      await waitForRelay(database, relay, () => relay.ownedShards().length === 1, { what: 'the relay to lead shard 0' });
+      const holder = await database.pool.connect();
+      let releasedAt: Date;
+      try {
+        await holder.query('BEGIN');
+        await holder.query('SELECT * FROM relay_leases WHERE shard = 0 FOR UPDATE');
+        // A renewal waits on the row lock for 3 s: 30 periods of the heartbeat.
+        await new Promise((r) => setTimeout(r, 3_000));
+        releasedAt = (await holder.query<{ now: Date }>('SELECT clock_timestamp() AS now')).rows[0]?.now as Date;
+      } finally {
+        await holder.query('ROLLBACK');
+        holder.release();
+      }
+      await new Promise((r) => setTimeout(r, 1_000));
+      const { rows } = await sql<{ n: number }>`
+        SELECT count(*)::int AS n FROM test_renewals WHERE at BETWEEN ${releasedAt} AND ${releasedAt}::timestamptz + interval '300 ms'`.execute(database.db);
+      // One beat per period at most (about 3 in 300 ms), not the 30 queued up during the wait.
+      expect(rows[0]?.n).toBeLessThanOrEqual(5);
+    } finally {
+      await relay.stop();
+      await sql`DROP TRIGGER test_renewals ON relay_leases`.execute(database.db);
     }
   });
 
