@@ -41,6 +41,12 @@ ${CONNECTION_HELP}`,
     const brokers = requireSetting(config.kafkaBrokers, 'KAFKA_BROKERS');
     const kafka = createKafka(brokers, 'evalbox-relay', logger);
     const handle = createDb(databaseUrl, { max: 10, applicationName: 'evalbox-relay', statementTimeoutMs: config.relay.statementTimeoutMs, keepAlive: true });
+    // A relay paused inside one of its short transactions (SIGSTOP, a frozen VM, a long GC pause)
+    // would hold its lease row's lock, so no standby could take the shard over, and the
+    // cluster-wide snapshot horizon with it: the server ends such a session after one lease TTL.
+    // (Queued on each new connection ahead of any query of the pool's.)
+    const idleInTransactionMs = Math.max(1000, config.relay.leaseTtlMs);
+    handle.pool.on('connect', (client) => void client.query(`SET idle_in_transaction_session_timeout = ${idleInTransactionMs}`).catch(() => {}));
     await waitForDatabase(handle, { onRetry: (error, attempt) => logger.warn({ err: error, attempt }, 'waiting for the database') });
     try {
       if (shards !== undefined) await setShardCount(handle.db, shards);

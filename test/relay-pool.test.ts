@@ -1,6 +1,7 @@
 // The relay process's own connections to Postgres: a standby neither counts the backlog nor reads
-// the outbox; a statement that hangs on a lock is cut by statement_timeout and the relay recovers;
-// every connection has TCP keepalive on (so a vanished peer is noticed, not waited on forever).
+// the outbox; a leader paused inside a transaction has it ended after the lease TTL; a statement
+// that hangs on a lock is cut by statement_timeout and the relay recovers; every connection has
+// TCP keepalive on (so a vanished peer is noticed, not waited on forever).
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
 import { execFile, type ChildProcess } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -92,6 +93,52 @@ describe('relay process: its Postgres connections', () => {
     try {
       await waitForPublished(database, undefined, () => collector.received.length >= 10, { what: 'the ten rows', timeoutMs: 30_000 });
     } finally {
+      await collector.stop();
+    }
+  });
+
+  it('finding 2: a leader paused (SIGSTOP) inside its cursor update holds neither the shard nor the horizon for longer than the lease TTL: a standby takes over and publishes', async () => {
+    await sql`TRUNCATE outbox, relay_leases`.execute(database.db);
+    const topic = await createTopic();
+    const collector = await collectTopic(topic);
+    // A slow cursor update (one second), so that the pause lands inside the leader's transaction
+    // (the trigger stays: dropping it would wait for the paused transaction's lock).
+    await sql`CREATE OR REPLACE FUNCTION test_slow_cursor() RETURNS trigger LANGUAGE plpgsql AS $$
+              BEGIN IF NEW.cursor_seq IS DISTINCT FROM OLD.cursor_seq THEN PERFORM pg_sleep(1); END IF; RETURN NEW; END $$`.execute(database.db);
+    await sql`CREATE OR REPLACE TRIGGER test_slow_cursor BEFORE UPDATE ON relay_leases FOR EACH ROW EXECUTE FUNCTION test_slow_cursor()`.execute(database.db);
+    try {
+      const first = spawnRelay(database, topic);
+      children.push(first);
+      await waitFor(async () => (await leaderPid()) === String(first.pid), { what: 'the first relay to lead', timeoutMs: 30_000 });
+      const standby = spawnRelay(database, topic);
+      children.push(standby);
+      await waitFor(() => standby.output().includes('relay started'), { what: 'the standby to start', timeoutMs: 30_000 });
+      await insert(topic, 1);
+      // The leader's cursor update is running (sleeping in the trigger): pause the leader there.
+      await waitFor(
+        async () =>
+          (
+            await sql<{ n: number }>`
+              SELECT count(*)::int AS n FROM pg_stat_activity
+              WHERE datname = current_database() AND application_name = 'evalbox-relay' AND state = 'active' AND query LIKE '%UPDATE relay_leases SET cursor_xid%'`.execute(
+              database.db,
+            )
+          ).rows[0]?.n === 1,
+        { what: 'the leader inside its cursor update', timeoutMs: 60_000, intervalMs: 20 },
+      );
+      first.kill('SIGSTOP');
+      try {
+        await insert(topic, 2);
+        // The standby publishes the row written after the pause (the first may come twice).
+        await waitForPublished(database, undefined, () => collector.received.some((m) => (JSON.parse(m.value) as { n: number }).n === 2), {
+          what: 'the standby to publish after the pause',
+          timeoutMs: 30_000,
+        });
+      } finally {
+        first.kill('SIGCONT');
+      }
+    } finally {
+      await sql`DROP TRIGGER IF EXISTS test_slow_cursor ON relay_leases`.execute(database.db);
       await collector.stop();
     }
   });
