@@ -1,6 +1,7 @@
 // Offset commits of the key-parallel consumer. A partition's position counts as committed only
 // once the broker acknowledged it: a commit lost to a rebalance or a broken connection is sent
-// again on the next round instead of being taken for done.
+// again on the next round instead of being taken for done. A commit the broker never answers
+// (a frozen or dead broker) counts as failed after a bound, so it cannot hold later commits back.
 import type { PartitionProgress } from './partition-progress.js';
 
 export interface TopicPartitionOffset {
@@ -9,8 +10,9 @@ export interface TopicPartitionOffset {
   offset: number;
 }
 
-/** How commits reach the broker (the consumer's commitCb and commitSync). */
+/** How commits reach the broker. */
 export interface CommitTransport {
+  /** `done` runs with the broker's answer (not when the commit is merely queued). */
   commitAsync(offsets: TopicPartitionOffset[], done: (error: unknown) => void): void;
   /** Throws when the broker does not acknowledge. */
   commitSync(offsets: TopicPartitionOffset[]): void;
@@ -36,21 +38,37 @@ function collectDue(partitions: Iterable<[string, PartitionProgress]>, resend = 
   return { offsets, progress };
 }
 
+/** What a commit that got no answer within its bound counts as. */
+export class CommitUnansweredError extends Error {
+  constructor(ms: number) {
+    super(`the broker did not answer the offset commit within ${ms} ms`);
+    this.name = 'CommitUnansweredError';
+  }
+}
+
 /**
  * Sends one asynchronous commit of everything due; bookkeeping happens in the acknowledgement.
- * Resolves when the broker answered (true: acknowledged, false: failed or nothing was due).
+ * Resolves when the broker answered (true: acknowledged, false: failed or nothing was due), or
+ * after `timeoutMs` without an answer (false: failed, sent again by the next round; an answer that
+ * comes later is ignored).
  */
 export function commitDueAsync(
   partitions: Iterable<[string, PartitionProgress]>,
   transport: CommitTransport,
   onAcknowledged: (offset: TopicPartitionOffset) => void,
   onFailed: (error: unknown) => void,
+  timeoutMs = 30_000,
 ): Promise<boolean> {
   const { offsets, progress } = collectDue(partitions);
   if (offsets.length === 0) return Promise.resolve(false);
   progress.forEach((p, i) => (p.committing = offsets[i]?.offset));
   return new Promise((resolve) => {
+    let settled = false;
+    const timer = setTimeout(() => settle(new CommitUnansweredError(timeoutMs)), timeoutMs);
     const settle = (error: unknown) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
       progress.forEach((p, i) => {
         const offset = offsets[i]?.offset as number;
         if (error) p.commitFailed(offset);

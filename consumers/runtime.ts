@@ -3,8 +3,8 @@
 // partition. Offsets are committed only up to the highest CONTIGUOUS completed offset of each
 // partition (partition-progress.ts), and count as committed only once the broker acknowledged
 // them (offset-commits.ts). In-flight work per partition is bounded: a full partition is paused
-// and resumed when it drains. On revocation the partition's finished prefix is committed and its
-// in-flight work is aborted (rebalance.ts). A handler failure that retrying can fix is retried
+// and resumed when it drains. On revocation the partition's finished prefix is committed (not when
+// the assignment was lost) and its in-flight work is aborted (rebalance.ts). A handler failure that retrying can fix is retried
 // with backoff; any other failure ends the message through `deadLetter`, so nothing a message
 // contains keeps its partition from moving.
 import { EventEmitter, setMaxListeners } from 'node:events';
@@ -33,7 +33,7 @@ const { KafkaConsumer } = kafkaJs;
 type RdKafkaConsumer = InstanceType<typeof KafkaConsumer> & {
   incrementalAssign(assignments: { topic: string; partition: number }[]): void;
   incrementalUnassign(assignments: { topic: string; partition: number }[]): void;
-  commitCb(offsets: { topic: string; partition: number; offset: number }[], done: (error: unknown) => void): void;
+  assignmentLost(): boolean;
 };
 
 const ERR_ASSIGN = -175;
@@ -86,6 +86,11 @@ export interface KeyParallelConsumerOptions {
    */
   maxInFlightBytesPerPartition?: number;
   commitIntervalMs: number;
+  /**
+   * An asynchronous commit the broker has not answered after this long (default 30 s) counts as
+   * failed and is sent again, so a lost answer cannot hold later commits back.
+   */
+  commitTimeoutMs?: number;
   logger: Logger;
   events?: EventEmitter<RuntimeEvents>;
   /**
@@ -153,14 +158,34 @@ export function createKeyParallelConsumer(options: KeyParallelConsumerOptions): 
       ...READ_COMMITTED,
       log_level: LIBRDKAFKA_LOG_LEVEL,
       rebalance_cb: onRebalance,
+      // Each commit's real outcome (the 'offset.commit' event): commit() only queues it.
+      offset_commit_cb: true,
       ...options.extraConfig,
     },
     { 'auto.offset.reset': 'earliest' },
   ) as RdKafkaConsumer;
   routeLibrdkafkaLogs(consumer, logger, options.clientId ?? 'evalbox-scorer');
 
+  const commitTimeoutMs = options.commitTimeoutMs ?? 30_000;
+  // Commits sent and not answered yet. commitCb would call back once librdkafka has QUEUED the
+  // commit, not when the broker answered it (with the broker gone, an offset would be taken for
+  // committed at once); the answer comes through librdkafka's offset commit callback.
+  const awaitingAnswer = new Set<{ offsets: TopicPartitionOffset[]; sentAt: number; done: (error: unknown) => void }>();
+  consumer.on('offset.commit', (error: unknown, answered: TopicPartitionOffset[] | undefined) => {
+    for (const waiting of [...awaitingAnswer]) {
+      const all = waiting.offsets.every((o) => answered?.some((a) => a.topic === o.topic && a.partition === o.partition && a.offset === o.offset));
+      if (!all) continue;
+      awaitingAnswer.delete(waiting);
+      waiting.done(error ?? undefined);
+    }
+  });
   const transport: CommitTransport = {
-    commitAsync: (offsets, done) => consumer.commitCb(offsets, (error) => done(error ?? undefined)),
+    commitAsync: (offsets, done) => {
+      // Forget commits given up on (commitDueAsync counted them failed after commitTimeoutMs).
+      for (const waiting of awaitingAnswer) if (Date.now() - waiting.sentAt > commitTimeoutMs) awaitingAnswer.delete(waiting);
+      consumer.commit(offsets); // throws when librdkafka refuses it at once
+      awaitingAnswer.add({ offsets, sentAt: Date.now(), done });
+    },
     commitSync: (offsets) => consumer.commitSync(offsets),
   };
   const onAcknowledged = (offset: TopicPartitionOffset) => events.emit('consumer:committed', offset);
@@ -178,7 +203,10 @@ export function createKeyParallelConsumer(options: KeyParallelConsumerOptions): 
         if (held) consumer.pause(assignment);
         events.emit('consumer:assigned', assignment);
       } else if (error.code === ERR_REVOKE) {
+        // Lost (session timed out, coordinator gone): the partitions are already someone else's and a
+        // commit cannot succeed; a synchronous one would only block the event loop until it gives up.
         revokePartitions(partitions, assignment, transport, {
+          lost: consumer.assignmentLost(),
           onAcknowledged,
           onFailed: (commitError) => logger.warn({ err: commitError }, 'commit on revoke failed; the new owner redelivers from the last commit'),
         });
@@ -192,7 +220,7 @@ export function createKeyParallelConsumer(options: KeyParallelConsumerOptions): 
 
   function commitRound(): void {
     if (commitUnderWay) return; // one asynchronous commit at a time
-    const round = commitDueAsync(partitions, transport, onAcknowledged, onCommitFailed);
+    const round = commitDueAsync(partitions, transport, onAcknowledged, onCommitFailed, commitTimeoutMs);
     commitUnderWay = round;
     void round.finally(() => {
       if (commitUnderWay === round) commitUnderWay = undefined;

@@ -1,7 +1,14 @@
 // The key-parallel consumer's bookkeeping on its own: contiguous progress, acknowledged commits,
 // revocation. No broker: the commit transport is a recorder that answers like librdkafka does.
 import { describe, expect, it } from '@jest/globals';
-import { commitDueAsync, commitDueSync, partitionKey, type CommitTransport, type TopicPartitionOffset } from '../consumers/offset-commits.js';
+import {
+  CommitUnansweredError,
+  commitDueAsync,
+  commitDueSync,
+  partitionKey,
+  type CommitTransport,
+  type TopicPartitionOffset,
+} from '../consumers/offset-commits.js';
 import { PartitionProgress } from '../consumers/partition-progress.js';
 import { assignPartitions, revokePartitions } from '../consumers/rebalance.js';
 
@@ -109,6 +116,46 @@ describe('offset commits', () => {
   });
 });
 
+describe('unanswered commits', () => {
+  it('finding: a commit the broker never answers counts as failed after its bound and is sent again; a late answer changes nothing', async () => {
+    const partitions = new Map([[partitionKey('t', 2), new PartitionProgress()]]);
+    const p = partitions.get('t|2') as PartitionProgress;
+    p.add(7, 0);
+    p.complete(7);
+    const sent: TopicPartitionOffset[][] = [];
+    const unanswered: ((error: unknown) => void)[] = [];
+    const silent: CommitTransport = {
+      commitAsync(offsets, done) {
+        sent.push(offsets);
+        unanswered.push(done);
+      },
+      commitSync() {},
+    };
+    const failures: unknown[] = [];
+    const acknowledged: TopicPartitionOffset[] = [];
+    expect(
+      await commitDueAsync(
+        partitions,
+        silent,
+        (o) => acknowledged.push(o),
+        (e) => failures.push(e),
+        50,
+      ),
+    ).toBe(false);
+    expect(failures[0]).toBeInstanceOf(CommitUnansweredError);
+    expect(p.committed).toBeUndefined();
+    expect(p.due()).toBe(8); // free to be sent again
+    unanswered[0]?.(undefined); // the first answer, too late: already counted as failed
+    expect(acknowledged).toEqual([]);
+    const again = commitDueAsync(partitions, silent, (o) => acknowledged.push(o), noop, 5_000);
+    unanswered[1]?.(undefined);
+    expect(await again).toBe(true);
+    expect(sent).toEqual([[{ topic: 't', partition: 2, offset: 8 }], [{ topic: 't', partition: 2, offset: 8 }]]);
+    expect(acknowledged).toEqual([{ topic: 't', partition: 2, offset: 8 }]);
+    expect(p.committed).toBe(8);
+  });
+});
+
 describe('rebalance', () => {
   it('a revoked partition commits its finished prefix synchronously, aborts its work and is forgotten; a failed commit leaves it uncommitted', () => {
     const partitions = new Map<string, PartitionProgress>();
@@ -128,5 +175,18 @@ describe('rebalance', () => {
     expect(p0.committed).toBeUndefined();
     expect(p0.signal.aborted).toBe(true);
     expect([...partitions.keys()]).toEqual(['t|1']);
+  });
+
+  it('finding: a lost assignment is revoked without a commit (it could only wait for the missing coordinator), its work still aborted', () => {
+    const partitions = new Map<string, PartitionProgress>();
+    assignPartitions(partitions, [{ topic: 't', partition: 0 }]);
+    const p0 = partitions.get('t|0') as PartitionProgress;
+    p0.add(0, 0);
+    p0.complete(0);
+    const { transport, sent } = recordingTransport();
+    revokePartitions(partitions, [{ topic: 't', partition: 0 }], transport, { lost: true, onAcknowledged: noop, onFailed: noop });
+    expect(sent).toEqual([]);
+    expect(p0.signal.aborted).toBe(true);
+    expect(partitions.size).toBe(0);
   });
 });

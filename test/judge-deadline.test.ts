@@ -124,14 +124,16 @@ describe('judge deadline and a blocked event loop', () => {
   });
 });
 
-// The same race where the chaos run met it: a scorer's partitions are revoked about
-// session.timeout.ms into an outage of the only broker, and the revoke commits the finished prefix
-// with commitSync, which waits for the absent group coordinator and blocks the event loop for
-// session.timeout.ms (10 s) — while a judge call held by the provider is answered.
+// The sequence where the chaos run met the race: a scorer's partitions are revoked about
+// session.timeout.ms into an outage of the only broker while a judge call held by the provider is
+// answered. The revoke used to commit the finished prefix with commitSync, which waited for the
+// absent group coordinator and blocked the event loop for session.timeout.ms (10 s) across the
+// answer; a lost assignment is no longer committed (consumer-commit-outage.test.ts proves the loop
+// stays free), and whether blocked or not, the paid answer must end in the cache.
 describe('judge deadline across a revoke during a broker outage', () => {
   /**
-   * The revoke comes about 9 s after the kill and blocks for 10 s; the judge answers 13 s after
-   * the call (sent just before the kill) and the call's deadline is 16 s: both inside the block.
+   * The revoke comes about 9 s after the kill (and used to block for 10 s); the judge answers 13 s
+   * after the call (sent just before the kill) and the call's deadline is 16 s.
    */
   const HOLD = 13_000;
   const TIMEOUT = 16_000;
@@ -154,7 +156,7 @@ describe('judge deadline across a revoke during a broker outage', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   }, 120_000);
 
-  it('guarantee 4: a judge answer that arrives while a revoke blocks the scorer past the deadline is cached, not paid for again', async () => {
+  it('guarantee 4: a judge answer that arrives across a revoke during a broker outage is cached, not paid for again', async () => {
     const brokers = (broker as KafkaState).brokers;
     const topic = await createTopic(brokers, 1);
     const producer = createIdempotentProducer(createKafka(brokers, 'evalbox-test'));
@@ -216,15 +218,14 @@ describe('judge deadline across a revoke during a broker outage', () => {
       const { rows } = await sql<{ state: string }>`SELECT state FROM judge_cache`.execute(database.db);
       const again = await judge.score('judge_relevance', sample);
       const figures = {
-        // Preconditions: the answer came while the scorer was blocked by the revoke, past the deadline.
+        // Precondition: the answer came to a client still connected.
         answeredToAConnectedClient: answer?.outcome === 'ok' && answer.clientGone === false,
-        loopBlockedAtLeast5s: longestBlockMs >= 5000,
         cacheRows: rows.map((r) => r.state),
         again: again.cacheHit ? 'cache hit' : 'paid',
         paidAnswers: (await get<FakeJudgeStats>('/_stats')).byOutcome.ok,
       };
       process.stderr.write(`judge deadline across a revoke: loop blocked ${longestBlockMs} ms at most; ${JSON.stringify(figures)}\n`);
-      expect(figures).toEqual({ answeredToAConnectedClient: true, loopBlockedAtLeast5s: true, cacheRows: ['DONE'], again: 'cache hit', paidAnswers: 1 });
+      expect(figures).toEqual({ answeredToAConnectedClient: true, cacheRows: ['DONE'], again: 'cache hit', paidAnswers: 1 });
     } finally {
       clearInterval(ticker);
       await consumer.stop(0);
