@@ -47,7 +47,7 @@ ${CONNECTION_HELP}`,
       max: 10,
       applicationName: 'evalbox-relay',
       statementTimeoutMs: config.relay.statementTimeoutMs,
-      idleInTransactionTimeoutMs: config.relay.leaseTtlMs,
+      idleInTransactionTimeoutMs: Math.max(1000, config.relay.leaseTtlMs),
       keepAlive: true,
     });
     await waitForDatabase(handle, { onRetry: (error, attempt) => logger.warn({ err: error, attempt }, 'waiting for the database') });

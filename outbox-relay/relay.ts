@@ -88,13 +88,10 @@ export function createRelay(ctx: RelayContext): Relay {
   const retiring = new Set<number>();
   let heartbeatRunning: Promise<void> = Promise.resolve();
 
+  guardListeners(events, logger);
+
   const reportError = (where: string, error: unknown): void => {
-    try {
-      events.emit('relay:error', { where, error: coerceError(error) });
-    } catch (listenerError) {
-      // A listener that throws must not take down the loop that reported (the heartbeat above all).
-      logger.error({ err: coerceError(listenerError), where, reported: coerceError(error).message }, 'a relay:error listener threw');
-    }
+    events.emit('relay:error', { where, error: coerceError(error) });
   };
 
   function startWorker(lease: Lease, sentAt: number): void {
@@ -148,10 +145,18 @@ export function createRelay(ctx: RelayContext): Relay {
     await renewLeases(heartbeat);
     if (!stopping.signal.aborted) await claimFreeShards(heartbeat);
   };
-  // Each beat is chained on the one before (never two at once). A beat that throws (an event
-  // listener that throws, say) is reported and the chain goes on: a rejected link would skip every
-  // later beat, and the relay would silently stop renewing and claiming.
-  const nextBeat = () => (heartbeatRunning = heartbeatRunning.then(beat).catch((error: unknown) => reportError('heartbeat', error)));
+  // One beat at a time: a period that ends while a beat still runs (a renewal waiting on a lock,
+  // a slow database) is skipped, not queued; queued beats would run back to back once the wait
+  // ends, and stop() would wait for all of them. A beat that throws is reported, and the next
+  // period beats again.
+  let beating = false;
+  const nextBeat = () => {
+    if (beating) return;
+    beating = true;
+    heartbeatRunning = beat()
+      .catch((error: unknown) => reportError('heartbeat', error))
+      .finally(() => (beating = false));
+  };
   const every = (ms: number, task: () => Promise<void>) => timers.push(setInterval(() => void task().catch((e) => reportError('housekeeping', e)), ms));
 
   return {
@@ -168,7 +173,7 @@ export function createRelay(ctx: RelayContext): Relay {
         else workers.get(shard)?.wake();
       }, reportError);
       await beat();
-      timers.push(setInterval(() => void nextBeat(), settings.heartbeatMs));
+      timers.push(setInterval(nextBeat, settings.heartbeatMs));
       // Partition DDL can wait on locks: it runs beside the workers, never before the first claim.
       const partitions = () => runPartitionMaintenance(housekeeping);
       timers.push(setTimeout(() => void partitions(), 0));
@@ -203,6 +208,37 @@ export function createRelay(ctx: RelayContext): Relay {
       if (drained) await Promise.all(running.map((w) => w.done));
     },
   };
+}
+
+/**
+ * Makes every emit of `events` safe for the loops that emit: a listener that throws is reported
+ * (a relay:error at "listener of <event>", or the log when that throws too), never thrown into
+ * the relay. A throw after a batch committed would otherwise make the batch be sent again, and
+ * one in the heartbeat would end a round early.
+ */
+function guardListeners(events: EventEmitter<RelayEvents>, logger: Logger): void {
+  const emit = events.emit.bind(events) as (name: string, ...args: unknown[]) => boolean;
+  let reporting = false;
+  const guarded = (name: string, ...args: unknown[]): boolean => {
+    try {
+      return emit(name, ...args);
+    } catch (error) {
+      if (reporting) {
+        logger.error({ err: coerceError(error), event: name }, 'a relay event listener threw');
+        return true;
+      }
+      reporting = true;
+      try {
+        emit('relay:error', { where: `listener of ${name}`, error: coerceError(error) });
+      } catch (again) {
+        logger.error({ err: coerceError(again), event: name, first: coerceError(error).message }, 'a relay event listener threw');
+      } finally {
+        reporting = false;
+      }
+      return true;
+    }
+  };
+  (events as { emit: unknown }).emit = guarded;
 }
 
 /**

@@ -1,6 +1,7 @@
 // The relay process's own connections to Postgres: a standby neither counts the backlog nor reads
 // the outbox; a statement that hangs on a lock is cut by statement_timeout and the relay recovers;
-// every connection has TCP keepalive on (so a vanished peer is noticed, not waited on forever).
+// every connection has TCP keepalive on (so a vanished peer is noticed, not waited on forever). A
+// leader paused inside a transaction: test/relay-process.test.ts.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
 import { execFile, type ChildProcess } from 'node:child_process';
 import { promisify } from 'node:util';
