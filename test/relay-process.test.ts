@@ -108,7 +108,8 @@ describe('relay processes', () => {
           ).rows.length > 0 && (await leaderPid()),
         { what: 'the leader inside its cursor update', timeoutMs: 30_000, intervalMs: 20 },
       );
-      leader = relays.find((r) => String(r.pid) === pid) as ChildProcess;
+      leader = relays.find((r) => String(r.pid) === pid);
+      if (!leader) throw new Error(`the leader (pid ${String(pid)}) is not one of this test's relays`);
       leader.kill('SIGSTOP');
       // The statement ends, the transaction stays open and holds the lease row (and the horizon).
       const stoppedAt = Date.now();
