@@ -212,7 +212,7 @@ describe('LLM judge in the scoring consumer', () => {
     ]);
   });
 
-  it('guarantee 4: a lost suite.database connection between the judge’s answer and the score write costs no second paid call (the kill -9 case: judge-crash.test.ts)', async () => {
+  it('guarantee 4: a lost database connection between the judge’s answer and the score write costs no second paid call (the kill -9 case: judge-crash.test.ts)', async () => {
     let failures = 1;
     const topics = await start({
       wrapStore: (store) => ({

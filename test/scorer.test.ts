@@ -1,15 +1,15 @@
 // The scoring consumer in-process against the real Postgres and Kafka: exactly-once effects,
 // key-level parallelism, poison and exhausted work on the DLT, redrive.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { describe, expect, it } from '@jest/globals';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import { readDeadLetters } from '../src/dlt.js';
 import { RetryableError } from '../src/errors.js';
-import { createIdempotentProducer, createKafka, type Producer } from '../src/kafka.js';
+import { createIdempotentProducer, createKafka } from '../src/kafka.js';
 import type { Scorer, ScoreRow } from '../consumers/scorer.js';
-import { createTestDatabase, kafkaBrokers, waitFor, type TestDatabase } from './helpers.js';
-import { createEvaluation, createTopics, produceEvent, startScorer, testProducer, type Harness } from './scorer-helpers.js';
+import { kafkaBrokers, waitFor } from './helpers.js';
+import { createEvaluation, createTopics, produceEvent, startScorer, scorerSuite } from './scorer-helpers.js';
 
 const row = (dimension: string, value = 0.5): ScoreRow => ({
   dimension,
@@ -30,47 +30,33 @@ function testScorer(dimension: string, score: Scorer['score']): Scorer {
 }
 
 describe('scoring consumer', () => {
-  let database: TestDatabase;
-  let producer: Producer;
-  let harness: Harness | undefined;
-  beforeAll(async () => {
-    database = await createTestDatabase({ max: 30 });
-    producer = await testProducer();
-  });
-  afterEach(async () => {
-    await harness?.stop();
-    harness = undefined;
-  });
-  afterAll(async () => {
-    await producer.disconnect();
-    await database.drop();
-  });
+  const suite = scorerSuite({ max: 30 });
 
   const scoredEvents = async (evaluationId: string) =>
     Number(
       (
         await sql<{ n: string }>`SELECT count(*) AS n FROM outbox WHERE type = 'evaluation.scored' AND payload->>'evaluationId' = ${evaluationId}`.execute(
-          database.db,
+          suite.database.db,
         )
       ).rows[0]?.n,
     );
   const evaluationStatus = async (id: string) =>
-    (await database.db.selectFrom('evaluations').select('status').where('id', '=', id).executeTakeFirstOrThrow()).status;
+    (await suite.database.db.selectFrom('evaluations').select('status').where('id', '=', id).executeTakeFirstOrThrow()).status;
 
   it('scores every requested dimension and forwards evaluation.scored through the outbox in the same transaction', async () => {
     const topics = await createTopics();
-    harness = await startScorer(database, topics, { producer });
-    const data = await createEvaluation(database, ['groundedness', 'answer_relevance', 'pii_leak', 'toxicity']);
-    await produceEvent(producer, topics.events, data);
+    suite.harness = await startScorer(suite.database, topics, { producer: suite.producer });
+    const data = await createEvaluation(suite.database, ['groundedness', 'answer_relevance', 'pii_leak', 'toxicity']);
+    await produceEvent(suite.producer, topics.events, data);
     await waitFor(async () => (await evaluationStatus(data.evaluationId)) === 'SCORED', { what: 'SCORED' });
-    const scores = await database.db.selectFrom('scores').selectAll().where('evaluation_id', '=', data.evaluationId).execute();
+    const scores = await suite.database.db.selectFrom('scores').selectAll().where('evaluation_id', '=', data.evaluationId).execute();
     expect(scores.map((s) => [s.dimension, s.status]).sort()).toEqual([
       ['answer_relevance', 'COMPLETED'],
       ['groundedness', 'COMPLETED'],
       ['pii_leak', 'COMPLETED'],
       ['toxicity', 'COMPLETED'],
     ]);
-    const event = await database.db
+    const event = await suite.database.db
       .selectFrom('outbox')
       .selectAll()
       .where('type', '=', 'evaluation.scored')
@@ -86,7 +72,7 @@ describe('scoring consumer', () => {
     const xids = await sql<{
       n: string;
     }>`SELECT count(DISTINCT x) AS n FROM (SELECT xmin::text AS x FROM evaluations WHERE id = ${data.evaluationId} UNION ALL SELECT xid::text FROM outbox WHERE type = 'evaluation.scored' AND payload->>'evaluationId' = ${data.evaluationId}) t`.execute(
-      database.db,
+      suite.database.db,
     );
     expect(Number(xids.rows[0]?.n)).toBe(1);
   });
@@ -94,27 +80,27 @@ describe('scoring consumer', () => {
   it('guarantee 4: a redelivered event creates no second score row, no second evaluation.scored event and no second scorer call', async () => {
     const topics = await createTopics();
     let calls = 0;
-    harness = await startScorer(database, topics, {
-      producer,
+    suite.harness = await startScorer(suite.database, topics, {
+      producer: suite.producer,
       scorers: new Map([['toxicity', testScorer('toxicity', async () => (calls++, row('toxicity')))]]),
     });
     let redeliveries = 0;
-    harness.events.on('scorer:redelivery', () => redeliveries++);
-    const data = await createEvaluation(database, ['toxicity', 'pii_leak']);
-    await produceEvent(producer, topics.events, data, 'same-event-id');
+    suite.harness.events.on('scorer:redelivery', () => redeliveries++);
+    const data = await createEvaluation(suite.database, ['toxicity', 'pii_leak']);
+    await produceEvent(suite.producer, topics.events, data, 'same-event-id');
     await waitFor(async () => (await evaluationStatus(data.evaluationId)) === 'SCORED', { what: 'SCORED' });
-    await produceEvent(producer, topics.events, data, 'same-event-id');
+    await produceEvent(suite.producer, topics.events, data, 'same-event-id');
     await waitFor(() => redeliveries === 1, { what: 'the redelivery to be handled' });
     // A second consumer group reading from the beginning is an offset reset.
-    await harness.stop();
-    harness = await startScorer(database, topics, {
-      producer,
+    await suite.harness.stop();
+    suite.harness = await startScorer(suite.database, topics, {
+      producer: suite.producer,
       scorers: new Map([['toxicity', testScorer('toxicity', async () => (calls++, row('toxicity')))]]),
     });
-    harness.events.on('scorer:redelivery', () => redeliveries++);
+    suite.harness.events.on('scorer:redelivery', () => redeliveries++);
     await waitFor(() => redeliveries === 3, { what: 'both redeliveries after the reset' });
     expect(calls).toBe(1);
-    expect(await database.db.selectFrom('scores').select('dimension').where('evaluation_id', '=', data.evaluationId).execute()).toHaveLength(2);
+    expect(await suite.database.db.selectFrom('scores').select('dimension').where('evaluation_id', '=', data.evaluationId).execute()).toHaveLength(2);
     expect(await scoredEvents(data.evaluationId)).toBe(1);
   });
 
@@ -135,18 +121,18 @@ describe('scoring consumer', () => {
           }),
         ],
       ]);
-    harness = await startScorer(database, topics, { producer, scorers: slow() });
-    const second = await startScorer(database, topics, { producer, scorers: slow() });
+    suite.harness = await startScorer(suite.database, topics, { producer: suite.producer, scorers: slow() });
+    const second = await startScorer(suite.database, topics, { producer: suite.producer, scorers: slow() });
     let processed = 0;
-    for (const h of [harness, second]) h.consumer.events.on('consumer:processed', () => processed++);
+    for (const h of [suite.harness, second]) h.consumer.events.on('consumer:processed', () => processed++);
     try {
-      const data = await createEvaluation(database, ['toxicity', 'pii_leak']);
-      await produceEvent(producer, topics.events, data, 'same-event-id');
+      const data = await createEvaluation(suite.database, ['toxicity', 'pii_leak']);
+      await produceEvent(suite.producer, topics.events, data, 'same-event-id');
       await waitFor(() => inside === 2, { what: 'both deliveries in flight at once', timeoutMs: 60_000 });
       // Both deliveries have finished (each completes its offset after its commit).
       await waitFor(() => processed === 2, { what: 'both deliveries handled' });
       expect(await evaluationStatus(data.evaluationId)).toBe('SCORED');
-      const rows = await database.db.selectFrom('scores').select(['dimension', 'attempts']).where('evaluation_id', '=', data.evaluationId).execute();
+      const rows = await suite.database.db.selectFrom('scores').select(['dimension', 'attempts']).where('evaluation_id', '=', data.evaluationId).execute();
       expect(rows.map((r) => r.dimension).sort()).toEqual(['pii_leak', 'toxicity']);
       expect(await scoredEvents(data.evaluationId)).toBe(1);
     } finally {
@@ -158,8 +144,8 @@ describe('scoring consumer', () => {
     const topics = await createTopics(1);
     const running = new Map<string, number>();
     let overlaps = 0;
-    harness = await startScorer(database, topics, {
-      producer,
+    suite.harness = await startScorer(suite.database, topics, {
+      producer: suite.producer,
       scorers: new Map([
         [
           'toxicity',
@@ -173,14 +159,14 @@ describe('scoring consumer', () => {
         ],
       ]),
     });
-    const evaluations = await Promise.all(Array.from({ length: 20 }, () => createEvaluation(database, ['toxicity'])));
+    const evaluations = await Promise.all(Array.from({ length: 20 }, () => createEvaluation(suite.database, ['toxicity'])));
     const started = Date.now();
-    for (const data of evaluations) await produceEvent(producer, topics.events, data);
+    for (const data of evaluations) await produceEvent(suite.producer, topics.events, data);
     // The same evaluation twice, back to back: the second must wait for the first.
-    await produceEvent(producer, topics.events, evaluations[0]!);
+    await produceEvent(suite.producer, topics.events, evaluations[0]!);
     await waitFor(
       async () => {
-        const rows = await database.db
+        const rows = await suite.database.db
           .selectFrom('evaluations')
           .select('id')
           .where(
@@ -202,11 +188,11 @@ describe('scoring consumer', () => {
 
   it('guarantee 5: a poison event goes straight to the DLT and does not block its partition', async () => {
     const topics = await createTopics(1);
-    harness = await startScorer(database, topics, { producer });
-    await produceEvent(producer, topics.events, '{"this is": not json');
-    await produceEvent(producer, topics.events, JSON.stringify({ schemaVersion: 1, evaluationId: 'not-a-uuid' }));
-    const good = await createEvaluation(database, ['toxicity']);
-    await produceEvent(producer, topics.events, good);
+    suite.harness = await startScorer(suite.database, topics, { producer: suite.producer });
+    await produceEvent(suite.producer, topics.events, '{"this is": not json');
+    await produceEvent(suite.producer, topics.events, JSON.stringify({ schemaVersion: 1, evaluationId: 'not-a-uuid' }));
+    const good = await createEvaluation(suite.database, ['toxicity']);
+    await produceEvent(suite.producer, topics.events, good);
     await waitFor(async () => (await evaluationStatus(good.evaluationId)) === 'SCORED', { what: 'the good evaluation' });
     const dead = await waitFor(
       async () => {
@@ -232,7 +218,7 @@ describe('scoring consumer', () => {
 
   it('guarantee 5: a poison event near the 1 MB limit, whose DLT record (value plus failure headers) is larger than the producer takes, is dead-lettered without its value and does not block its partition', async () => {
     const topics = await createTopics(1);
-    harness = await startScorer(database, topics, { producer });
+    suite.harness = await startScorer(suite.database, topics, { producer: suite.producer });
     // Valid JSON that fails the schema, 1,040,000 incompressible bytes: the broker takes it (its
     // limit is 1,048,588), the DLT producer does not (1,000,000), and with the failure headers
     // the broker would not either.
@@ -245,8 +231,8 @@ describe('scoring consumer', () => {
     } finally {
       await bigProducer.disconnect();
     }
-    const good = await createEvaluation(database, ['toxicity']);
-    await produceEvent(producer, topics.events, good);
+    const good = await createEvaluation(suite.database, ['toxicity']);
+    await produceEvent(suite.producer, topics.events, good);
     await waitFor(async () => (await evaluationStatus(good.evaluationId)) === 'SCORED', { what: 'the evaluation behind the large poison' });
     const [dead] = await waitFor(
       async () => {
@@ -263,8 +249,8 @@ describe('scoring consumer', () => {
   it('a retryable failure recovers without the DLT', async () => {
     const topics = await createTopics();
     let calls = 0;
-    harness = await startScorer(database, topics, {
-      producer,
+    suite.harness = await startScorer(suite.database, topics, {
+      producer: suite.producer,
       scorers: new Map([
         [
           'toxicity',
@@ -276,10 +262,12 @@ describe('scoring consumer', () => {
         ],
       ]),
     });
-    const data = await createEvaluation(database, ['toxicity']);
-    await produceEvent(producer, topics.events, data);
+    const data = await createEvaluation(suite.database, ['toxicity']);
+    await produceEvent(suite.producer, topics.events, data);
     await waitFor(async () => (await evaluationStatus(data.evaluationId)) === 'SCORED', { what: 'SCORED' });
-    expect(await database.db.selectFrom('scores').select(['status', 'attempts']).where('evaluation_id', '=', data.evaluationId).executeTakeFirst()).toEqual({
+    expect(
+      await suite.database.db.selectFrom('scores').select(['status', 'attempts']).where('evaluation_id', '=', data.evaluationId).executeTakeFirst(),
+    ).toEqual({
       status: 'COMPLETED',
       attempts: 3,
     });
@@ -293,11 +281,11 @@ describe('scoring consumer', () => {
       if (!healthy) throw new RetryableError('provider down', { code: 'JUDGE_SERVER_ERROR' });
       return row('toxicity', 0.1);
     });
-    harness = await startScorer(database, topics, { producer, maxAttempts: 3, scorers: new Map([['toxicity', flaky]]) });
-    const data = await createEvaluation(database, ['toxicity', 'pii_leak']);
-    await produceEvent(producer, topics.events, data);
+    suite.harness = await startScorer(suite.database, topics, { producer: suite.producer, maxAttempts: 3, scorers: new Map([['toxicity', flaky]]) });
+    const data = await createEvaluation(suite.database, ['toxicity', 'pii_leak']);
+    await produceEvent(suite.producer, topics.events, data);
     await waitFor(async () => (await evaluationStatus(data.evaluationId)) === 'PARTIALLY_SCORED', { what: 'PARTIALLY_SCORED' });
-    const error = await database.db
+    const error = await suite.database.db
       .selectFrom('scores')
       .select(['status', 'error_code', 'attempts'])
       .where('evaluation_id', '=', data.evaluationId)
@@ -323,7 +311,7 @@ describe('scoring consumer', () => {
     expect((JSON.parse(redrive.stdout) as { redriven: unknown[] }).redriven).toHaveLength(1);
     await waitFor(async () => (await evaluationStatus(data.evaluationId)) === 'SCORED', { what: 'SCORED after the redrive' });
     expect(
-      await database.db
+      await suite.database.db
         .selectFrom('scores')
         .select(['status', 'value'])
         .where('evaluation_id', '=', data.evaluationId)
@@ -335,10 +323,10 @@ describe('scoring consumer', () => {
 
   it('an event for an unknown evaluation goes to the DLT as UNKNOWN_EVALUATION; dlt list and show find it', async () => {
     const topics = await createTopics();
-    harness = await startScorer(database, topics, { producer });
-    const data = await createEvaluation(database, ['toxicity']);
-    await database.db.deleteFrom('evaluations').where('id', '=', data.evaluationId).execute();
-    await produceEvent(producer, topics.events, data);
+    suite.harness = await startScorer(suite.database, topics, { producer: suite.producer });
+    const data = await createEvaluation(suite.database, ['toxicity']);
+    await suite.database.db.deleteFrom('evaluations').where('id', '=', data.evaluationId).execute();
+    await produceEvent(suite.producer, topics.events, data);
     const [dead] = await waitFor(
       async () => {
         const records = await readDeadLetters(kafkaBrokers(), topics.dlt);
