@@ -1,7 +1,7 @@
 // `npm run chaos`: the whole platform on a private stack (three brokers by default) under seeded
 // faults, then a table of invariants. Exits 1 if any invariant fails. See docs/chaos.md.
 //   --count N      evaluations to send (default 100000)      --seed S     fault schedule (default: random)
-//   --brokers N    Kafka brokers (default 3)                  --apps N     applications (default 16)
+//   --brokers N    Kafka brokers (default 3)                  --apps N     applications (default 64)
 //   --duration S   longest the traffic may run (default 1800) --drain S    drain timeout (default 300)
 //   --keep         keep the stack's directory and logs
 import { parseArgs } from 'node:util';
@@ -14,7 +14,7 @@ async function main(): Promise<number> {
       count: { type: 'string', default: '100000' },
       seed: { type: 'string' },
       brokers: { type: 'string', default: '3' },
-      apps: { type: 'string', default: '16' },
+      apps: { type: 'string', default: '64' },
       duration: { type: 'string', default: '1800' },
       drain: { type: 'string', default: '300' },
       keep: { type: 'boolean', default: false },
