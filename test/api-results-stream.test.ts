@@ -133,6 +133,16 @@ describe('GET /v1/evaluations:stream (server-sent events)', () => {
   it('results stream: a client that disconnects and resumes with Last-Event-ID receives every result once, in commit order, including those decided while it was away and one committed late', async () => {
     const before = await insert();
     await score(before); // decided before the client connected: not part of its stream
+    // "Before" means visible before: the stream starts below the cluster-wide snapshot horizon,
+    // which another test file's open transaction can hold back past this result's commit.
+    await waitFor(
+      async () =>
+        (
+          await sql<{ visible: boolean }>`
+            SELECT scored_xid < pg_snapshot_xmin(pg_current_snapshot()) AS visible FROM evaluations WHERE id = ${before}`.execute(database.db)
+        ).rows[0]?.visible === true,
+      { what: 'the earlier result to fall below the snapshot horizon', timeoutMs: 60_000 },
+    );
     const ids = await Promise.all(Array.from({ length: 10 }, () => insert()));
     const other = await insert('app-b');
 
