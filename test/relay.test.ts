@@ -231,8 +231,9 @@ describe('outbox relay', () => {
     relay.events.on('relay:batchPublished', ({ rows }) => batches.push(rows));
     await relay.start();
     await waitForPublished(database, relay, () => received.length >= 300, { what: '300 messages', timeoutMs: 60_000 });
-    // Each transaction commits what librdkafka took (at most 25); the rest is read again.
-    expect(Math.max(...batches)).toBeLessThanOrEqual(25);
+    // The fault happened: every transaction committed only what librdkafka took (about 25, more
+    // when it had sent some meanwhile), never a whole 200-row read; the rest was read again.
+    expect(Math.max(...batches)).toBeLessThan(200);
     expect(batches.reduce((a, b) => a + b, 0)).toBe(300);
     for (const key of keys) {
       const ns = received.filter((m) => m.key === key).map((m) => (JSON.parse(m.value) as { n: number }).n);
