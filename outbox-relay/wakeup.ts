@@ -3,6 +3,7 @@
 // read; the adaptive poll in the shard loop is the safety net, so a source that misses or repeats
 // nudges (or loses its connection until it reconnects) costs latency, never an event.
 import pg from 'pg';
+import { TCP_KEEPALIVE } from '../src/db/index.js';
 import { OUTBOX_CHANNEL } from '../src/outbox-wakeup.js';
 
 export interface WakeupSource {
@@ -23,8 +24,7 @@ export function listenWakeups(databaseUrl: string, reconnectMs = 1000): WakeupSo
     const next = new pg.Client({
       connectionString: databaseUrl,
       application_name: 'evalbox-relay-listen',
-      keepAlive: true,
-      keepAliveInitialDelayMillis: 10_000,
+      ...TCP_KEEPALIVE,
     });
     next.on('error', (error) => {
       onError('listen connection', error);

@@ -18,6 +18,12 @@ export interface DbHandle {
   close(): Promise<void>;
 }
 
+/**
+ * TCP keepalive for connections to Postgres: a connection whose peer vanished (a failover, a cut
+ * link) errors within about a minute instead of waiting forever for an answer.
+ */
+export const TCP_KEEPALIVE = { keepAlive: true, keepAliveInitialDelayMillis: 10_000 } as const;
+
 export function createDb(
   databaseUrl: string,
   options: {
@@ -40,9 +46,7 @@ export function createDb(
     // between two statements of a transaction): its locks and its hold on the snapshot horizon,
     // which every relay of the cluster reads below, do not outlive it.
     ...(options.idleInTransactionTimeoutMs ? { idle_in_transaction_session_timeout: options.idleInTransactionTimeoutMs } : {}),
-    // TCP keepalive: a connection whose peer vanished (a failover, a cut link) errors within
-    // about a minute instead of waiting forever for an answer.
-    ...(options.keepAlive ? { keepAlive: true, keepAliveInitialDelayMillis: 10_000 } : {}),
+    ...(options.keepAlive ? TCP_KEEPALIVE : {}),
   });
   // A client that loses its connection must not crash the process: idle in the pool, the pool
   // replaces it; checked out (between two queries of a transaction, say), its next query fails
