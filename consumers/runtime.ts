@@ -9,7 +9,7 @@
 // contains keeps its partition from moving.
 import { EventEmitter, setMaxListeners } from 'node:events';
 import kafkaJs from '@confluentinc/kafka-javascript';
-import { LIBRDKAFKA_LOG_LEVEL, READ_COMMITTED, classifyKafkaError, routeLibrdkafkaLogs } from '../src/kafka.js';
+import { LIBRDKAFKA_LOG_LEVEL, READER_SETTINGS, classifyKafkaError, routeLibrdkafkaLogs } from '../src/kafka.js';
 import type { Logger } from '../src/logging.js';
 import { isRetryable } from '../src/errors.js';
 import { sleep, withRetry, type BackoffPolicy } from '../src/retry.js';
@@ -154,8 +154,7 @@ export function createKeyParallelConsumer(options: KeyParallelConsumerOptions): 
       'session.timeout.ms': 10_000,
       'heartbeat.interval.ms': 1_000,
       'max.poll.interval.ms': 300_000,
-      // The relay writes the events topic in Kafka transactions: an aborted one must stay invisible.
-      ...READ_COMMITTED,
+      ...READER_SETTINGS,
       log_level: LIBRDKAFKA_LOG_LEVEL,
       rebalance_cb: onRebalance,
       // Each commit's real outcome (the 'offset.commit' event): commit() only queues it.

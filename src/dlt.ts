@@ -2,7 +2,7 @@
 // Redrive is safe to repeat: a redrive is identified by the DLT record it republishes, and the
 // scorer applies each at most once.
 import kafkaJs from '@confluentinc/kafka-javascript';
-import { classifyKafkaError, createKafka, READ_COMMITTED, type Producer } from './kafka.js';
+import { classifyKafkaError, createKafka, READER_SETTINGS, type Producer } from './kafka.js';
 
 export interface DeadLetter {
   /** `partition:offset` on the DLT topic. */
@@ -28,7 +28,7 @@ export async function readDeadLetters(brokers: string, topic: string): Promise<D
   const wanted = offsets.filter((o) => Number(o.high) > Number(o.low));
   if (wanted.length === 0) return [];
   const consumer = new kafkaJs.KafkaConsumer(
-    { 'bootstrap.servers': brokers, 'group.id': `evalbox-dlt-reader-${process.pid}-${Date.now()}`, 'enable.auto.commit': false, ...READ_COMMITTED },
+    { 'bootstrap.servers': brokers, 'group.id': `evalbox-dlt-reader-${process.pid}-${Date.now()}`, 'enable.auto.commit': false, ...READER_SETTINGS },
     {},
   );
   await new Promise<void>((resolve, reject) => consumer.connect({ timeout: 30_000 }, (error) => (error ? reject(classifyKafkaError(error)) : resolve())));

@@ -278,8 +278,14 @@ export function isFencedKafkaError(error: EvalboxError): boolean {
   return error.code === 'ERR__FENCED' || error.code === 'ERR_PRODUCER_FENCED' || error.code === 'ERR_INVALID_PRODUCER_EPOCH';
 }
 
-/** Consumer setting for every reader of topics the relay writes: transactions that were aborted stay invisible. */
-export const READ_COMMITTED = { 'isolation.level': 'read_committed' } as const;
+/** Consumer settings for every reader of evalbox's topics. */
+export const READER_SETTINGS = {
+  // The relay writes in Kafka transactions: those that were aborted stay invisible.
+  'isolation.level': 'read_committed',
+  // A subscribed topic the broker does not list (created a moment later, or not yet known to the
+  // broker asked) is looked up again at the periodic metadata refresh only: 5 minutes by default.
+  'topic.metadata.refresh.interval.ms': 10_000,
+} as const;
 
 export interface TopicSpec {
   topic: string;
@@ -323,8 +329,31 @@ async function createMissingTopics(kafka: Kafka, topics: TopicSpec[]): Promise<v
       // another process created it first
       if ((error as { code?: number }).code !== kafkaCodes.ERR_TOPIC_ALREADY_EXISTS) throw error;
     }
+    await waitUntilListed(
+      admin,
+      missing.map((t) => t.topic),
+    );
   } finally {
     await admin.disconnect();
+  }
+}
+
+// A broker answers CreateTopics once the controller has recorded the topics; its own metadata (and
+// other brokers') list them a moment later, longer on a busy broker. A reader that subscribes in
+// that moment is told they do not exist, and looks again only at its next metadata refresh.
+async function waitUntilListed(admin: ReturnType<Kafka['admin']>, topics: string[], timeoutMs = 10_000): Promise<void> {
+  const giveUpAt = Date.now() + timeoutMs;
+  for (;;) {
+    const listed = await admin.fetchTopicMetadata({ topics }).catch(() => []);
+    const ready = (topic: string) => listed.some((m) => m.name === topic && m.partitions.length > 0 && m.partitions.every((p) => p.leader >= 0));
+    const unlisted = topics.filter((topic) => !ready(topic));
+    if (unlisted.length === 0) return;
+    if (Date.now() > giveUpAt) {
+      throw new RetryableError(`topics created but not listed by the broker after ${timeoutMs} ms: ${unlisted.join(', ')}`, {
+        code: 'ERR_UNKNOWN_TOPIC_OR_PART',
+      });
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
 

@@ -5,7 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { sql, type RawBuilder } from 'kysely';
 import type { Db } from '../src/db/index.js';
 import { insertOutboxEvents } from '../src/events.js';
-import { createKafka, createTransactionalProducer, ensureTopics } from '../src/kafka.js';
+import { createKafka, createTransactionalProducer, ensureTopics, READER_SETTINGS } from '../src/kafka.js';
 import { readCloudEventHeaders } from '../src/cloudevents.js';
 import { silentLogger } from '../src/logging.js';
 import { createRelay, type Relay, type RelaySettings } from '../outbox-relay/relay.js';
@@ -182,7 +182,10 @@ export interface Received {
 export async function collectTopic(topic: string, brokers = kafkaBrokers()) {
   const kafka = createKafka(brokers, 'evalbox-test-collector');
   const received: Received[] = [];
-  const consumer = kafka.consumer({ kafkaJS: { groupId: uniqueName('collector'), fromBeginning: true, readUncommitted: false } });
+  const consumer = kafka.consumer({
+    kafkaJS: { groupId: uniqueName('collector'), fromBeginning: true, readUncommitted: false },
+    'topic.metadata.refresh.interval.ms': READER_SETTINGS['topic.metadata.refresh.interval.ms'],
+  });
   await consumer.connect();
   await consumer.subscribe({ topic });
   await consumer.run({
@@ -200,6 +203,8 @@ export async function collectTopic(topic: string, brokers = kafkaBrokers()) {
       });
     },
   });
+  // A test times what happens after this returns: a collector still joining its group is not the relay's delay.
+  await waitFor(() => consumer.assignment().length > 0, { what: `the collector of ${topic} to be assigned its partitions`, timeoutMs: 30_000 });
   return { received, stop: () => consumer.disconnect() };
 }
 
