@@ -64,6 +64,7 @@ ${CONNECTION_HELP}`,
     const handle = createDb(requireSetting(config.databaseUrl, 'DATABASE_URL'), {
       max: scorer.poolSize,
       applicationName: 'evalbox-scorer',
+      idleInTransactionTimeoutMs: scorer.idleInTransactionTimeoutMs,
     });
     await waitForDatabase(handle, { onRetry: (error, attempt) => logger.warn({ err: error, attempt }, 'waiting for the database') });
     const kafka = createKafka(brokers, 'evalbox-scorer', logger);

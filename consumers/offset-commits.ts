@@ -12,8 +12,11 @@ export interface TopicPartitionOffset {
 
 /** How commits reach the broker. */
 export interface CommitTransport {
-  /** `done` runs with the broker's answer (not when the commit is merely queued). */
-  commitAsync(offsets: TopicPartitionOffset[], done: (error: unknown) => void): void;
+  /**
+   * `done` runs with the broker's answer (not when the commit is merely queued). Returns how to
+   * stop waiting for that answer (a commit given up on after its bound).
+   */
+  commitAsync(offsets: TopicPartitionOffset[], done: (error: unknown) => void): () => void;
   /** Throws when the broker does not acknowledge. */
   commitSync(offsets: TopicPartitionOffset[]): void;
 }
@@ -64,11 +67,13 @@ export function commitDueAsync(
   progress.forEach((p, i) => (p.committing = offsets[i]?.offset));
   return new Promise((resolve) => {
     let settled = false;
+    let stopWaiting: (() => void) | undefined;
     const timer = setTimeout(() => settle(new CommitUnansweredError(timeoutMs)), timeoutMs);
     const settle = (error: unknown) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
+      stopWaiting?.();
       progress.forEach((p, i) => {
         const offset = offsets[i]?.offset as number;
         if (error) p.commitFailed(offset);
@@ -79,7 +84,7 @@ export function commitDueAsync(
       resolve(!error);
     };
     try {
-      transport.commitAsync(offsets, settle);
+      stopWaiting = transport.commitAsync(offsets, settle);
     } catch (error) {
       settle(error);
     }

@@ -169,7 +169,7 @@ export function createKeyParallelConsumer(options: KeyParallelConsumerOptions): 
   // Commits sent and not answered yet. commitCb would call back once librdkafka has QUEUED the
   // commit, not when the broker answered it (with the broker gone, an offset would be taken for
   // committed at once); the answer comes through librdkafka's offset commit callback.
-  const awaitingAnswer = new Set<{ offsets: TopicPartitionOffset[]; sentAt: number; done: (error: unknown) => void }>();
+  const awaitingAnswer = new Set<{ offsets: TopicPartitionOffset[]; done: (error: unknown) => void }>();
   consumer.on('offset.commit', (error: unknown, answered: TopicPartitionOffset[] | undefined) => {
     for (const waiting of [...awaitingAnswer]) {
       const all = waiting.offsets.every((o) => answered?.some((a) => a.topic === o.topic && a.partition === o.partition && a.offset === o.offset));
@@ -180,10 +180,10 @@ export function createKeyParallelConsumer(options: KeyParallelConsumerOptions): 
   });
   const transport: CommitTransport = {
     commitAsync: (offsets, done) => {
-      // Forget commits given up on (commitDueAsync counted them failed after commitTimeoutMs).
-      for (const waiting of awaitingAnswer) if (Date.now() - waiting.sentAt > commitTimeoutMs) awaitingAnswer.delete(waiting);
       consumer.commit(offsets); // throws when librdkafka refuses it at once
-      awaitingAnswer.add({ offsets, sentAt: Date.now(), done });
+      const waiting = { offsets, done };
+      awaitingAnswer.add(waiting);
+      return () => awaitingAnswer.delete(waiting);
     },
     commitSync: (offsets) => consumer.commitSync(offsets),
   };

@@ -47,6 +47,8 @@ export interface Config {
     bodyIdleTimeoutMs: number;
     /** Postgres cancels an API statement that runs (or waits on a lock) longer than this. */
     statementTimeoutMs: number;
+    /** Postgres ends an API session idle inside a transaction for longer (a paused process): see src/db. */
+    idleInTransactionTimeoutMs: number;
     /** Per application: sustained evaluations (or reads) per second, and the burst above it. */
     ratePerSecond: number;
     rateBurst: number;
@@ -92,6 +94,8 @@ export interface Config {
     poolSize: number;
     /** On SIGTERM, how long in-flight scoring may take before it is abandoned (and redelivered). */
     graceMs: number;
+    /** Postgres ends a scorer session idle inside a transaction for longer (a paused process): see src/db. */
+    idleInTransactionTimeoutMs: number;
   };
   /** The web console's operator token (src/console reads its other settings itself). */
   console: { token: string };
@@ -169,6 +173,7 @@ const DESCRIPTIONS: Record<string, string> = {
   EVALBOX_API_KEEP_ALIVE_TIMEOUT_MS: 'idle keep-alive connection lifetime',
   EVALBOX_API_BODY_IDLE_TIMEOUT_MS: 'a connection silent this long mid-body is closed',
   EVALBOX_API_STATEMENT_TIMEOUT_MS: 'Postgres statement timeout of API queries',
+  EVALBOX_API_IDLE_IN_TRANSACTION_TIMEOUT_MS: 'Postgres ends an API session idle inside a transaction this long (a paused process)',
   EVALBOX_API_RATE_PER_SECOND: 'per application: sustained requests per second (over a quota: 429 with Retry-After)',
   EVALBOX_API_RATE_BURST: 'per application: burst above the rate',
   EVALBOX_API_CONCURRENCY_PER_APP: 'per application: requests in flight',
@@ -197,6 +202,7 @@ const DESCRIPTIONS: Record<string, string> = {
   EVALBOX_SCORER_RETRY_BASE_MS: 'first backoff ceiling',
   EVALBOX_SCORER_POOL_SIZE: 'database connections',
   EVALBOX_SCORER_GRACE_MS: 'on SIGTERM, time in-flight scoring gets before it is abandoned',
+  EVALBOX_SCORER_IDLE_IN_TRANSACTION_TIMEOUT_MS: 'Postgres ends a scorer session idle inside a transaction this long (a paused process)',
   EVALBOX_CONSOLE_TOKEN: 'operator token of the web console (secret)',
   EVALBOX_API_CURSOR_SECRET: 'key the API seals list cursors with; the same on every replica (secret; default derived from the database URL)',
   OTEL_TRACES_EXPORTER: 'otlp: export traces over OTLP/HTTP; none: tracing off, the SDK not even loaded',
@@ -383,6 +389,7 @@ function buildConfig(env: Env, flags: Flags, record?: (setting: SettingRecord) =
       keepAliveTimeoutMs: read.int('keep-alive-timeout-ms', 'EVALBOX_API_KEEP_ALIVE_TIMEOUT_MS', 5_000, 1),
       bodyIdleTimeoutMs: read.int('body-idle-timeout-ms', 'EVALBOX_API_BODY_IDLE_TIMEOUT_MS', 10_000, 1),
       statementTimeoutMs: read.int('statement-timeout-ms', 'EVALBOX_API_STATEMENT_TIMEOUT_MS', 5_000, 0),
+      idleInTransactionTimeoutMs: read.int('idle-in-transaction-timeout-ms', 'EVALBOX_API_IDLE_IN_TRANSACTION_TIMEOUT_MS', 10_000, 0),
       ratePerSecond: read.int('rate-per-second', 'EVALBOX_API_RATE_PER_SECOND', 500, 1),
       rateBurst: read.int('rate-burst', 'EVALBOX_API_RATE_BURST', 1_000, 1),
       concurrencyPerApp: read.int('concurrency-per-app', 'EVALBOX_API_CONCURRENCY_PER_APP', 32, 1),
@@ -416,6 +423,7 @@ function buildConfig(env: Env, flags: Flags, record?: (setting: SettingRecord) =
       retryBaseMs: read.int('retry-base-ms', 'EVALBOX_SCORER_RETRY_BASE_MS', 200, 1),
       poolSize: read.int('scorer-pool-size', 'EVALBOX_SCORER_POOL_SIZE', 20, 1),
       graceMs: read.int('grace-ms', 'EVALBOX_SCORER_GRACE_MS', 20_000, 1),
+      idleInTransactionTimeoutMs: read.int('scorer-idle-in-transaction-timeout-ms', 'EVALBOX_SCORER_IDLE_IN_TRANSACTION_TIMEOUT_MS', 10_000, 0),
     },
     console: { token: read.string('console-token', 'EVALBOX_CONSOLE_TOKEN', '') },
     telemetry: {

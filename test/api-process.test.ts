@@ -129,6 +129,78 @@ describe('evalbox api process', () => {
     }
   });
 
+  it('an API paused (SIGSTOP) inside a transaction is cut off by the database: no row lock or snapshot horizon outlives the bound; resumed, its request gets a retryable 503 and a retry succeeds', async () => {
+    const pausedPort = await freePort();
+    const paused = spawn('node', ['bin/evalbox.js', 'api', '--port', String(pausedPort), '--admin-port', '0', '--database-url', database.url], {
+      stdio: 'ignore',
+    });
+    const base = `http://127.0.0.1:${pausedPort}`;
+    // The deletion's second statement sleeps 2 s (once): wide enough to pause the process inside
+    // its transaction, with the evaluation row deleted (locked) and an xid taken, before its COMMIT.
+    await sql`CREATE TABLE slow_deletion_once (done boolean NOT NULL DEFAULT false)`.execute(database.db);
+    await sql`INSERT INTO slow_deletion_once VALUES (false)`.execute(database.db);
+    await sql`
+      CREATE FUNCTION slow_deletion() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NOT (SELECT done FROM slow_deletion_once) THEN
+          UPDATE slow_deletion_once SET done = true;
+          PERFORM pg_sleep(2);
+        END IF;
+        RETURN NULL;
+      END $$`.execute(database.db);
+    await sql`CREATE TRIGGER slow_deletion BEFORE INSERT ON evaluation_deletions FOR EACH STATEMENT EXECUTE FUNCTION slow_deletion()`.execute(database.db);
+    try {
+      await waitFor(async () => (await fetch(`${base}/v1/dimensions`).catch(() => undefined))?.ok, { what: 'the second api to listen', timeoutMs: 30_000 });
+      const { key } = await createApiKey(database.db, 'paused-app');
+      const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
+      const created = await checkedFetch(`${base}/v1/evaluations`, { method: 'POST', headers, body: JSON.stringify({ prompt: 'p', response: 'r' }) });
+      const { evaluationId } = (await created.json()) as { evaluationId: string };
+      const deletion = checkedFetch(`${base}/v1/evaluations/${evaluationId}`, { method: 'DELETE', headers });
+      const inside = await waitFor(
+        async () =>
+          (
+            await sql<{ pid: number; xid: string }>`
+              SELECT pid, backend_xid::text AS xid FROM pg_stat_activity
+              WHERE datname = current_database() AND application_name = 'evalbox-api' AND wait_event = 'PgSleep' AND backend_xid IS NOT NULL`.execute(
+              database.db,
+            )
+          ).rows[0],
+        { what: 'the api inside its deletion', timeoutMs: 30_000, intervalMs: 20 },
+      );
+      paused.kill('SIGSTOP');
+      const stoppedAt = Date.now();
+      // The statement ends; the transaction stays open, idle, until the database ends the session
+      // (the API's default bound, 10 s).
+      await waitFor(
+        async () =>
+          (
+            await sql<{ held: boolean }>`
+              SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = ${inside.pid})
+                  OR pg_snapshot_xmin(pg_current_snapshot())::text::bigint <= ${inside.xid}::bigint AS held`.execute(database.db)
+          ).rows[0]?.held === false,
+        { what: 'the paused api to let go of its session and the horizon', timeoutMs: 30_000 },
+      );
+      process.stdout.write(`api paused inside its transaction: session ended ${Date.now() - stoppedAt} ms after the pause\n`);
+      await database.db.transaction().execute(async (trx) => {
+        await sql`SET LOCAL lock_timeout = '1s'`.execute(trx);
+        await sql`SELECT id FROM evaluations WHERE id = ${evaluationId}::uuid FOR UPDATE`.execute(trx);
+      });
+      paused.kill('SIGCONT');
+      const first = await deletion;
+      expect(first.status).toBe(503);
+      expect(first.headers.get('retry-after')).not.toBeNull();
+      const retried = await checkedFetch(`${base}/v1/evaluations/${evaluationId}`, { method: 'DELETE', headers });
+      expect(retried.status).toBe(204);
+      expect(await database.db.selectFrom('evaluations').select('id').where('id', '=', evaluationId).executeTakeFirst()).toBeUndefined();
+    } finally {
+      paused.kill('SIGCONT');
+      paused.kill('SIGKILL');
+      await sql`DROP TRIGGER IF EXISTS slow_deletion ON evaluation_deletions`.execute(database.db);
+      await sql`DROP FUNCTION IF EXISTS slow_deletion()`.execute(database.db);
+      await sql`DROP TABLE IF EXISTS slow_deletion_once`.execute(database.db);
+    }
+  });
+
   it('guarantee 7: SIGTERM stops intake, finishes the in-flight request, ends the open results streams cleanly, closes the pool and exits 0', async () => {
     const { key } = await createApiKey(database.db, 'drain-app');
     // An open results stream must end at once, cleanly, rather than hold the exit for the grace period.

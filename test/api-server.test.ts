@@ -116,6 +116,29 @@ describe('evalbox api server', () => {
     process.stdout.write(`slow headers cut after ${headers.closedAfterMs} ms, idle body after ${body.closedAfterMs} ms\n`);
   });
 
+  it('a request the server takes longer than the body-idle bound to answer (waiting on a row lock) gets its answer, not a closed connection', async () => {
+    const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
+    const created = await checkedFetch(`http://127.0.0.1:${port}/v1/evaluations`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ prompt: 'p', response: 'r' }),
+    });
+    const { evaluationId } = (await created.json()) as { evaluationId: string };
+    // The whole request has arrived; the connection is quiet because the server is waiting on a
+    // lock (2.5 s, more than the 1 s body-idle bound, less than the statement timeout).
+    const blocker = await database.pool.connect();
+    try {
+      await blocker.query('BEGIN');
+      await blocker.query('SELECT id FROM evaluations WHERE id = $1 FOR UPDATE', [evaluationId]);
+      const deletion = checkedFetch(`http://127.0.0.1:${port}/v1/evaluations/${evaluationId}`, { method: 'DELETE', headers });
+      await new Promise((resolve) => setTimeout(resolve, 2_500));
+      await blocker.query('COMMIT');
+      expect((await deletion).status).toBe(204);
+    } finally {
+      blocker.release();
+    }
+  });
+
   it('the admin port binds to loopback by default, apart from the public host', async () => {
     const publicPort = await freePort();
     const admin = await freePort();

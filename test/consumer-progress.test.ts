@@ -20,6 +20,7 @@ function recordingTransport(asyncErrors: unknown[] = [], syncErrors: Error[] = [
       sent.push({ mode: 'async', offsets });
       const error = asyncErrors.shift();
       setImmediate(() => done(error));
+      return () => {};
     },
     commitSync(offsets) {
       sent.push({ mode: 'sync', offsets });
@@ -124,10 +125,12 @@ describe('unanswered commits', () => {
     p.complete(7);
     const sent: TopicPartitionOffset[][] = [];
     const unanswered: ((error: unknown) => void)[] = [];
+    let stoppedWaiting = 0;
     const silent: CommitTransport = {
       commitAsync(offsets, done) {
         sent.push(offsets);
         unanswered.push(done);
+        return () => stoppedWaiting++;
       },
       commitSync() {},
     };
@@ -143,6 +146,7 @@ describe('unanswered commits', () => {
       ),
     ).toBe(false);
     expect(failures[0]).toBeInstanceOf(CommitUnansweredError);
+    expect(stoppedWaiting).toBe(1); // the transport forgets the commit given up on
     expect(p.committed).toBeUndefined();
     expect(p.due()).toBe(8); // free to be sent again
     unanswered[0]?.(undefined); // the first answer, too late: already counted as failed

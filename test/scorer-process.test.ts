@@ -200,4 +200,69 @@ describe('scorer processes', () => {
     restarted.kill('SIGTERM');
     expect(await exitOf(restarted)).toBe(0);
   });
+
+  it('a scorer paused (SIGSTOP) inside its score-writing transaction is cut off by the database: it holds neither row locks nor the snapshot horizon; resumed, it scores exactly once', async () => {
+    const topics = await createTopics(1);
+    // The scorer's score insert sleeps 2 s (once): wide enough to pause the process inside its
+    // transaction, with the evaluation row locked and an xid taken, before its COMMIT is sent.
+    await sql`CREATE TABLE slow_scores_once (done boolean NOT NULL DEFAULT false)`.execute(database.db);
+    await sql`INSERT INTO slow_scores_once VALUES (false)`.execute(database.db);
+    await sql`
+      CREATE FUNCTION slow_scores() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NOT (SELECT done FROM slow_scores_once) THEN
+          UPDATE slow_scores_once SET done = true;
+          PERFORM pg_sleep(2);
+        END IF;
+        RETURN NULL;
+      END $$`.execute(database.db);
+    await sql`CREATE TRIGGER slow_scores BEFORE INSERT ON scores FOR EACH STATEMENT EXECUTE FUNCTION slow_scores()`.execute(database.db);
+    const scorer = spawnScorer(topics, uniqueName('group'));
+    try {
+      const ids = await seed(topics, 1);
+      const inside = await waitFor(
+        async () =>
+          (
+            await sql<{ pid: number; xid: string }>`
+              SELECT pid, backend_xid::text AS xid FROM pg_stat_activity
+              WHERE datname = current_database() AND application_name = 'evalbox-scorer' AND wait_event = 'PgSleep' AND backend_xid IS NOT NULL`.execute(
+              database.db,
+            )
+          ).rows[0],
+        { what: 'the scorer inside its score insert', timeoutMs: 60_000, intervalMs: 20 },
+      );
+      scorer.kill('SIGSTOP');
+      const stoppedAt = Date.now();
+      // The statement ends; the transaction stays open, idle, holding the row lock and the horizon,
+      // until the database ends the session (the scorer's default bound, 10 s).
+      await waitFor(
+        async () =>
+          (
+            await sql<{ held: boolean }>`
+              SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = ${inside.pid})
+                  OR pg_snapshot_xmin(pg_current_snapshot())::text::bigint <= ${inside.xid}::bigint AS held`.execute(database.db)
+          ).rows[0]?.held === false,
+        { what: 'the paused scorer to let go of its session and the horizon', timeoutMs: 30_000 },
+      );
+      process.stdout.write(`scorer paused inside its transaction: session ended ${Date.now() - stoppedAt} ms after the pause\n`);
+      // The evaluation row it had locked is free for others while the scorer is still paused.
+      await database.db.transaction().execute(async (trx) => {
+        await sql`SET LOCAL lock_timeout = '1s'`.execute(trx);
+        await sql`SELECT id FROM evaluations WHERE id = ${ids[0]}::uuid FOR UPDATE`.execute(trx);
+      });
+      scorer.kill('SIGCONT');
+      await waitFor(async () => (await terminal(ids)) === 1, { what: 'the resumed scorer to score the evaluation', timeoutMs: 60_000 });
+      await expectExactlyOnce(ids);
+      // Scored, not failed: the write the database cut off is retried, never dead-lettered.
+      const statuses = await sql<{ status: string }>`SELECT DISTINCT status FROM scores WHERE evaluation_id = ${ids[0]}::uuid`.execute(database.db);
+      expect(statuses.rows).toEqual([{ status: 'COMPLETED' }]);
+    } finally {
+      scorer.kill('SIGCONT');
+      scorer.kill('SIGKILL');
+      await exitOf(scorer);
+      await sql`DROP TRIGGER IF EXISTS slow_scores ON scores`.execute(database.db);
+      await sql`DROP FUNCTION IF EXISTS slow_scores()`.execute(database.db);
+      await sql`DROP TABLE IF EXISTS slow_scores_once`.execute(database.db);
+    }
+  });
 });

@@ -34,6 +34,7 @@ ${CONNECTION_HELP}`,
       max: config.api.poolSize,
       applicationName: 'evalbox-api',
       statementTimeoutMs: config.api.statementTimeoutMs,
+      idleInTransactionTimeoutMs: config.api.idleInTransactionTimeoutMs,
     });
     const registry = createRegistry('api');
     const keys = createKeyResolver(handle.db, { ttlMs: config.api.keyCacheTtlMs });

@@ -1,7 +1,8 @@
 // The API's HTTP server: Node's http server with timeouts against slow clients, serving the hono
 // app through @hono/node-server's listener. A request Node can parse but hono cannot turn into a
 // Request (a malformed Host header) still gets a problem+json answer.
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { getRequestListener } from '@hono/node-server';
 import type { Config } from '../config.js';
 import type { Logger } from '../logging.js';
@@ -48,6 +49,7 @@ export function serveApi(app: { fetch: (request: Request, env: never) => Respons
     },
   });
   const { headersTimeoutMs, requestTimeoutMs, keepAliveTimeoutMs, bodyIdleTimeoutMs } = config.api;
+  const exchanges = new WeakMap<Socket, { request: IncomingMessage; response: ServerResponse }>();
   const server = createServer(
     {
       // Headers must arrive within headersTimeout and the whole request within requestTimeout;
@@ -57,11 +59,20 @@ export function serveApi(app: { fetch: (request: Request, env: never) => Respons
       keepAliveTimeout: keepAliveTimeoutMs,
       connectionsCheckingInterval: Math.min(1_000, headersTimeoutMs),
     },
-    (request, response) => void listener(request, response),
+    (request, response) => {
+      exchanges.set(request.socket, { request, response });
+      void listener(request, response);
+    },
   );
   server.on('clientError', (error: NodeJS.ErrnoException, socket) => answerClientError(error, socket));
-  // A socket on which nothing arrives for this long (a body that stopped) is destroyed.
-  server.setTimeout(bodyIdleTimeoutMs, (socket) => socket.destroy());
+  // A socket on which nothing arrives for this long (a body that stopped) is destroyed. One whose
+  // request arrived whole is quiet because the server is still working on the answer (a lock wait,
+  // a paused process): that is not the client's idleness, and its answer must not be lost.
+  server.setTimeout(bodyIdleTimeoutMs, (socket: Socket) => {
+    const exchange = exchanges.get(socket);
+    if (exchange?.request.complete && !exchange.response.writableFinished) return;
+    socket.destroy();
+  });
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.api.port, config.host, () => {

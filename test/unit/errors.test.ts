@@ -57,6 +57,11 @@ describe('error codes', () => {
     expect(classifyPgError(pg('ECONNREFUSED')).code).toBe('PG_ECONNREFUSED');
     expect(classifyPgError(pg('23505', 'connection refused')).retryable).toBe(false);
     expect(classifyPgError(pg(undefined, 'Connection terminated unexpectedly'))).toMatchObject({ retryable: true, code: 'PG_CONNECTION' });
+    expect(classifyPgError(pg('25P03', 'terminating connection due to idle-in-transaction timeout')).retryable).toBe(true);
+    expect(classifyPgError(pg(undefined, 'Client has encountered a connection error and is not queryable'))).toMatchObject({
+      retryable: true,
+      code: 'PG_CONNECTION',
+    });
     expect(isRetryable(new Error('wrapper', { cause: classifyPgError(pg('40P01')) }))).toBe(true);
   });
 });
