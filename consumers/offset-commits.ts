@@ -85,6 +85,7 @@ export function commitDueAsync(
     };
     try {
       stopWaiting = transport.commitAsync(offsets, settle);
+      if (settled) stopWaiting(); // answered before commitAsync returned
     } catch (error) {
       settle(error);
     }

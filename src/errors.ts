@@ -212,9 +212,9 @@ export const isLockNotAvailable = (error: unknown): boolean => (error as { code?
 
 // SQLSTATE classes and codes that describe a passing condition of the server or the connection.
 const RETRYABLE_SQLSTATE_CLASSES = new Set(['08', '53', '57', '58']);
-// 25P03/25P04: the server ended a transaction left idle (or open) too long, e.g. by a paused process;
+// 25P03: the server ended a transaction left idle too long (a paused process, idle_in_transaction_session_timeout);
 // the work can be done again in a new one.
-const RETRYABLE_SQLSTATES = new Set(['40001', '40P01', '55P03', '25P03', '25P04']);
+const RETRYABLE_SQLSTATES = new Set(['40001', '40P01', '55P03', '25P03']);
 const PERMANENT_SQLSTATES = new Set(['08P01']);
 const RETRYABLE_SOCKET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN', 'ENOTFOUND']);
 
@@ -241,8 +241,9 @@ export function classifyPgError(thrown: unknown): EvalboxError {
     return new RetryableError(`database unavailable: ${error.message}`, { code: `PG_${code}`, cause: error });
   }
   // node-postgres reports a dropped connection without a code (and, for the next query on a client
-  // whose connection failed, "not queryable").
-  if (!code && /Connection terminated|timeout exceeded when trying to connect|not queryable/i.test(error.message)) {
+  // whose connection failed, "…connection error and is not queryable"; a client closed by us is not
+  // a passing condition).
+  if (!code && /Connection terminated|timeout exceeded when trying to connect|connection error and is not queryable/i.test(error.message)) {
     return new RetryableError(`database unavailable: ${error.message}`, { code: 'PG_CONNECTION', cause: error });
   }
   return new PermanentError(error.message, { code: code ? `PG_${code}` : 'PG_ERROR', cause: error });

@@ -1,5 +1,6 @@
 // Kafka clients for every process, on @confluentinc/kafka-javascript (librdkafka), and the
 // classification of librdkafka errors by code into the shared error hierarchy.
+import { setTimeout as sleep } from 'node:timers/promises';
 import kafkaJs, { type KafkaJS as KafkaJSTypes, type ProducerGlobalConfig, type ProducerTopicConfig } from '@confluentinc/kafka-javascript';
 import { PermanentError, RetryableError, type EvalboxError, coerceError } from './errors.js';
 import type { Logger } from './logging.js';
@@ -306,15 +307,15 @@ export async function ensureTopics(
 ): Promise<void> {
   await withRetry(
     () =>
-      createMissingTopics(kafka, topics).catch((error: unknown) => {
-        throw classifyKafkaError(error);
+      createMissingTopics(kafka, topics, options.signal).catch((error: unknown) => {
+        throw error instanceof RetryableError ? error : classifyKafkaError(error);
       }),
     options.policy ?? STARTUP_BACKOFF,
     { signal: options.signal, onRetry: options.onRetry },
   );
 }
 
-async function createMissingTopics(kafka: Kafka, topics: TopicSpec[]): Promise<void> {
+async function createMissingTopics(kafka: Kafka, topics: TopicSpec[], signal: AbortSignal | undefined): Promise<void> {
   const admin = kafka.admin();
   await admin.connect();
   try {
@@ -332,6 +333,7 @@ async function createMissingTopics(kafka: Kafka, topics: TopicSpec[]): Promise<v
     await waitUntilListed(
       admin,
       missing.map((t) => t.topic),
+      signal,
     );
   } finally {
     await admin.disconnect();
@@ -341,10 +343,13 @@ async function createMissingTopics(kafka: Kafka, topics: TopicSpec[]): Promise<v
 // A broker answers CreateTopics once the controller has recorded the topics; its own metadata (and
 // other brokers') list them a moment later, longer on a busy broker. A reader that subscribes in
 // that moment is told they do not exist, and looks again only at its next metadata refresh.
-async function waitUntilListed(admin: ReturnType<Kafka['admin']>, topics: string[], timeoutMs = 10_000): Promise<void> {
+async function waitUntilListed(admin: ReturnType<Kafka['admin']>, topics: string[], signal: AbortSignal | undefined, timeoutMs = 10_000): Promise<void> {
   const giveUpAt = Date.now() + timeoutMs;
   for (;;) {
-    const listed = await admin.fetchTopicMetadata({ topics }).catch(() => []);
+    const listed = await admin.fetchTopicMetadata({ topics, timeout: 2_000 }).catch((error: unknown) => {
+      if (NOT_LISTED_YET.has((error as { code?: unknown }).code as number)) return [];
+      throw error;
+    });
     const ready = (topic: string) => listed.some((m) => m.name === topic && m.partitions.length > 0 && m.partitions.every((p) => p.leader >= 0));
     const unlisted = topics.filter((topic) => !ready(topic));
     if (unlisted.length === 0) return;
@@ -353,9 +358,10 @@ async function waitUntilListed(admin: ReturnType<Kafka['admin']>, topics: string
         code: 'ERR_UNKNOWN_TOPIC_OR_PART',
       });
     }
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await sleep(100, undefined, { signal });
   }
 }
+const NOT_LISTED_YET = new Set([kafkaCodes.ERR_UNKNOWN_TOPIC_OR_PART, kafkaCodes.ERR_LEADER_NOT_AVAILABLE, kafkaCodes.ERR__TIMED_OUT]);
 
 // Errors that will not go away by retrying the message. A missing authorization for a topic and a
 // record list too large for the broker are refused for a whole request, which may carry innocent

@@ -135,20 +135,15 @@ describe('evalbox api process', () => {
       stdio: 'ignore',
     });
     const base = `http://127.0.0.1:${pausedPort}`;
-    // The deletion's second statement sleeps 2 s (once): wide enough to pause the process inside
-    // its transaction, with the evaluation row deleted (locked) and an xid taken, before its COMMIT.
-    await sql`CREATE TABLE slow_deletion_once (done boolean NOT NULL DEFAULT false)`.execute(database.db);
-    await sql`INSERT INTO slow_deletion_once VALUES (false)`.execute(database.db);
-    await sql`
-      CREATE FUNCTION slow_deletion() RETURNS trigger LANGUAGE plpgsql AS $$
-      BEGIN
-        IF NOT (SELECT done FROM slow_deletion_once) THEN
-          UPDATE slow_deletion_once SET done = true;
-          PERFORM pg_sleep(2);
-        END IF;
-        RETURN NULL;
-      END $$`.execute(database.db);
+    // The deletion's second statement waits for an advisory lock the test holds: the process is
+    // paused inside its transaction (evaluation row deleted and locked, xid taken), then the lock is
+    // let go, so the statement ends while the process cannot send its COMMIT.
+    await sql`CREATE FUNCTION slow_deletion() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_advisory_xact_lock(7302); RETURN NULL; END $$`.execute(
+      database.db,
+    );
     await sql`CREATE TRIGGER slow_deletion BEFORE INSERT ON evaluation_deletions FOR EACH STATEMENT EXECUTE FUNCTION slow_deletion()`.execute(database.db);
+    const gate = await database.pool.connect();
+    await gate.query('SELECT pg_advisory_lock(7302)');
     try {
       await waitFor(async () => (await fetch(`${base}/v1/dimensions`).catch(() => undefined))?.ok, { what: 'the second api to listen', timeoutMs: 30_000 });
       const { key } = await createApiKey(database.db, 'paused-app');
@@ -161,13 +156,14 @@ describe('evalbox api process', () => {
           (
             await sql<{ pid: number; xid: string }>`
               SELECT pid, backend_xid::text AS xid FROM pg_stat_activity
-              WHERE datname = current_database() AND application_name = 'evalbox-api' AND wait_event = 'PgSleep' AND backend_xid IS NOT NULL`.execute(
+              WHERE datname = current_database() AND application_name = 'evalbox-api' AND wait_event = 'advisory' AND backend_xid IS NOT NULL`.execute(
               database.db,
             )
           ).rows[0],
         { what: 'the api inside its deletion', timeoutMs: 30_000, intervalMs: 20 },
       );
       paused.kill('SIGSTOP');
+      await gate.query('SELECT pg_advisory_unlock(7302)');
       const stoppedAt = Date.now();
       // The statement ends; the transaction stays open, idle, until the database ends the session
       // (the API's default bound, 10 s).
@@ -195,9 +191,9 @@ describe('evalbox api process', () => {
     } finally {
       paused.kill('SIGCONT');
       paused.kill('SIGKILL');
+      gate.release(true);
       await sql`DROP TRIGGER IF EXISTS slow_deletion ON evaluation_deletions`.execute(database.db);
       await sql`DROP FUNCTION IF EXISTS slow_deletion()`.execute(database.db);
-      await sql`DROP TABLE IF EXISTS slow_deletion_once`.execute(database.db);
     }
   });
 

@@ -130,13 +130,41 @@ describe('evalbox api server', () => {
     try {
       await blocker.query('BEGIN');
       await blocker.query('SELECT id FROM evaluations WHERE id = $1 FOR UPDATE', [evaluationId]);
+      const sentAt = Date.now();
       const deletion = checkedFetch(`http://127.0.0.1:${port}/v1/evaluations/${evaluationId}`, { method: 'DELETE', headers });
       await new Promise((resolve) => setTimeout(resolve, 2_500));
       await blocker.query('COMMIT');
       expect((await deletion).status).toBe(204);
+      expect(Date.now() - sentAt).toBeGreaterThanOrEqual(2_500); // it did wait past the bound
     } finally {
+      await blocker.query('ROLLBACK').catch(() => {});
       blocker.release();
     }
+  });
+
+  it('an idle results stream outlives the body-idle bound: its heartbeats come sooner', async () => {
+    const controller = new AbortController();
+    const stream = await checkedFetch(`http://127.0.0.1:${port}/v1/evaluations:stream`, {
+      headers: { authorization: `Bearer ${key}` },
+      signal: controller.signal,
+    });
+    expect(stream.status).toBe(200);
+    const reader = stream.body?.getReader();
+    let received = '';
+    let ended = false;
+    const reading = (async () => {
+      for (;;) {
+        const chunk = await reader?.read();
+        if (!chunk || chunk.done) return void (ended = true);
+        received += Buffer.from(chunk.value).toString('utf8');
+      }
+    })().catch(() => (ended = true));
+    // Nothing to deliver for 3 s, three times the 1 s bound.
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    expect(ended).toBe(false);
+    expect(received).toContain(': heartbeat');
+    controller.abort();
+    await reading;
   });
 
   it('the admin port binds to loopback by default, apart from the public host', async () => {

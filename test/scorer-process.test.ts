@@ -203,20 +203,15 @@ describe('scorer processes', () => {
 
   it('a scorer paused (SIGSTOP) inside its score-writing transaction is cut off by the database: it holds neither row locks nor the snapshot horizon; resumed, it scores exactly once', async () => {
     const topics = await createTopics(1);
-    // The scorer's score insert sleeps 2 s (once): wide enough to pause the process inside its
-    // transaction, with the evaluation row locked and an xid taken, before its COMMIT is sent.
-    await sql`CREATE TABLE slow_scores_once (done boolean NOT NULL DEFAULT false)`.execute(database.db);
-    await sql`INSERT INTO slow_scores_once VALUES (false)`.execute(database.db);
-    await sql`
-      CREATE FUNCTION slow_scores() RETURNS trigger LANGUAGE plpgsql AS $$
-      BEGIN
-        IF NOT (SELECT done FROM slow_scores_once) THEN
-          UPDATE slow_scores_once SET done = true;
-          PERFORM pg_sleep(2);
-        END IF;
-        RETURN NULL;
-      END $$`.execute(database.db);
+    // The scorer's score insert waits for an advisory lock the test holds: the process is paused
+    // inside its transaction (evaluation row locked, xid taken), then the lock is let go, so the
+    // statement ends while the process cannot send its COMMIT.
+    await sql`CREATE FUNCTION slow_scores() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_advisory_xact_lock(7301); RETURN NULL; END $$`.execute(
+      database.db,
+    );
     await sql`CREATE TRIGGER slow_scores BEFORE INSERT ON scores FOR EACH STATEMENT EXECUTE FUNCTION slow_scores()`.execute(database.db);
+    const gate = await database.pool.connect();
+    await gate.query('SELECT pg_advisory_lock(7301)');
     const scorer = spawnScorer(topics, uniqueName('group'));
     try {
       const ids = await seed(topics, 1);
@@ -225,13 +220,14 @@ describe('scorer processes', () => {
           (
             await sql<{ pid: number; xid: string }>`
               SELECT pid, backend_xid::text AS xid FROM pg_stat_activity
-              WHERE datname = current_database() AND application_name = 'evalbox-scorer' AND wait_event = 'PgSleep' AND backend_xid IS NOT NULL`.execute(
+              WHERE datname = current_database() AND application_name = 'evalbox-scorer' AND wait_event = 'advisory' AND backend_xid IS NOT NULL`.execute(
               database.db,
             )
           ).rows[0],
         { what: 'the scorer inside its score insert', timeoutMs: 60_000, intervalMs: 20 },
       );
       scorer.kill('SIGSTOP');
+      await gate.query('SELECT pg_advisory_unlock(7301)');
       const stoppedAt = Date.now();
       // The statement ends; the transaction stays open, idle, holding the row lock and the horizon,
       // until the database ends the session (the scorer's default bound, 10 s).
@@ -260,9 +256,9 @@ describe('scorer processes', () => {
       scorer.kill('SIGCONT');
       scorer.kill('SIGKILL');
       await exitOf(scorer);
+      gate.release(true);
       await sql`DROP TRIGGER IF EXISTS slow_scores ON scores`.execute(database.db);
       await sql`DROP FUNCTION IF EXISTS slow_scores()`.execute(database.db);
-      await sql`DROP TABLE IF EXISTS slow_scores_once`.execute(database.db);
     }
   });
 });

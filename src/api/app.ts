@@ -137,7 +137,12 @@ export function createApiApp(ctx: ApiContext): Hono<ApiEnv> {
     validateBatch: createBoundedValidator(batchRequestSchema),
     validateScores: createBoundedValidator(clientScoresRequestSchema),
     nudger,
-    streams: createResultStreams({ ...DEFAULT_RESULT_STREAM_SETTINGS, ...ctx.resultStreams }),
+    // Heartbeats come well within the server's idle bound, which would otherwise cut a quiet stream.
+    streams: createResultStreams({
+      ...DEFAULT_RESULT_STREAM_SETTINGS,
+      heartbeatMs: Math.min(DEFAULT_RESULT_STREAM_SETTINGS.heartbeatMs, Math.floor(config.api.bodyIdleTimeoutMs / 2)),
+      ...ctx.resultStreams,
+    }),
     stopping: ctx.stopping ?? new AbortController().signal,
     openapi: buildOpenApiDocument('1'),
     routeLabel,

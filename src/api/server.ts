@@ -49,7 +49,7 @@ export function serveApi(app: { fetch: (request: Request, env: never) => Respons
     },
   });
   const { headersTimeoutMs, requestTimeoutMs, keepAliveTimeoutMs, bodyIdleTimeoutMs } = config.api;
-  const exchanges = new WeakMap<Socket, { request: IncomingMessage; response: ServerResponse }>();
+  const exchanges = new WeakMap<Socket, { request: IncomingMessage; response: ServerResponse; startedAt: number }>();
   const server = createServer(
     {
       // Headers must arrive within headersTimeout and the whole request within requestTimeout;
@@ -60,17 +60,22 @@ export function serveApi(app: { fetch: (request: Request, env: never) => Respons
       connectionsCheckingInterval: Math.min(1_000, headersTimeoutMs),
     },
     (request, response) => {
-      exchanges.set(request.socket, { request, response });
+      exchanges.set(request.socket, { request, response, startedAt: Date.now() });
       void listener(request, response);
     },
   );
   server.on('clientError', (error: NodeJS.ErrnoException, socket) => answerClientError(error, socket));
-  // A socket on which nothing arrives for this long (a body that stopped) is destroyed. One whose
-  // request arrived whole is quiet because the server is still working on the answer (a lock wait,
-  // a paused process): that is not the client's idleness, and its answer must not be lost.
+  // A socket quiet for this long (a body that stopped, a client that stopped reading) is destroyed.
+  // One whose request arrived whole and whose answer has not started is quiet because the server is
+  // still working (a lock wait, a paused process): that is not the client's idleness, and the answer
+  // must not be lost. It gets up to requestTimeout from the request's start, then it is cut too.
   server.setTimeout(bodyIdleTimeoutMs, (socket: Socket) => {
     const exchange = exchanges.get(socket);
-    if (exchange?.request.complete && !exchange.response.writableFinished) return;
+    const awaitingAnswer = exchange?.request.complete && !exchange.response.headersSent;
+    if (awaitingAnswer && Date.now() - exchange.startedAt < requestTimeoutMs) {
+      socket.setTimeout(bodyIdleTimeoutMs); // 'timeout' fires once per quiet stretch: look again later
+      return;
+    }
     socket.destroy();
   });
   return new Promise((resolve, reject) => {

@@ -62,6 +62,8 @@ describe('error codes', () => {
       retryable: true,
       code: 'PG_CONNECTION',
     });
+    // A client we closed ourselves is a programming error, never retried.
+    expect(classifyPgError(pg(undefined, 'Client was closed and is not queryable')).retryable).toBe(false);
     expect(isRetryable(new Error('wrapper', { cause: classifyPgError(pg('40P01')) }))).toBe(true);
   });
 });
