@@ -14,7 +14,7 @@ export function registerRelayMetrics(registry: Registry, events: EventEmitter<Re
   const oldest = metric.gauge('evalbox_outbox_oldest_pending_age_seconds', 'Age of the oldest unpublished outbox event, per topic.', ['topic']);
   const latency = metric.histogram(
     'evalbox_relay_publish_latency_seconds',
-    'From the outbox row being written to its Kafka delivery acknowledgement.',
+    'From the outbox row being written to its batch committed on Kafka (visible to read_committed consumers).',
     [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
   );
   const batchSize = metric.histogram('evalbox_relay_batch_size_events', 'Events per published batch.', [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000]);

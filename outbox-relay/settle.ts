@@ -13,7 +13,7 @@ export type BatchSettlement =
    * transaction. `partial` when only a prefix of the rows was produced (librdkafka refused the
    * rest at enqueue, so they never left the process): the rest is read again from the new cursor.
    */
-  | { kind: 'commit'; cursor: Cursor; parked: ParkedRow[]; published: number; publishLatencies: number[]; partial: boolean }
+  | { kind: 'commit'; cursor: Cursor; parked: ParkedRow[]; published: number; publishedCreatedAt: number[]; partial: boolean }
   /**
    * Abort the transaction and send the batch again, without the rows in `parked` (they failed for
    * good and are parked when the batch finally commits). `backoff` when an infrastructure fault
@@ -27,7 +27,8 @@ export type BatchSettlement =
  */
 export function settleBatch(rows: OutboxRow[], outcomes: (RowOutcome | undefined)[], alreadyParked: ParkedRow[] = []): BatchSettlement {
   const parked: ParkedRow[] = [];
-  const latencies: number[] = [];
+  // When each published row was written (ms): its latency is taken once the batch is visible.
+  const createdAt: number[] = [];
   let sendFailed: EvalboxError | undefined;
   let retryable: EvalboxError | undefined;
   let fatal = false;
@@ -39,7 +40,7 @@ export function settleBatch(rows: OutboxRow[], outcomes: (RowOutcome | undefined
     const outcome = outcomes[i];
     if (!outcome) return;
     if (outcome.ok) {
-      latencies.push((outcome.ackedAt - row.created_at.getTime()) / 1000);
+      createdAt.push(row.created_at.getTime());
       return;
     }
     const { error } = outcome;
@@ -69,8 +70,8 @@ export function settleBatch(rows: OutboxRow[], outcomes: (RowOutcome | undefined
       kind: 'commit',
       cursor: { xid: last.xid, seq: last.seq },
       parked: [...parkedBefore, ...parked],
-      published: latencies.length,
-      publishLatencies: latencies,
+      published: createdAt.length,
+      publishedCreatedAt: createdAt,
       partial: considered.length < rows.length,
     };
   }

@@ -190,13 +190,20 @@ export function startShardWorker(ctx: ShardWorkerContext, lease: Lease, claimSen
           return 'lost';
         }
         const commitError = inTransaction ? await active.commit(settings.leaseTtlMs).then(() => undefined, classifyKafkaError) : undefined;
+        // Latency to the moment read_committed consumers can see the rows: the commit, not the acks.
+        const visibleAt = Date.now();
         if (!commitError) {
           if (!(await advanceCursor(db, lease, settlement.cursor, settlement.parked))) {
             markLost('fenced');
             return 'lost';
           }
           cursor = settlement.cursor;
-          reportCommitted(rows, settlement.parked, settlement.published, settlement.publishLatencies);
+          reportCommitted(
+            rows,
+            settlement.parked,
+            settlement.published,
+            settlement.publishedCreatedAt.map((created) => (visibleAt - created) / 1000),
+          );
           return settlement.partial ? 'partial' : 'committed';
         }
         if (await failedAttempt(commitError, inTransaction, false)) return 'lost';

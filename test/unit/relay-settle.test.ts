@@ -37,7 +37,7 @@ describe('settleBatch', () => {
       cursor: { xid: '100', seq: '5' },
       parked: [],
       published: 5,
-      publishLatencies: [0.005, 0.005, 0.005, 0.005, 0.005],
+      publishedCreatedAt: Array.from({ length: 5 }, () => created.getTime()),
       partial: false,
     });
   });
