@@ -10,6 +10,20 @@ import { createLogger, type Logger } from './logging.js';
 import { startTracing } from './tracing.js';
 
 export type ProcessScope = 'api' | 'relay' | 'scorer';
+
+/**
+ * What the relay's environment adds at start (both act only when the process starts, so the relay
+ * cannot set them itself; `evalbox dev`, docker-compose.yml and the Kubernetes manifest do): a
+ * 4 MB young generation and two glibc arenas for librdkafka's threads. Peak RSS draining 50,000
+ * small rows 196–206 → 173–180 MB, 400 rows of 256 kB 259–260 → 179–199 MB, throughput unchanged
+ * (bench/RESULTS.md, docs/relay.md "Memory").
+ */
+export function relayRuntimeEnv(env: NodeJS.ProcessEnv): Record<string, string> {
+  return {
+    NODE_OPTIONS: [env.NODE_OPTIONS, '--max-semi-space-size=4'].filter(Boolean).join(' '),
+    MALLOC_ARENA_MAX: env.MALLOC_ARENA_MAX ?? '2',
+  };
+}
 export type ParsedFlags = Record<string, string | boolean | undefined>;
 
 export interface RunningProcess {

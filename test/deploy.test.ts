@@ -10,6 +10,7 @@ import path from 'node:path';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { commands } from '../src/cli/main.js';
 import { loadConfig } from '../src/config.js';
+import { relayRuntimeEnv } from '../src/process.js';
 import { freePort } from '../src/stack/process.js';
 import { startFakeJudge, type FakeJudge } from '../src/fake-judge/server.js';
 import { createTestDatabase, kafkaBrokers, uniqueName, waitFor, type TestDatabase } from './helpers.js';
@@ -190,7 +191,8 @@ describe('docker-compose.yml', () => {
   });
 
   it('every environment variable of an evalbox service, and of the Kubernetes ConfigMap, is one the configuration reads', () => {
-    const known = variablesTheConfigurationReads();
+    // Plus what the Node runtime and glibc read at the relay's start (relayRuntimeEnv).
+    const known = new Set([...variablesTheConfigurationReads(), ...Object.keys(relayRuntimeEnv({}))]);
     expect(known.has('EVALBOX_ADMIN_PORT')).toBe(true);
     for (const [name, service] of evalboxServices) {
       for (const variable of Object.keys(service.environment ?? {}))

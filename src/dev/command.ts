@@ -13,6 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { createApiKey } from '../keys.js';
 import { stackUp } from '../stack/index.js';
 import { freePort } from '../stack/process.js';
+import { relayRuntimeEnv } from '../process.js';
 import { acceptToScoredLatency, dimensionMeans, outboxBacklog, scrape, statusCounts, sumOf, TERMINAL, type StatusCounts } from './progress.js';
 import { latencyTable, liveFrame, meansTable, progressLine, type PipelineFigures } from './screen.js';
 import { Supervisor, type ChildSpec } from './supervisor.js';
@@ -206,7 +207,7 @@ async function runDev(options: DevOptions): Promise<number> {
     const spec = (name: string, args: string[], adminPort?: number): ChildSpec => ({
       name,
       args: adminPort ? [...args, '--admin-port', String(adminPort)] : args,
-      env,
+      env: args[0] === 'relay' ? { ...env, ...relayRuntimeEnv(env) } : env,
       ...(adminPort ? { adminPort } : {}),
     });
     const judgeArgs = ['fake-judge', '--port', String(ports.judge), '--latency-ms', '20-120', '--seed', String(options.seed)];
