@@ -6,6 +6,7 @@ import { checkedFetch } from './api-contract.js';
 import { createApiKey } from '../src/keys.js';
 import { freePort } from '../src/stack/process.js';
 import { createTestDatabase, waitFor, type TestDatabase } from './helpers.js';
+import { expectRowLockFree, gateInserts } from './paused-process.js';
 
 describe('evalbox api process', () => {
   let database: TestDatabase;
@@ -135,15 +136,9 @@ describe('evalbox api process', () => {
       stdio: 'ignore',
     });
     const base = `http://127.0.0.1:${pausedPort}`;
-    // The deletion's second statement waits for an advisory lock the test holds: the process is
-    // paused inside its transaction (evaluation row deleted and locked, xid taken), then the lock is
-    // let go, so the statement ends while the process cannot send its COMMIT.
-    await sql`CREATE FUNCTION slow_deletion() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_advisory_xact_lock(7302); RETURN NULL; END $$`.execute(
-      database.db,
-    );
-    await sql`CREATE TRIGGER slow_deletion BEFORE INSERT ON evaluation_deletions FOR EACH STATEMENT EXECUTE FUNCTION slow_deletion()`.execute(database.db);
-    const gate = await database.pool.connect();
-    await gate.query('SELECT pg_advisory_lock(7302)');
+    // The deletion's second statement waits at a gate: the API is paused inside its transaction
+    // (evaluation row deleted and locked, xid taken), and the statement ends while it cannot send its COMMIT.
+    const gate = await gateInserts(database, 'evaluation_deletions', 7302);
     try {
       await waitFor(async () => (await fetch(`${base}/v1/dimensions`).catch(() => undefined))?.ok, { what: 'the second api to listen', timeoutMs: 30_000 });
       const { key } = await createApiKey(database.db, 'paused-app');
@@ -151,36 +146,11 @@ describe('evalbox api process', () => {
       const created = await checkedFetch(`${base}/v1/evaluations`, { method: 'POST', headers, body: JSON.stringify({ prompt: 'p', response: 'r' }) });
       const { evaluationId } = (await created.json()) as { evaluationId: string };
       const deletion = checkedFetch(`${base}/v1/evaluations/${evaluationId}`, { method: 'DELETE', headers });
-      const inside = await waitFor(
-        async () =>
-          (
-            await sql<{ pid: number; xid: string }>`
-              SELECT pid, backend_xid::text AS xid FROM pg_stat_activity
-              WHERE datname = current_database() AND application_name = 'evalbox-api' AND wait_event = 'advisory' AND backend_xid IS NOT NULL`.execute(
-              database.db,
-            )
-          ).rows[0],
-        { what: 'the api inside its deletion', timeoutMs: 30_000, intervalMs: 20 },
-      );
-      paused.kill('SIGSTOP');
-      await gate.query('SELECT pg_advisory_unlock(7302)');
-      const stoppedAt = Date.now();
-      // The statement ends; the transaction stays open, idle, until the database ends the session
-      // (the API's default bound, 10 s).
-      await waitFor(
-        async () =>
-          (
-            await sql<{ held: boolean }>`
-              SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = ${inside.pid})
-                  OR pg_snapshot_xmin(pg_current_snapshot())::text::bigint <= ${inside.xid}::bigint AS held`.execute(database.db)
-          ).rows[0]?.held === false,
-        { what: 'the paused api to let go of its session and the horizon', timeoutMs: 30_000 },
-      );
-      process.stdout.write(`api paused inside its transaction: session ended ${Date.now() - stoppedAt} ms after the pause\n`);
-      await database.db.transaction().execute(async (trx) => {
-        await sql`SET LOCAL lock_timeout = '1s'`.execute(trx);
-        await sql`SELECT id FROM evaluations WHERE id = ${evaluationId}::uuid FOR UPDATE`.execute(trx);
-      });
+      const session = await gate.pauseInside(paused, 'evalbox-api');
+      // The transaction stays open, idle, until the database ends the session (the API's default bound, 10 s).
+      const endedAfter = await gate.waitUntilLetGo(session, 'the paused api to let go of its session and the horizon');
+      process.stdout.write(`api paused inside its transaction: session ended ${endedAfter} ms after the pause\n`);
+      await expectRowLockFree(database, 'evaluations', evaluationId);
       paused.kill('SIGCONT');
       const first = await deletion;
       expect(first.status).toBe(503);
@@ -191,9 +161,7 @@ describe('evalbox api process', () => {
     } finally {
       paused.kill('SIGCONT');
       paused.kill('SIGKILL');
-      gate.release(true);
-      await sql`DROP TRIGGER IF EXISTS slow_deletion ON evaluation_deletions`.execute(database.db);
-      await sql`DROP FUNCTION IF EXISTS slow_deletion()`.execute(database.db);
+      await gate.remove();
     }
   });
 

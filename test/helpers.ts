@@ -1,5 +1,6 @@
 // Test helpers: a database per test file cloned from the migrated template, unique topic and
 // group names, and waitFor instead of sleeps.
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { createDb, type DbHandle } from '../src/db/index.js';
@@ -59,6 +60,13 @@ export async function createTestDatabase(options: { max?: number } = {}): Promis
       await adminQuery(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
     },
   };
+}
+
+/** Resolves with the child's exit code (null when a signal ended it), also when it has exited already. */
+export function exitOf(child: ChildProcess): Promise<number | null> {
+  return new Promise((resolve) =>
+    child.exitCode !== null || child.signalCode !== null ? resolve(child.exitCode) : child.once('exit', (code) => resolve(code)),
+  );
 }
 
 export async function waitFor<T>(

