@@ -9,7 +9,7 @@ import { linksTo, tracingStarted, type Link } from '../src/tracing.js';
 import type { OutboxRow } from './sql.js';
 
 /** A row's fate in one attempt: acknowledged, or failed before (sent: false) or after it was sent. */
-export type RowOutcome = { ok: true; ackedAt: number } | { ok: false; sent: boolean; error: EvalboxError };
+export type RowOutcome = { ok: true } | { ok: false; sent: boolean; error: EvalboxError };
 
 export function toKafkaMessage(row: OutboxRow): OutgoingMessage {
   return {
@@ -52,7 +52,7 @@ export async function publishRows(
     const outcome = outcomes[i];
     if (outcome || skip(row)) return outcome;
     const delivery = delivered[next++] as DeliveryOutcome;
-    if (typeof delivery === 'number') return { ok: true, ackedAt: delivery };
+    if (delivery === 'acknowledged') return { ok: true };
     return 'notProduced' in delivery ? { ok: false, sent: false, error: delivery.notProduced } : { ok: false, sent: true, error: delivery };
   });
 }

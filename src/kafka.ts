@@ -102,11 +102,8 @@ export interface NotProduced {
   notProduced: EvalboxError;
 }
 
-/**
- * One outcome per message: the time (ms) the broker's acknowledgement arrived, the classified
- * delivery error, or a refusal at enqueue.
- */
-export type DeliveryOutcome = number | EvalboxError | NotProduced;
+/** One outcome per message: acknowledged by the broker, the classified delivery error, or a refusal at enqueue. */
+export type DeliveryOutcome = 'acknowledged' | EvalboxError | NotProduced;
 
 /** A producer for high-volume batches that need one delivery outcome per message (the relay). */
 export interface BatchProducer {
@@ -137,7 +134,7 @@ function nativeBatchProducer(config: ProducerSettings, options: { clientId?: str
   routeLibrdkafkaLogs(producer, options.logger, options.clientId ?? 'evalbox');
   producer.on('delivery-report', (error, report) => {
     const { batch, index } = report.opaque as { batch: PendingBatch; index: number };
-    batch.outcomes[index] = error ? classifyKafkaError(error) : Date.now();
+    batch.outcomes[index] = error ? classifyKafkaError(error) : 'acknowledged';
     if (--batch.remaining === 0) batch.resolve();
   });
   const call = (what: (done: (error: unknown) => void) => void) =>

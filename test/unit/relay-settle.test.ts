@@ -19,7 +19,7 @@ const rows: OutboxRow[] = [1, 2, 3, 4, 5].map((n) => ({
   payload: '{}',
   created_at: created,
 }));
-const acked: RowOutcome = { ok: true, ackedAt: created.getTime() + 5 };
+const acked: RowOutcome = { ok: true };
 const timedOut: RowOutcome = { ok: false, sent: true, error: new RetryableError('timed out', { code: 'ERR__MSG_TIMED_OUT' }) };
 const tooLarge: RowOutcome = { ok: false, sent: true, error: new PermanentError('too large', { code: 'ERR_MSG_SIZE_TOO_LARGE' }) };
 const illegal: RowOutcome = { ok: false, sent: false, error: new PermanentError('illegal topic', { code: 'INVALID_TOPIC' }) };
