@@ -2,7 +2,7 @@
 // classification of librdkafka errors by code into the shared error hierarchy.
 import { setTimeout as sleep } from 'node:timers/promises';
 import kafkaJs, { type KafkaJS as KafkaJSTypes, type ProducerGlobalConfig, type ProducerTopicConfig } from '@confluentinc/kafka-javascript';
-import { PermanentError, RetryableError, type EvalboxError, coerceError } from './errors.js';
+import { EvalboxError, PermanentError, RetryableError, coerceError } from './errors.js';
 import type { Logger } from './logging.js';
 import { STARTUP_BACKOFF, withRetry, type BackoffPolicy } from './retry.js';
 
@@ -308,7 +308,7 @@ export async function ensureTopics(
   await withRetry(
     () =>
       createMissingTopics(kafka, topics, options.signal).catch((error: unknown) => {
-        throw error instanceof RetryableError ? error : classifyKafkaError(error);
+        throw classifyKafkaError(error);
       }),
     options.policy ?? STARTUP_BACKOFF,
     { signal: options.signal, onRetry: options.onRetry },
@@ -385,6 +385,9 @@ const PERMANENT_MESSAGE_CODES = new Set(
 
 /** Classifies a librdkafka error by its code: per-message permanent errors vs everything else. */
 export function classifyKafkaError(thrown: unknown): EvalboxError {
+  // Already classified (the transactional calls reject with classified errors): its code is a name
+  // now, and classifying it again would lose it (a fenced commit taken for a passing error).
+  if (thrown instanceof EvalboxError) return thrown;
   const error = coerceError(thrown);
   const code = (thrown as { code?: unknown })?.code;
   const isName = (k: string): k is `ERR_${string}` => k.startsWith('ERR_') && kafkaCodes[k] === code;

@@ -83,6 +83,16 @@ describe('producer error classes', () => {
     const timedOut = Object.assign(new Error('Local: Message timed out'), { code: kafkaCodes.ERR__MSG_TIMED_OUT });
     expect(isFatalKafkaError(classifyKafkaError(timedOut))).toBe(false);
   });
+
+  it('an error classified once keeps its class when classified again (the transactional calls reject classified, the shard worker classifies what they throw)', async () => {
+    const { classifyKafkaError, isFatalKafkaError, isFencedKafkaError } = await import('../../src/kafka.js');
+    const fenced = classifyKafkaError(Object.assign(new Error('Local: This instance has been fenced'), { code: kafkaCodes.ERR__FENCED }));
+    expect(isFencedKafkaError(classifyKafkaError(fenced))).toBe(true);
+    const fatal = classifyKafkaError(Object.assign(new Error('Local: Fatal error'), { code: kafkaCodes.ERR__FATAL }));
+    expect(isFatalKafkaError(classifyKafkaError(fatal))).toBe(true);
+    const tooLarge = classifyKafkaError(Object.assign(new Error('too large'), { code: kafkaCodes.ERR_MSG_SIZE_TOO_LARGE }));
+    expect(classifyKafkaError(tooLarge)).toBe(tooLarge);
+  });
 });
 
 describe('settleBatch: refusals that do not name their row', () => {
