@@ -82,7 +82,12 @@ export function encodeOutboxRow(event: OutboxEvent, createdAt: Date = new Date()
   const id = event.id ?? uuidv7(createdAt.getTime());
   const headers = event.headers ?? {};
   const kafkaHeaders = cloudEventHeaders({ id, type: event.type, source: event.source, time: createdAt.toISOString() }, headers);
-  const refused = unpublishableReason(event.topic, kafkaRecordBytes(event.key, jsonbTextBytes(event.data), kafkaHeaders));
+  const payload = JSON.stringify(event.data);
+  // The exact jsonb size walks the whole value; most events are far below the limit even at the
+  // text's upper bound, and then the walk is skipped.
+  const bound = jsonbTextBytesUpperBound(event.data, payload);
+  const fits = bound !== undefined && kafkaRecordBytes(event.key, bound, kafkaHeaders) <= MAX_EVENT_BYTES;
+  const refused = unpublishableReason(event.topic, fits ? 0 : kafkaRecordBytes(event.key, jsonbTextBytes(event.data), kafkaHeaders));
   if (refused) throw refused;
   return {
     id,
@@ -91,7 +96,7 @@ export function encodeOutboxRow(event: OutboxEvent, createdAt: Date = new Date()
     type: event.type,
     source: event.source,
     headers: JSON.stringify(headers),
-    payload: JSON.stringify(event.data),
+    payload,
     createdAt,
   };
 }
@@ -174,6 +179,25 @@ export function jsonbTextBytes(value: unknown): number {
     default:
       return 4;
   }
+}
+
+/**
+ * An upper bound of jsonbTextBytes(value) given its JSON text, or undefined when the value holds
+ * a number JSON writes in exponent notation (Postgres prints it in full: 1e300 is 301 digits).
+ * Otherwise each UTF-16 unit of the text becomes at most 3 UTF-8 bytes, and a separator (1 unit)
+ * becomes 2 bytes (", " or ": "). Unlike jsonbTextBytes it never looks inside strings.
+ */
+export function jsonbTextBytesUpperBound(value: unknown, json: string): number | undefined {
+  return hasExponentNumber(value) ? undefined : 3 * json.length;
+}
+
+function hasExponentNumber(value: unknown): boolean {
+  if (typeof value === 'number') return Number.isFinite(value) && value !== 0 && (Math.abs(value) >= 1e21 || Math.abs(value) < 1e-6);
+  if (value === null || typeof value !== 'object') return false;
+  const json = value as { toJSON?: () => unknown };
+  if (typeof json.toJSON === 'function') return hasExponentNumber(json.toJSON());
+  for (const item of Array.isArray(value) ? value : Object.values(value)) if (hasExponentNumber(item)) return true;
+  return false;
 }
 
 /** Length of a JSON number as Postgres' numeric prints it: no exponent, the scale of the input. */

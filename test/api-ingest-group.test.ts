@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { sql } from 'kysely';
 import pg from 'pg';
-import { jsonbTextBytes } from '../src/events.js';
+import { jsonbTextBytes, jsonbTextBytesUpperBound } from '../src/events.js';
 import { createApiFixture, validEvaluation, type ApiFixture } from './api-helpers.js';
 
 type Accepted = { evaluationId: string };
@@ -187,11 +187,21 @@ describe('ingest: group commit and idempotency', () => {
       'plain',
       [],
       {},
+      // The most a text can grow by: separators only, and 3-byte characters only.
+      [[[], [], []], { a: {}, b: [] }],
+      '€€€€',
+      { 'é€': ['€', 'x'] },
     ];
     for (const value of values) {
       const { rows } = await sql<{ n: number }>`SELECT octet_length(${JSON.stringify(value)}::jsonb::text) AS n`.execute(f.database.db);
       expect(jsonbTextBytes(value)).toBe(rows[0]?.n);
+      // The shortcut that skips the exact walk never says less than Postgres prints.
+      const bound = jsonbTextBytesUpperBound(value, JSON.stringify(value));
+      if (bound !== undefined) expect(bound).toBeGreaterThanOrEqual(rows[0]?.n as number);
     }
+    // Numbers in exponent notation grow without bound: no shortcut for them.
+    for (const n of [1e300, 1e21, -1e21, 1.5e-7, -5e-324]) expect(jsonbTextBytesUpperBound({ a: [n] }, JSON.stringify({ a: [n] }))).toBeUndefined();
+    expect(jsonbTextBytesUpperBound({ a: [1e20, 1e-6, 0] }, JSON.stringify({ a: [1e20, 1e-6, 0] }))).toBeDefined();
   });
 });
 

@@ -81,8 +81,11 @@ export interface PreparedEvaluation {
   input: IngestInput;
   evaluationId: string;
   externalId: string | null;
-  /** sha256 (hex) of the request body in canonical form: a replay must carry the same body. */
-  fingerprint: string;
+  /**
+   * sha256 (hex) of the request body in canonical form: a replay must carry the same body. Only a
+   * request with an Idempotency-Key or an externalId can be replayed; others store none.
+   */
+  fingerprint: string | null;
   event: OutboxRowValues;
 }
 
@@ -118,7 +121,8 @@ export function prepareEvaluation(input: IngestInput): PreparedEvaluation {
     input,
     evaluationId,
     externalId: request.externalId ?? null,
-    fingerprint: createHash('sha256').update(canonicalJson(request)).digest('hex'),
+    fingerprint:
+      input.idempotencyKey === undefined && request.externalId === undefined ? null : createHash('sha256').update(canonicalJson(request)).digest('hex'),
     event,
   };
 }
