@@ -111,7 +111,7 @@ export function outboxRowParameters(rows: readonly OutboxRowValues[]): unknown[]
     rows.map((r) => r.source),
     rows.map((r) => r.headers),
     rows.map((r) => r.payload),
-    rows.map((r) => r.createdAt),
+    rows.map((r) => r.createdAt.toISOString()),
   ];
 }
 

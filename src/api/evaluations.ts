@@ -1,6 +1,6 @@
 // The API's write: the ingest of evaluations, their rows and their outbox events in one statement,
 // for one request or a whole group of them (group commit). Reads are in queries.ts.
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { CompiledQuery } from 'kysely';
 import type { QueryConfig, QueryResult, QueryResultRow } from 'pg';
 import type { Db } from '../db/index.js';
@@ -11,7 +11,7 @@ import { uuidv7 } from '../ids.js';
 import type { OutboxNudger } from '../outbox-wakeup.js';
 import { EVENT_SCHEMA_VERSION, type EvaluationCreatedData } from '../schemas/events.js';
 import type { EvaluationRequest } from '../schemas/evaluation-request.js';
-import { createGroupCommitter, type GroupCommitSettings } from './group-commit.js';
+import { createGroupCommitter, type GroupCommitObserver, type GroupCommitSettings } from './group-commit.js';
 import { ProblemError } from './problem.js';
 
 export const EVENT_SOURCE = '/evalbox/api';
@@ -121,8 +121,7 @@ export function prepareEvaluation(input: IngestInput): PreparedEvaluation {
     input,
     evaluationId,
     externalId: request.externalId ?? null,
-    fingerprint:
-      input.idempotencyKey === undefined && request.externalId === undefined ? null : createHash('sha256').update(canonicalJson(request)).digest('hex'),
+    fingerprint: input.idempotencyKey === undefined && request.externalId === undefined ? null : hash('sha256', canonicalJson(request), 'hex'),
     event,
   };
 }
@@ -135,6 +134,8 @@ export interface IngestWriterContext {
   groupCommit: GroupCommitSettings;
   /** How long an Idempotency-Key is honoured; after that it may create a new evaluation. */
   idempotencyTtlMs: number;
+  /** Metrics of the groups written. */
+  observer?: GroupCommitObserver;
 }
 
 export interface IngestWriter {
@@ -160,7 +161,7 @@ export function createIngestWriter(ctx: IngestWriterContext): IngestWriter {
       rows.map((r) => r.input.idempotencyKey ?? null),
       rows.map((r) => r.externalId),
       rows.map((r) => r.fingerprint),
-      rows.map((r) => r.input.now),
+      rows.map((r) => r.input.now.toISOString()),
       rows.map((r) => (r.input.request.messages === undefined ? null : JSON.stringify(r.input.request.messages))),
       rows.map((r) => (r.input.request.tags === undefined ? null : textArrayLiteral(r.input.request.tags))),
       rows.map((r) => r.input.request.sessionId ?? null),
@@ -273,7 +274,7 @@ export function createIngestWriter(ctx: IngestWriterContext): IngestWriter {
     return outcomes;
   }
 
-  return { write: createGroupCommitter(writeRows, ctx.groupCommit) };
+  return { write: createGroupCommitter(writeRows, ctx.groupCommit, ctx.observer) };
 }
 
 /**

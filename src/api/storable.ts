@@ -25,30 +25,36 @@ const escapePointer = (key: string) =>
     .replace(/\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 
 /** Every field of a parsed JSON value that Postgres could not store, as JSON pointers. */
-export function unstorableFields(value: unknown, pointer = '', depth = 0, found: FieldError[] = []): FieldError[] {
-  if (found.length >= 20) return found;
-  if (typeof value === 'string') {
-    const problem = badString(value);
-    if (problem) found.push({ pointer: pointer || '/', detail: problem });
-  } else if (typeof value === 'number') {
-    // JSON.parse turns 9007199254740993 into ...992 and 1e400 into Infinity (stored as null):
-    // refused rather than stored changed. Send such values as strings.
-    if (!Number.isFinite(value) || Math.abs(value) > Number.MAX_SAFE_INTEGER)
-      found.push({ pointer: pointer || '/', detail: 'is a number beyond ±(2^53 - 1), which cannot be kept exactly; send it as a string' });
-  } else if (value !== null && typeof value === 'object') {
-    if (depth >= MAX_JSON_DEPTH) {
-      found.push({ pointer: pointer || '/', detail: `nests deeper than ${MAX_JSON_DEPTH} levels` });
-      return found;
-    }
-    if (Array.isArray(value)) {
-      value.forEach((item, index) => unstorableFields(item, `${pointer}/${index}`, depth + 1, found));
-    } else {
-      for (const [key, item] of Object.entries(value)) {
-        const keyProblem = badString(key);
-        if (keyProblem) found.push({ pointer: `${pointer}/${escapePointer(key)}`, detail: `the property name ${keyProblem}` });
-        unstorableFields(item, `${pointer}/${escapePointer(key)}`, depth + 1, found);
+export function unstorableFields(value: unknown, pointer = ''): FieldError[] {
+  const found: FieldError[] = [];
+  // The path is kept as segments and spelt as a pointer only for a field that is refused.
+  const path: (string | number)[] = [];
+  const at = () => pointer + path.map((segment) => `/${typeof segment === 'number' ? segment : escapePointer(segment)}`).join('') || '/';
+  const visit = (item: unknown, depth: number): void => {
+    if (found.length >= 20) return;
+    if (typeof item === 'string') {
+      const problem = badString(item);
+      if (problem) found.push({ pointer: at(), detail: problem });
+    } else if (typeof item === 'number') {
+      // JSON.parse turns 9007199254740993 into ...992 and 1e400 into Infinity (stored as null):
+      // refused rather than stored changed. Send such values as strings.
+      if (!Number.isFinite(item) || Math.abs(item) > Number.MAX_SAFE_INTEGER)
+        found.push({ pointer: at(), detail: 'is a number beyond ±(2^53 - 1), which cannot be kept exactly; send it as a string' });
+    } else if (item !== null && typeof item === 'object') {
+      if (depth >= MAX_JSON_DEPTH) {
+        found.push({ pointer: at(), detail: `nests deeper than ${MAX_JSON_DEPTH} levels` });
+        return;
+      }
+      const entries: [string | number, unknown][] = Array.isArray(item) ? item.map((element, index) => [index, element]) : Object.entries(item);
+      for (const [key, child] of entries) {
+        path.push(key);
+        const keyProblem = typeof key === 'string' ? badString(key) : undefined;
+        if (keyProblem) found.push({ pointer: at(), detail: `the property name ${keyProblem}` });
+        visit(child, depth + 1);
+        path.pop();
       }
     }
-  }
+  };
+  visit(value, 0);
   return found;
 }
