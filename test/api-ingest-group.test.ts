@@ -27,8 +27,19 @@ describe('ingest: group commit and idempotency', () => {
     (await sql<{ n: number }>`SELECT count(*)::int AS n FROM evaluations WHERE id = ${id}`.execute(f.database.db)).rows[0]?.n === 1;
 
   it('concurrent POSTs are written by one transaction, and each 202 has its evaluation and outbox rows', async () => {
+    const metric = async (name: string) =>
+      ((await f.registry.getSingleMetric(name.replace(/_(count|sum)$/, ''))?.get())?.values ?? []).find((v) => v.metricName === name)?.value ?? 0;
+    const [groupsBefore, rowsBefore, queuedBefore] = [
+      await metric('evalbox_api_ingest_group_rows_count'),
+      await metric('evalbox_api_ingest_group_rows_sum'),
+      await metric('evalbox_api_ingest_queue_seconds_count'),
+    ];
     const responses = await Promise.all(Array.from({ length: 10 }, (_, i) => f.post('/v1/evaluations', validEvaluation({ prompt: `group ${i}` }))));
     expect(responses.map((r) => r.status)).toEqual(Array(10).fill(202));
+    // What an operator sees: one group of 10 rows, 10 requests that queued for it.
+    expect((await metric('evalbox_api_ingest_group_rows_count')) - groupsBefore).toBe(1);
+    expect((await metric('evalbox_api_ingest_group_rows_sum')) - rowsBefore).toBe(10);
+    expect((await metric('evalbox_api_ingest_queue_seconds_count')) - queuedBefore).toBe(10);
     const ids = await Promise.all(responses.map(async (r) => ((await r.json()) as Accepted).evaluationId));
     const rows = await xidsOf(ids);
     expect(rows).toHaveLength(10);

@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { Hono, type Context } from 'hono';
 import { matchedRoutes } from 'hono/route';
 import { Histogram, type Registry } from 'prom-client';
+import { metricsIn } from '../metrics.js';
 import type { Config } from '../config.js';
 import type { Db } from '../db/index.js';
 import type { DimensionRegistry } from '../dimensions.js';
@@ -61,6 +62,23 @@ export function createApiApp(ctx: ApiContext): Hono<ApiEnv> {
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
     registers: [ctx.registry],
   });
+
+  const metric = metricsIn(ctx.registry);
+  const groupWait = metric.histogram(
+    'evalbox_api_ingest_queue_seconds',
+    'Time an ingest request (one POST, or the valid items of one batch) waited for its group to start writing.',
+    [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+  );
+  const groupRows = metric.histogram(
+    'evalbox_api_ingest_group_rows',
+    'Evaluations written per group (one statement, one commit).',
+    [1, 2, 4, 8, 16, 32, 64, 128],
+  );
+  const groupWrite = metric.histogram(
+    'evalbox_api_ingest_group_write_seconds',
+    "A group's statement and commit, from sending it to Postgres' answer.",
+    [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5],
+  );
 
   const app = new Hono<ApiEnv>();
 
@@ -154,6 +172,13 @@ export function createApiApp(ctx: ApiContext): Hono<ApiEnv> {
       nudger,
       groupCommit: config.api.groupCommit,
       idempotencyTtlMs: config.api.idempotencyTtlHours * 3_600_000,
+      observer: {
+        waited: (seconds) => groupWait.observe(seconds),
+        written: (rows, seconds) => {
+          groupRows.observe(rows);
+          groupWrite.observe(seconds);
+        },
+      },
     }),
   });
   return app;

@@ -23,11 +23,24 @@ export interface GroupCommitSettings {
 /** Writes one group's rows; returns one outcome per row (it must not throw for one row's sake). */
 export type GroupWriter<Row, Outcome> = (rows: Row[]) => Promise<Outcome[]>;
 
-export function createGroupCommitter<Row, Outcome>(write: GroupWriter<Row, Outcome>, settings: GroupCommitSettings): (unit: Row[]) => Promise<Outcome[]> {
+/** What an operator sees of the groups (metrics): where a request's time goes before its 202. */
+export interface GroupCommitObserver {
+  /** A unit waited this long between arriving and its group's write starting. */
+  waited(seconds: number): void;
+  /** A group of `rows` rows was written (and committed, or failed) in `seconds`. */
+  written(rows: number, seconds: number): void;
+}
+
+export function createGroupCommitter<Row, Outcome>(
+  write: GroupWriter<Row, Outcome>,
+  settings: GroupCommitSettings,
+  observer?: GroupCommitObserver,
+): (unit: Row[]) => Promise<Outcome[]> {
   interface Waiting {
     rows: Row[];
     resolve: (outcomes: Outcome[]) => void;
     reject: (error: unknown) => void;
+    queuedAt: number;
   }
   const maxInFlight = settings.maxInFlight > 0 ? settings.maxInFlight : Number.POSITIVE_INFINITY;
   let queue: Waiting[] = [];
@@ -59,8 +72,11 @@ export function createGroupCommitter<Row, Outcome>(write: GroupWriter<Row, Outco
 
   async function writeGroup(group: Waiting[]): Promise<void> {
     inFlight++;
+    const started = performance.now();
+    if (observer) for (const waiting of group) observer.waited((started - waiting.queuedAt) / 1000);
+    const rows = group.flatMap((w) => w.rows);
     try {
-      const outcomes = await write(group.flatMap((w) => w.rows));
+      const outcomes = await write(rows);
       let offset = 0;
       for (const waiting of group) {
         waiting.resolve(outcomes.slice(offset, offset + waiting.rows.length));
@@ -69,6 +85,7 @@ export function createGroupCommitter<Row, Outcome>(write: GroupWriter<Row, Outco
     } catch (error) {
       for (const waiting of group) waiting.reject(error);
     } finally {
+      observer?.written(rows.length, (performance.now() - started) / 1000);
       inFlight--;
       // Units that waited for a slot go now; units inside a running window keep waiting for it.
       if (settings.enabled && queue.length > 0 && !timer) flush();
@@ -78,10 +95,10 @@ export function createGroupCommitter<Row, Outcome>(write: GroupWriter<Row, Outco
   return (rows) =>
     new Promise<Outcome[]>((resolve, reject) => {
       if (!settings.enabled) {
-        void writeGroup([{ rows, resolve, reject }]);
+        void writeGroup([{ rows, resolve, reject, queuedAt: performance.now() }]);
         return;
       }
-      queue.push({ rows, resolve, reject });
+      queue.push({ rows, resolve, reject, queuedAt: performance.now() });
       queuedRows += rows.length;
       if (inFlight >= maxInFlight) return; // written when a group in flight finishes
       if (queuedRows >= settings.maxRows) flush();
