@@ -10,7 +10,7 @@
 // and EVALBOX_API_GROUP_COMMIT_MAX_ROWS, all alternating in the same rounds; unset, the API's
 // defaults. The figure reported to `npm run bench` is the first combination's.
 //   eval "$(npx evalbox stack up)"; node --import tsx bench/ingest.ts [--seconds 10] [--rounds 3] [--clients 8,32,128] [--pool-size 16] [--group-rows 16]
-//     [--in-flight 1,2,4,0] [--max-rows 64,256] [--skip-off]
+//     [--in-flight 1,2,4,0] [--max-rows 64,256] [--skip-off] [--warmup-seconds 20]
 import autocannon from 'autocannon';
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -43,6 +43,7 @@ const { values } = parseArgs({
     'in-flight': { type: 'string', default: '' },
     'max-rows': { type: 'string', default: '' },
     'skip-off': { type: 'boolean', default: false },
+    'warmup-seconds': { type: 'string', default: '20' },
   },
 });
 const seconds = Number(values.seconds);
@@ -209,7 +210,11 @@ const groupFile = (connections: number) => {
 };
 
 // Warm up (JIT, connections, prepared statements, buffers), then alternate every phase per round.
-for (const api of apis) await runApi(api, 32, 2);
+// A cold API process needs 20-30 s of load to reach its steady CPU per request (measured: 0.45
+// CPU-ms per request in its first 6 s, 0.26-0.29 from the fourth 6 s on, the same as a process
+// warmed for 30 s); pgbench, compiled C, has no such start. Unwarmed, the first rounds measured
+// a cold API against a warm database.
+for (const api of apis) await runApi(api, 32, Number(values['warmup-seconds']));
 runPgbench(twoRowFile, 32, 2);
 /** One round at one client count: each group-commit API (in groupApis' order), off, and the references. */
 type Cell = { on: Phase[]; off?: Phase; pg: Phase; group: Phase; groupRows: number };
