@@ -50,6 +50,8 @@ const seconds = Number(values.seconds);
 const rounds = Number(values.rounds);
 const clientCounts = values.clients.split(',').map(Number);
 const groupRows = Number(values['group-rows']);
+const warmupSeconds = Number(values['warmup-seconds']);
+if (!Number.isFinite(warmupSeconds) || warmupSeconds < 1) throw new Error(`--warmup-seconds must be a number of seconds >= 1, not ${values['warmup-seconds']}`);
 
 const body = INGEST_BODY;
 
@@ -214,7 +216,7 @@ const groupFile = (connections: number) => {
 // CPU-ms per request in its first 6 s, 0.26-0.29 from the fourth 6 s on, the same as a process
 // warmed for 30 s); pgbench, compiled C, has no such start. Unwarmed, the first rounds measured
 // a cold API against a warm database.
-for (const api of apis) await runApi(api, 32, Number(values['warmup-seconds']));
+for (const api of apis) await runApi(api, 32, warmupSeconds);
 runPgbench(twoRowFile, 32, 2);
 /** One round at one client count: each group-commit API (in groupApis' order), off, and the references. */
 type Cell = { on: Phase[]; off?: Phase; pg: Phase; group: Phase; groupRows: number };

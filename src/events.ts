@@ -85,7 +85,7 @@ export function encodeOutboxRow(event: OutboxEvent, createdAt: Date = new Date()
   const payload = JSON.stringify(event.data);
   // The exact jsonb size walks the whole value; most events are far below the limit even at the
   // text's upper bound, and then the walk is skipped.
-  const bound = jsonbTextBytesUpperBound(event.data, payload);
+  const bound = jsonbTextBytesUpperBound(payload);
   const fits = bound !== undefined && kafkaRecordBytes(event.key, bound, kafkaHeaders) <= MAX_EVENT_BYTES;
   const refused = unpublishableReason(event.topic, fits ? 0 : kafkaRecordBytes(event.key, jsonbTextBytes(event.data), kafkaHeaders));
   if (refused) throw refused;
@@ -182,22 +182,14 @@ export function jsonbTextBytes(value: unknown): number {
 }
 
 /**
- * An upper bound of jsonbTextBytes(value) given its JSON text, or undefined when the value holds
- * a number JSON writes in exponent notation (Postgres prints it in full: 1e300 is 301 digits).
- * Otherwise each UTF-16 unit of the text becomes at most 3 UTF-8 bytes, and a separator (1 unit)
- * becomes 2 bytes (", " or ": "). Unlike jsonbTextBytes it never looks inside strings.
+ * An upper bound of jsonbTextBytes() from the JSON text alone, or undefined when the text may hold
+ * a number in exponent notation (Postgres prints it in full: 1e300 is 301 digits). JSON.stringify
+ * always writes an exponent with its sign ("1e+21", "1e-7"); hex digits in a uuid never match,
+ * and a string that does only costs the exact walk. Otherwise each UTF-16 unit of the text becomes
+ * at most 3 UTF-8 bytes, and a separator (1 unit) becomes 2 bytes (", " or ": ").
  */
-export function jsonbTextBytesUpperBound(value: unknown, json: string): number | undefined {
-  return hasExponentNumber(value) ? undefined : 3 * json.length;
-}
-
-function hasExponentNumber(value: unknown): boolean {
-  if (typeof value === 'number') return Number.isFinite(value) && value !== 0 && (Math.abs(value) >= 1e21 || Math.abs(value) < 1e-6);
-  if (value === null || typeof value !== 'object') return false;
-  const json = value as { toJSON?: () => unknown };
-  if (typeof json.toJSON === 'function') return hasExponentNumber(json.toJSON());
-  for (const item of Array.isArray(value) ? value : Object.values(value)) if (hasExponentNumber(item)) return true;
-  return false;
+export function jsonbTextBytesUpperBound(json: string): number | undefined {
+  return /\de[+-]\d/.test(json) ? undefined : 3 * json.length;
 }
 
 /** Length of a JSON number as Postgres' numeric prints it: no exponent, the scale of the input. */

@@ -10,6 +10,7 @@ import { createLogger, type Logger } from './logging.js';
 import { startTracing } from './tracing.js';
 
 export type ProcessScope = 'api' | 'relay' | 'scorer';
+export type ParsedFlags = Record<string, string | boolean | undefined>;
 
 /**
  * What the relay's environment adds at start (both act only when the process starts, so the relay
@@ -24,7 +25,6 @@ export function relayRuntimeEnv(env: NodeJS.ProcessEnv): Record<string, string> 
     MALLOC_ARENA_MAX: env.MALLOC_ARENA_MAX ?? '2',
   };
 }
-export type ParsedFlags = Record<string, string | boolean | undefined>;
 
 export interface RunningProcess {
   values: ParsedFlags;

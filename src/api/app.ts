@@ -69,15 +69,17 @@ export function createApiApp(ctx: ApiContext): Hono<ApiEnv> {
     'Time an ingest request (one POST, or the valid items of one batch) waited for its group to start writing.',
     [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
   );
-  const groupRows = metric.histogram(
-    'evalbox_api_ingest_group_rows',
-    'Evaluations written per group (one statement, one commit).',
+  const statementRows = metric.histogram(
+    'evalbox_api_ingest_statement_rows',
+    'Evaluations per ingest statement (a group, or one request with group commit off), by outcome; a committed statement is one commit.',
     [1, 2, 4, 8, 16, 32, 64, 128],
+    ['outcome'],
   );
-  const groupWrite = metric.histogram(
-    'evalbox_api_ingest_group_write_seconds',
-    "A group's statement and commit, from sending it to Postgres' answer.",
+  const statementSeconds = metric.histogram(
+    'evalbox_api_ingest_statement_seconds',
+    "An ingest statement and its commit, from asking the pool for a connection to Postgres' answer, by outcome.",
     [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5],
+    ['outcome'],
   );
 
   const app = new Hono<ApiEnv>();
@@ -174,9 +176,9 @@ export function createApiApp(ctx: ApiContext): Hono<ApiEnv> {
       idempotencyTtlMs: config.api.idempotencyTtlHours * 3_600_000,
       observer: {
         waited: (seconds) => groupWait.observe(seconds),
-        written: (rows, seconds) => {
-          groupRows.observe(rows);
-          groupWrite.observe(seconds);
+        statement: (rows, seconds, outcome) => {
+          statementRows.observe({ outcome }, rows);
+          statementSeconds.observe({ outcome }, seconds);
         },
       },
     }),

@@ -11,7 +11,7 @@ import { uuidv7 } from '../ids.js';
 import type { OutboxNudger } from '../outbox-wakeup.js';
 import { EVENT_SCHEMA_VERSION, type EvaluationCreatedData } from '../schemas/events.js';
 import type { EvaluationRequest } from '../schemas/evaluation-request.js';
-import { createGroupCommitter, type GroupCommitObserver, type GroupCommitSettings } from './group-commit.js';
+import { createGroupCommitter, type GroupCommitSettings } from './group-commit.js';
 import { ProblemError } from './problem.js';
 
 export const EVENT_SOURCE = '/evalbox/api';
@@ -134,8 +134,16 @@ export interface IngestWriterContext {
   groupCommit: GroupCommitSettings;
   /** How long an Idempotency-Key is honoured; after that it may create a new evaluation. */
   idempotencyTtlMs: number;
-  /** Metrics of the groups written. */
-  observer?: GroupCommitObserver;
+  /** Metrics of the ingest writes. */
+  observer?: IngestObserver;
+}
+
+/** What an operator sees of the ingest writes (metrics); calls must not throw. */
+export interface IngestObserver {
+  /** A request (or the valid items of a batch) waited this long for its group to start writing. */
+  waited(seconds: number): void;
+  /** One ingest statement of `rows` rows ended: committed, or refused/failed (nothing written). */
+  statement(rows: number, seconds: number, outcome: 'committed' | 'failed'): void;
 }
 
 export interface IngestWriter {
@@ -172,8 +180,19 @@ export function createIngestWriter(ctx: IngestWriterContext): IngestWriter {
       rows.map((r) => r.input.request.costUsd ?? null),
       ...outboxRowParameters(rows.map((r) => r.event)),
     ];
-    const [result] = await run<{ inserted: string[] | null; shards: number[] | null }>('evalbox_ingest_evaluations', INGEST_SQL, values);
-    return { inserted: new Set(result?.inserted ?? []), shards: result?.shards ?? [] };
+    const started = performance.now();
+    let outcome: 'committed' | 'failed' = 'failed';
+    try {
+      const [result] = await run<{ inserted: string[] | null; shards: number[] | null }>('evalbox_ingest_evaluations', INGEST_SQL, values);
+      outcome = 'committed';
+      return { inserted: new Set(result?.inserted ?? []), shards: result?.shards ?? [] };
+    } finally {
+      try {
+        ctx.observer?.statement(rows.length, (performance.now() - started) / 1000, outcome);
+      } catch {
+        // a metric never fails a write
+      }
+    }
   }
 
   /** Writes a group; a statement the database refused is retried row by row, so one bad row fails alone. */
@@ -274,7 +293,7 @@ export function createIngestWriter(ctx: IngestWriterContext): IngestWriter {
     return outcomes;
   }
 
-  return { write: createGroupCommitter(writeRows, ctx.groupCommit, ctx.observer) };
+  return { write: createGroupCommitter(writeRows, ctx.groupCommit, ctx.observer && ((seconds) => ctx.observer?.waited(seconds))) };
 }
 
 /**

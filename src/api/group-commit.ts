@@ -23,18 +23,13 @@ export interface GroupCommitSettings {
 /** Writes one group's rows; returns one outcome per row (it must not throw for one row's sake). */
 export type GroupWriter<Row, Outcome> = (rows: Row[]) => Promise<Outcome[]>;
 
-/** What an operator sees of the groups (metrics): where a request's time goes before its 202. */
-export interface GroupCommitObserver {
-  /** A unit waited this long between arriving and its group's write starting. */
-  waited(seconds: number): void;
-  /** A group of `rows` rows was written (and committed, or failed) in `seconds`. */
-  written(rows: number, seconds: number): void;
-}
+/** What an operator sees of the queue (a metric): how long a unit waited for its group to start. */
+export type QueueObserver = (seconds: number) => void;
 
 export function createGroupCommitter<Row, Outcome>(
   write: GroupWriter<Row, Outcome>,
   settings: GroupCommitSettings,
-  observer?: GroupCommitObserver,
+  observeWait?: QueueObserver,
 ): (unit: Row[]) => Promise<Outcome[]> {
   interface Waiting {
     rows: Row[];
@@ -72,11 +67,17 @@ export function createGroupCommitter<Row, Outcome>(
 
   async function writeGroup(group: Waiting[]): Promise<void> {
     inFlight++;
-    const started = performance.now();
-    if (observer) for (const waiting of group) observer.waited((started - waiting.queuedAt) / 1000);
-    const rows = group.flatMap((w) => w.rows);
+    if (observeWait && settings.enabled) {
+      const started = performance.now();
+      // A metric must never break the committer: a throw here would leak the slot.
+      try {
+        for (const waiting of group) observeWait((started - waiting.queuedAt) / 1000);
+      } catch {
+        // ignored: the group is written all the same
+      }
+    }
     try {
-      const outcomes = await write(rows);
+      const outcomes = await write(group.flatMap((w) => w.rows));
       let offset = 0;
       for (const waiting of group) {
         waiting.resolve(outcomes.slice(offset, offset + waiting.rows.length));
@@ -85,7 +86,6 @@ export function createGroupCommitter<Row, Outcome>(
     } catch (error) {
       for (const waiting of group) waiting.reject(error);
     } finally {
-      observer?.written(rows.length, (performance.now() - started) / 1000);
       inFlight--;
       // Units that waited for a slot go now; units inside a running window keep waiting for it.
       if (settings.enabled && queue.length > 0 && !timer) flush();

@@ -12,8 +12,9 @@ describe('uuidv7', () => {
   });
 
   it('increases within one millisecond and never repeats across many random-pool refills', () => {
+    // More ids than the 12-bit counter holds in one millisecond: the clock part moves on by one.
     const ms = Date.now() + 20_000_000;
-    const ids = Array.from({ length: 3000 }, () => uuidv7(ms));
+    const ids = Array.from({ length: 5000 }, () => uuidv7(ms));
     expect([...ids].sort()).toEqual(ids);
     expect(new Set(ids).size).toBe(ids.length);
     // The random tail differs from one id to the next (not a pool handed out twice).
