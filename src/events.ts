@@ -101,8 +101,24 @@ export function encodeOutboxRow(event: OutboxEvent, createdAt: Date = new Date()
   };
 }
 
+const OUTBOX_COLUMNS = [
+  ['event_id', 'uuid'],
+  ['topic', 'text'],
+  ['key', 'text'],
+  ['type', 'text'],
+  ['source', 'text'],
+  ['headers', 'text'],
+  ['payload', 'text'],
+  ['created_at', 'timestamptz'],
+] as const;
+
+/** Whether the statement binds the payload text, or builds it in SQL from its other inputs. */
+interface PayloadBinding {
+  withPayload?: boolean;
+}
+
 /** The outbox rows' columns as parallel arrays, in the order outboxRowsFrom() numbers them. */
-export function outboxRowParameters(rows: readonly OutboxRowValues[]): unknown[] {
+export function outboxRowParameters(rows: readonly OutboxRowValues[], { withPayload = true }: PayloadBinding = {}): unknown[] {
   return [
     rows.map((r) => r.id),
     rows.map((r) => r.topic),
@@ -110,26 +126,27 @@ export function outboxRowParameters(rows: readonly OutboxRowValues[]): unknown[]
     rows.map((r) => r.type),
     rows.map((r) => r.source),
     rows.map((r) => r.headers),
-    rows.map((r) => r.payload),
+    ...(withPayload ? [rows.map((r) => r.payload)] : []),
     rows.map((r) => r.createdAt.toISOString()),
   ];
 }
 
 /** `unnest(...) WITH ORDINALITY AS <alias>(...)` over outboxRowParameters() bound from $first on. */
-export function outboxRowsFrom(first: number, alias: string): string {
-  const types = ['uuid', 'text', 'text', 'text', 'text', 'text', 'text', 'timestamptz'];
-  const params = types.map((type, i) => `$${first + i}::${type}[]`).join(', ');
-  return `unnest(${params}) WITH ORDINALITY AS ${alias}(event_id, topic, key, type, source, headers, payload, created_at, ord)`;
+export function outboxRowsFrom(first: number, alias: string, { withPayload = true }: PayloadBinding = {}): string {
+  const columns = OUTBOX_COLUMNS.filter(([name]) => withPayload || name !== 'payload');
+  const params = columns.map(([, type], i) => `$${first + i}::${type}[]`).join(', ');
+  return `unnest(${params}) WITH ORDINALITY AS ${alias}(${columns.map(([name]) => name).join(', ')}, ord)`;
 }
 
 /**
  * THE outbox insert: rows of `alias` (an outboxRowsFrom() relation, possibly joined in `from`)
  * in their ordinal order, so seq follows the order the writer gave. Returns each row's shard.
+ * `payload` is the SQL of the jsonb payload: by default the bound text, cast.
  */
-export function insertOutboxSql(from: string, alias: string): string {
+export function insertOutboxSql(from: string, alias: string, payload = `${alias}.payload::jsonb`): string {
   return `INSERT INTO outbox (id, shard, topic, key, type, source, headers, payload, created_at)
     SELECT ${alias}.event_id, outbox_shard_of(${alias}.key), ${alias}.topic, ${alias}.key, ${alias}.type, ${alias}.source,
-           ${alias}.headers::jsonb, ${alias}.payload::jsonb, ${alias}.created_at
+           ${alias}.headers::jsonb, ${payload}, ${alias}.created_at
     FROM ${from} ORDER BY ${alias}.ord
     RETURNING shard`;
 }

@@ -3,6 +3,8 @@
 // returned by GET and carried in evaluation.created as optional fields (old consumers unaffected).
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { sql } from 'kysely';
+import { prepareEvaluation } from '../src/api/evaluations.js';
+import type { EvaluationRequest } from '../src/schemas/evaluation-request.js';
 import { evaluationCreatedSchema, readEventSchema } from '../src/schemas/events.js';
 import { createAjv } from '../src/schemas/validator.js';
 import { createApiFixture, validEvaluation, type ApiFixture } from './api-helpers.js';
@@ -55,6 +57,41 @@ describe('richer input', () => {
     expect(ajv.compile(evaluationCreatedSchema)(event)).toBe(true);
     const released = readEventSchema('released/evaluation.created.v1.json');
     expect(ajv.compile({ ...released, $id: `${released.$id}#released` })(event)).toBe(true);
+  });
+
+  it('the evaluation.created payload the ingest statement builds in SQL is the event the API encodes for its size check, field for field', async () => {
+    const requests: Record<string, unknown>[] = [
+      validEvaluation({
+        messages: MESSAGES,
+        tags: ['beta'],
+        sessionId: 's',
+        userId: 'u',
+        usage: { inputTokens: 1, outputTokens: 2 },
+        latencyMs: 0.5,
+        costUsd: 1e-7,
+        reference: 'Paris',
+        metadata: { nested: { n: null, list: [1, 'two', false] }, é: '€' },
+        dimensions: ['toxicity', 'pii_leak'],
+      }),
+      { prompt: 'bare', response: 'minimal' },
+    ];
+    for (const request of requests) {
+      const res = await f.post('/v1/evaluations', request);
+      expect(res.status).toBe(202);
+      const { evaluationId } = (await res.json()) as { evaluationId: string };
+      const stored = (await createdEvent(evaluationId)) as Record<string, unknown>;
+      // The same request through the JavaScript encoder, at the stored id and time.
+      const prepared = prepareEvaluation({
+        applicationId: stored.applicationId as string,
+        request: request as unknown as EvaluationRequest,
+        dimensions: stored.dimensions as string[],
+        idempotencyKey: undefined,
+        traceparent: undefined,
+        eventsTopic: 'evalbox.evaluations',
+        now: new Date(stored.createdAt as string),
+      });
+      expect(stored).toEqual({ ...(JSON.parse(prepared.event.payload) as Record<string, unknown>), evaluationId });
+    }
   });
 
   it('messages alone are the prompt: the scorers see the last user message; without a user message that has text it is a 400', async () => {
