@@ -59,7 +59,7 @@ describe('richer input', () => {
     expect(ajv.compile({ ...released, $id: `${released.$id}#released` })(event)).toBe(true);
   });
 
-  it('the evaluation.created payload the ingest statement builds in SQL is the event the API encodes for its size check, field for field', async () => {
+  it('the evaluation.created payload the ingest statement builds in SQL is, byte for byte as the relay sends it, the event the API encodes for its size check', async () => {
     const requests: Record<string, unknown>[] = [
       validEvaluation({
         messages: MESSAGES,
@@ -70,27 +70,40 @@ describe('richer input', () => {
         latencyMs: 0.5,
         costUsd: 1e-7,
         reference: 'Paris',
-        metadata: { nested: { n: null, list: [1, 'two', false] }, é: '€' },
+        metadata: { nested: { n: null, list: [1, 'two', false, 2.5] }, é: '€' },
         dimensions: ['toxicity', 'pii_leak'],
       }),
-      { prompt: 'bare', response: 'minimal' },
+      { prompt: 'bare', response: 'minimal', context: 'one string of context' },
+      { response: 'from messages', messages: MESSAGES },
     ];
     for (const request of requests) {
       const res = await f.post('/v1/evaluations', request);
       expect(res.status).toBe(202);
       const { evaluationId } = (await res.json()) as { evaluationId: string };
-      const stored = (await createdEvent(evaluationId)) as Record<string, unknown>;
-      // The same request through the JavaScript encoder, at the stored id and time.
+      // What the evaluation row holds (not the payload under test): its application, dimensions, time and prompt.
+      const row = (
+        await sql<{ application_id: string; dimensions: string[]; created_at: Date; prompt: string }>`
+          SELECT application_id, dimensions, created_at, prompt FROM evaluations WHERE id = ${evaluationId}`.execute(f.database.db)
+      ).rows[0];
+      expect(row?.application_id).toBe('app-a');
+      // The same request through the JavaScript encoder, at the row's time, with the row's id put in its text.
       const prepared = prepareEvaluation({
-        applicationId: stored.applicationId as string,
-        request: request as unknown as EvaluationRequest,
-        dimensions: stored.dimensions as string[],
+        applicationId: 'app-a',
+        request: { ...request, prompt: row?.prompt } as unknown as EvaluationRequest,
+        dimensions: row?.dimensions as string[],
         idempotencyKey: undefined,
         traceparent: undefined,
         eventsTopic: 'evalbox.evaluations',
-        now: new Date(stored.createdAt as string),
+        now: row?.created_at as Date,
       });
-      expect(stored).toEqual({ ...(JSON.parse(prepared.event.payload) as Record<string, unknown>), evaluationId });
+      const expected = prepared.event.payload.replace(prepared.evaluationId, evaluationId);
+      // Compared as the relay reads it (payload::text), against what the old path stored (the JS text cast to jsonb).
+      const compared = (
+        await sql<{ stored: string; written: string }>`
+          SELECT payload::text AS stored, ${expected}::jsonb::text AS written FROM outbox
+          WHERE type = 'evaluation.created' AND payload->>'evaluationId' = ${evaluationId}`.execute(f.database.db)
+      ).rows[0];
+      expect(compared?.stored).toBe(compared?.written);
     }
   });
 

@@ -25,10 +25,11 @@ export interface Queryable {
 // or an earlier row of the same group), and the outbox rows of exactly the evaluations inserted,
 // in request order. A data-modifying statement is atomic: all of it commits or none.
 // The evaluation.created payload is built here from the row's own inputs instead of being bound as
-// text: bound, it would double the statement's bytes (prompt, response and context twice) and be
-// parsed twice (as an array element, then as jsonb); measured, that cost about a tenth of the
-// ingest rate. jsonb keeps no key order or spacing, so the stored payload (and the Kafka value the
-// relay sends) equals the JSON text prepareEvaluation built for the size check; a test compares them.
+// text: bound, it doubled the statement's bytes (prompt, response and context twice) and Postgres
+// parsed that text twice (as an array element, then as jsonb); measured, about a tenth of the
+// ingest rate. (Context and metadata, small, are still cast to jsonb twice: column and payload.)
+// jsonb keeps no key order or spacing, so the stored payload (and the Kafka value the relay
+// sends) is the JSON text prepareEvaluation built for the size check, cast; a test compares them.
 const EVALUATION_CREATED_PAYLOAD = `jsonb_build_object(
       'schemaVersion', ${EVENT_SCHEMA_VERSION}, 'evaluationId', input.id, 'applicationId', input.application_id, 'modelId', input.model_id,
       'prompt', input.prompt, 'response', input.response, 'context', input.context::jsonb, 'reference', input.reference,
