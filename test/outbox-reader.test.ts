@@ -6,6 +6,7 @@ import pg from 'pg';
 import type { Database } from '../src/db/index.js';
 import { readBatchBelowHorizon } from '../outbox-relay/sql.js';
 import { createTestDatabase, type TestDatabase } from './helpers.js';
+import { waitBelowHorizon } from './relay-helpers.js';
 
 describe('outbox reader', () => {
   let database: TestDatabase;
@@ -28,6 +29,9 @@ describe('outbox reader', () => {
     await sql`INSERT INTO outbox (id, shard, topic, key, type, source, payload)
               SELECT gen_random_uuid(), 0, 't', 'k' || (i % 7), 'test.event', '/test', jsonb_build_object('n', i)
               FROM generate_series(1, 20000) i`.execute(database.db);
+    // The read returns only rows below the cluster's snapshot horizon; an open transaction of
+    // another test file (some hold one on purpose) would hide the whole backlog.
+    await waitBelowHorizon(database);
 
     // One connection that reports every plan it runs (auto_explain, nested statements included).
     const plans: string[] = [];
