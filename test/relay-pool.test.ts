@@ -104,12 +104,25 @@ describe('relay process: its Postgres connections', () => {
       await waitFor(async () => (await leaderPid()) === String(relay.pid), { what: 'the relay to lead', timeoutMs: 30_000 });
 
       // Keepalive: the kernel's keepalive timer runs on each of the process's sockets to Postgres
-      // (the pool's and the LISTEN connection).
+      // (the pool's and the LISTEN connection). A socket with unacknowledged data shows its
+      // retransmission timer instead ("timer:(on,…)"), which says nothing either way, so each
+      // socket is judged from a sample in which its send queue is empty.
       const port = new URL(database.url).port;
-      const { stdout } = await promisify(execFile)('ss', ['-tnpoH', 'state', 'established']);
-      const sockets = stdout.split('\n').filter((line) => line.includes(`pid=${relay.pid},`) && new RegExp(`:${port}\\s`).test(line));
-      expect(sockets.length).toBeGreaterThanOrEqual(2);
-      expect(sockets.filter((line) => !line.includes('timer:(keepalive'))).toEqual([]);
+      const idleTimers = new Map<string, string>(); // local address -> the line of an idle sample
+      let seen = new Set<string>();
+      for (let sample = 0; sample < 40 && (seen.size < 2 || idleTimers.size < seen.size); sample++) {
+        if (sample > 0) await new Promise((resolve) => setTimeout(resolve, 50));
+        const { stdout } = await promisify(execFile)('ss', ['-tnpoH', 'state', 'established']);
+        const sockets = stdout.split('\n').filter((line) => line.includes(`pid=${relay.pid},`) && new RegExp(`:${port}\\s`).test(line));
+        seen = new Set([...seen, ...sockets.map((line) => line.trim().split(/\s+/)[2] as string)]);
+        for (const line of sockets) {
+          const [, sendQueue, local] = line.trim().split(/\s+/);
+          if (sendQueue === '0') idleTimers.set(local as string, line);
+        }
+      }
+      expect(seen.size).toBeGreaterThanOrEqual(2);
+      expect(idleTimers.size).toBe(seen.size);
+      expect([...idleTimers.values()].filter((line) => !line.includes('timer:(keepalive'))).toEqual([]);
 
       // An operator's transaction holds the lease row: the renewal waits on it, and is cut.
       const holder = await client('evalbox-test-lock-holder');
