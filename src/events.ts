@@ -101,39 +101,34 @@ export function encodeOutboxRow(event: OutboxEvent, createdAt: Date = new Date()
   };
 }
 
-const OUTBOX_COLUMNS = [
-  ['event_id', 'uuid'],
-  ['topic', 'text'],
-  ['key', 'text'],
-  ['type', 'text'],
-  ['source', 'text'],
-  ['headers', 'text'],
-  ['payload', 'text'],
-  ['created_at', 'timestamptz'],
-] as const;
+// The outbox row's columns as a writer binds them: one array per column, in this order. The
+// payload may instead be built in SQL by the statement itself (insertOutboxSql's `payload`).
+const OUTBOX_COLUMNS: readonly (readonly [name: string, type: string, value: (row: OutboxRowValues) => unknown])[] = [
+  ['event_id', 'uuid', (r) => r.id],
+  ['topic', 'text', (r) => r.topic],
+  ['key', 'text', (r) => r.key],
+  ['type', 'text', (r) => r.type],
+  ['source', 'text', (r) => r.source],
+  ['headers', 'text', (r) => r.headers],
+  ['payload', 'text', (r) => r.payload],
+  ['created_at', 'timestamptz', (r) => r.createdAt.toISOString()],
+];
 
 /** Whether the statement binds the payload text, or builds it in SQL from its other inputs. */
 interface PayloadBinding {
   withPayload?: boolean;
 }
 
+const boundColumns = ({ withPayload = true }: PayloadBinding) => OUTBOX_COLUMNS.filter(([name]) => withPayload || name !== 'payload');
+
 /** The outbox rows' columns as parallel arrays, in the order outboxRowsFrom() numbers them. */
-export function outboxRowParameters(rows: readonly OutboxRowValues[], { withPayload = true }: PayloadBinding = {}): unknown[] {
-  return [
-    rows.map((r) => r.id),
-    rows.map((r) => r.topic),
-    rows.map((r) => r.key),
-    rows.map((r) => r.type),
-    rows.map((r) => r.source),
-    rows.map((r) => r.headers),
-    ...(withPayload ? [rows.map((r) => r.payload)] : []),
-    rows.map((r) => r.createdAt.toISOString()),
-  ];
+export function outboxRowParameters(rows: readonly OutboxRowValues[], binding: PayloadBinding = {}): unknown[] {
+  return boundColumns(binding).map(([, , value]) => rows.map(value));
 }
 
 /** `unnest(...) WITH ORDINALITY AS <alias>(...)` over outboxRowParameters() bound from $first on. */
-export function outboxRowsFrom(first: number, alias: string, { withPayload = true }: PayloadBinding = {}): string {
-  const columns = OUTBOX_COLUMNS.filter(([name]) => withPayload || name !== 'payload');
+export function outboxRowsFrom(first: number, alias: string, binding: PayloadBinding = {}): string {
+  const columns = boundColumns(binding);
   const params = columns.map(([, type], i) => `$${first + i}::${type}[]`).join(', ');
   return `unnest(${params}) WITH ORDINALITY AS ${alias}(${columns.map(([name]) => name).join(', ')}, ord)`;
 }

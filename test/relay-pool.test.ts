@@ -109,15 +109,15 @@ describe('relay process: its Postgres connections', () => {
       // socket is judged from a sample in which its send queue is empty.
       const port = new URL(database.url).port;
       const idleTimers = new Map<string, string>(); // local address -> the line of an idle sample
-      let seen = new Set<string>();
+      const seen = new Set<string>();
       for (let sample = 0; sample < 40 && (seen.size < 2 || idleTimers.size < seen.size); sample++) {
         if (sample > 0) await new Promise((resolve) => setTimeout(resolve, 50));
         const { stdout } = await promisify(execFile)('ss', ['-tnpoH', 'state', 'established']);
         const sockets = stdout.split('\n').filter((line) => line.includes(`pid=${relay.pid},`) && new RegExp(`:${port}\\s`).test(line));
-        seen = new Set([...seen, ...sockets.map((line) => line.trim().split(/\s+/)[2] as string)]);
         for (const line of sockets) {
-          const [, sendQueue, local] = line.trim().split(/\s+/);
-          if (sendQueue === '0') idleTimers.set(local as string, line);
+          const [, sendQueue, local] = line.trim().split(/\s+/) as [string, string, string];
+          seen.add(local);
+          if (sendQueue === '0') idleTimers.set(local, line);
         }
       }
       expect(seen.size).toBeGreaterThanOrEqual(2);
