@@ -1,5 +1,5 @@
-// Benchmark: sustained POST /v1/evaluations throughput and latency (autocannon against real API
-// processes: one with group commit on per setting compared, and one with it off) against the physical limit: pgbench
+// Benchmark: sustained POST /v1/evaluations throughput and latency (wrk, or autocannon, against real
+// API processes: one with group commit on per setting compared, and one with it off) against the physical limit: pgbench
 // running the same two-row INSERT transaction (evaluation row + outbox row of the same sizes,
 // nothing else: no NOTIFY) and, separately, the same rows as multi-row group inserts (the limit
 // for group commit), on the same Postgres with the same number of clients, at several client
@@ -9,8 +9,12 @@
 // start one group-commit API per combination of EVALBOX_API_GROUP_MAX_IN_FLIGHT (0 = no bound)
 // and EVALBOX_API_GROUP_COMMIT_MAX_ROWS, all alternating in the same rounds; unset, the API's
 // defaults. The figure reported to `npm run bench` is the first combination's.
+// The load generator is wrk (compiled C, like pgbench on the reference side) unless
+// --load-generator says otherwise; a list (wrk,autocannon) starts one group-commit API per
+// generator. On two cores the client's own CPU is taken from the server: autocannon, in this Node
+// process, spends a quarter to a third of the API's CPU per request, wrk half of autocannon's.
 //   eval "$(npx evalbox stack up)"; node --import tsx bench/ingest.ts [--seconds 10] [--rounds 3] [--clients 8,32,128] [--pool-size 16] [--group-rows 16]
-//     [--in-flight 1,2,4,0] [--max-rows 64,256] [--skip-off] [--warmup-seconds 20]
+//     [--in-flight 1,2,4,0] [--max-rows 64,256] [--skip-off] [--warmup-seconds 20] [--load-generator wrk,autocannon]
 import autocannon from 'autocannon';
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -44,6 +48,7 @@ const { values } = parseArgs({
     'max-rows': { type: 'string', default: '' },
     'skip-off': { type: 'boolean', default: false },
     'warmup-seconds': { type: 'string', default: '20' },
+    'load-generator': { type: 'string', default: 'wrk' },
   },
 });
 const seconds = Number(values.seconds);
@@ -52,6 +57,12 @@ const clientCounts = values.clients.split(',').map(Number);
 const groupRows = Number(values['group-rows']);
 const warmupSeconds = Number(values['warmup-seconds']);
 if (!Number.isFinite(warmupSeconds) || warmupSeconds < 1) throw new Error(`--warmup-seconds must be a number of seconds >= 1, not ${values['warmup-seconds']}`);
+const GENERATORS = ['wrk', 'autocannon'] as const;
+type Generator = (typeof GENERATORS)[number];
+const generators = values['load-generator'].split(',').map((g) => {
+  if (!(GENERATORS as readonly string[]).includes(g)) throw new Error(`--load-generator takes ${GENERATORS.join(' or ')} (or both, comma-separated), not ${g}`);
+  return g as Generator;
+});
 
 const body = INGEST_BODY;
 
@@ -66,12 +77,19 @@ const keyFor = (app: string) =>
   spawnSync('node', ['bin/evalbox.js', 'keys', 'create', '--app', app, '--database-url', url], { encoding: 'utf8' }).stdout.trim();
 interface ApiUnderTest {
   label: string;
+  generator: Generator;
   app: string;
   key: string;
   port: number;
   process: ChildProcess;
 }
-async function startApi(label: string, app: string, groupCommit: 'on' | 'off', group: { inFlight?: string; maxRows?: string } = {}): Promise<ApiUnderTest> {
+async function startApi(
+  label: string,
+  generator: Generator,
+  app: string,
+  groupCommit: 'on' | 'off',
+  group: { inFlight?: string; maxRows?: string } = {},
+): Promise<ApiUnderTest> {
   const port = await freePort();
   const adminPort = await freePort();
   const child = evalbox(['api', '--port', String(port), '--admin-port', String(adminPort), '--database-url', url, '--pool-size', values['pool-size']], {
@@ -83,20 +101,24 @@ async function startApi(label: string, app: string, groupCommit: 'on' | 'off', g
     ...UNLIMITED,
   });
   await waitForHttp(`http://127.0.0.1:${adminPort}/readyz`);
-  return { label, app, key: keyFor(app), port, process: child };
+  return { label, generator, app, key: keyFor(app), port, process: child };
 }
 const listOf = (text: string): (string | undefined)[] => (text === '' ? [undefined] : text.split(','));
 const groupApis: ApiUnderTest[] = [];
-for (const inFlight of listOf(values['in-flight']))
-  for (const maxRows of listOf(values['max-rows'])) {
-    const label = `on K=${inFlight === undefined ? 'default' : inFlight === '0' ? 'unbounded' : inFlight} rows=${maxRows ?? 'default'}`;
-    groupApis.push(await startApi(label, `bench-group-${groupApis.length}`, 'on', { inFlight, maxRows }));
-  }
-const offApi = values['skip-off'] ? undefined : await startApi('off', 'bench-single', 'off');
+const generatorLabel = (g: Generator) => (generators.length > 1 ? ` via ${g}` : '');
+for (const generator of generators)
+  for (const inFlight of listOf(values['in-flight']))
+    for (const maxRows of listOf(values['max-rows'])) {
+      const label = `on K=${inFlight === undefined ? 'default' : inFlight === '0' ? 'unbounded' : inFlight} rows=${maxRows ?? 'default'}${generatorLabel(generator)}`;
+      groupApis.push(await startApi(label, generator, `bench-group-${groupApis.length}`, 'on', { inFlight, maxRows }));
+    }
+const offApi = values['skip-off']
+  ? undefined
+  : await startApi(`off${generatorLabel(generators[0] as Generator)}`, generators[0] as Generator, 'bench-single', 'off');
 const apis = offApi ? [...groupApis, offApi] : groupApis;
 
 // Where the CPU goes: the machine's busy share (/proc/stat), the API process's CPU
-// (/proc/PID/stat) and this process's, which is autocannon's load generation.
+// (/proc/PID/stat) and the load generator's (this process's for autocannon, wrk's own for wrk).
 const CLOCK_TICKS_PER_S = 100;
 function machineTicks(): { busy: number; total: number } {
   const fields = (fs.readFileSync('/proc/stat', 'utf8').split('\n')[0] as string).trim().split(/\s+/).slice(1).map(Number);
@@ -115,7 +137,7 @@ interface Phase {
   p50: number;
   p99: number;
   busy: number;
-  /** CPU milliseconds per request: the API process and the load generator (autocannon, in this process). */
+  /** CPU milliseconds per request: the API process and the load generator. */
   serverMs?: number;
   clientMs?: number;
   /** Rows per transaction the API's writes averaged in this phase. */
@@ -138,12 +160,23 @@ let accepted = 0;
 let failed = 0;
 let apiPhases = 0;
 let maxConnections = 0;
-async function runApi(api: ApiUnderTest, connections: number, duration: number): Promise<Phase> {
-  const load = os.loadavg()[0] as number;
-  const m0 = machineTicks();
-  const api0 = processCpuMs(api.process.pid as number);
+
+/** What one load generator saw in one phase. */
+interface LoadResult {
+  /** Requests answered, whatever the status. */
+  requests: number;
+  accepted: number;
+  /** Answers other than 2xx, connection errors and timeouts. */
+  failed: number;
+  rate: number;
+  p50: number;
+  p99: number;
+  /** The load generator's own CPU milliseconds over the phase. */
+  cpuMs: number;
+}
+
+async function loadWithAutocannon(api: ApiUnderTest, connections: number, duration: number): Promise<LoadResult> {
   const self0 = process.cpuUsage();
-  const before = await rowsAndCommits(api.app);
   const result = await autocannon({
     url: `http://127.0.0.1:${api.port}/v1/evaluations`,
     method: 'POST',
@@ -152,22 +185,92 @@ async function runApi(api: ApiUnderTest, connections: number, duration: number):
     headers: { authorization: `Bearer ${api.key}`, 'content-type': 'application/json' },
     body: JSON.stringify(body),
   });
-  const m1 = machineTicks();
   const self = process.cpuUsage(self0);
-  const serverMs = (processCpuMs(api.process.pid as number) - api0) / result.requests.total;
-  await new Promise((r) => setTimeout(r, 200)); // the requests still in flight when autocannon stopped
-  const after = await rowsAndCommits(api.app);
-  apiPhases++;
-  maxConnections = Math.max(maxConnections, connections);
-  accepted += result['2xx'];
-  failed += result.non2xx + result.errors + result.timeouts;
   return {
+    requests: result.requests.total,
+    accepted: result['2xx'],
+    failed: result.non2xx + result.errors + result.timeouts,
     rate: result.requests.average,
     p50: result.latency.p50,
     p99: result.latency.p99,
+    cpuMs: (self.user + self.system) / 1000,
+  };
+}
+
+// wrk posts the same body with the same headers; its done() hook prints the counts and the
+// latency percentiles (microseconds) on one line, and the shell's `times` its CPU.
+const luaString = (s: string) => `"${s.replace(/[\\"]/g, '\\$&').replace(/\n/g, '\\n')}"`;
+function wrkScript(api: ApiUnderTest): string {
+  const file = path.join(work, `wrk-${api.app}.lua`);
+  fs.writeFileSync(
+    file,
+    `wrk.method = "POST"
+wrk.body = ${luaString(JSON.stringify(body))}
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = ${luaString(`Bearer ${api.key}`)}
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("wrk-result %d %d %d %d %d %d %d %d %d\\n", summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout, latency:percentile(50), latency:percentile(99)))
+end
+`,
+  );
+  return file;
+}
+function loadWithWrk(api: ApiUnderTest, connections: number, duration: number): LoadResult {
+  const threads = Math.min(2, connections);
+  const command = `wrk -t${threads} -c${connections} -d${duration}s --timeout 10s -s ${wrkScript(api)} http://127.0.0.1:${api.port}/v1/evaluations; times`;
+  const run = spawnSync('bash', ['-c', command], { encoding: 'utf8' });
+  const line = /wrk-result ([\d ]+)/.exec(run.stdout)?.[1];
+  if (run.status !== 0 || line === undefined) throw new Error(`wrk failed (status ${run.status}): ${run.stderr}${run.stdout}`);
+  const [requests, durationUs, connect, read, write, status, timeout, p50Us, p99Us] = line.trim().split(' ').map(Number) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  // `times` prints the shell's user/system time, then its children's: wrk's.
+  const [user, system] = ((run.stdout.trim().split('\n').at(-1) ?? '').match(/(\d+)m([\d.]+)s/g) ?? []).map((t) => {
+    const [, m, sec] = /(\d+)m([\d.]+)s/.exec(t) as RegExpExecArray;
+    return (Number(m) * 60 + Number(sec)) * 1000;
+  });
+  const errors = connect + read + write + timeout;
+  return {
+    requests,
+    accepted: requests - status,
+    failed: status + errors,
+    rate: requests / (durationUs / 1e6),
+    p50: p50Us / 1000,
+    p99: p99Us / 1000,
+    cpuMs: (user ?? 0) + (system ?? 0),
+  };
+}
+
+async function runApi(api: ApiUnderTest, connections: number, duration: number): Promise<Phase> {
+  const load = os.loadavg()[0] as number;
+  const m0 = machineTicks();
+  const api0 = processCpuMs(api.process.pid as number);
+  const before = await rowsAndCommits(api.app);
+  const result = api.generator === 'wrk' ? loadWithWrk(api, connections, duration) : await loadWithAutocannon(api, connections, duration);
+  const m1 = machineTicks();
+  const serverMs = (processCpuMs(api.process.pid as number) - api0) / result.requests;
+  await new Promise((r) => setTimeout(r, 200)); // the requests still in flight when the load generator stopped
+  const after = await rowsAndCommits(api.app);
+  apiPhases++;
+  maxConnections = Math.max(maxConnections, connections);
+  accepted += result.accepted;
+  failed += result.failed;
+  return {
+    rate: result.rate,
+    p50: result.p50,
+    p99: result.p99,
     busy: (m1.busy - m0.busy) / (m1.total - m0.total),
     serverMs,
-    clientMs: (self.user + self.system) / 1000 / result.requests.total,
+    clientMs: result.cpuMs / result.requests,
     rowsPerCommit: (after.rows - before.rows) / Math.max(1, after.commits - before.commits),
     load,
   };
@@ -242,7 +345,7 @@ for (const api of apis) api.process.kill('SIGTERM');
 fs.rmSync(work, { recursive: true, force: true });
 
 // Accepted means durable: every 202 left exactly one evaluation row and one outbox row. A few
-// more rows than counted 202s is expected: autocannon stops counting when its clock runs out,
+// more rows than counted 202s is expected: the load generator stops counting when its clock runs out,
 // while the requests then in flight (at most one per connection per phase) still complete.
 const counts = (
   await client.query<{ evaluations: number; outbox: number }>(

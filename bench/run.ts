@@ -1,4 +1,4 @@
-// `npm run bench`: runs the ingest, relay, scorer, judge and end-to-end benchmarks one after the
+// `npm run bench`: runs the ingest, relay, relay handoff, scorer, judge and end-to-end benchmarks one after the
 // other on one stack, each as its own process (its progress and its full output go to this
 // terminal), reads the figures each one reports, and prints ONE table: every figure, the
 // reference measured in the same run (pgbench without NOTIFY for commits, kcat for the broker,
@@ -35,6 +35,7 @@ const BENCHMARKS: Benchmark[] = [
     env: { BENCH_ROUNDS: '2' },
     quickEnv: { BENCH_ROUNDS: '1' },
   },
+  { name: 'relay handoff', script: 'bench/relay-handoff.ts', full: ['--rounds', '50'], quick: ['--rounds', '5'] },
   { name: 'scorer', script: 'bench/scorer.ts', full: ['--evaluations', '0', '--backlog', '100000'], quick: ['--evaluations', '0', '--backlog', '2000'] },
   {
     name: 'judge',
