@@ -14,16 +14,21 @@ export interface CloudEventAttributes {
 
 export type KafkaHeaders = Record<string, string>;
 
+/**
+ * The row's own headers first, then the attributes, which always win. Built by assignment: an
+ * object spread of a row's non-empty headers (a traceparent, with tracing on) followed by more
+ * properties cost 6-7 µs per row in V8, most of the relay's row-to-message work
+ * (`bench/relay-handoff.ts`); this costs under 0.1 µs.
+ */
 export function cloudEventHeaders(attributes: CloudEventAttributes, extra: Record<string, string> = {}): KafkaHeaders {
-  const headers: KafkaHeaders = {
-    ...extra,
-    ce_id: attributes.id,
-    ce_type: attributes.type,
-    ce_source: attributes.source,
-    ce_specversion: '1.0',
-    ce_time: attributes.time,
-    'content-type': 'application/json',
-  };
+  const headers: KafkaHeaders = {};
+  for (const name in extra) headers[name] = extra[name] as string;
+  headers.ce_id = attributes.id;
+  headers.ce_type = attributes.type;
+  headers.ce_source = attributes.source;
+  headers.ce_specversion = '1.0';
+  headers.ce_time = attributes.time;
+  headers['content-type'] = 'application/json';
   const dataschema = attributes.dataschema ?? dataSchemaOf(attributes.type);
   if (dataschema) headers.ce_dataschema = dataschema;
   if (attributes.traceparent) headers.traceparent = attributes.traceparent;
