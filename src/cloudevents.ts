@@ -22,7 +22,11 @@ export type KafkaHeaders = Record<string, string>;
  */
 export function cloudEventHeaders(attributes: CloudEventAttributes, extra: Record<string, string> = {}): KafkaHeaders {
   const headers: KafkaHeaders = {};
-  for (const name in extra) headers[name] = extra[name] as string;
+  // Own keys only, as a spread copies; "__proto__" (a key JSON.parse can produce) as a plain header.
+  for (const name of Object.keys(extra)) {
+    if (name === '__proto__') Object.defineProperty(headers, name, { value: extra[name], enumerable: true, writable: true, configurable: true });
+    else headers[name] = extra[name] as string;
+  }
   headers.ce_id = attributes.id;
   headers.ce_type = attributes.type;
   headers.ce_source = attributes.source;

@@ -21,3 +21,13 @@ test('the extra headers object is not modified', () => {
   cloudEventHeaders(attributes, extra);
   expect(extra).toEqual({ traceparent: '00-abc-def-01' });
 });
+
+test('a "__proto__" header parsed from JSON stays a plain header and sets no prototype', () => {
+  const extra = JSON.parse('{"__proto__": {"x-evil": "1"}, "traceparent": "t"}') as Record<string, string>;
+  const headers = cloudEventHeaders(attributes, extra);
+  expect(Object.getPrototypeOf(headers)).toBe(Object.prototype);
+  expect(Object.keys(headers).slice(0, 2)).toEqual(['__proto__', 'traceparent']);
+  const inherited: string[] = [];
+  for (const name in headers) if (!Object.prototype.hasOwnProperty.call(headers, name)) inherited.push(name);
+  expect(inherited).toEqual([]);
+});
