@@ -64,6 +64,9 @@ const generators = values['load-generator'].split(',').map((g) => {
   return g as Generator;
 });
 
+// Before any API process starts: a missing wrk would otherwise fail the first phase and leave them running.
+if (generators.includes('wrk') && spawnSync('wrk', ['-v']).error)
+  throw new Error('wrk is not installed: run scripts/bootstrap, or pass --load-generator autocannon');
 const body = INGEST_BODY;
 
 const url = await freshDatabase('evalbox_bench_ingest');
@@ -218,8 +221,8 @@ end
 }
 function loadWithWrk(api: ApiUnderTest, connections: number, duration: number): LoadResult {
   const threads = Math.min(2, connections);
-  const command = `wrk -t${threads} -c${connections} -d${duration}s --timeout 10s -s ${wrkScript(api)} http://127.0.0.1:${api.port}/v1/evaluations; times`;
-  const run = spawnSync('bash', ['-c', command], { encoding: 'utf8' });
+  const command = `wrk -t${threads} -c${connections} -d${duration}s --timeout 10s -s ${wrkScript(api)} http://127.0.0.1:${api.port}/v1/evaluations; status=$?; times; exit $status`;
+  const run = spawnSync('bash', ['-c', command], { encoding: 'utf8', env: { ...process.env, LC_ALL: 'C' } });
   const line = /wrk-result ([\d ]+)/.exec(run.stdout)?.[1];
   if (run.status !== 0 || line === undefined) throw new Error(`wrk failed (status ${run.status}): ${run.stderr}${run.stdout}`);
   const [requests, durationUs, connect, read, write, status, timeout, p50Us, p99Us] = line.trim().split(' ').map(Number) as [
