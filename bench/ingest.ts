@@ -29,6 +29,7 @@ import {
   INGEST_BODY,
   loadAverage,
   machine,
+  median,
   percentile,
   pgbenchIngestRows,
   reportFigures,
@@ -357,7 +358,6 @@ const counts = (
 ).rows[0] as { evaluations: number; outbox: number };
 await client.end();
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 const fmt = (r: Phase, unit = '/s') =>
   `${r.rate.toFixed(0)}${unit}  load ${r.load.toFixed(1)}  p50 ${r.p50.toFixed(1)} ms  p99 ${r.p99.toFixed(1)} ms  (CPU ${(r.busy * 100).toFixed(0)}%${r.serverMs === undefined ? '' : `, API ${r.serverMs.toFixed(2)} ms/req, load generator ${(r.clientMs ?? 0).toFixed(2)} ms/req`}${r.rowsPerCommit === undefined ? '' : `, ${r.rowsPerCommit.toFixed(1)} rows/commit`})`;
 const lines = [

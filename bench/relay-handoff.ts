@@ -14,7 +14,7 @@ import v8 from 'node:v8';
 import { performance } from 'node:perf_hooks';
 import { precheck, toKafkaMessage } from '../outbox-relay/publisher.js';
 import type { OutboxRow } from '../outbox-relay/sql.js';
-import { INGEST_BODY, machine, reportFigures } from './lib.js';
+import { INGEST_BODY, machine, median, reportFigures } from './lib.js';
 
 const { values } = parseArgs({ options: { rows: { type: 'string', default: '2000' }, rounds: { type: 'string', default: '30' } } });
 const rowCount = Number(values.rows);
@@ -64,7 +64,6 @@ for (let r = 0; r < rounds; r++) {
   samples.receive.push(time(receive));
   samples.send.push(time(send));
 }
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 const perRow = (ms: number) => ((ms * 1000) / rowCount).toFixed(2);
 const m = { encode: median(samples.encode), receive: median(samples.receive), send: median(samples.send) };
 process.stdout.write(
