@@ -31,7 +31,7 @@ const BENCHMARKS: Benchmark[] = [
     name: 'relay',
     script: 'bench/relay.ts',
     full: ['--events', '50000', '--rate', '200', '--seconds', '10'],
-    quick: ['--events', '2000', '--rate', '100', '--seconds', '2'],
+    quick: ['--events', '2000', '--rate', '100', '--seconds', '2', '--low-seconds', '2'],
     env: { BENCH_ROUNDS: '2' },
     quickEnv: { BENCH_ROUNDS: '1' },
   },

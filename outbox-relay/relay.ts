@@ -40,7 +40,11 @@ export interface RelayEvents {
   'relay:leaseReleased': [{ shard: number; epoch: string }];
   /** A batch was read and is about to be sent (again, after a failed attempt). */
   'relay:batchSending': [{ shard: number; rows: number; attempt: number }];
-  'relay:batchPublished': [{ shard: number; rows: number; parked: number; publishLatencies: number[] }];
+  /**
+   * A batch's Kafka transaction committed: `publishedIds[i]` became visible to read_committed
+   * consumers at `visibleAt` (epoch ms), `publishLatencies[i]` seconds after its row was written.
+   */
+  'relay:batchPublished': [{ shard: number; rows: number; parked: number; publishLatencies: number[]; publishedIds: string[]; visibleAt: number }];
   'relay:rowParked': [{ shard: number; seq: string; id: string; topic: string; code: string; message: string; traceId?: string }];
   'relay:produceError': [{ shard: number; code: string; retryable: boolean; message: string }];
   'relay:batchRetry': [{ shard: number; attempt: number; delayMs: number; code: string }];

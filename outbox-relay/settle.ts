@@ -13,7 +13,7 @@ export type BatchSettlement =
    * transaction. `partial` when only a prefix of the rows was produced (librdkafka refused the
    * rest at enqueue, so they never left the process): the rest is read again from the new cursor.
    */
-  | { kind: 'commit'; cursor: Cursor; parked: ParkedRow[]; published: number; publishedCreatedAt: number[]; partial: boolean }
+  | { kind: 'commit'; cursor: Cursor; parked: ParkedRow[]; publishedCreatedAt: number[]; publishedIds: string[]; partial: boolean }
   /**
    * Abort the transaction and send the batch again, without the rows in `parked` (they failed for
    * good and are parked when the batch finally commits). `backoff` when an infrastructure fault
@@ -27,8 +27,9 @@ export type BatchSettlement =
  */
 export function settleBatch(rows: OutboxRow[], outcomes: (RowOutcome | undefined)[], alreadyParked: ParkedRow[] = []): BatchSettlement {
   const parked: ParkedRow[] = [];
-  // When each published row was written (ms): its latency is taken once the batch is visible.
+  // Each published row's id and when it was written (ms): its latency is taken once the batch is visible.
   const createdAt: number[] = [];
+  const ids: string[] = [];
   let sendFailed: EvalboxError | undefined;
   let retryable: EvalboxError | undefined;
   let fatal = false;
@@ -41,6 +42,7 @@ export function settleBatch(rows: OutboxRow[], outcomes: (RowOutcome | undefined
     if (!outcome) return;
     if (outcome.ok) {
       createdAt.push(row.created_at.getTime());
+      ids.push(row.id);
       return;
     }
     const { error } = outcome;
@@ -70,8 +72,8 @@ export function settleBatch(rows: OutboxRow[], outcomes: (RowOutcome | undefined
       kind: 'commit',
       cursor: { xid: last.xid, seq: last.seq },
       parked: [...parkedBefore, ...parked],
-      published: createdAt.length,
       publishedCreatedAt: createdAt,
+      publishedIds: ids,
       partial: considered.length < rows.length,
     };
   }

@@ -198,12 +198,11 @@ export function startShardWorker(ctx: ShardWorkerContext, lease: Lease, claimSen
             return 'lost';
           }
           cursor = settlement.cursor;
-          reportCommitted(
-            rows,
-            settlement.parked,
-            settlement.published,
-            settlement.publishedCreatedAt.map((created) => (visibleAt - created) / 1000),
-          );
+          reportCommitted(rows, settlement.parked, {
+            ids: settlement.publishedIds,
+            latencies: settlement.publishedCreatedAt.map((created) => (visibleAt - created) / 1000),
+            visibleAt,
+          });
           return settlement.partial ? 'partial' : 'committed';
         }
         if (await failedAttempt(commitError, inTransaction, false)) return 'lost';
@@ -235,7 +234,7 @@ export function startShardWorker(ctx: ShardWorkerContext, lease: Lease, claimSen
       return 'lost';
     }
     cursor = to;
-    reportCommitted([row], [parked], 0, []);
+    reportCommitted([row], [parked], { ids: [], latencies: [], visibleAt: Date.now() });
     return 'committed';
   }
 
@@ -257,7 +256,7 @@ export function startShardWorker(ctx: ShardWorkerContext, lease: Lease, claimSen
     return false;
   }
 
-  function reportCommitted(rows: OutboxRow[], parked: ParkedRow[], published: number, latencies: number[]): void {
+  function reportCommitted(rows: OutboxRow[], parked: ParkedRow[], published: { ids: string[]; latencies: number[]; visibleAt: number }): void {
     for (const p of parked) {
       const row = rows.find((r) => r.seq === p.seq);
       const traceId = traceIdOf(row?.headers.traceparent);
@@ -271,7 +270,14 @@ export function startShardWorker(ctx: ShardWorkerContext, lease: Lease, claimSen
         ...(traceId ? { traceId } : {}),
       });
     }
-    events.emit('relay:batchPublished', { shard, rows: published, parked: parked.length, publishLatencies: latencies });
+    events.emit('relay:batchPublished', {
+      shard,
+      rows: published.ids.length,
+      parked: parked.length,
+      publishLatencies: published.latencies,
+      publishedIds: published.ids,
+      visibleAt: published.visibleAt,
+    });
   }
 
   async function run(): Promise<void> {

@@ -228,7 +228,11 @@ describe('outbox relay', () => {
     // librdkafka holds at most 25 messages: most of every 200-row batch is refused at enqueue.
     relay = startTestRelay(database, { batchSize: 200 }, undefined, { 'queue.buffering.max.messages': 25, 'batch.num.messages': 25 });
     const batches: number[] = [];
-    relay.events.on('relay:batchPublished', ({ rows }) => batches.push(rows));
+    const reportedIds: string[] = [];
+    relay.events.on('relay:batchPublished', ({ rows, publishedIds }) => {
+      batches.push(rows);
+      reportedIds.push(...publishedIds);
+    });
     await relay.start();
     const sum = (ns: number[]) => ns.reduce((a, b) => a + b, 0);
     // A batch is reported once its cursor moved, a moment after its messages are readable on Kafka.
@@ -240,6 +244,8 @@ describe('outbox relay', () => {
     // when it had sent some meanwhile), never a whole 200-row read; the rest was read again.
     expect(Math.max(...batches)).toBeLessThan(200);
     expect(sum(batches)).toBe(300);
+    // What the relay reports as published is what Kafka holds: each event once, none missing.
+    expect([...reportedIds].sort()).toEqual(received.map((m) => m.ceId).sort());
     for (const key of keys) {
       const ns = received.filter((m) => m.key === key).map((m) => (JSON.parse(m.value) as { n: number }).n);
       expect(ns).toEqual(Array.from({ length: 100 }, (_, j) => keys.indexOf(key) + 3 * j));

@@ -36,8 +36,8 @@ describe('settleBatch', () => {
       kind: 'commit',
       cursor: { xid: '100', seq: '5' },
       parked: [],
-      published: 5,
       publishedCreatedAt: Array.from({ length: 5 }, () => created.getTime()),
+      publishedIds: ['id-1', 'id-2', 'id-3', 'id-4', 'id-5'],
       partial: false,
     });
   });
@@ -51,8 +51,13 @@ describe('settleBatch', () => {
     const alone = settleBatch(rows.slice(1, 2), [tooLarge]);
     expect(alone).toMatchObject({ kind: 'redo', backoff: false, parked: [{ seq: '2', errorCode: 'ERR_MSG_SIZE_TOO_LARGE' }] });
     const parked = alone.parked;
-    expect(settleBatch(rows.slice(1, 2), [undefined], parked)).toMatchObject({ kind: 'commit', cursor: { seq: '2' }, parked, published: 0 });
-    expect(settleBatch(rows, [acked, undefined, acked, acked, acked], parked)).toMatchObject({ kind: 'commit', cursor: { seq: '5' }, parked, published: 4 });
+    expect(settleBatch(rows.slice(1, 2), [undefined], parked)).toMatchObject({ kind: 'commit', cursor: { seq: '2' }, parked, publishedIds: [] });
+    expect(settleBatch(rows, [acked, undefined, acked, acked, acked], parked)).toMatchObject({
+      kind: 'commit',
+      cursor: { seq: '5' },
+      parked,
+      publishedIds: ['id-1', 'id-3', 'id-4', 'id-5'],
+    });
   });
 
   it('a row refused before sending (illegal topic) is parked in the same commit, without aborting', () => {
@@ -64,7 +69,7 @@ describe('settleBatch', () => {
       kind: 'commit',
       cursor: { seq: '2' },
       partial: true,
-      published: 2,
+      publishedIds: ['id-1', 'id-2'],
     });
     expect(settleBatch(rows, [queueFull, queueFull, queueFull, queueFull, queueFull])).toMatchObject({ kind: 'redo', backoff: true });
   });
