@@ -45,8 +45,9 @@ export interface ParkedRow {
  * The next rows of `shard` past the cursor in (xid, seq) order, only below the snapshot horizon:
  * every transaction that has not finished yet has an xid >= pg_snapshot_xmin, so a row of a
  * transaction that took its xid early and commits late is read after it commits, never skipped.
- * The query lives in outbox_read_batch (db/migrations/0005), which pins the plan to an ordered
- * scan of outbox_shard_xid_seq_idx so a large backlog is never sorted whole.
+ * The query lives in outbox_read_batch (db/migrations/0005, 0011, 0013), which pins the plan to an
+ * ordered scan of outbox_shard_xid_seq_idx so a large backlog is never sorted whole, and keeps the
+ * plan per connection.
  */
 export async function readBatchBelowHorizon(db: Db, shard: number, cursor: Cursor, limit: number, maxBytes: number): Promise<OutboxRow[]> {
   const { rows } = await sql<OutboxRow>`

@@ -10,6 +10,7 @@ import * as m0009 from './0009_redrives_and_judge_cache_scope.js';
 import * as m0010 from './0010_api_results_scores_deletion_input.js';
 import * as m0011 from './0011_outbox_generations.js';
 import * as m0012 from './0012_evaluations_created_at.js';
+import * as m0013 from './0013_outbox_read_batch_cached_plan.js';
 
 export const migrations: Record<string, Migration> = {
   '0001_initial': m0001,
@@ -22,4 +23,5 @@ export const migrations: Record<string, Migration> = {
   '0010_api_results_scores_deletion_input': m0010,
   '0011_outbox_generations': m0011,
   '0012_evaluations_created_at': m0012,
+  '0013_outbox_read_batch_cached_plan': m0013,
 };
