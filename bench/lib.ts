@@ -219,14 +219,16 @@ export function reportFigures(figures: BenchFigure[]): void {
 
 /**
  * Waits until the relay has published every outbox row of `handle`'s database (one latency
- * recorded per event), then stops the nudger, the relay and the pool. Returns the latencies, sorted.
+ * recorded per event, except for the `uncounted` rows of a warm-up), then stops the nudger, the
+ * relay and the pool. Returns the latencies, sorted.
  */
 export async function settleLatencies(
   handle: DbHandle,
   latencies: number[],
   parts: { nudger: Pick<OutboxNudger, 'idle'>; relay: { stop(): Promise<void> } },
+  uncounted = 0,
 ): Promise<number[]> {
-  const expected = Number((await sql<{ n: string }>`SELECT count(*) AS n FROM outbox`.execute(handle.db)).rows[0]?.n);
+  const expected = Number((await sql<{ n: string }>`SELECT count(*) AS n FROM outbox`.execute(handle.db)).rows[0]?.n) - uncounted;
   while (latencies.length < expected) await new Promise((r) => setTimeout(r, 50));
   await parts.nudger.idle();
   await parts.relay.stop();
