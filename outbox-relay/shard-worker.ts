@@ -190,7 +190,8 @@ export function startShardWorker(ctx: ShardWorkerContext, lease: Lease, claimSen
           return 'lost';
         }
         const commitError = inTransaction ? await active.commit(settings.leaseTtlMs).then(() => undefined, classifyKafkaError) : undefined;
-        // Latency to the moment read_committed consumers can see the rows: the commit, not the acks.
+        // Latency to the commit, not the acks: read_committed consumers wait for it (and for the
+        // transaction's markers the broker writes just after).
         const visibleAt = Date.now();
         if (!commitError) {
           if (!(await advanceCursor(db, lease, settlement.cursor, settlement.parked))) {
@@ -201,7 +202,7 @@ export function startShardWorker(ctx: ShardWorkerContext, lease: Lease, claimSen
           reportCommitted(rows, settlement.parked, {
             ids: settlement.publishedIds,
             latencies: settlement.publishedCreatedAt.map((created) => (visibleAt - created) / 1000),
-            visibleAt,
+            visibleAt: inTransaction ? visibleAt : undefined,
           });
           return settlement.partial ? 'partial' : 'committed';
         }
@@ -234,7 +235,7 @@ export function startShardWorker(ctx: ShardWorkerContext, lease: Lease, claimSen
       return 'lost';
     }
     cursor = to;
-    reportCommitted([row], [parked], { ids: [], latencies: [], visibleAt: Date.now() });
+    reportCommitted([row], [parked], { ids: [], latencies: [], visibleAt: undefined });
     return 'committed';
   }
 
@@ -256,7 +257,7 @@ export function startShardWorker(ctx: ShardWorkerContext, lease: Lease, claimSen
     return false;
   }
 
-  function reportCommitted(rows: OutboxRow[], parked: ParkedRow[], published: { ids: string[]; latencies: number[]; visibleAt: number }): void {
+  function reportCommitted(rows: OutboxRow[], parked: ParkedRow[], published: { ids: string[]; latencies: number[]; visibleAt: number | undefined }): void {
     for (const p of parked) {
       const row = rows.find((r) => r.seq === p.seq);
       const traceId = traceIdOf(row?.headers.traceparent);

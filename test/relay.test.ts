@@ -205,10 +205,15 @@ describe('outbox relay', () => {
         ]),
       );
     relay = startTestRelay(database);
+    const reportedIds: string[] = [];
+    relay.events.on('relay:batchPublished', ({ publishedIds }) => reportedIds.push(...publishedIds));
     await relay.start();
     await waitForPublished(database, relay, () => received.length >= 3, { what: 'the three publishable messages' });
     await waitFor(async () => (await database.db.selectFrom('outbox_parked').select('id').execute()).length === 1, { what: 'the parked row' });
     expect(received.map((m) => (JSON.parse(m.value) as { n: number }).n)).toEqual([1, 3, 4]);
+    // Sent one row per transaction after the refusal: reported as published are exactly those Kafka holds.
+    await waitFor(() => reportedIds.length >= 3, { what: 'three reported as published' });
+    expect([...reportedIds].sort()).toEqual(received.map((m) => m.ceId).sort());
     const parked = await database.db.selectFrom('outbox_parked').select(['id', 'error_code']).execute();
     expect(parked).toEqual([{ id: '00000000-0000-7000-8000-0000000000c1', error_code: 'ERR_MSG_SIZE_TOO_LARGE' }]);
   });

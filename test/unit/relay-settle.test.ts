@@ -61,7 +61,11 @@ describe('settleBatch', () => {
   });
 
   it('a row refused before sending (illegal topic) is parked in the same commit, without aborting', () => {
-    expect(settleBatch(rows, [acked, illegal, acked, acked, acked])).toMatchObject({ kind: 'commit', parked: [{ seq: '2', errorCode: 'INVALID_TOPIC' }] });
+    expect(settleBatch(rows, [acked, illegal, acked, acked, acked])).toMatchObject({
+      kind: 'commit',
+      parked: [{ seq: '2', errorCode: 'INVALID_TOPIC' }],
+      publishedIds: ['id-1', 'id-3', 'id-4', 'id-5'],
+    });
   });
 
   it('a full local queue commits the prefix that was produced; the rest was never sent and is read again', () => {
