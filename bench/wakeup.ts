@@ -5,8 +5,9 @@
 //    writer-side nudge), and a non-transactional logical-decoding message inside the transaction.
 //    Modes alternate within each round, so load from elsewhere falls on all of them alike.
 // 2. Latency: the relay in this process, writers at a low total rate spread over W concurrent
-//    writers, commit→Kafka-ack p50/p99 for the nudge after commit (coalesced, src/outbox-wakeup.ts),
-//    NOTIFY inside the transaction, and the adaptive poll alone.
+//    writers, row written (its transaction's start) → Kafka commit p50/p99 for the nudge after
+//    commit (coalesced, src/outbox-wakeup.ts), NOTIFY inside the transaction, and the adaptive
+//    poll alone.
 //   node --import tsx bench/wakeup.ts [--seconds 5] [--rounds 2] [--clients 1,8,32,128] [--rate 200]
 import fs from 'node:fs';
 import os from 'node:os';
@@ -151,7 +152,7 @@ if (!values['skip-latency']) {
     ['notify-in-tx', 'NOTIFY in the transaction'],
     ['poll', 'adaptive poll 5..500 ms alone'],
   ];
-  lines.push(`commit→Kafka-ack latency, relay in this process, ${rate} events/s in total for ${seconds} s, spread over W writers:`);
+  lines.push(`row written → Kafka commit latency, relay in this process, ${rate} events/s in total for ${seconds} s, spread over W writers:`);
   lines.push(`  ${'W'.padEnd(6)}${modes.map(([, label]) => label.padEnd(40)).join('')}`);
   for (const writers of clientCounts) {
     const cells: string[] = [];
