@@ -42,11 +42,13 @@ export interface RelayEvents {
   'relay:batchSending': [{ shard: number; rows: number; attempt: number }];
   /**
    * A batch's cursor moved: `publishedIds[i]` was in the Kafka transaction whose commit returned at
-   * `visibleAt` (epoch ms; undefined when nothing was sent), `publishLatencies[i]` seconds after its
+   * `kafkaCommittedAt` (epoch ms; undefined when nothing was sent), `publishLatencies[i]` seconds after its
    * row was written. read_committed consumers see the rows once the broker has written the
    * transaction's markers, just after.
    */
-  'relay:batchPublished': [{ shard: number; rows: number; parked: number; publishLatencies: number[]; publishedIds: string[]; visibleAt: number | undefined }];
+  'relay:batchPublished': [
+    { shard: number; rows: number; parked: number; publishLatencies: number[]; publishedIds: string[]; kafkaCommittedAt: number | undefined },
+  ];
   'relay:rowParked': [{ shard: number; seq: string; id: string; topic: string; code: string; message: string; traceId?: string }];
   'relay:produceError': [{ shard: number; code: string; retryable: boolean; message: string }];
   'relay:batchRetry': [{ shard: number; attempt: number; delayMs: number; code: string }];

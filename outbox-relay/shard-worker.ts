@@ -192,7 +192,7 @@ export function startShardWorker(ctx: ShardWorkerContext, lease: Lease, claimSen
         const commitError = inTransaction ? await active.commit(settings.leaseTtlMs).then(() => undefined, classifyKafkaError) : undefined;
         // Latency to the commit, not the acks: read_committed consumers wait for it (and for the
         // transaction's markers the broker writes just after).
-        const visibleAt = Date.now();
+        const kafkaCommittedAt = Date.now();
         if (!commitError) {
           if (!(await advanceCursor(db, lease, settlement.cursor, settlement.parked))) {
             markLost('fenced');
@@ -201,8 +201,8 @@ export function startShardWorker(ctx: ShardWorkerContext, lease: Lease, claimSen
           cursor = settlement.cursor;
           reportCommitted(rows, settlement.parked, {
             ids: settlement.publishedIds,
-            latencies: settlement.publishedCreatedAt.map((created) => (visibleAt - created) / 1000),
-            visibleAt: inTransaction ? visibleAt : undefined,
+            latencies: settlement.publishedCreatedAt.map((created) => (kafkaCommittedAt - created) / 1000),
+            kafkaCommittedAt: inTransaction ? kafkaCommittedAt : undefined,
           });
           return settlement.partial ? 'partial' : 'committed';
         }
@@ -235,7 +235,7 @@ export function startShardWorker(ctx: ShardWorkerContext, lease: Lease, claimSen
       return 'lost';
     }
     cursor = to;
-    reportCommitted([row], [parked], { ids: [], latencies: [], visibleAt: undefined });
+    reportCommitted([row], [parked], { ids: [], latencies: [], kafkaCommittedAt: undefined });
     return 'committed';
   }
 
@@ -257,7 +257,11 @@ export function startShardWorker(ctx: ShardWorkerContext, lease: Lease, claimSen
     return false;
   }
 
-  function reportCommitted(rows: OutboxRow[], parked: ParkedRow[], published: { ids: string[]; latencies: number[]; visibleAt: number | undefined }): void {
+  function reportCommitted(
+    rows: OutboxRow[],
+    parked: ParkedRow[],
+    published: { ids: string[]; latencies: number[]; kafkaCommittedAt: number | undefined },
+  ): void {
     for (const p of parked) {
       const row = rows.find((r) => r.seq === p.seq);
       const traceId = traceIdOf(row?.headers.traceparent);
@@ -277,7 +281,7 @@ export function startShardWorker(ctx: ShardWorkerContext, lease: Lease, claimSen
       parked: parked.length,
       publishLatencies: published.latencies,
       publishedIds: published.ids,
-      visibleAt: published.visibleAt,
+      kafkaCommittedAt: published.kafkaCommittedAt,
     });
   }
 

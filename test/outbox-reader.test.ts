@@ -63,6 +63,13 @@ describe('outbox reader', () => {
       expect(new Set(seqs).size).toBe(2000);
       expect(seqs[0]).toBe(Number(cursor.seq) + 1);
 
+      // A plan kept per connection needs PL/pgSQL and the forced generic plan: a SQL function's
+      // body also shows $1 in its plan, but is planned anew on every call.
+      const { rows: fn } = await sql<{ lanname: string; proconfig: string[] }>`
+        SELECT l.lanname, p.proconfig FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+        WHERE p.oid = 'outbox_read_batch(integer, xid8, bigint, integer, bigint)'::regprocedure`.execute(db);
+      expect(fn).toEqual([{ lanname: 'plpgsql', proconfig: expect.arrayContaining(['enable_sort=off', 'plan_cache_mode=force_generic_plan']) }]);
+
       const readPlans = plans.filter((plan) => plan.includes('ORDER BY o.xid, o.seq'));
       expect(readPlans).toHaveLength(8);
       for (const plan of readPlans) {
