@@ -17,6 +17,7 @@ import autocannon from 'autocannon';
 import { createKafka, ensureTopics } from '../src/kafka.js';
 import { freePort } from '../src/stack/process.js';
 import {
+  elapsedById,
   evalbox,
   failOnExit,
   freshDatabase,
@@ -154,7 +155,7 @@ lines.push(
 const rate = Math.max(1, Math.floor(sustained / 2));
 const steady = await post({ seconds, rate });
 await untilScored(steady.acceptedAt.keys(), 120_000);
-const latencies = [...steady.acceptedAt].map(([id, at]) => (scoredAt.get(id) as number) - at).sort((a, b) => a - b);
+const latencies = elapsedById(steady.acceptedAt, scoredAt);
 lines.push(
   `at ${rate} POST/s (half) for ${seconds} s: ${steady.acceptedAt.size} evaluations; 202 → evaluation.scored received from Kafka: p50 ${percentile(latencies, 50).toFixed(0)} ms, p99 ${percentile(latencies, 99).toFixed(0)} ms, max ${(latencies[latencies.length - 1] ?? NaN).toFixed(0)} ms (POST p50 ${steady.result.latency.p50} ms, p99 ${steady.result.latency.p99} ms)`,
 );

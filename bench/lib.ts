@@ -77,6 +77,20 @@ export function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
 }
 
+/**
+ * Each id's time from `startedAt` to `endedAt` (the same clock), sorted: the latency of events
+ * tracked by id. Every id that started must have ended; the callers wait for that first.
+ */
+export function elapsedById(startedAt: Map<string, number>, endedAt: Map<string, number>): number[] {
+  return [...startedAt]
+    .map(([id, at]) => {
+      const end = endedAt.get(id);
+      if (end === undefined) throw new Error(`no end recorded for ${id}`);
+      return end - at;
+    })
+    .sort((a, b) => a - b);
+}
+
 /** The median of unsorted samples (the upper middle one for an even count). */
 export const median = (xs: number[]): number =>
   percentile(

@@ -19,7 +19,18 @@ import { createDb } from '../src/db/index.js';
 import { createBatchProducer, createKafka, createTransactionalProducer, ensureTopics, type TransactionalProducer } from '../src/kafka.js';
 import { silentLogger } from '../src/logging.js';
 import { createOutboxNudger } from '../src/outbox-wakeup.js';
-import { freshDatabase, loadAverage, machine, percentile, relaySettings, reportFigures, requireEnv, settleLatencies, steadyWriters } from './lib.js';
+import {
+  elapsedById,
+  freshDatabase,
+  loadAverage,
+  machine,
+  percentile,
+  relaySettings,
+  reportFigures,
+  requireEnv,
+  settleLatencies,
+  steadyWriters,
+} from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -225,7 +236,7 @@ async function latency(
   });
   await untilPublished(() => [...committedAt.keys()].filter((id) => !kafkaCommittedAt.has(id)).length);
   const written = await settleLatencies(handle, latencies, { nudger, relay }, writers);
-  const committed = [...committedAt].map(([id, at]) => (kafkaCommittedAt.get(id) as number) - at).sort((a, b) => a - b);
+  const committed = elapsedById(committedAt, kafkaCommittedAt);
   const figures = {
     p50: percentile(committed, 50),
     p99: percentile(committed, 99),
